@@ -1,0 +1,499 @@
+import { z } from 'zod';
+import { isAgentId } from './subjects.js';
+
+/**
+ * Message schemas: the only place a message shape is written. Every message carries `v` (the
+ * schema version) and `kind` (globally unique, so any message decodes without context). Times are
+ * epoch milliseconds; nothing is binary, so JSON and msgpack carry the same data.
+ */
+
+/** The message version this build writes and the newest it reads. */
+export const MESSAGE_VERSION = 1;
+
+const v = z.literal(MESSAGE_VERSION);
+const epochMs = z.number().int().nonnegative();
+const nonEmpty = z.string().min(1);
+const agentId = z.string().refine(isAgentId, {
+  message: "agent id must be 1-128 letters, digits, '_' or '-' (no '.', '*', '>' or whitespace)",
+});
+const token = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "use only letters, digits, '_' and '-'");
+/** An idempotency key: `<agentId>:<step>:<n>` for commands, unique per effect. */
+const idempotencyKey = z.string().min(1).max(512);
+const record = z.record(z.string(), z.unknown());
+
+/** Who did something: a person or a process, and the channel it came through. */
+export const PrincipalSchema = z.object({
+  id: nonEmpty,
+  channel: nonEmpty,
+  name: z.string().optional(),
+});
+export type Principal = z.infer<typeof PrincipalSchema>;
+
+/** A failure as data. `retryable` decides retries; never parse `message`. */
+export const ErrorInfoSchema = z.object({
+  code: nonEmpty,
+  message: z.string(),
+  retryable: z.boolean(),
+  retryAfterMs: z.number().int().nonnegative().optional(),
+  details: z.unknown().optional(),
+});
+export type ErrorInfo = z.infer<typeof ErrorInfoSchema>;
+
+export const UsageSchema = z.object({
+  model: nonEmpty,
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  /** Absent when the model has no price in the configured table. */
+  costUsd: z.number().nonnegative().optional(),
+});
+export type Usage = z.infer<typeof UsageSchema>;
+
+export const BudgetSchema = z.object({
+  maxSteps: z.number().int().positive().optional(),
+  maxTokens: z.number().int().positive().optional(),
+  maxCostUsd: z.number().positive().optional(),
+  maxWallMs: z.number().int().positive().optional(),
+});
+export type Budget = z.infer<typeof BudgetSchema>;
+
+export const NOTIFY_TOPICS = ['done', 'failed', 'approval', 'input', 'budget', 'stuck', 'reminder', 'digest'] as const;
+export const NotifyRuleSchema = z.object({
+  channel: token,
+  on: z.array(z.enum(NOTIFY_TOPICS)).min(1),
+});
+export type NotifyRule = z.infer<typeof NotifyRuleSchema>;
+
+export const ToolCallSchema = z.object({
+  id: nonEmpty,
+  name: nonEmpty,
+  /** The model's arguments, as the JSON text it produced (it may be invalid JSON: that is data too). */
+  arguments: z.string(),
+});
+export type ToolCall = z.infer<typeof ToolCallSchema>;
+
+export const ChatMessageSchema = z.object({
+  role: z.enum(['system', 'user', 'assistant', 'tool']),
+  content: z.string().nullable(),
+  toolCalls: z.array(ToolCallSchema).optional(),
+  toolCallId: z.string().optional(),
+  name: z.string().optional(),
+});
+export type ChatMessage = z.infer<typeof ChatMessageSchema>;
+
+export const ToolDefinitionSchema = z.object({
+  name: token,
+  description: z.string(),
+  /** JSON Schema of the arguments. */
+  parameters: record,
+});
+export type ToolDefinition = z.infer<typeof ToolDefinitionSchema>;
+
+export const TASK_STATUSES = ['pending', 'active', 'done', 'blocked', 'cancelled'] as const;
+export interface Task {
+  id: string;
+  title: string;
+  status: (typeof TASK_STATUSES)[number];
+  children?: Task[] | undefined;
+}
+export const TaskSchema: z.ZodType<Task> = z.object({
+  id: nonEmpty,
+  title: z.string(),
+  status: z.enum(TASK_STATUSES),
+  get children() {
+    return z.array(TaskSchema).optional();
+  },
+});
+
+export const AGENT_STATUSES = ['running', 'waiting', 'paused', 'done', 'failed', 'cancelled'] as const;
+export type AgentStatus = (typeof AGENT_STATUSES)[number];
+
+/** An XState event: a `type` and any payload. */
+const MachineEventSchema = z.looseObject({ type: nonEmpty });
+
+/** Exactly one of `result` / `error` is present. */
+function oneOutcome(m: { result?: unknown; error?: unknown }): boolean {
+  return (m.result === undefined) !== (m.error === undefined);
+}
+const oneOutcomeMessage = { message: 'exactly one of result or error must be present' };
+
+// ---------------------------------------------------------------------------------------------
+// Inbox: errand.agent.<id>.in.<kind>
+
+const goalFields = {
+  goal: z.string().min(1).max(100_000),
+  /** The agent definition to run; the host's default when absent. */
+  agent: token.optional(),
+  model: z.string().optional(),
+  tools: z.array(token).optional(),
+  input: record.optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  budget: BudgetSchema.optional(),
+  notify: z.array(NotifyRuleSchema).optional(),
+};
+
+export const GoalMessageSchema = z.object({
+  v,
+  kind: z.literal('goal'),
+  agentId,
+  ...goalFields,
+  /** Set when a parent agent delegated this goal. */
+  parent: z.object({ agentId, ref: nonEmpty }).optional(),
+  submittedBy: PrincipalSchema.optional(),
+  at: epochMs,
+});
+
+export const PlanResultMessageSchema = z
+  .object({
+    v,
+    kind: z.literal('plan.result'),
+    agentId,
+    /** The idempotency key of the plan command this answers. */
+    key: idempotencyKey,
+    result: z
+      .object({
+        message: ChatMessageSchema,
+        finishReason: z.string(),
+      })
+      .optional(),
+    error: ErrorInfoSchema.optional(),
+    usage: UsageSchema.optional(),
+    at: epochMs,
+  })
+  .refine(oneOutcome, oneOutcomeMessage);
+
+export const ToolResultMessageSchema = z
+  .object({
+    v,
+    kind: z.literal('tool.result'),
+    agentId,
+    key: idempotencyKey,
+    callId: nonEmpty,
+    tool: token,
+    attempt: z.number().int().positive(),
+    durationMs: z.number().nonnegative(),
+    result: z
+      .object({
+        /** Absent when the tool returned nothing. */
+        output: z.unknown().optional(),
+        /** The output was cut to fit; `ref` points at the whole of it in the object store. */
+        truncated: z.boolean().optional(),
+        ref: z.string().optional(),
+      })
+      .optional(),
+    error: ErrorInfoSchema.optional(),
+    at: epochMs,
+  })
+  .refine(oneOutcome, oneOutcomeMessage);
+
+export const ApprovalMessageSchema = z.object({
+  v,
+  kind: z.literal('approval'),
+  agentId,
+  requestId: nonEmpty,
+  decision: z.enum(['approve', 'deny']),
+  /** Hash of the exact arguments the human was shown; a decision about other arguments is refused. */
+  argsHash: nonEmpty,
+  by: PrincipalSchema,
+  comment: z.string().optional(),
+  at: epochMs,
+});
+
+export const InputMessageSchema = z.object({
+  v,
+  kind: z.literal('input'),
+  agentId,
+  /** The question being answered; absent for a message the human volunteers (`errand tell`). */
+  requestId: z.string().optional(),
+  text: z.string().min(1).max(100_000),
+  /** Stop the work in flight and re-plan with this message. */
+  interrupt: z.boolean().optional(),
+  by: PrincipalSchema,
+  at: epochMs,
+});
+
+export const TimerFiredMessageSchema = z.object({
+  v,
+  kind: z.literal('timer.fired'),
+  agentId,
+  key: idempotencyKey,
+  timerId: nonEmpty,
+  /** The machine event the timer delivers. */
+  event: MachineEventSchema,
+  dueAt: epochMs,
+  firedAt: epochMs,
+});
+
+export const CONTROL_ACTIONS = ['cancel', 'pause', 'resume', 'budget'] as const;
+export const ControlMessageSchema = z.object({
+  v,
+  kind: z.literal('control'),
+  agentId,
+  action: z.enum(CONTROL_ACTIONS),
+  reason: z.string().optional(),
+  /** For `budget`: the new limits. */
+  budget: BudgetSchema.optional(),
+  by: PrincipalSchema.optional(),
+  at: epochMs,
+}).refine((m) => (m.action === 'budget') === (m.budget !== undefined), {
+  message: "budget must be present exactly when action is 'budget'",
+});
+
+export const ChildResultMessageSchema = z.object({
+  v,
+  kind: z.literal('child.result'),
+  /** The parent that receives it. */
+  agentId,
+  childId: agentId,
+  ref: nonEmpty,
+  outcome: z.enum(['done', 'failed', 'cancelled']),
+  output: z.unknown().optional(),
+  /** Present exactly when the outcome is `failed`. */
+  error: ErrorInfoSchema.optional(),
+  at: epochMs,
+}).refine((m) => (m.outcome === 'failed') === (m.error !== undefined), {
+  message: "error must be present exactly when outcome is 'failed'",
+});
+
+// ---------------------------------------------------------------------------------------------
+// Work: errand.work.*
+
+const commandFields = {
+  v,
+  /** Idempotency key; services remember completed keys and answer a repeat with the stored result. */
+  key: idempotencyKey,
+  agentId,
+  /** The agent step that issued the command. */
+  step: z.number().int().nonnegative(),
+  at: epochMs,
+};
+
+export const PlanRequestSchema = z.object({
+  ...commandFields,
+  kind: z.literal('plan.request'),
+  model: z.string().optional(),
+  messages: z.array(ChatMessageSchema).min(1),
+  tools: z.array(ToolDefinitionSchema),
+  temperature: z.number().min(0).max(2).optional(),
+  maxOutputTokens: z.number().int().positive().optional(),
+});
+
+export const ToolRequestSchema = z.object({
+  ...commandFields,
+  kind: z.literal('tool.request'),
+  callId: nonEmpty,
+  tool: token,
+  args: z.unknown(),
+  attempt: z.number().int().positive(),
+  timeoutMs: z.number().int().positive().optional(),
+});
+
+export const NotifyRequestSchema = z.object({
+  ...commandFields,
+  kind: z.literal('notify.request'),
+  channel: token,
+  topic: z.enum(NOTIFY_TOPICS),
+  title: z.string(),
+  text: z.string(),
+  link: z.string().optional(),
+  approval: z
+    .object({
+      requestId: nonEmpty,
+      argsHash: nonEmpty,
+      tool: z.string(),
+      summary: z.string(),
+      deadlineAt: epochMs.optional(),
+    })
+    .optional(),
+});
+
+export const TimerRequestSchema = z.object({
+  ...commandFields,
+  kind: z.literal('timer.request'),
+  timerId: nonEmpty,
+  action: z.enum(['start', 'cancel']),
+  dueAt: epochMs,
+  event: MachineEventSchema,
+});
+
+// ---------------------------------------------------------------------------------------------
+// Events: errand.agent.<id>.ev.<kind>
+
+const eventFields = { v, agentId, at: epochMs };
+
+export const CommandSummarySchema = z.object({
+  kind: z.enum(['plan.request', 'tool.request', 'notify.request', 'timer.request', 'goal', 'control', 'child.result']),
+  key: idempotencyKey,
+  subject: nonEmpty,
+});
+
+/** The journal: one per committed step; replay folds `event` through the machine to reach `state`. */
+export const StepEventSchema = z.object({
+  ...eventFields,
+  kind: z.literal('event.step'),
+  step: z.number().int().nonnegative(),
+  /** The inbox message that caused the step (its Nats-Msg-Id or stream sequence). */
+  inboxId: nonEmpty,
+  machine: z.object({ id: token, version: z.number().int().nonnegative() }),
+  event: MachineEventSchema,
+  /** The state value after the step. */
+  state: z.unknown(),
+  status: z.enum(AGENT_STATUSES),
+  commands: z.array(CommandSummarySchema),
+});
+
+export const StateEventSchema = z.object({
+  ...eventFields,
+  kind: z.literal('event.state'),
+  step: z.number().int().nonnegative(),
+  state: z.unknown(),
+  status: z.enum(AGENT_STATUSES),
+});
+
+export const TaskTreeEventSchema = z.object({
+  ...eventFields,
+  kind: z.literal('event.plan'),
+  step: z.number().int().nonnegative(),
+  tasks: z.array(TaskSchema),
+});
+
+export const ToolEventSchema = z.object({
+  ...eventFields,
+  kind: z.literal('event.tool'),
+  step: z.number().int().nonnegative(),
+  callId: nonEmpty,
+  tool: token,
+  status: z.enum(['requested', 'ok', 'error', 'retrying', 'cancelled']),
+  attempt: z.number().int().positive(),
+  durationMs: z.number().nonnegative().optional(),
+  error: ErrorInfoSchema.optional(),
+});
+
+export const ApprovalEventSchema = z.object({
+  ...eventFields,
+  kind: z.literal('event.approval'),
+  requestId: nonEmpty,
+  status: z.enum(['requested', 'approved', 'denied', 'expired', 'refused']),
+  tool: z.string().optional(),
+  argsHash: nonEmpty,
+  by: PrincipalSchema.optional(),
+  reason: z.string().optional(),
+});
+
+export const UsageEventSchema = z.object({
+  ...eventFields,
+  kind: z.literal('event.usage'),
+  step: z.number().int().nonnegative(),
+  usage: UsageSchema,
+  total: z.object({
+    inputTokens: z.number().int().nonnegative(),
+    outputTokens: z.number().int().nonnegative(),
+    costUsd: z.number().nonnegative(),
+  }),
+});
+
+export const DoneEventSchema = z.object({
+  ...eventFields,
+  kind: z.literal('event.done'),
+  output: z.unknown().optional(),
+  summary: z.string().optional(),
+});
+
+export const FailedEventSchema = z.object({
+  ...eventFields,
+  kind: z.literal('event.failed'),
+  error: ErrorInfoSchema,
+});
+
+// ---------------------------------------------------------------------------------------------
+// Goal intake: errand.submit (core request/reply)
+
+/**
+ * A goal from any NATS client. `v` and `kind` may be left out so that
+ * `nats req errand.submit '{"goal":"…"}'` works; the codec fills them in.
+ */
+export const SubmitRequestSchema = z.object({
+  v: v.default(MESSAGE_VERSION),
+  kind: z.literal('submit.request').default('submit.request'),
+  /** Choose the id yourself to make the submit idempotent; one is assigned otherwise. */
+  agentId: agentId.optional(),
+  ...goalFields,
+  submittedBy: PrincipalSchema.optional(),
+});
+
+export const SubmitReplySchema = z
+  .object({
+    v,
+    kind: z.literal('submit.reply'),
+    agentId: agentId.optional(),
+    /** True when `agentId` was given and that agent already existed: nothing new was started. */
+    existing: z.boolean().optional(),
+    error: z.object({ code: nonEmpty, message: z.string() }).optional(),
+  })
+  .refine((m) => (m.agentId === undefined) !== (m.error === undefined), {
+    message: 'exactly one of agentId or error must be present',
+  });
+
+/** Every message kind Errand sends, by its `kind`. */
+export const messageSchemas = {
+  goal: GoalMessageSchema,
+  'plan.result': PlanResultMessageSchema,
+  'tool.result': ToolResultMessageSchema,
+  approval: ApprovalMessageSchema,
+  input: InputMessageSchema,
+  'timer.fired': TimerFiredMessageSchema,
+  control: ControlMessageSchema,
+  'child.result': ChildResultMessageSchema,
+  'plan.request': PlanRequestSchema,
+  'tool.request': ToolRequestSchema,
+  'notify.request': NotifyRequestSchema,
+  'timer.request': TimerRequestSchema,
+  'event.step': StepEventSchema,
+  'event.state': StateEventSchema,
+  'event.plan': TaskTreeEventSchema,
+  'event.tool': ToolEventSchema,
+  'event.approval': ApprovalEventSchema,
+  'event.usage': UsageEventSchema,
+  'event.done': DoneEventSchema,
+  'event.failed': FailedEventSchema,
+  'submit.request': SubmitRequestSchema,
+  'submit.reply': SubmitReplySchema,
+} as const;
+
+export type MessageKind = keyof typeof messageSchemas;
+/** A decoded, validated message of `kind` K. */
+export type Message<K extends MessageKind = MessageKind> = { [P in K]: z.output<(typeof messageSchemas)[P]> }[K];
+/** What you may hand to the encoder for kind K (defaults may be omitted). */
+export type MessageInput<K extends MessageKind = MessageKind> = { [P in K]: z.input<(typeof messageSchemas)[P]> }[K];
+
+export const MESSAGE_KINDS = Object.keys(messageSchemas) as MessageKind[];
+
+/** The inbox subject token for each message kind an agent receives. */
+export const INBOX_KIND_OF = {
+  goal: 'goal',
+  'plan.result': 'plan',
+  'tool.result': 'tool',
+  approval: 'approval',
+  input: 'input',
+  'timer.fired': 'timer',
+  control: 'control',
+  'child.result': 'child',
+} as const satisfies Partial<Record<MessageKind, string>>;
+export type InboxMessage = Message<keyof typeof INBOX_KIND_OF>;
+export const INBOX_MESSAGE_KINDS = Object.keys(INBOX_KIND_OF) as (keyof typeof INBOX_KIND_OF)[];
+
+/** The event subject token for each progress event. */
+export const EVENT_KIND_OF = {
+  'event.step': 'step',
+  'event.state': 'state',
+  'event.plan': 'plan',
+  'event.tool': 'tool',
+  'event.approval': 'approval',
+  'event.usage': 'usage',
+  'event.done': 'done',
+  'event.failed': 'failed',
+} as const satisfies Partial<Record<MessageKind, string>>;
+export type ProgressEvent = Message<keyof typeof EVENT_KIND_OF>;
+export const EVENT_MESSAGE_KINDS = Object.keys(EVENT_KIND_OF) as (keyof typeof EVENT_KIND_OF)[];
+
+export type WorkCommand = Message<'plan.request' | 'tool.request' | 'notify.request' | 'timer.request'>;
+export const WORK_MESSAGE_KINDS = ['plan.request', 'tool.request', 'notify.request', 'timer.request'] as const;
