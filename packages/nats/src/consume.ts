@@ -1,0 +1,129 @@
+import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import {
+  CodecError,
+  decodeMessage,
+  ErrandError,
+  Header,
+  silentLogger,
+  type Logger,
+  type Message,
+  type MessageKind,
+} from '@errand/protocols';
+import { deadLetter, deadMessageOf, type DeadLetterTarget } from './dead-letter.js';
+
+export const ConsumeErrorCode = {
+  /** The handler threw on every one of `maxDeliveries` attempts. */
+  HandlerFailed: 'ERR_HANDLER_FAILED',
+} as const;
+
+export interface ConsumeMessagesOptions<K extends MessageKind> {
+  /** A JetStream pull consumer (`js.consumers.get(stream, name)`). */
+  consumer: Consumer;
+  /** The message kinds this consumer accepts; anything else is dead-lettered. */
+  expect: K | readonly K[];
+  /** Where undecodable, invalid or repeatedly failing messages go. */
+  deadLetter: DeadLetterTarget;
+  /**
+   * Handles one valid message. Returning acks it; throwing naks it for redelivery after
+   * `retryDelayMs`, until `maxDeliveries`, after which it is dead-lettered with the error.
+   * The handler may ack, nak or heartbeat (`msg.working()`) itself.
+   */
+  handle(message: Message<K>, msg: JsMsg): Promise<void>;
+  /** How many messages are handled at once. */
+  concurrency: number;
+  maxDeliveries: number;
+  /** Delay before a failed message is redelivered, by how often it was delivered so far. */
+  retryDelayMs(deliveries: number): number;
+  logger: Logger;
+}
+
+export function defaultConsumeMessagesOptions(): Pick<
+  ConsumeMessagesOptions<MessageKind>,
+  'concurrency' | 'maxDeliveries' | 'retryDelayMs' | 'logger'
+> {
+  return {
+    concurrency: 1,
+    maxDeliveries: 5,
+    retryDelayMs: (deliveries) => Math.min(30_000, 500 * 2 ** (deliveries - 1)),
+    logger: silentLogger,
+  };
+}
+
+/** A running consumer loop. */
+export interface MessageConsumer {
+  /** Stops pulling, lets in-flight handlers finish, and resolves when all are done. */
+  stop(): Promise<void>;
+  /** Resolves when the loop has ended (after `stop()` or when the consumer goes away). */
+  readonly done: Promise<void>;
+}
+
+/**
+ * Pulls messages from a consumer, validates each with the protocol codec, and hands valid ones to
+ * `handle` with bounded concurrency. A message that does not decode or validate is published to
+ * the dead-letter stream with the reason and acked: it is never silently dropped, and the loop
+ * goes on with the next one.
+ */
+export async function consumeMessages<K extends MessageKind>(
+  options: Pick<ConsumeMessagesOptions<K>, 'consumer' | 'expect' | 'deadLetter' | 'handle'> & Partial<ConsumeMessagesOptions<K>>,
+): Promise<MessageConsumer> {
+  const o = { ...defaultConsumeMessagesOptions(), ...options } as ConsumeMessagesOptions<K>;
+  const logger = o.logger.child({ component: 'consumer', origin: o.deadLetter.origin });
+  const messages = await o.consumer.consume({ max_messages: Math.max(10, o.concurrency * 2) });
+  const inflight = new Set<Promise<void>>();
+
+  const process = async (msg: JsMsg): Promise<void> => {
+    let message: Message<K>;
+    try {
+      message = decodeMessage<K>(msg.data, { contentType: msg.headers?.get(Header.ContentType), expect: o.expect });
+    } catch (err) {
+      if (!(err instanceof CodecError)) throw err;
+      await deadLetter(o.deadLetter, deadMessageOf(msg), err);
+      msg.ack();
+      logger.warn({ subject: msg.subject, seq: msg.seq, code: err.code, agentId: err.agentId }, `dead-lettered: ${err.message}`);
+      return;
+    }
+    try {
+      await o.handle(message, msg);
+      msg.ack();
+    } catch (err) {
+      const deliveries = msg.info.deliveryCount;
+      const agentId = (message as { agentId?: string }).agentId;
+      if (deliveries >= o.maxDeliveries) {
+        const reason = {
+          code: err instanceof ErrandError ? err.code : ConsumeErrorCode.HandlerFailed,
+          message: `handler failed ${deliveries} times; last error: ${(err as Error).message}`,
+          agentId,
+        };
+        await deadLetter(o.deadLetter, deadMessageOf(msg), reason);
+        msg.ack();
+        logger.error({ err, subject: msg.subject, seq: msg.seq, agentId, deliveries }, 'handler keeps failing; dead-lettered');
+      } else {
+        const delay = o.retryDelayMs(deliveries);
+        msg.nak(delay);
+        logger.warn({ err, subject: msg.subject, seq: msg.seq, agentId, deliveries, retryInMs: delay }, 'handler failed; will retry');
+      }
+    }
+  };
+
+  const loop = (async () => {
+    for await (const msg of messages) {
+      const p: Promise<void> = process(msg)
+        .catch((err: unknown) => {
+          // Publishing to the DLQ failed (NATS down): leave the message unacked for redelivery.
+          logger.error({ err, subject: msg.subject, seq: msg.seq }, 'could not process message; it will be redelivered');
+        })
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
+      if (inflight.size >= o.concurrency) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+  })();
+
+  return {
+    done: loop,
+    async stop() {
+      await messages.close();
+      await loop;
+    },
+  };
+}

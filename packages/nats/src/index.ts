@@ -1,0 +1,37 @@
+export { NatsError, NatsErrorCode } from './errors.js';
+export { parseServerVersion, serverFeatures, warnAboutDurability, type ServerFeatures, type ServerVersion } from './features.js';
+export {
+  connect,
+  connectOptionsFromEnv,
+  DEFAULT_NATS_URL,
+  defaultConnectOptions,
+  type ConnectOptions,
+  type ErrandConnection,
+} from './connect.js';
+export {
+  bucketStreamConfig,
+  provision,
+  streamConfig,
+  type ProvisionChange,
+  type ProvisionItem,
+  type ProvisionOptions,
+  type ProvisionReport,
+} from './provision.js';
+export {
+  defaultDataDir,
+  defaultNatsServerOptions,
+  findNatsServer,
+  startNatsServer,
+  type ClusterOptions,
+  type FindNatsServerOptions,
+  type NatsServer,
+  type NatsServerOptions,
+} from './nats-server.js';
+export { deadLetter, deadMessageOf, type DeadLetterReason, type DeadLetterTarget, type DeadMessage } from './dead-letter.js';
+export {
+  consumeMessages,
+  ConsumeErrorCode,
+  defaultConsumeMessagesOptions,
+  type ConsumeMessagesOptions,
+  type MessageConsumer,
+} from './consume.js';

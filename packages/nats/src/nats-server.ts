@@ -1,0 +1,347 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { silentLogger, type Logger } from '@errand/protocols';
+import { NatsError, NatsErrorCode } from './errors.js';
+
+/** Where `errand up` keeps its server's data unless told otherwise. */
+export function defaultDataDir(): string {
+  return join(homedir(), '.errand', 'nats');
+}
+
+/** Places searched after `NATS_SERVER_BIN` and `PATH`. */
+const WELL_KNOWN_BINARIES = ['/usr/sbin/nats-server', '/usr/local/bin/nats-server', '/usr/bin/nats-server'];
+const PID_FILE = 'errand-nats-server.pid';
+const STDERR_LINES_KEPT = 60;
+
+export interface FindNatsServerOptions {
+  /** An explicit path; wins over everything else. */
+  binary: string | undefined;
+  /** Read for `NATS_SERVER_BIN` and `PATH` (pass `process.env` from the process edge). */
+  env: Readonly<Record<string, string | undefined>>;
+  /** Install locations searched last; `/usr/sbin/nats-server` and the like by default. */
+  fallbacks: readonly string[];
+}
+
+/**
+ * Finds the `nats-server` binary: `binary`, then `NATS_SERVER_BIN`, then `PATH`, then the usual
+ * install folders. Throws {@link NatsError} `ERR_NATS_SERVER_NOT_FOUND` naming where it looked and
+ * how to install it.
+ */
+export function findNatsServer(options: Partial<FindNatsServerOptions> = {}): string {
+  const env = options.env ?? {};
+  const candidates: string[] = [];
+  if (options.binary) candidates.push(options.binary);
+  if (env.NATS_SERVER_BIN) candidates.push(env.NATS_SERVER_BIN);
+  for (const dir of (env.PATH ?? '').split(delimiter)) if (dir) candidates.push(join(dir, 'nats-server'));
+  const fallbacks = options.fallbacks ?? WELL_KNOWN_BINARIES;
+  candidates.push(...fallbacks);
+  for (const c of candidates) {
+    if (isExecutable(c)) return c;
+    // An explicit choice that does not work must not silently fall back to another binary.
+    if (c === options.binary || c === env.NATS_SERVER_BIN) {
+      throw new NatsError(NatsErrorCode.ServerNotFound, `nats-server binary '${c}' does not exist or is not executable`);
+    }
+  }
+  throw new NatsError(
+    NatsErrorCode.ServerNotFound,
+    `nats-server was not found (looked in PATH${fallbacks.length ? ` and ${fallbacks.join(', ')}` : ''}). ` +
+      "Install Debian's package with `apt-get install nats-server`, set NATS_SERVER_BIN to the binary, " +
+      'or set NATS_URL to use a server that is already running',
+  );
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface ClusterOptions {
+  name: string;
+  /** The port for routes from the other nodes (fixed: the others must know it in advance). */
+  port: number;
+  /** Route URLs of the other nodes (`nats://127.0.0.1:6222`). */
+  routes: readonly string[];
+}
+
+export interface NatsServerOptions extends FindNatsServerOptions {
+  host: string;
+  /** A port, or 0 for a free one chosen by the server (kept across `restart()`). */
+  port: number;
+  /**
+   * The JetStream data folder. `'temporary'` makes a fresh one under the OS temp folder that
+   * `stop()` removes; the default is {@link defaultDataDir}, which persists across runs.
+   */
+  storeDir: string | 'temporary';
+  /** Unique per node of a cluster. */
+  serverName: string | undefined;
+  cluster: ClusterOptions | undefined;
+  /** How long to wait for the server to accept JetStream requests. */
+  readyTimeoutMs: number;
+  /** How long `stop()` waits for a clean exit before it kills. */
+  stopTimeoutMs: number;
+  logger: Logger;
+  /** Extra command-line arguments for nats-server. */
+  args: readonly string[];
+}
+
+export function defaultNatsServerOptions(): NatsServerOptions {
+  return {
+    binary: undefined,
+    env: {},
+    fallbacks: WELL_KNOWN_BINARIES,
+    host: '127.0.0.1',
+    port: 0,
+    storeDir: defaultDataDir(),
+    serverName: undefined,
+    cluster: undefined,
+    readyTimeoutMs: 20_000,
+    stopTimeoutMs: 10_000,
+    logger: silentLogger,
+    args: [],
+  };
+}
+
+/** A running nats-server child process. */
+export interface NatsServer extends AsyncDisposable {
+  /** `nats://host:port` for clients. */
+  readonly url: string;
+  readonly port: number;
+  readonly storeDir: string;
+  /** The server's version, as it reported it. */
+  readonly version: string;
+  readonly pid: number | undefined;
+  readonly running: boolean;
+  /** The last lines the server wrote to stderr, for error reports. */
+  recentOutput(): string[];
+  /** Stops cleanly (SIGTERM, SIGKILL after `stopTimeoutMs`); removes a temporary store. */
+  stop(): Promise<void>;
+  /** SIGKILL, as a crash would; the data stays for `restart()`. */
+  kill(): Promise<void>;
+  /** Starts the server again on the same port with the same data. */
+  restart(): Promise<void>;
+}
+
+/**
+ * Starts nats-server with JetStream and waits until it answers JetStream API requests (in a cluster:
+ * until the meta leader is elected). Throws {@link NatsError}: `ERR_NATS_SERVER_NOT_FOUND`,
+ * `ERR_NATS_SERVER_DATA_IN_USE` when another live server owns the data folder, and
+ * `ERR_NATS_SERVER_START` (with the server's own last words) when it exits or is not ready in time.
+ */
+export async function startNatsServer(options: Partial<NatsServerOptions> = {}): Promise<NatsServer> {
+  const o = { ...defaultNatsServerOptions(), ...options };
+  const binary = findNatsServer(o);
+  const temporary = o.storeDir === 'temporary';
+  const storeDir = temporary ? await mkdtemp(join(tmpdir(), 'errand-nats-')) : o.storeDir;
+  await mkdir(storeDir, { recursive: true });
+  const logger = o.logger.child({ component: 'nats-server' });
+
+  let port = o.port;
+  let child: ChildProcess | undefined;
+  let version = '';
+  let output: string[] = [];
+  let exited: Promise<void> = Promise.resolve();
+
+  const launch = async (): Promise<void> => {
+    await claimStoreDir(storeDir);
+    const portsDir = await mkdtemp(join(tmpdir(), 'errand-nats-ports-'));
+    const args = ['-a', o.host, '-p', port === 0 ? '-1' : String(port), '-js', '-sd', storeDir, '--ports_file_dir', portsDir];
+    if (o.serverName) args.push('--server_name', o.serverName);
+    if (o.cluster) {
+      args.push('--cluster_name', o.cluster.name, '--cluster', `nats://${o.host}:${o.cluster.port}`);
+      if (o.cluster.routes.length > 0) args.push('--routes', o.cluster.routes.join(','));
+    }
+    args.push(...o.args);
+
+    output = [];
+    const proc = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = proc;
+    let exitInfo: string | undefined;
+    exited = new Promise<void>((resolve) => {
+      proc.once('exit', (code, signal) => {
+        exitInfo = signal ? `signal ${signal}` : `code ${code}`;
+        resolve();
+      });
+      proc.once('error', (err) => {
+        exitInfo = err.message;
+        resolve();
+      });
+    });
+    let partial = '';
+    proc.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      output.push(...lines);
+      if (output.length > STDERR_LINES_KEPT) output.splice(0, output.length - STDERR_LINES_KEPT);
+    });
+
+    const fail = (why: string) =>
+      new NatsError(
+        NatsErrorCode.ServerStartFailed,
+        `nats-server ${why}.${output.length ? `\nIts last output:\n  ${output.slice(-15).join('\n  ')}` : ''}`,
+      );
+    try {
+      const deadline = Date.now() + o.readyTimeoutMs;
+      const portsFile = join(portsDir, `nats-server_${proc.pid}.ports`);
+      // The server writes the ports file once it listens; there is no event to await, so poll it
+      // (bounded by the deadline) while watching for an early exit.
+      let url: string | undefined;
+      while (url === undefined) {
+        if (exitInfo !== undefined) throw fail(`exited during start-up (${exitInfo})`);
+        if (Date.now() > deadline) throw fail(`did not start listening within ${o.readyTimeoutMs} ms`);
+        url = await readClientUrl(portsFile);
+        if (url === undefined) await sleep(20);
+      }
+      port = Number(new URL(url).port);
+      version = await waitForJetStream(`nats://${o.host}:${port}`, deadline, () => exitInfo, fail);
+    } catch (err) {
+      proc.kill('SIGKILL');
+      await exited;
+      await releaseStoreDir(storeDir, proc.pid);
+      throw err;
+    } finally {
+      await rm(portsDir, { recursive: true, force: true });
+    }
+    await writeFile(join(storeDir, PID_FILE), String(proc.pid));
+    logger.info({ url: `nats://${o.host}:${port}`, pid: proc.pid, storeDir, version }, 'nats-server ready');
+  };
+
+  const terminate = async (signal: NodeJS.Signals): Promise<void> => {
+    const proc = child;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill(signal);
+    if (signal !== 'SIGKILL') {
+      const timer = setTimeout(() => proc.kill('SIGKILL'), o.stopTimeoutMs);
+      await exited;
+      clearTimeout(timer);
+    } else {
+      await exited;
+    }
+    await releaseStoreDir(storeDir, proc.pid);
+  };
+
+  await launch();
+
+  const server: NatsServer = {
+    get url() {
+      return `nats://${o.host}:${port}`;
+    },
+    get port() {
+      return port;
+    },
+    storeDir,
+    get version() {
+      return version;
+    },
+    get pid() {
+      return child?.pid;
+    },
+    get running() {
+      return child !== undefined && child.exitCode === null && child.signalCode === null;
+    },
+    recentOutput: () => [...output],
+    async stop() {
+      await terminate('SIGTERM');
+      logger.info({ storeDir }, 'nats-server stopped');
+      if (temporary) await rm(storeDir, { recursive: true, force: true });
+    },
+    async kill() {
+      await terminate('SIGKILL');
+    },
+    async restart() {
+      await terminate('SIGTERM');
+      await launch();
+    },
+    [Symbol.asyncDispose]: () => server.stop(),
+  };
+  return server;
+}
+
+async function readClientUrl(portsFile: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await readFile(portsFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const ports = JSON.parse(text) as { nats?: string[] };
+    return ports.nats?.[0];
+  } catch {
+    return undefined; // written but not complete yet
+  }
+}
+
+/** Polls until the server answers a JetStream account request; returns the server version. */
+async function waitForJetStream(
+  url: string,
+  deadline: number,
+  exitInfo: () => string | undefined,
+  fail: (why: string) => NatsError,
+): Promise<string> {
+  let lastError = '';
+  while (Date.now() < deadline) {
+    if (exitInfo() !== undefined) throw fail(`exited during start-up (${exitInfo()})`);
+    const nc = await natsConnect({ servers: url, timeout: 2000, reconnect: false }).catch((err: Error) => {
+      lastError = err.message;
+      return undefined;
+    });
+    if (nc) {
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 2000 });
+        await jsm.getAccountInfo();
+        return nc.info?.version ?? 'unknown';
+      } catch (err) {
+        lastError = (err as Error).message;
+      } finally {
+        await nc.close().catch(() => {});
+      }
+    }
+    await sleep(100);
+  }
+  throw fail(`did not get JetStream ready in time (last error: ${lastError})`);
+}
+
+/** Refuses a data folder that a live server (of ours) is still using: two servers on one store corrupt it. */
+async function claimStoreDir(storeDir: string): Promise<void> {
+  const pidFile = join(storeDir, PID_FILE);
+  if (!existsSync(pidFile)) return;
+  const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+  if (Number.isInteger(pid) && pid > 0 && isAlive(pid) && (await looksLikeNatsServer(pid))) {
+    throw new NatsError(
+      NatsErrorCode.ServerDataInUse,
+      `another nats-server (pid ${pid}) is using the data folder ${storeDir}; stop it, or choose another folder (--data-dir), or point NATS_URL at it`,
+    );
+  }
+  await rm(pidFile, { force: true });
+}
+
+async function releaseStoreDir(storeDir: string, pid: number | undefined): Promise<void> {
+  const pidFile = join(storeDir, PID_FILE);
+  const owner = await readFile(pidFile, 'utf8').catch(() => undefined);
+  if (owner !== undefined && Number(owner) === pid) await rm(pidFile, { force: true });
+}
+
+/** Where /proc exists, tells a live nats-server from an unrelated process that reused the pid. */
+async function looksLikeNatsServer(pid: number): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
+  return cmdline === undefined || cmdline.includes('nats-server');
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,10 @@
+export { freePort } from './free-port.js';
+export { recordingLogger, type LogEntry, type RecordingLogger } from './recording-logger.js';
+export {
+  startTestCluster,
+  startTestServer,
+  uniquePrefix,
+  type TestCluster,
+  type TestClusterOptions,
+  type TestServer,
+} from './servers.js';

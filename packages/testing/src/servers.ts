@@ -1,0 +1,160 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, startNatsServer, type ConnectOptions, type ErrandConnection, type NatsServer } from '@errand/nats';
+import { freePort } from './free-port.js';
+
+/** A subject prefix no other test uses (`t-3fa9c1d2`), so files and tests never share streams. */
+export function uniquePrefix(label = 't'): string {
+  return `${label}-${randomBytes(4).toString('hex')}`;
+}
+
+/** A nats-server for one test file, with a temporary store that `stop()` removes. */
+export interface TestServer extends AsyncDisposable {
+  readonly server: NatsServer;
+  readonly url: string;
+  /** Connects to it; every connection is closed by `stop()`. */
+  connect(options?: Partial<ConnectOptions>): Promise<ErrandConnection>;
+  /** Stops it cleanly and starts it again on the same port with the same data. */
+  restart(): Promise<void>;
+  /** SIGKILLs it (data stays; `restart()` brings it back). */
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function tracker() {
+  const connections = new Set<ErrandConnection>();
+  return {
+    async open(options: Partial<ConnectOptions>): Promise<ErrandConnection> {
+      const conn = await connect({ name: 'errand-test', ...options });
+      connections.add(conn);
+      return conn;
+    },
+    async closeAll(): Promise<void> {
+      await Promise.all([...connections].map((c) => c.close().catch(() => {})));
+      connections.clear();
+    },
+  };
+}
+
+/**
+ * Starts a real nats-server with JetStream on a free loopback port and a temporary store.
+ * `await using srv = await startTestServer()` or call `stop()` in `afterAll`.
+ */
+export async function startTestServer(): Promise<TestServer> {
+  const server = await startNatsServer({ port: 0, storeDir: 'temporary', env: process.env });
+  const conns = tracker();
+  const stop = async () => {
+    await conns.closeAll();
+    await server.stop();
+  };
+  return {
+    server,
+    get url() {
+      return server.url;
+    },
+    connect: (options = {}) => conns.open({ servers: server.url, ...options }),
+    restart: () => server.restart(),
+    kill: () => server.kill(),
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+/** A cluster of nats-servers on loopback (routes between them, JetStream with replicas). */
+export interface TestCluster extends AsyncDisposable {
+  readonly nodes: readonly NatsServer[];
+  /** Every node's client URL. */
+  readonly urls: readonly string[];
+  /** Connects with every node as a seed, so the client fails over. */
+  connect(options?: Partial<ConnectOptions>): Promise<ErrandConnection>;
+  /** SIGKILLs node `i`. */
+  kill(i: number): Promise<void>;
+  /** Restarts node `i` on its ports with its data. */
+  restart(i: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface TestClusterOptions {
+  size: number;
+  /** How long to wait for the cluster to place a replicated stream. */
+  readyTimeoutMs: number;
+}
+
+/**
+ * Starts `size` (3) nodes on loopback with full-mesh routes and JetStream, and waits until the
+ * cluster can place a stream with `size` replicas.
+ */
+export async function startTestCluster(options: Partial<TestClusterOptions> = {}): Promise<TestCluster> {
+  const size = options.size ?? 3;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
+  const name = uniquePrefix('cluster');
+  const clusterPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const routes = clusterPorts.map((p) => `nats://127.0.0.1:${p}`);
+  const nodes = await Promise.all(
+    clusterPorts.map((port, i) =>
+      startNatsServer({
+        port: 0,
+        storeDir: 'temporary',
+        env: process.env,
+        serverName: `${name}_n${i + 1}`,
+        cluster: { name, port, routes: routes.filter((_, j) => j !== i) },
+        readyTimeoutMs,
+      }),
+    ),
+  );
+  const conns = tracker();
+  const cluster: TestCluster = {
+    nodes,
+    get urls() {
+      return nodes.map((n) => n.url);
+    },
+    connect: (opts = {}) => conns.open({ servers: cluster.urls, ...opts }),
+    kill: (i) => node(nodes, i).kill(),
+    restart: (i) => node(nodes, i).restart(),
+    async stop() {
+      await conns.closeAll();
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+    [Symbol.asyncDispose]: () => cluster.stop(),
+  };
+  try {
+    await waitForReplicas(cluster, size, readyTimeoutMs);
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return cluster;
+}
+
+function node(nodes: readonly NatsServer[], i: number): NatsServer {
+  const n = nodes[i];
+  if (!n) throw new RangeError(`no node ${i}; the cluster has ${nodes.length}`);
+  return n;
+}
+
+/**
+ * JetStream in a fresh cluster answers before every peer has joined the meta group; placing a
+ * replicated stream is the real readiness check. Retries (bounded) until one can be created.
+ */
+async function waitForReplicas(cluster: TestCluster, replicas: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const conn = await cluster.connect({ waitOnFirstConnect: true });
+  const jsm = await conn.jsm();
+  const stream = `READY_${randomBytes(4).toString('hex')}`;
+  let last = '';
+  try {
+    while (Date.now() < deadline) {
+      try {
+        await jsm.streams.add({ name: stream, subjects: [`${stream}.probe`], num_replicas: replicas });
+        await jsm.streams.delete(stream);
+        return;
+      } catch (err) {
+        last = (err as Error).message;
+        await sleep(250);
+      }
+    }
+    throw new Error(`the cluster could not place an R${replicas} stream within ${timeoutMs} ms: ${last}`);
+  } finally {
+    await conn.close();
+  }
+}
