@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { registerProvision } from './commands/provision.js';
+import { registerUp } from './commands/up.js';
+import { ExitCode } from './exit-codes.js';
+import { exitCodeOf, printError } from './output.js';
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('errand')
+  .description('Errand: durable async agents on NATS')
+  .version(version)
+  .option('-s, --server <url>', 'NATS server URL(s), comma-separated (default: NATS_URL, a running `errand up`, or nats://127.0.0.1:4222)')
+  .option('--prefix <prefix>', 'subject prefix of this Errand deployment (default: ERRAND_PREFIX or "errand")')
+  .option('--json', 'print machine-readable JSON on stdout')
+  .option('--log-level <level>', 'debug | info | warn | error')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .addHelpText(
+    'after',
+    `
+Environment:
+  NATS_URL         NATS server URL(s); when unset \`errand up\` runs an embedded nats-server
+  NATS_CREDS       path of a NATS .creds file
+  NATS_SERVER_BIN  the nats-server binary for the embedded server (default: PATH, /usr/sbin)
+  ERRAND_PREFIX    subject prefix (default "errand")
+
+Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 NATS unavailable.`,
+  );
+
+registerUp(program);
+registerProvision(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander has already printed help or the usage error.
+    process.exitCode = err.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+  } else {
+    printError(err, program.opts<{ json?: boolean }>().json ?? false);
+    process.exitCode = exitCodeOf(err);
+  }
+}

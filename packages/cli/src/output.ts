@@ -1,0 +1,38 @@
+import { ErrandError } from '@errand/protocols';
+import { NatsErrorCode } from '@errand/nats';
+import { ExitCode } from './exit-codes.js';
+
+/** Thrown by a command to end with a specific exit code and message. */
+export class CliError extends ErrandError {
+  readonly exitCode: ExitCode;
+
+  constructor(exitCode: ExitCode, message: string, options?: { cause?: unknown }) {
+    super('ERR_CLI', message, options);
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+  }
+}
+
+const unavailable = new Set<string>([NatsErrorCode.ConnectFailed, NatsErrorCode.JetStreamUnavailable, NatsErrorCode.ServerNotFound]);
+
+/** The exit code for an error that reached the command's edge. */
+export function exitCodeOf(err: unknown): ExitCode {
+  if (err instanceof CliError) return err.exitCode;
+  if (err instanceof ErrandError && unavailable.has(err.code)) return ExitCode.Unavailable;
+  return ExitCode.Failed;
+}
+
+/** Prints an error once, at the edge: as JSON with `--json`, as a sentence otherwise. */
+export function printError(err: unknown, json: boolean): void {
+  const code = err instanceof ErrandError ? err.code : 'ERR_UNEXPECTED';
+  const message = err instanceof Error ? err.message : String(err);
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ ok: false, error: { code, message } })}\n`);
+  } else {
+    process.stderr.write(`errand: ${message}${code === 'ERR_UNEXPECTED' && err instanceof Error && err.stack ? `\n${err.stack}` : ''}\n`);
+  }
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
