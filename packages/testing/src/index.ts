@@ -8,3 +8,4 @@ export {
   type TestClusterOptions,
   type TestServer,
 } from './servers.js';
+export { runProcess, startProcess, type ProcessExit, type StartProcessOptions, type TestProcess } from './process.js';

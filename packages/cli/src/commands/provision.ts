@@ -27,7 +27,7 @@ Examples:
     )
     .action(async (_opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<ProvisionCommandOptions>();
-      const logger = createLogger(opts.logLevel ?? 'warn');
+      const logger = createLogger(opts.logLevel ?? 'error');
       const target = await resolveTarget(opts);
       const conn = await connectTo(target, logger);
       try {

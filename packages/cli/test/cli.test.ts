@@ -1,0 +1,105 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kvm } from '@nats-io/kv';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '@errand/nats';
+import { freePort, runProcess, startProcess, startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
+
+// The built CLI, as a user runs it (`pnpm test` builds before testing).
+const cli = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+let home: string;
+let srv: TestServer;
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'errand-cli-home-'));
+  srv = await startTestServer();
+});
+afterAll(async () => {
+  await srv.stop();
+  await rm(home, { recursive: true, force: true });
+});
+
+/** The environment of a user with an empty home and no NATS configured. */
+function userEnv(extra: Record<string, string> = {}): Record<string, string | undefined> {
+  const { NATS_URL: _u, NATS_CREDS: _c, ERRAND_PREFIX: _p, ...rest } = process.env;
+  return { ...rest, HOME: home, ...extra };
+}
+
+const errand = (args: string[], extra: Record<string, string> = {}) => runProcess(process.execPath, [cli, ...args], { env: userEnv(extra) });
+
+describe('errand CLI', () => {
+  it('prints help with examples and exits 0', async () => {
+    const r = await errand(['provision', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Examples:');
+    expect(r.stdout).toContain('--replicas');
+  });
+
+  it('exits 2 with the reason on a usage error', async () => {
+    const r = await errand(['provision', '--replicas', '9']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/replicas must be a whole number from 1 to 5/);
+  });
+
+  it('exits 4 and says what to do when NATS is unreachable', async () => {
+    const port = await freePort();
+    const r = await errand(['provision', '--server', `nats://127.0.0.1:${port}`]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/cannot connect to NATS .*errand up.*NATS_URL/);
+  });
+
+  it('provisions a given server and reports as JSON; a second run changes nothing', async () => {
+    const prefix = uniquePrefix();
+    const first = await errand(['provision', '--json', '--prefix', prefix], { NATS_URL: srv.url });
+    expect(first.code).toBe(0);
+    const report = JSON.parse(first.stdout) as { ok: boolean; changed: boolean; items: { name: string; action: string }[] };
+    expect(report.ok).toBe(true);
+    expect(report.items.map((i) => i.action)).toEqual(Array(7).fill('created'));
+    const second = await errand(['provision', '--prefix', prefix], { NATS_URL: srv.url });
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain('everything was already up to date');
+  });
+
+  it('`up` runs an embedded server that other commands find, stops on Ctrl-C, and keeps its data', async () => {
+    const dataDir = join(home, 'nats-data');
+    const up = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir], { env: userEnv() });
+    const ready = await up.waitForLine(/Errand is up\. NATS_URL=/);
+    const url = /NATS_URL=(\S+)/.exec(ready)![1]!;
+    expect(up.stdout()).toMatch(/nats-server \d+\.\d+\.\d+ listening on nats:\/\/127\.0\.0\.1:\d+/);
+    expect(up.stdout()).toMatch(/bucket +errand_agents +(created|unchanged)/);
+
+    // Another command, with no NATS_URL, finds the server through `up`'s state file.
+    const again = await errand(['provision', '--json']);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ server: url, changed: false });
+
+    const conn = await connect({ servers: url });
+    const kv = await new Kvm(conn.js).open('errand_agents');
+    await kv.put('agent-1', 'remember me');
+    await conn.close();
+
+    up.signal('SIGINT');
+    expect((await up.exited).code).toBe(0);
+    expect(up.stdout()).toContain('stopped');
+    expect(existsSync(join(home, '.errand', 'up.json'))).toBe(false);
+    expect(existsSync(join(dataDir, 'errand-nats-server.pid'))).toBe(false);
+
+    const up2 = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir], { env: userEnv() });
+    const url2 = /NATS_URL=(\S+)/.exec(await up2.waitForLine(/Errand is up/))![1]!;
+    expect(up2.stdout()).toMatch(/everything was already up to date/);
+    const conn2 = await connect({ servers: url2 });
+    expect((await (await new Kvm(conn2.js).open('errand_agents')).get('agent-1'))?.string()).toBe('remember me');
+    await conn2.close();
+    up2.signal('SIGTERM');
+    expect((await up2.exited).code).toBe(0);
+  }, 60_000);
+
+  it('`up` without a nats-server binary exits 4 naming the Debian package', async () => {
+    const r = await errand(['up', '--data-dir', join(home, 'never')], { NATS_SERVER_BIN: '/nonexistent/nats-server' });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/nats-server/);
+  });
+});
