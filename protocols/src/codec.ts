@@ -22,9 +22,15 @@ const packr = new Packr(packrOptions as ConstructorParameters<typeof Packr>[0]);
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
-/** The wire format a `Content-Type` header names: JSON when it says so, msgpack otherwise. */
-export function formatOf(contentType: string | undefined | null): WireFormat {
-  if (!contentType) return 'msgpack';
+const OPEN_BRACE = 0x7b;
+
+/**
+ * The wire format of a body: what its `Content-Type` header names, else msgpack — except that a
+ * body starting with `{` is JSON, so `nats pub`/`nats req` work without a header. (A msgpack map
+ * never starts with that byte: in msgpack it is the whole positive integer 123.)
+ */
+export function formatOf(contentType: string | undefined | null, data?: Uint8Array): WireFormat {
+  if (!contentType) return data !== undefined && data[0] === OPEN_BRACE ? 'json' : 'msgpack';
   const mime = contentType.split(';')[0]!.trim().toLowerCase();
   if (mime === JSON_CONTENT_TYPE || mime.endsWith('+json')) return 'json';
   if (mime === MSGPACK_CONTENT_TYPE || mime === 'application/x-msgpack' || mime === 'application/vnd.msgpack') return 'msgpack';
@@ -88,7 +94,7 @@ export function decodeMessage<K extends MessageKind = MessageKind>(
   if (data.byteLength > maxBytes) {
     throw new CodecError(CodecErrorCode.TooLarge, `message is ${data.byteLength} bytes; the limit is ${maxBytes}`);
   }
-  const format = formatOf(options.contentType);
+  const format = formatOf(options.contentType, data);
   const body = parseBody(data, format);
 
   const expected = options.expect === undefined ? undefined : typeof options.expect === 'string' ? [options.expect] : options.expect;

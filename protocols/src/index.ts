@@ -36,6 +36,7 @@ export {
   INBOX_KIND_OF,
   INBOX_MESSAGE_KINDS,
   MESSAGE_KINDS,
+  MachineEventSchema,
   MESSAGE_VERSION,
   messageSchemas,
   NOTIFY_TOPICS,
@@ -69,3 +70,15 @@ export {
   type EncodeOptions,
   type WireFormat,
 } from './codec.js';
+export {
+  AgentRecordSchema,
+  APPLIED_IDS_KEPT,
+  decodeRecord,
+  encodeRecord,
+  isMessageKind,
+  OutboxEntrySchema,
+  READABLE_RECORD_FORMATS,
+  RECORD_FORMAT,
+  type AgentRecord,
+  type OutboxEntry,
+} from './records.js';

@@ -108,7 +108,7 @@ export const AGENT_STATUSES = ['running', 'waiting', 'paused', 'done', 'failed',
 export type AgentStatus = (typeof AGENT_STATUSES)[number];
 
 /** An XState event: a `type` and any payload. */
-const MachineEventSchema = z.looseObject({ type: nonEmpty });
+export const MachineEventSchema = z.looseObject({ type: nonEmpty });
 
 /** Exactly one of `result` / `error` is present. */
 function oneOutcome(m: { result?: unknown; error?: unknown }): boolean {
@@ -254,6 +254,18 @@ export const ChildResultMessageSchema = z.object({
   message: "error must be present exactly when outcome is 'failed'",
 });
 
+/** An event one agent sends another (actors messaging actors). */
+export const AgentMessageSchema = z.object({
+  v,
+  kind: z.literal('agent.message'),
+  /** The recipient. */
+  agentId,
+  from: agentId,
+  /** Delivered to the recipient's machine as is. */
+  event: MachineEventSchema,
+  at: epochMs,
+});
+
 // ---------------------------------------------------------------------------------------------
 // Work: errand.work.*
 
@@ -321,7 +333,7 @@ export const TimerRequestSchema = z.object({
 const eventFields = { v, agentId, at: epochMs };
 
 export const CommandSummarySchema = z.object({
-  kind: z.enum(['plan.request', 'tool.request', 'notify.request', 'timer.request', 'goal', 'control', 'child.result']),
+  kind: z.enum(['plan.request', 'tool.request', 'notify.request', 'timer.request', 'goal', 'control', 'child.result', 'agent.message']),
   key: idempotencyKey,
   subject: nonEmpty,
 });
@@ -443,6 +455,7 @@ export const messageSchemas = {
   'timer.fired': TimerFiredMessageSchema,
   control: ControlMessageSchema,
   'child.result': ChildResultMessageSchema,
+  'agent.message': AgentMessageSchema,
   'plan.request': PlanRequestSchema,
   'tool.request': ToolRequestSchema,
   'notify.request': NotifyRequestSchema,
@@ -477,6 +490,7 @@ export const INBOX_KIND_OF = {
   'timer.fired': 'timer',
   control: 'control',
   'child.result': 'child',
+  'agent.message': 'message',
 } as const satisfies Partial<Record<MessageKind, string>>;
 export type InboxMessage = Message<keyof typeof INBOX_KIND_OF>;
 export const INBOX_MESSAGE_KINDS = Object.keys(INBOX_KIND_OF) as (keyof typeof INBOX_KIND_OF)[];

@@ -4,7 +4,7 @@ import { SubjectError, SubjectErrorCode } from './errors.js';
 export const DEFAULT_PREFIX = 'errand';
 
 /** What an agent's inbox accepts; one subject token per kind so permissions can say who sends what. */
-export const INBOX_KINDS = ['goal', 'plan', 'tool', 'approval', 'input', 'timer', 'control', 'child'] as const;
+export const INBOX_KINDS = ['goal', 'plan', 'tool', 'approval', 'input', 'timer', 'control', 'child', 'message'] as const;
 export type InboxKind = (typeof INBOX_KINDS)[number];
 
 /** Progress events an agent publishes. `step` is the journal. */

@@ -391,8 +391,8 @@ describe('decodeMessage: typed errors', () => {
       message: /not valid msgpack/,
     },
     {
-      name: 'JSON sent without a Content-Type (read as msgpack)',
-      data: () => jsonBytes(samples.goal),
+      name: 'plain text sent without a Content-Type (read as msgpack)',
+      data: () => new TextEncoder().encode('hello'),
       code: 'ERR_UNDECODABLE',
       message: /not valid msgpack.*Content-Type: application\/json/,
     },
@@ -668,5 +668,12 @@ describe('absent values', () => {
   it.each(FORMATS)('%s: a tool.request without args is refused, naming the field', (format) => {
     const message = { ...samples['tool.request'], args: undefined };
     expect(() => roundTrip(message, format)).toThrow(/args/);
+  });
+});
+
+describe('JSON without a Content-Type header', () => {
+  it('a body that starts with { is read as JSON, so `nats pub` works without -H', () => {
+    const body = new TextEncoder().encode(JSON.stringify(samples.control));
+    expect(decodeMessage(body)).toEqual(samples.control);
   });
 });

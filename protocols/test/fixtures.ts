@@ -115,6 +115,14 @@ export const samples: { [K in MessageKind]: MessageInput<K> } = {
     error: { code: 'ERR_BUDGET', message: 'step budget exhausted', retryable: false, details: { steps: 40 } },
     at: AT + 120_000,
   },
+  'agent.message': {
+    v: 1,
+    kind: 'agent.message',
+    agentId: CHILD,
+    from: AGENT,
+    event: { type: 'review.requested', draft: 'report-v2.md', deadlineAt: AT + 3_600_000 },
+    at: AT + 130_000,
+  },
   'plan.request': {
     v: 1,
     kind: 'plan.request',

@@ -1,0 +1,102 @@
+import { Packr } from 'msgpackr';
+import { z } from 'zod';
+import { CodecError, CodecErrorCode } from './errors.js';
+import { AGENT_STATUSES, ErrorInfoSchema, MachineEventSchema, messageSchemas, type MessageKind } from './messages.js';
+import { isAgentId } from './subjects.js';
+
+/**
+ * The agent record: the value under the agent's id in the `errand_agents` bucket. It holds the
+ * persisted statechart snapshot and the bookkeeping that makes a step exactly-once: the step
+ * number, the ids of recently applied inbox messages, and the commands of the last step (the
+ * outbox), which are re-published — never recomputed — when a step is seen again.
+ */
+
+/** The record format this build writes, and the formats it reads. */
+export const RECORD_FORMAT = 1;
+export const READABLE_RECORD_FORMATS: readonly number[] = [1];
+/** How many applied inbox message ids a record remembers (redeliveries come soon after). */
+export const APPLIED_IDS_KEPT = 128;
+
+const agentId = z.string().refine(isAgentId, { message: 'invalid agent id' });
+const epochMs = z.number().int().nonnegative();
+
+/** A command of the last step, kept until the next step replaces it. */
+export const OutboxEntrySchema = z.object({
+  subject: z.string().min(1),
+  /** The `Nats-Msg-Id` it is published with; JetStream drops a repeat within the window. */
+  msgId: z.string().min(1),
+  /** The message itself (its `kind` says which schema). */
+  message: z.looseObject({ kind: z.string() }),
+});
+export type OutboxEntry = z.infer<typeof OutboxEntrySchema>;
+
+export const AgentRecordSchema = z.object({
+  format: z.number().int(),
+  agentId,
+  /** The machine that wrote the snapshot; another version needs a migration. */
+  machine: z.object({ id: z.string().min(1), version: z.number().int().nonnegative() }),
+  status: z.enum(AGENT_STATUSES),
+  /** Steps applied so far (a step is one event through the machine). */
+  step: z.number().int().nonnegative(),
+  /** XState's persisted snapshot. */
+  snapshot: z.unknown(),
+  goal: z.string(),
+  labels: z.record(z.string(), z.string()).optional(),
+  parent: z.object({ agentId, ref: z.string().min(1) }).optional(),
+  /** Children by the parent's reference for them. */
+  children: z.record(z.string(), z.object({ agentId, status: z.enum(AGENT_STATUSES) })),
+  /** Live timers by XState send id; a firing whose key differs was cancelled or superseded. */
+  timers: z.record(z.string(), z.object({ key: z.string().min(1), dueAt: epochMs })),
+  /** Ids of recently applied inbox messages, newest last. */
+  applied: z.array(z.string()),
+  outbox: z.array(OutboxEntrySchema),
+  /** Events that arrived while paused, applied in order on resume. */
+  deferred: z.array(z.object({ id: z.string(), event: MachineEventSchema })),
+  output: z.unknown().optional(),
+  error: ErrorInfoSchema.optional(),
+  createdAt: epochMs,
+  updatedAt: epochMs,
+});
+export type AgentRecord = z.infer<typeof AgentRecordSchema>;
+
+const packr = new Packr({ useRecords: false, skipValues: [undefined], int64AsType: 'number', mapsAsObjects: true } as ConstructorParameters<
+  typeof Packr
+>[0]);
+
+export function encodeRecord(record: AgentRecord): Uint8Array {
+  return packr.pack(record);
+}
+
+/**
+ * Reads a record. Throws {@link CodecError}: `ERR_UNDECODABLE`, `ERR_UNSUPPORTED_VERSION` for a
+ * format this build cannot read (written by a newer Errand), `ERR_INVALID`.
+ */
+export function decodeRecord(data: Uint8Array): AgentRecord {
+  let body: unknown;
+  try {
+    body = packr.unpack(data);
+  } catch (cause) {
+    throw new CodecError(CodecErrorCode.Undecodable, `agent record is not valid msgpack: ${(cause as Error).message}`, { cause });
+  }
+  const format = (body as { format?: unknown } | null)?.format;
+  const id = (body as { agentId?: unknown } | null)?.agentId;
+  const agent = isAgentId(id) ? id : undefined;
+  if (typeof format !== 'number' || !READABLE_RECORD_FORMATS.includes(format)) {
+    throw new CodecError(
+      CodecErrorCode.UnsupportedVersion,
+      `agent record format ${String(format)} cannot be read by this Errand (reads ${READABLE_RECORD_FORMATS.join(', ')}); upgrade it`,
+      { agentId: agent },
+    );
+  }
+  const parsed = AgentRecordSchema.safeParse(body);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(record)'}: ${i.message}`);
+    throw new CodecError(CodecErrorCode.Invalid, `invalid agent record: ${issues.join('; ')}`, { agentId: agent, issues });
+  }
+  return parsed.data;
+}
+
+/** True when `kind` names a message schema (for outbox entries). */
+export function isMessageKind(kind: string): kind is MessageKind {
+  return Object.hasOwn(messageSchemas, kind);
+}

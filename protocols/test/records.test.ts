@@ -1,0 +1,40 @@
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { CodecError, decodeRecord, encodeRecord, RECORD_FORMAT, type AgentRecord } from '@errand/protocols';
+
+const record: AgentRecord = {
+  format: RECORD_FORMAT,
+  agentId: 'a-1',
+  machine: { id: 'counter', version: 2 },
+  status: 'running',
+  step: 3,
+  snapshot: { status: 'active', value: { working: 'waiting' }, context: { n: 2 }, historyValue: {}, children: {} },
+  goal: 'count to three',
+  labels: { team: 'core' },
+  children: { kid: { agentId: 'c-1', status: 'running' } },
+  timers: { 'xstate.after.1000.counter.waiting': { key: 'a-1:3:0', dueAt: 1_800_000_000_000 } },
+  applied: ['goal:a-1', 'a-1:2:1'],
+  outbox: [{ subject: 'errand.work.timer', msgId: 'a-1:3:0', message: { kind: 'timer.request', v: 1 } }],
+  deferred: [],
+  createdAt: 1_700_000_000_000,
+  updatedAt: 1_700_000_001_000,
+};
+
+describe('agent records', () => {
+  it('round trip', () => {
+    expect(decodeRecord(encodeRecord(record))).toEqual(record);
+  });
+
+  it('refuse a format written by a newer Errand, naming it', () => {
+    const newer = new Packr({ useRecords: false }).pack({ ...record, format: RECORD_FORMAT + 1 });
+    expect(() => decodeRecord(newer)).toThrow(CodecError);
+    expect(() => decodeRecord(newer)).toThrow(new RegExp(`format ${RECORD_FORMAT + 1} cannot be read`));
+  });
+
+  it('refuse a damaged record with the field that is wrong', () => {
+    const damaged = new Packr({ useRecords: false }).pack({ ...record, step: 'three' });
+    expect(() => decodeRecord(damaged)).toThrow(/step/);
+    const bytes = encodeRecord(record);
+    expect(() => decodeRecord(bytes.subarray(0, bytes.length - 10))).toThrow(/not valid msgpack/);
+  });
+});
