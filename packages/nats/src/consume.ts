@@ -29,6 +29,11 @@ export interface ConsumeMessagesOptions<K extends MessageKind> {
    * The handler may ack, nak or heartbeat (`msg.working()`) itself.
    */
   handle(message: Message<K>, msg: JsMsg): Promise<void>;
+  /**
+   * Checks a decoded message against its envelope (for example that the subject names the same
+   * agent as the body); throwing a {@link CodecError} dead-letters it at once.
+   */
+  validate?(message: Message<K>, msg: JsMsg): void;
   /** How many messages are handled at once. */
   concurrency: number;
   maxDeliveries: number;
@@ -75,6 +80,7 @@ export async function consumeMessages<K extends MessageKind>(
     let message: Message<K>;
     try {
       message = decodeMessage<K>(msg.data, { contentType: msg.headers?.get(Header.ContentType), expect: o.expect });
+      o.validate?.(message, msg);
     } catch (err) {
       if (!(err instanceof CodecError)) throw err;
       await deadLetter(o.deadLetter, deadMessageOf(msg), err);

@@ -35,3 +35,9 @@ export {
   type ConsumeMessagesOptions,
   type MessageConsumer,
 } from './consume.js';
+export { ensureConsumer, isRevisionConflict, openBucket, type DurableConsumerSpec } from './jetstream.js';
+// The NATS client types other packages work with; @nats-io/* itself is imported only here.
+export type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+export type { KV, KvEntry } from '@nats-io/kv';
+export { headers } from '@nats-io/transport-node';
+export type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';

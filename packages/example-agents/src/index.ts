@@ -1,0 +1,204 @@
+import { assign, cancel, enqueueActions, raise, setup } from 'xstate';
+import { defineAgent, errandActions, type AgentDefinition, type AgentInput } from '@errand/runtime';
+
+type InputEvent = { type: 'input'; text: string };
+type ToolResultEvent = { type: 'tool.result'; callId: string; result?: { output?: unknown }; error?: { message: string } };
+type ChildResultEvent = { type: 'child.result'; ref: string; outcome: 'done' | 'failed' | 'cancelled'; output?: unknown };
+
+const num = (value: unknown, fallback: number): number => (typeof value === 'number' && Number.isFinite(value) ? value : fallback);
+
+/**
+ * `tally`: adds up the numbers people send as input until it has `input.expect` of them. Every
+ * message is one step, so it shows that no event is lost or applied twice however hosts race.
+ */
+export const tally = defineAgent({
+  id: 'tally',
+  version: 1,
+  description: 'adds up numeric input messages until it has input.expect of them',
+  machine: setup({
+    types: {} as { input: AgentInput; context: { expect: number; sum: number; seen: string[] }; events: InputEvent },
+    actions: errandActions,
+  }).createMachine({
+    id: 'tally',
+    context: ({ input }) => ({ expect: num(input.input.expect, 1), sum: 0, seen: [] }),
+    initial: 'counting',
+    states: {
+      counting: {
+        always: { guard: ({ context }) => context.seen.length >= context.expect, target: 'done' },
+        on: {
+          input: {
+            actions: assign({
+              sum: ({ context, event }) => context.sum + Number(event.text),
+              seen: ({ context, event }) => [...context.seen, event.text],
+            }),
+          },
+        },
+      },
+      done: { type: 'final' },
+    },
+    output: ({ context }) => ({ sum: context.sum, count: context.seen.length, seen: context.seen }),
+  }),
+});
+
+/**
+ * `sleeper`: waits `input.delayMs` on a durable timer, then finishes. With `input.reminderMs` it
+ * also sets a reminder that the input `cancel-reminder` cancels: a cancelled timer must not fire.
+ */
+export const sleeper = defineAgent({
+  id: 'sleeper',
+  version: 1,
+  description: 'sleeps input.delayMs on a durable timer; optional reminder at input.reminderMs, cancelled by the input "cancel-reminder"',
+  machine: setup({
+    types: {} as {
+      input: AgentInput;
+      context: { delayMs: number; reminderMs: number; reminders: number };
+      events: InputEvent | { type: 'reminder' };
+    },
+    actions: errandActions,
+    delays: { sleep: ({ context }) => context.delayMs },
+  }).createMachine({
+    id: 'sleeper',
+    context: ({ input }) => ({ delayMs: num(input.input.delayMs, 1000), reminderMs: num(input.input.reminderMs, 0), reminders: 0 }),
+    initial: 'sleeping',
+    states: {
+      sleeping: {
+        entry: raise({ type: 'reminder' }, { id: 'reminder', delay: ({ context }) => context.reminderMs || 365 * 24 * 3600 * 1000 }),
+        after: { sleep: 'awake' },
+        on: {
+          reminder: { actions: assign({ reminders: ({ context }) => context.reminders + 1 }) },
+          input: { guard: ({ event }) => event.text === 'cancel-reminder', actions: cancel('reminder') },
+        },
+      },
+      awake: { type: 'final' },
+    },
+    output: ({ context }) => ({ reminders: context.reminders, sleptMs: context.delayMs }),
+  }),
+});
+
+/**
+ * `pipeline`: calls the tool `input.tool` (default `echo`) `input.steps` times, one after the
+ * other, each with the previous output; finishes with every output.
+ */
+export const pipeline = defineAgent({
+  id: 'pipeline',
+  version: 1,
+  description: 'calls a tool input.steps times in a row',
+  machine: setup({
+    types: {} as { input: AgentInput; context: { tool: string; steps: number; outputs: unknown[] }; events: ToolResultEvent },
+    actions: errandActions,
+  }).createMachine({
+    id: 'pipeline',
+    context: ({ input }) => ({
+      tool: typeof input.input.tool === 'string' ? input.input.tool : 'echo',
+      steps: num(input.input.steps, 3),
+      outputs: [],
+    }),
+    initial: 'calling',
+    states: {
+      calling: {
+        entry: {
+          type: 'errand.tool',
+          params: ({ context }) => ({
+            callId: `call-${context.outputs.length + 1}`,
+            tool: context.tool,
+            args: { n: context.outputs.length + 1, previous: context.outputs.at(-1) ?? null },
+          }),
+        },
+        on: {
+          'tool.result': {
+            guard: ({ context, event }) => event.callId === `call-${context.outputs.length + 1}`,
+            target: 'next',
+            actions: assign({ outputs: ({ context, event }) => [...context.outputs, event.result?.output ?? { error: event.error?.message }] }),
+          },
+        },
+      },
+      next: {
+        always: [{ guard: ({ context }) => context.outputs.length >= context.steps, target: 'done' }, { target: 'calling' }],
+      },
+      done: { type: 'final' },
+    },
+    output: ({ context }) => ({ outputs: context.outputs }),
+  }),
+});
+
+/**
+ * `parent`: spawns `input.children` child agents (`input.childAgent`, default `sleeper`, with
+ * `input.childInput`) and finishes when every child has finished, with each child's outcome.
+ */
+export const parent = defineAgent({
+  id: 'parent',
+  version: 1,
+  description: 'delegates to input.children child agents and waits for all of them',
+  machine: setup({
+    types: {} as {
+      input: AgentInput;
+      context: { children: number; childAgent: string; childInput: Record<string, unknown>; results: Record<string, string> };
+      events: ChildResultEvent;
+    },
+    actions: errandActions,
+  }).createMachine({
+    id: 'parent',
+    context: ({ input }) => ({
+      children: num(input.input.children, 3),
+      childAgent: typeof input.input.childAgent === 'string' ? input.input.childAgent : 'sleeper',
+      childInput: (input.input.childInput as Record<string, unknown> | undefined) ?? { delayMs: 100 },
+      results: {},
+    }),
+    initial: 'waiting',
+    states: {
+      waiting: {
+        entry: enqueueActions(({ context, enqueue }) => {
+          for (let i = 1; i <= context.children; i++) {
+            enqueue({
+              type: 'errand.spawn',
+              params: { ref: `child-${i}`, goal: `child ${i} of ${context.children}`, agent: context.childAgent, input: context.childInput },
+            });
+          }
+        }),
+        always: { guard: ({ context }) => Object.keys(context.results).length >= context.children, target: 'done' },
+        on: {
+          'child.result': { actions: assign({ results: ({ context, event }) => ({ ...context.results, [event.ref]: event.outcome }) }) },
+        },
+      },
+      done: { type: 'final' },
+    },
+    output: ({ context }) => ({ results: context.results }),
+  }),
+});
+
+/** `thrower`: the input `boom` makes its assignment throw — the agent must fail, not the host. */
+export const thrower = defineAgent({
+  id: 'thrower',
+  version: 1,
+  description: 'fails on the input "boom"; finishes on "done"',
+  machine: setup({
+    types: {} as { input: AgentInput; context: { said: string[] }; events: InputEvent },
+    actions: errandActions,
+  }).createMachine({
+    id: 'thrower',
+    context: { said: [] },
+    initial: 'listening',
+    states: {
+      listening: {
+        on: {
+          input: [
+            { guard: ({ event }) => event.text === 'done', target: 'done' },
+            {
+              actions: assign({
+                said: ({ context, event }) => {
+                  if (event.text === 'boom') throw new Error('boom: the machine exploded on purpose');
+                  return [...context.said, event.text];
+                },
+              }),
+            },
+          ],
+        },
+      },
+      done: { type: 'final' },
+    },
+    output: ({ context }) => ({ said: context.said }),
+  }),
+});
+
+/** Every example, for `ERRAND_AGENT_MODULES=@errand/example-agents`. */
+export const agents: readonly AgentDefinition[] = [tally, sleeper, pipeline, parent, thrower];

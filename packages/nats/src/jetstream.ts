@@ -1,0 +1,66 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type ConsumerConfig,
+  type ConsumerInfo,
+} from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { ErrandConnection } from './connect.js';
+
+/** Opens an existing KV bucket (provisioning creates them). */
+export async function openBucket(conn: ErrandConnection, bucket: string): Promise<KV> {
+  return new Kvm(conn.js).open(bucket);
+}
+
+/**
+ * True when a KV `create`/`update` (or a publish with an expected last sequence) failed because
+ * someone else wrote first: the compare-and-set lost.
+ */
+export function isRevisionConflict(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
+
+export interface DurableConsumerSpec {
+  stream: string;
+  name: string;
+  filterSubject: string;
+  /** How long the server waits for an ack before redelivering. */
+  ackWaitMs: number;
+  /** Unacked (including delayed) messages the server lets the consumer hold. */
+  maxAckPending: number;
+  description: string;
+}
+
+/**
+ * Creates a durable pull consumer, or updates the one that exists, with explicit acks and
+ * unlimited deliveries (poison messages are dead-lettered by `consumeMessages`, not dropped by the
+ * server). Every process that serves the same work calls this with the same spec and shares it.
+ */
+export async function ensureConsumer(conn: ErrandConnection, spec: DurableConsumerSpec): Promise<ConsumerInfo> {
+  const jsm = await conn.jsm();
+  const config: Partial<ConsumerConfig> = {
+    durable_name: spec.name,
+    description: spec.description,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: spec.filterSubject,
+    ack_wait: spec.ackWaitMs * 1_000_000,
+    max_ack_pending: spec.maxAckPending,
+    max_deliver: -1,
+  };
+  try {
+    await jsm.consumers.info(spec.stream, spec.name);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound) {
+      return jsm.consumers.add(spec.stream, config);
+    }
+    throw err;
+  }
+  const { durable_name: _n, deliver_policy: _d, ...update } = config;
+  return jsm.consumers.update(spec.stream, spec.name, update);
+}

@@ -1,0 +1,114 @@
+import type { Budget, ChatMessage, NotifyRule, Task, ToolDefinition, Usage, ErrorInfo, Principal } from '@errand/protocols';
+
+/**
+ * The command conventions. A machine asks for effects with actions of these types; the host never
+ * executes them — it turns each into a durable command, published only after the step that
+ * decided it is committed. Declare them in `setup({ actions: { ...errandActions } })` and use them
+ * as `{ type: 'errand.tool', params: ({ context }) => ({ … }) }`.
+ *
+ * Delayed events (`after`, `raise(…, { delay })`) and `cancel(id)` need nothing: they become
+ * durable timers. A final state finishes the agent with the machine's `output`.
+ */
+export const ErrandAction = {
+  /** Ask the planner (an LLM) for the next move: answered by a `plan.result` event. */
+  Plan: 'errand.plan',
+  /** Call a tool: answered by a `tool.result` event. */
+  Tool: 'errand.tool',
+  /** Notify people on a channel. */
+  Notify: 'errand.notify',
+  /** Publish a progress event (`plan`, `tool`, `approval`, `usage`). */
+  Emit: 'errand.emit',
+  /** Start a child agent: its outcome arrives as a `child.result` event. */
+  Spawn: 'errand.spawn',
+  /** Cancel a child agent by its ref. */
+  CancelChild: 'errand.cancelChild',
+  /** Send an event to another agent (it arrives as that event). */
+  Send: 'errand.send',
+} as const;
+export type ErrandActionType = (typeof ErrandAction)[keyof typeof ErrandAction];
+
+export interface PlanParams {
+  messages: ChatMessage[];
+  tools: ToolDefinition[];
+  model?: string;
+  temperature?: number;
+  maxOutputTokens?: number;
+}
+
+export interface ToolCallParams {
+  /** Unique within the agent: the result carries it back. */
+  callId: string;
+  tool: string;
+  args: unknown;
+  attempt?: number;
+  timeoutMs?: number;
+}
+
+export interface NotifyParams {
+  channel: string;
+  topic: NotifyRule['on'][number];
+  title: string;
+  text: string;
+  link?: string;
+  approval?: { requestId: string; argsHash: string; tool: string; summary: string; deadlineAt?: number };
+}
+
+export type EmitParams =
+  | { kind: 'plan'; tasks: Task[] }
+  | {
+      kind: 'tool';
+      callId: string;
+      tool: string;
+      status: 'requested' | 'ok' | 'error' | 'retrying' | 'cancelled';
+      attempt: number;
+      durationMs?: number;
+      error?: ErrorInfo;
+    }
+  | {
+      kind: 'approval';
+      requestId: string;
+      status: 'requested' | 'approved' | 'denied' | 'expired' | 'refused';
+      argsHash: string;
+      tool?: string;
+      by?: Principal;
+      reason?: string;
+    }
+  | { kind: 'usage'; usage: Usage; total: { inputTokens: number; outputTokens: number; costUsd: number } };
+
+export interface SpawnParams {
+  /** The parent's name for the child, unique within the parent; the child's id derives from it. */
+  ref: string;
+  goal: string;
+  /** The child's agent definition (the host's default when absent). */
+  agent?: string;
+  input?: Record<string, unknown>;
+  labels?: Record<string, string>;
+  budget?: Budget;
+  model?: string;
+  tools?: string[];
+}
+
+export interface CancelChildParams {
+  ref: string;
+  reason?: string;
+}
+
+export interface SendParams {
+  /** The recipient agent's id. */
+  to: string;
+  event: { type: string; [key: string]: unknown };
+}
+
+// The host interprets these actions; their implementations never run.
+const declared = <P>() => (_args: unknown, _params: P): void => {};
+
+/** Spread into `setup({ actions })` so typed machines may use the Errand action types. */
+export const errandActions = {
+  [ErrandAction.Plan]: declared<PlanParams>(),
+  [ErrandAction.Tool]: declared<ToolCallParams>(),
+  [ErrandAction.Notify]: declared<NotifyParams>(),
+  [ErrandAction.Emit]: declared<EmitParams>(),
+  [ErrandAction.Spawn]: declared<SpawnParams>(),
+  [ErrandAction.CancelChild]: declared<CancelChildParams>(),
+  [ErrandAction.Send]: declared<SendParams>(),
+};

@@ -1,0 +1,513 @@
+import { initialTransition, transition, type AnyMachineSnapshot } from 'xstate';
+import {
+  APPLIED_IDS_KEPT,
+  EVENT_KIND_OF,
+  messageSchemas,
+  MESSAGE_VERSION,
+  RECORD_FORMAT,
+  type AgentRecord,
+  type AgentStatus,
+  type ErrorInfo,
+  type InboxMessage,
+  type Message,
+  type MessageInput,
+  type MessageKind,
+  type Subjects,
+} from '@errand/protocols';
+import { ErrandAction, type CancelChildParams, type EmitParams, type NotifyParams, type PlanParams, type SendParams, type SpawnParams, type ToolCallParams } from './actions.js';
+import type { AgentDefinition, AgentInput, AgentRegistry } from './agent-definition.js';
+import { RuntimeError, RuntimeErrorCode } from './errors.js';
+import { childAgentId } from './ids.js';
+
+/**
+ * The pure half of a step: given the agent's record and one inbox message, decide the next record
+ * and the commands it sends (its outbox). No I/O happens here; the executor persists the decision
+ * with compare-and-set and only then publishes the outbox.
+ */
+
+export interface StepContext {
+  readonly agentId: string;
+  /** The inbox message's id (its Nats-Msg-Id, or stream and sequence). */
+  readonly inboxId: string;
+  readonly now: number;
+  readonly subjects: Subjects;
+  readonly registry: AgentRegistry;
+}
+
+export type Decision =
+  | { readonly type: 'commit'; readonly record: AgentRecord; readonly created: boolean }
+  /** Already applied: re-publish the record's outbox (consumers de-duplicate), never recompute. */
+  | { readonly type: 'duplicate' }
+  /** Nothing to apply (a late timer, a message to a finished agent); ack it. */
+  | { readonly type: 'ignore'; readonly reason: string };
+
+export const TERMINAL_STATUSES: ReadonlySet<AgentStatus> = new Set(['done', 'failed', 'cancelled']);
+
+/** The event a machine sees for an inbox message. */
+export function machineEventOf(message: InboxMessage): { type: string; [key: string]: unknown } {
+  switch (message.kind) {
+    case 'plan.result':
+      return { type: 'plan.result', key: message.key, result: message.result, error: message.error, usage: message.usage };
+    case 'tool.result':
+      return {
+        type: 'tool.result',
+        key: message.key,
+        callId: message.callId,
+        tool: message.tool,
+        attempt: message.attempt,
+        durationMs: message.durationMs,
+        result: message.result,
+        error: message.error,
+      };
+    case 'approval':
+      return { type: 'approval', requestId: message.requestId, decision: message.decision, argsHash: message.argsHash, by: message.by, comment: message.comment };
+    case 'input':
+      return { type: 'input', requestId: message.requestId, text: message.text, interrupt: message.interrupt, by: message.by };
+    case 'child.result':
+      return { type: 'child.result', ref: message.ref, childId: message.childId, outcome: message.outcome, output: message.output, error: message.error };
+    case 'agent.message':
+      return { ...message.event, from: message.from };
+    case 'timer.fired':
+      return message.event;
+    case 'control':
+      return { type: 'control.budget', budget: message.budget };
+    case 'goal':
+      return { type: 'xstate.init' };
+  }
+}
+
+/** Decides what one inbox message does to the agent. Throws {@link RuntimeError} when it cannot be applied here. */
+export function decide(current: AgentRecord | undefined, message: InboxMessage, ctx: StepContext): Decision {
+  if (current === undefined) {
+    if (message.kind !== 'goal') {
+      throw new RuntimeError(RuntimeErrorCode.AgentNotFound, `no agent '${ctx.agentId}' for a ${message.kind} message`, { agentId: ctx.agentId });
+    }
+    return { type: 'commit', record: start(message, ctx), created: true };
+  }
+  if (current.applied.includes(ctx.inboxId)) return { type: 'duplicate' };
+  if (message.kind === 'goal') return { type: 'ignore', reason: 'a goal for an agent that already exists' };
+  if (TERMINAL_STATUSES.has(current.status)) return { type: 'ignore', reason: `the agent is already ${current.status}` };
+
+  const step = new Draft(current, ctx);
+  if (message.kind === 'control') {
+    switch (message.action) {
+      case 'cancel':
+        step.cancel(message.reason ?? 'cancelled');
+        return step.commit();
+      case 'pause':
+        if (current.status === 'paused') return { type: 'ignore', reason: 'already paused' };
+        step.setStatus('paused');
+        return step.commit();
+      case 'resume': {
+        if (current.status !== 'paused') return { type: 'ignore', reason: 'not paused' };
+        step.setStatus('running');
+        const deferred = step.record.deferred;
+        step.record.deferred = [];
+        for (const d of deferred) if (!step.apply(d.id, d.event)) break;
+        return step.commit();
+      }
+      case 'budget':
+        break;
+    }
+  }
+  if (message.kind === 'timer.fired') {
+    const timer = step.record.timers[message.timerId];
+    if (timer === undefined || timer.key !== message.key) return { type: 'ignore', reason: 'the timer was cancelled or superseded' };
+    delete step.record.timers[message.timerId];
+  }
+  if (message.kind === 'child.result') {
+    const child = step.record.children[message.ref];
+    if (child) child.status = message.outcome;
+  }
+  const event = machineEventOf(message);
+  if (current.status === 'paused') step.record.deferred.push({ id: ctx.inboxId, event });
+  else step.apply(ctx.inboxId, event);
+  return step.commit();
+}
+
+function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
+  const def = ctx.registry.latest(goal.agent ?? ctx.registry.defaultAgent);
+  const input: AgentInput = {
+    agentId: ctx.agentId,
+    goal: goal.goal,
+    input: goal.input ?? {},
+    labels: goal.labels ?? {},
+    budget: goal.budget,
+    model: goal.model,
+    tools: goal.tools,
+    parent: goal.parent,
+  };
+  const record: AgentRecord = {
+    format: RECORD_FORMAT,
+    agentId: ctx.agentId,
+    machine: { id: def.id, version: def.version },
+    status: 'running',
+    step: 0,
+    snapshot: undefined,
+    goal: goal.goal,
+    labels: goal.labels,
+    parent: goal.parent,
+    children: {},
+    timers: {},
+    applied: [],
+    outbox: [],
+    deferred: [],
+    createdAt: ctx.now,
+    updatedAt: ctx.now,
+  };
+  const step = new Draft(record, ctx, def);
+  step.init(input);
+  return step.finishRecord(true);
+}
+
+type Action = { type: string; params?: unknown };
+
+/** One step's working copy of the record. */
+class Draft {
+  readonly record: AgentRecord;
+  private readonly statusBefore: AgentStatus;
+  private def: AgentDefinition | undefined;
+
+  constructor(
+    current: AgentRecord,
+    private readonly ctx: StepContext,
+    def?: AgentDefinition,
+  ) {
+    this.record = structuredClone(current);
+    this.record.outbox = [];
+    this.record.updatedAt = ctx.now;
+    this.statusBefore = current.status;
+    this.def = def;
+  }
+
+  commit(): Decision {
+    return { type: 'commit', record: this.finishRecord(), created: false };
+  }
+
+  finishRecord(created = false): AgentRecord {
+    const r = this.record;
+    r.applied = [...r.applied, this.ctx.inboxId].slice(-APPLIED_IDS_KEPT);
+    if (created || r.status !== this.statusBefore) this.announce(r.status);
+    return r;
+  }
+
+  setStatus(status: AgentStatus): void {
+    this.record.status = status;
+  }
+
+  /** Publishes `event.state` (once per commit, when the status changed). */
+  private announce(status: AgentStatus): void {
+    if (this.record.outbox.some((e) => e.message.kind === 'event.state')) return;
+    // Keyed by the inbox message: a pause applies no step, so the step number is not unique here.
+    this.event('state', { kind: 'event.state', step: this.record.step, state: stateValue(this.record.snapshot), status }, `${this.ctx.agentId}:${this.ctx.inboxId}:ev.state`);
+  }
+
+  init(input: AgentInput): void {
+    const def = this.definition();
+    this.record.step += 1;
+    let next: AnyMachineSnapshot;
+    let actions: Action[];
+    try {
+      [next, actions] = initialTransition(def.machine, input) as [AnyMachineSnapshot, Action[]];
+    } catch (err) {
+      this.fail(machineError(err, 'starting the machine'));
+      this.journal({ type: 'xstate.init', input });
+      return;
+    }
+    this.afterTransition(def, next, actions, { type: 'xstate.init', input });
+  }
+
+  /** Applies one event; returns false when the agent stopped (failed or finished). */
+  apply(_id: string, event: { type: string; [key: string]: unknown }): boolean {
+    const def = this.definition();
+    this.record.step += 1;
+    let next: AnyMachineSnapshot;
+    let actions: Action[];
+    try {
+      const restored = def.machine.resolveState(this.record.snapshot as never);
+      [next, actions] = transition(def.machine, restored, event as never) as [AnyMachineSnapshot, Action[]];
+    } catch (err) {
+      this.fail(machineError(err, `handling '${event.type}'`));
+      this.journal(event);
+      return false;
+    }
+    this.afterTransition(def, next, actions, event);
+    return !TERMINAL_STATUSES.has(this.record.status);
+  }
+
+  cancel(reason: string): void {
+    this.record.status = 'cancelled';
+    this.record.timers = {};
+    this.record.deferred = [];
+    this.record.error = { code: 'ERR_CANCELLED', message: reason, retryable: false };
+    this.stopChildren(reason);
+    this.tellParent('cancelled');
+  }
+
+  private afterTransition(def: AgentDefinition, next: AnyMachineSnapshot, actions: Action[], event: Record<string, unknown> & { type: string }): void {
+    if (next.status === 'error') {
+      this.fail(machineError(next.error, `handling '${event.type}'`));
+      this.journal(event);
+      return;
+    }
+    this.record.snapshot = def.machine.getPersistedSnapshot(next);
+    const problems = this.commands(actions);
+    if (problems.length > 0) {
+      this.fail({ code: RuntimeErrorCode.MachineError, message: `invalid command: ${problems.join('; ')}`, retryable: false });
+    } else if (next.status === 'done') {
+      this.record.status = 'done';
+      this.record.output = next.output;
+      this.record.timers = {};
+      this.stopChildren('the parent finished');
+      this.event('done', { kind: 'event.done', output: next.output });
+      this.tellParent('done');
+    }
+    this.journal(event);
+  }
+
+  private fail(error: ErrorInfo): void {
+    this.record.status = 'failed';
+    this.record.error = error;
+    this.record.timers = {};
+    this.stopChildren('the parent failed');
+    this.event('failed', { kind: 'event.failed', error });
+    this.tellParent('failed');
+  }
+
+  private definition(): AgentDefinition {
+    if (this.def) return this.def;
+    const { id, version } = this.record.machine;
+    const exact = this.ctx.registry.find(id, version);
+    if (exact) return (this.def = exact);
+    const latest = this.ctx.registry.latest(id);
+    if (latest.version > version) {
+      let snapshot = this.record.snapshot;
+      for (let v = version; v < latest.version; v++) {
+        const migrate = latest.migrations[v];
+        if (!migrate) {
+          throw new RuntimeError(
+            RuntimeErrorCode.MachineVersion,
+            `agent ${this.ctx.agentId} was written by machine ${id}@${version}; this host runs ${id}@${latest.version} and has no migration from ${v}. ` +
+              `Register a migration for ${v} in defineAgent({ migrations }) or keep ${id}@${version} registered`,
+            { agentId: this.ctx.agentId },
+          );
+        }
+        snapshot = migrate(snapshot);
+      }
+      this.record.snapshot = snapshot;
+      this.record.machine = { id, version: latest.version };
+      return (this.def = latest);
+    }
+    throw new RuntimeError(
+      RuntimeErrorCode.MachineVersion,
+      `agent ${this.ctx.agentId} was written by machine ${id}@${version}, newer than this host's ${id}@${latest.version}; run a host with the newer version`,
+      { agentId: this.ctx.agentId },
+    );
+  }
+
+  // --- commands -------------------------------------------------------------------------------
+
+  private n = 0;
+  private key(): string {
+    return `${this.ctx.agentId}:${this.record.step}:${this.n++}`;
+  }
+
+  private push<K extends MessageKind>(subject: string, msgId: string, message: MessageInput<K>): string | undefined {
+    const check = messageSchemas[message.kind as K].safeParse(message);
+    if (!check.success) return `${message.kind}: ${check.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join(', ')}`;
+    this.record.outbox.push({ subject, msgId, message: message as AgentRecord['outbox'][number]['message'] });
+    return undefined;
+  }
+
+  private event(
+    token: (typeof EVENT_KIND_OF)[keyof typeof EVENT_KIND_OF],
+    body: Record<string, unknown> & { kind: string },
+    msgId = `${this.ctx.agentId}:${this.record.step}:ev.${token}`,
+  ): void {
+    this.push(this.ctx.subjects.agentEvent(this.ctx.agentId, token), msgId, {
+      v: MESSAGE_VERSION,
+      agentId: this.ctx.agentId,
+      at: this.ctx.now,
+      ...body,
+    } as MessageInput);
+  }
+
+  private journal(event: Record<string, unknown> & { type: string }): void {
+    const r = this.record;
+    this.event('step', {
+      kind: 'event.step',
+      step: r.step,
+      inboxId: this.ctx.inboxId,
+      machine: r.machine,
+      event,
+      state: stateValue(r.snapshot),
+      status: r.status,
+      commands: r.outbox
+        .filter((e) => !e.message.kind.startsWith('event.'))
+        .map((e) => ({ kind: e.message.kind as never, key: e.msgId, subject: e.subject })),
+    });
+  }
+
+  /** Turns the machine's actions into outbox entries; returns what was wrong with any. */
+  private commands(actions: Action[]): string[] {
+    const problems: string[] = [];
+    const { agentId, subjects, now } = this.ctx;
+    const step = this.record.step;
+    const base = { v: MESSAGE_VERSION, agentId, step, at: now } as const;
+    const note = (p: string | undefined) => p && problems.push(p);
+    for (const action of actions) {
+      const params = (action.params ?? {}) as Record<string, unknown>;
+      switch (action.type) {
+        case ErrandAction.Plan: {
+          const p = params as unknown as PlanParams;
+          const key = this.key();
+          note(this.push(subjects.workPlan(), key, { ...base, kind: 'plan.request', key, ...p }));
+          break;
+        }
+        case ErrandAction.Tool: {
+          const p = params as unknown as ToolCallParams;
+          const key = this.key();
+          if (safeSubject(() => subjects.workTool(p.tool), problems)) {
+            note(this.push(subjects.workTool(p.tool), key, { ...base, kind: 'tool.request', key, attempt: 1, ...p }));
+          }
+          break;
+        }
+        case ErrandAction.Notify: {
+          const p = params as unknown as NotifyParams;
+          const key = this.key();
+          if (safeSubject(() => subjects.workNotify(p.channel), problems)) {
+            note(this.push(subjects.workNotify(p.channel), key, { ...base, kind: 'notify.request', key, ...p }));
+          }
+          break;
+        }
+        case ErrandAction.Emit: {
+          const { kind, ...rest } = params as unknown as EmitParams;
+          const token = kind as (typeof EVENT_KIND_OF)[keyof typeof EVENT_KIND_OF];
+          if (!['plan', 'tool', 'approval', 'usage'].includes(kind)) {
+            problems.push(`errand.emit: kind must be plan, tool, approval or usage, got '${String(kind)}'`);
+            break;
+          }
+          const key = this.key();
+          note(this.push(subjects.agentEvent(agentId, token), key, { v: MESSAGE_VERSION, agentId, at: now, step, kind: `event.${kind}`, ...rest } as MessageInput));
+          break;
+        }
+        case ErrandAction.Spawn: {
+          const p = params as unknown as SpawnParams;
+          if (typeof p.ref !== 'string' || p.ref.length === 0) {
+            problems.push('errand.spawn: ref is required');
+            break;
+          }
+          const childId = childAgentId(agentId, p.ref);
+          const { ref, ...goal } = p;
+          note(
+            this.push(subjects.agentIn(childId, 'goal'), `goal:${childId}`, {
+              v: MESSAGE_VERSION,
+              kind: 'goal',
+              agentId: childId,
+              ...goal,
+              parent: { agentId, ref },
+              submittedBy: { id: agentId, channel: 'agent' },
+              at: now,
+            }),
+          );
+          this.record.children[ref] = { agentId: childId, status: 'running' };
+          break;
+        }
+        case ErrandAction.CancelChild: {
+          const p = params as unknown as CancelChildParams;
+          const child = this.record.children[p.ref];
+          if (!child) {
+            problems.push(`errand.cancelChild: no child '${p.ref}'`);
+            break;
+          }
+          if (!TERMINAL_STATUSES.has(child.status)) this.cancelChild(child.agentId, p.reason ?? 'cancelled by its parent');
+          child.status = 'cancelled';
+          break;
+        }
+        case ErrandAction.Send: {
+          const p = params as unknown as SendParams;
+          const key = this.key();
+          if (safeSubject(() => subjects.agentIn(p.to, 'message'), problems)) {
+            note(this.push(subjects.agentIn(p.to, 'message'), key, { v: MESSAGE_VERSION, kind: 'agent.message', agentId: p.to, from: agentId, event: p.event, at: now }));
+          }
+          break;
+        }
+        case 'xstate.raise': {
+          // Only delayed raises reach us: XState handles immediate ones inside the transition.
+          const p = params as { event: { type: string }; id?: string; delay?: number };
+          if (typeof p.delay !== 'number') break;
+          const key = this.key();
+          const timerId = p.id ?? key;
+          const dueAt = now + Math.max(0, p.delay);
+          this.record.timers[timerId] = { key, dueAt };
+          note(this.push(subjects.workTimer(), key, { ...base, kind: 'timer.request', key, timerId, action: 'start', dueAt, event: p.event }));
+          break;
+        }
+        case 'xstate.cancel': {
+          const p = params as { sendId: string };
+          delete this.record.timers[p.sendId];
+          break;
+        }
+        default:
+          // Other actions (assign, log, inline functions) are not commands: the host runs no effects.
+          break;
+      }
+    }
+    return problems;
+  }
+
+  private cancelChild(childId: string, reason: string): void {
+    this.push(this.ctx.subjects.agentIn(childId, 'control'), `cancel:${childId}`, {
+      v: MESSAGE_VERSION,
+      kind: 'control',
+      agentId: childId,
+      action: 'cancel',
+      reason,
+      by: { id: this.ctx.agentId, channel: 'agent' },
+      at: this.ctx.now,
+    });
+  }
+
+  private stopChildren(reason: string): void {
+    for (const child of Object.values(this.record.children)) {
+      if (TERMINAL_STATUSES.has(child.status)) continue;
+      this.cancelChild(child.agentId, reason);
+      child.status = 'cancelled';
+    }
+  }
+
+  private tellParent(outcome: 'done' | 'failed' | 'cancelled'): void {
+    const parent = this.record.parent;
+    if (!parent) return;
+    this.push(this.ctx.subjects.agentIn(parent.agentId, 'child'), `child:${this.ctx.agentId}`, {
+      v: MESSAGE_VERSION,
+      kind: 'child.result',
+      agentId: parent.agentId,
+      childId: this.ctx.agentId,
+      ref: parent.ref,
+      outcome,
+      output: outcome === 'done' ? this.record.output : undefined,
+      error: outcome === 'done' ? undefined : this.record.error,
+      at: this.ctx.now,
+    });
+  }
+}
+
+function safeSubject(build: () => string, problems: string[]): boolean {
+  try {
+    build();
+    return true;
+  } catch (err) {
+    problems.push((err as Error).message);
+    return false;
+  }
+}
+
+function stateValue(snapshot: unknown): unknown {
+  return (snapshot as { value?: unknown } | undefined)?.value ?? null;
+}
+
+function machineError(err: unknown, doing: string): ErrorInfo {
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: RuntimeErrorCode.MachineError, message: `the machine threw while ${doing}: ${message}`, retryable: false };
+}

@@ -1,0 +1,144 @@
+import {
+  CodecError,
+  CodecErrorCode,
+  createSubjects,
+  Header,
+  INBOX_KIND_OF,
+  INBOX_MESSAGE_KINDS,
+  resourceNames,
+  silentLogger,
+  type InboxMessage,
+  type Logger,
+  type Subjects,
+} from '@errand/protocols';
+import { consumeMessages, ensureConsumer, openBucket, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
+import type { AgentRegistry } from './agent-definition.js';
+import type { CrashHook } from './crash-points.js';
+import { startIntake } from './intake.js';
+import { StepExecutor } from './step-executor.js';
+import { createTimerHandler } from './timers.js';
+
+export interface HostOptions {
+  conn: ErrandConnection;
+  registry: AgentRegistry;
+  /** Subject prefix of the deployment. */
+  prefix: string;
+  logger: Logger;
+  /** Steps in flight at once (for different agents; one agent's steps run one at a time). */
+  concurrency: number;
+  /** Also fire durable timers from this process. */
+  timers: boolean;
+  /** Also answer `errand.submit`. */
+  intake: boolean;
+  crash: CrashHook;
+  now: () => number;
+}
+
+export function defaultHostOptions(): Omit<HostOptions, 'conn' | 'registry'> {
+  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now };
+}
+
+/** A running host. */
+export interface Host extends AsyncDisposable {
+  /** Stops taking work, finishes the steps in flight, and resolves when all are done. */
+  stop(): Promise<void>;
+}
+
+/** The consumers every host shares: each inbox message and each timer goes to exactly one host. */
+export const INBOX_CONSUMER = 'host';
+export const TIMER_CONSUMER = 'timers';
+
+/**
+ * Starts a host: the durable inbox consumer that runs agent steps, the timer consumer, and goal
+ * intake. Any number of hosts may run against one deployment; they share the consumers.
+ */
+export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> & Partial<HostOptions>): Promise<Host> {
+  const o = { ...defaultHostOptions(), ...options };
+  const { conn } = o;
+  const subjects = createSubjects(o.prefix);
+  const names = resourceNames(o.prefix);
+  const logger = o.logger.child({ component: 'host' });
+  const agents = await openBucket(conn, names.buckets.agents);
+  const deadLetterTo = (origin: string): DeadLetterTarget => ({ js: conn.js, subjects, origin, maxPayload: conn.nc.info?.max_payload ?? 1024 * 1024 });
+
+  await ensureConsumer(conn, {
+    stream: names.streams.inbox,
+    name: INBOX_CONSUMER,
+    filterSubject: subjects.agentInAll(),
+    ackWaitMs: 30_000,
+    maxAckPending: 10_000,
+    description: 'Errand hosts: agent steps',
+  });
+  const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now });
+  const inbox = await consumeMessages({
+    consumer: await conn.js.consumers.get(names.streams.inbox, INBOX_CONSUMER),
+    expect: INBOX_MESSAGE_KINDS,
+    deadLetter: deadLetterTo('host'),
+    concurrency: o.concurrency,
+    logger,
+    validate: (message, msg) => checkEnvelope(subjects, message, msg),
+    handle: async (message, msg) => {
+      await executor.run(message, inboxIdOf(msg));
+      o.crash('host.before-ack');
+    },
+  });
+
+  let timers: MessageConsumer | undefined;
+  if (o.timers) {
+    await ensureConsumer(conn, {
+      stream: names.streams.work,
+      name: TIMER_CONSUMER,
+      filterSubject: subjects.workTimer(),
+      ackWaitMs: 30_000,
+      // Every waiting timer is a delayed, unacked message.
+      maxAckPending: 1_000_000,
+      description: 'Errand hosts: durable timers',
+    });
+    timers = await consumeMessages({
+      consumer: await conn.js.consumers.get(names.streams.work, TIMER_CONSUMER),
+      expect: 'timer.request',
+      deadLetter: deadLetterTo('timers'),
+      concurrency: 16,
+      logger,
+      handle: createTimerHandler({ js: conn.js, subjects, logger, now: o.now }),
+    });
+  }
+
+  const intake = o.intake
+    ? startIntake({ nc: conn.nc, js: conn.js, agents, subjects, registry: o.registry, deadLetter: deadLetterTo('intake'), logger, now: o.now })
+    : undefined;
+  logger.info({ prefix: o.prefix, concurrency: o.concurrency, agents: o.registry.list().map((d) => `${d.id}@${d.version}`) }, 'host ready');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      logger.info({}, 'host stopping: finishing steps in flight');
+      if (intake) await intake.drain().catch(() => intake.unsubscribe());
+      await Promise.all([inbox.stop(), timers?.stop()]);
+      logger.info({}, 'host stopped');
+    })());
+  return { stop, [Symbol.asyncDispose]: stop };
+}
+
+/** The id a step remembers a message by: its Nats-Msg-Id, or where it sits in the stream. */
+export function inboxIdOf(msg: JsMsg): string {
+  return msg.headers?.get(Header.MsgId) || `${msg.info.stream}:${msg.seq}`;
+}
+
+/** The subject and the body must name the same agent and kind; anything else is dead-lettered. */
+function checkEnvelope(subjects: Subjects, message: InboxMessage, msg: JsMsg): void {
+  let parsed;
+  try {
+    parsed = subjects.parse(msg.subject);
+  } catch (cause) {
+    throw new CodecError(CodecErrorCode.Invalid, (cause as Error).message, { agentId: message.agentId, cause });
+  }
+  const expectedKind = INBOX_KIND_OF[message.kind];
+  if (parsed.type !== 'agent.in' || parsed.agentId !== message.agentId || parsed.kind !== expectedKind) {
+    throw new CodecError(
+      CodecErrorCode.Invalid,
+      `subject ${msg.subject} does not match the body: a ${message.kind} message for agent ${message.agentId} belongs on ${subjects.agentIn(message.agentId, expectedKind)}`,
+      { agentId: message.agentId },
+    );
+  }
+}

@@ -1,0 +1,95 @@
+import {
+  CodecError,
+  decodeMessage,
+  encodeMessage,
+  ErrandError,
+  formatOf,
+  Header,
+  MESSAGE_VERSION,
+  silentLogger,
+  type Logger,
+  type Message,
+  type Subjects,
+  type WireFormat,
+} from '@errand/protocols';
+import { deadLetter, headers, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
+import type { AgentRegistry } from './agent-definition.js';
+import { newAgentId } from './ids.js';
+
+export interface IntakeOptions {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  agents: KV;
+  subjects: Subjects;
+  registry: AgentRegistry;
+  deadLetter: DeadLetterTarget;
+  logger: Logger;
+  /** Queue group shared by every host, so each request is answered once. */
+  queue: string;
+  now: () => number;
+}
+
+/**
+ * Answers goal submissions on `errand.submit`: validates the goal, assigns an agent id (or takes
+ * the caller's, which makes the submit idempotent), writes the goal to the agent's inbox and
+ * replies with the id — as JSON when the request was JSON. A request that does not decode is
+ * answered with the reason and dead-lettered.
+ */
+export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' | 'subjects' | 'registry' | 'deadLetter'> & Partial<IntakeOptions>): Subscription {
+  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, ...options };
+  const log = o.logger.child({ component: 'intake' });
+
+  const reply = (msg: Msg, format: WireFormat, body: Message<'submit.reply'>) => {
+    if (!msg.reply) return;
+    const encoded = encodeMessage(body, { format });
+    const h = headers();
+    if (encoded.contentType) h.set(Header.ContentType, encoded.contentType);
+    msg.respond(encoded.data, { headers: h });
+  };
+
+  const handle = async (msg: Msg): Promise<void> => {
+    const contentType = msg.headers?.get(Header.ContentType);
+    let format: WireFormat = 'json';
+    try {
+      format = formatOf(contentType, msg.data);
+      const request = decodeMessage(msg.data, { contentType, expect: 'submit.request' });
+      const agent = request.agent ?? o.registry.defaultAgent;
+      if (!o.registry.has(agent)) {
+        throw new ErrandError('ERR_UNKNOWN_AGENT', `no agent '${agent}' is registered (known: ${o.registry.list().map((d) => d.id).join(', ')})`);
+      }
+      const agentId = request.agentId ?? newAgentId(o.now());
+      if (request.agentId !== undefined && (await o.agents.get(agentId))?.operation === 'PUT') {
+        reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', agentId, existing: true });
+        return;
+      }
+      const { v: _v, kind: _k, agentId: _a, ...goal } = request;
+      const message: Message<'goal'> = { v: MESSAGE_VERSION, kind: 'goal', agentId, ...goal, agent, at: o.now() };
+      await o.js.publish(o.subjects.agentIn(agentId, 'goal'), encodeMessage(message).data, { msgID: `goal:${agentId}` });
+      log.info({ agentId, agent }, 'goal accepted');
+      reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', agentId });
+    } catch (err) {
+      const code = err instanceof ErrandError ? err.code : 'ERR_INTERNAL';
+      const message = err instanceof Error ? err.message : String(err);
+      reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', error: { code, message } });
+      if (err instanceof CodecError) {
+        await deadLetter(o.deadLetter, { subject: msg.subject, data: msg.data, headers: msg.headers }, err).catch((e: unknown) =>
+          log.error({ err: e }, 'could not dead-letter a bad submit request'),
+        );
+        log.warn({ code }, `submit refused: ${message}`);
+      } else if (!(err instanceof ErrandError)) {
+        log.error({ err }, 'submit failed');
+      }
+    }
+  };
+
+  return o.nc.subscribe(o.subjects.submit(), {
+    queue: o.queue,
+    callback: (err, msg) => {
+      if (err) {
+        log.error({ err }, 'submit subscription failed');
+        return;
+      }
+      void handle(msg);
+    },
+  });
+}

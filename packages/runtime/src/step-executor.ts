@@ -1,0 +1,150 @@
+import {
+  decodeRecord,
+  encodeMessage,
+  encodeRecord,
+  silentLogger,
+  type AgentRecord,
+  type InboxMessage,
+  type Logger,
+  type MessageInput,
+  type Subjects,
+} from '@errand/protocols';
+import { isRevisionConflict, type JetStreamClient, type KV } from '@errand/nats';
+import type { AgentRegistry } from './agent-definition.js';
+import { decide, type Decision } from './apply.js';
+import type { CrashHook } from './crash-points.js';
+import { RuntimeError, RuntimeErrorCode } from './errors.js';
+
+export interface StepExecutorOptions {
+  js: JetStreamClient;
+  /** The `errand_agents` bucket. */
+  agents: KV;
+  subjects: Subjects;
+  registry: AgentRegistry;
+  logger: Logger;
+  crash: CrashHook;
+  now: () => number;
+  /** Records kept in memory; the KV revision fences a stale one. */
+  cacheSize: number;
+  /** Compare-and-set attempts before giving the message back for redelivery. */
+  maxAttempts: number;
+}
+
+interface Loaded {
+  record: AgentRecord;
+  revision: number;
+  /** From this host's cache: its outbox is known to be published. */
+  cached: boolean;
+}
+
+/** What one step did, for logs and metrics. */
+export type StepOutcome = Decision['type'];
+
+/**
+ * Runs steps: load → decide (pure) → commit with compare-and-set → publish the outbox. Steps for one
+ * agent are serialized within this process; across processes the KV revision decides, and the loser
+ * reloads and decides again. The caller acks the inbox message after `run` returns.
+ */
+export class StepExecutor {
+  private readonly o: StepExecutorOptions;
+  private readonly cache = new Map<string, { record: AgentRecord; revision: number }>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(options: Pick<StepExecutorOptions, 'js' | 'agents' | 'subjects' | 'registry'> & Partial<StepExecutorOptions>) {
+    this.o = { logger: silentLogger, crash: () => {}, now: Date.now, cacheSize: 10_000, maxAttempts: 20, ...options };
+  }
+
+  /** Applies one inbox message to its agent. Throws {@link RuntimeError} when it cannot be applied here. */
+  async run(message: InboxMessage, inboxId: string): Promise<StepOutcome> {
+    const agentId = message.agentId;
+    return this.serialized(agentId, () => this.step(message, inboxId));
+  }
+
+  private async step(message: InboxMessage, inboxId: string): Promise<StepOutcome> {
+    const { agentId } = message;
+    const log = this.o.logger.child({ agentId });
+    for (let attempt = 1; ; attempt++) {
+      const loaded = await this.load(agentId, attempt > 1);
+      this.o.crash('host.after-load');
+      // A record read from KV may carry an outbox whose publishing a crash interrupted. It is
+      // published (again: consumers de-duplicate) before a new step can replace it.
+      if (loaded && !loaded.cached) await this.publish(loaded.record);
+
+      const decision = decide(loaded?.record, message, { agentId, inboxId, now: this.o.now(), subjects: this.o.subjects, registry: this.o.registry });
+      this.o.crash('host.after-transition');
+      if (decision.type !== 'commit') {
+        // Dropping a message on the word of a cached record is not safe: another host may have
+        // moved the agent on (started the timer that is firing, say). Decide again on a fresh read.
+        if (loaded?.cached) continue;
+        if (decision.type === 'ignore') log.debug({ inboxId, kind: message.kind, reason: decision.reason }, 'message ignored');
+        else log.debug({ inboxId, kind: message.kind }, 'message already applied');
+        return decision.type;
+      }
+
+      let revision: number;
+      try {
+        const data = encodeRecord(decision.record);
+        revision = decision.created ? await this.o.agents.create(agentId, data) : await this.o.agents.update(agentId, data, loaded!.revision);
+      } catch (err) {
+        if (!isRevisionConflict(err)) throw err;
+        this.cache.delete(agentId);
+        if (attempt >= this.o.maxAttempts) {
+          throw new RuntimeError(RuntimeErrorCode.Contention, `lost the compare-and-set ${attempt} times in a row`, { agentId, cause: err });
+        }
+        log.debug({ inboxId, attempt }, 'another host wrote first; reloading');
+        continue;
+      }
+      this.o.crash('host.after-commit');
+      try {
+        await this.publish(decision.record);
+      } catch (err) {
+        this.cache.delete(agentId);
+        throw err;
+      }
+      this.o.crash('host.after-publish');
+      this.remember(agentId, decision.record, revision);
+      const r = decision.record;
+      if (r.status === 'failed' && r.error) log.warn({ step: r.step, code: r.error.code }, `agent failed: ${r.error.message}`);
+      return 'commit';
+    }
+  }
+
+  /** Publishes a record's outbox, each command under its idempotency key. */
+  private async publish(record: AgentRecord): Promise<void> {
+    await Promise.all(
+      record.outbox.map((entry) =>
+        this.o.js.publish(entry.subject, encodeMessage(entry.message as MessageInput).data, { msgID: entry.msgId }),
+      ),
+    );
+  }
+
+  private async load(agentId: string, fresh: boolean): Promise<Loaded | undefined> {
+    const hit = fresh ? undefined : this.cache.get(agentId);
+    if (hit) return { ...hit, cached: true };
+    const entry = await this.o.agents.get(agentId);
+    if (!entry || entry.operation !== 'PUT') return undefined;
+    return { record: decodeRecord(entry.value), revision: entry.revision, cached: false };
+  }
+
+  private remember(agentId: string, record: AgentRecord, revision: number): void {
+    this.cache.delete(agentId);
+    this.cache.set(agentId, { record, revision });
+    if (this.cache.size > this.o.cacheSize) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+  }
+
+  /** Runs `fn` after every earlier call for the same agent in this process has finished. */
+  private async serialized<T>(agentId: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(agentId) ?? Promise.resolve();
+    const run = previous.then(fn, fn);
+    const settled = run.catch(() => {});
+    this.locks.set(agentId, settled);
+    try {
+      return await run;
+    } finally {
+      if (this.locks.get(agentId) === settled) this.locks.delete(agentId);
+    }
+  }
+}
