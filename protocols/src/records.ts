@@ -14,8 +14,12 @@ import { isAgentId } from './subjects.js';
 /** The record format this build writes, and the formats it reads. */
 export const RECORD_FORMAT = 1;
 export const READABLE_RECORD_FORMATS: readonly number[] = [1];
-/** How many applied inbox message ids a record remembers (redeliveries come soon after). */
-export const APPLIED_IDS_KEPT = 128;
+/**
+ * How many applied inbox message ids a record remembers. Redeliveries come within the consumer's
+ * ack wait; results of commands are also de-duplicated by their key (see `pending`), timers by
+ * theirs, so this list only has to cover human input and agent messages.
+ */
+export const APPLIED_IDS_KEPT = 256;
 
 const agentId = z.string().refine(isAgentId, { message: 'invalid agent id' });
 const epochMs = z.number().int().nonnegative();
@@ -47,6 +51,8 @@ export const AgentRecordSchema = z.object({
   children: z.record(z.string(), z.object({ agentId, status: z.enum(AGENT_STATUSES) })),
   /** Live timers by XState send id; a firing whose key differs was cancelled or superseded. */
   timers: z.record(z.string(), z.object({ key: z.string().min(1), dueAt: epochMs })),
+  /** Plan and tool commands still waiting for their result, by idempotency key. */
+  pending: z.record(z.string(), z.object({ kind: z.enum(['plan.request', 'tool.request']), at: epochMs })),
   /** Ids of recently applied inbox messages, newest last. */
   applied: z.array(z.string()),
   outbox: z.array(OutboxEntrySchema),

@@ -112,8 +112,8 @@ export interface Subjects {
   agentInAll(agentId?: string): string;
   /** `<p>.agent.<id>.ev.<kind>`: stream ERRAND_EVENTS. */
   agentEvent(agentId: string, kind: EventKind): string;
-  /** `<p>.agent.<id>.ev.>` (or every agent's events when `agentId` is omitted). */
-  agentEventAll(agentId?: string): string;
+  /** `<p>.agent.<id>.ev.>` (every agent's when `agentId` is omitted; one kind when `kind` is given). */
+  agentEventAll(agentId?: string, kind?: EventKind): string;
   /** `<p>.agent.<id>.stream`: core NATS, ephemeral token streaming. */
   agentStream(agentId: string): string;
   /** `<p>.work.plan`: planner commands. */
@@ -153,7 +153,8 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
     agentIn: (agentId, kind) => `${p}.agent.${assertAgentId(agentId)}.in.${known(inboxKinds, kind, 'inbox kind')}`,
     agentInAll: (agentId) => `${p}.agent.${agentId === undefined ? '*' : assertAgentId(agentId)}.in.>`,
     agentEvent: (agentId, kind) => `${p}.agent.${assertAgentId(agentId)}.ev.${known(eventKinds, kind, 'event kind')}`,
-    agentEventAll: (agentId) => `${p}.agent.${agentId === undefined ? '*' : assertAgentId(agentId)}.ev.>`,
+    agentEventAll: (agentId, kind) =>
+      `${p}.agent.${agentId === undefined ? '*' : assertAgentId(agentId)}.ev.${kind === undefined ? '>' : known(eventKinds, kind, 'event kind')}`,
     agentStream: (agentId) => `${p}.agent.${assertAgentId(agentId)}.stream`,
     workPlan: () => `${p}.work.plan`,
     workTool: (tool) => `${p}.work.tool.${tool === undefined ? '*' : assertToken(tool, 'tool name')}`,

@@ -13,6 +13,7 @@ const record: AgentRecord = {
   labels: { team: 'core' },
   children: { kid: { agentId: 'c-1', status: 'running' } },
   timers: { 'xstate.after.1000.counter.waiting': { key: 'a-1:3:0', dueAt: 1_800_000_000_000 } },
+  pending: { 'a-1:2:0': { kind: 'tool.request', at: 1_700_000_000_500 } },
   applied: ['goal:a-1', 'a-1:2:1'],
   outbox: [{ subject: 'errand.work.timer', msgId: 'a-1:3:0', message: { kind: 'timer.request', v: 1 } }],
   deferred: [],

@@ -1,4 +1,4 @@
-import { assign, cancel, enqueueActions, raise, setup } from 'xstate';
+import { assign, cancel, enqueueActions, setup } from 'xstate';
 import { defineAgent, errandActions, type AgentDefinition, type AgentInput } from '@errand/runtime';
 
 type InputEvent = { type: 'input'; text: string };
@@ -62,7 +62,9 @@ export const sleeper = defineAgent({
     initial: 'sleeping',
     states: {
       sleeping: {
-        entry: raise({ type: 'reminder' }, { id: 'reminder', delay: ({ context }) => context.reminderMs || 365 * 24 * 3600 * 1000 }),
+        entry: enqueueActions(({ context, enqueue }) => {
+          if (context.reminderMs > 0) enqueue.raise({ type: 'reminder' }, { id: 'reminder', delay: context.reminderMs });
+        }),
         after: { sleep: 'awake' },
         on: {
           reminder: { actions: assign({ reminders: ({ context }) => context.reminders + 1 }) },

@@ -115,9 +115,17 @@ export function decide(current: AgentRecord | undefined, message: InboxMessage, 
     if (timer === undefined || timer.key !== message.key) return { type: 'ignore', reason: 'the timer was cancelled or superseded' };
     delete step.record.timers[message.timerId];
   }
+  if (message.kind === 'plan.result' || message.kind === 'tool.result') {
+    // Results are matched to the command that asked for them: a repeat (re-published after the
+    // duplicate window) or a stray result finds no pending command and changes nothing.
+    if (step.record.pending[message.key] === undefined) return { type: 'ignore', reason: 'no command is waiting for this result' };
+    delete step.record.pending[message.key];
+  }
   if (message.kind === 'child.result') {
     const child = step.record.children[message.ref];
-    if (child) child.status = message.outcome;
+    if (child === undefined || child.agentId !== message.childId) return { type: 'ignore', reason: 'not a child of this agent' };
+    if (TERMINAL_STATUSES.has(child.status)) return { type: 'ignore', reason: `child ${message.childId} already ended (${child.status})` };
+    child.status = message.outcome;
   }
   const event = machineEventOf(message);
   if (current.status === 'paused') step.record.deferred.push({ id: ctx.inboxId, event });
@@ -149,6 +157,7 @@ function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
     parent: goal.parent,
     children: {},
     timers: {},
+    pending: {},
     applied: [],
     outbox: [],
     deferred: [],
@@ -238,6 +247,7 @@ class Draft {
   cancel(reason: string): void {
     this.record.status = 'cancelled';
     this.record.timers = {};
+    this.record.pending = {};
     this.record.deferred = [];
     this.record.error = { code: 'ERR_CANCELLED', message: reason, retryable: false };
     this.stopChildren(reason);
@@ -258,6 +268,7 @@ class Draft {
       this.record.status = 'done';
       this.record.output = next.output;
       this.record.timers = {};
+      this.record.pending = {};
       this.stopChildren('the parent finished');
       this.event('done', { kind: 'event.done', output: next.output });
       this.tellParent('done');
@@ -269,6 +280,7 @@ class Draft {
     this.record.status = 'failed';
     this.record.error = error;
     this.record.timers = {};
+    this.record.pending = {};
     this.stopChildren('the parent failed');
     this.event('failed', { kind: 'event.failed', error });
     this.tellParent('failed');
@@ -362,6 +374,7 @@ class Draft {
           const p = params as unknown as PlanParams;
           const key = this.key();
           note(this.push(subjects.workPlan(), key, { ...base, kind: 'plan.request', key, ...p }));
+          this.record.pending[key] = { kind: 'plan.request', at: now };
           break;
         }
         case ErrandAction.Tool: {
@@ -369,6 +382,7 @@ class Draft {
           const key = this.key();
           if (safeSubject(() => subjects.workTool(p.tool), problems)) {
             note(this.push(subjects.workTool(p.tool), key, { ...base, kind: 'tool.request', key, attempt: 1, ...p }));
+            this.record.pending[key] = { kind: 'tool.request', at: now };
           }
           break;
         }

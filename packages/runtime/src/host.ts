@@ -32,10 +32,15 @@ export interface HostOptions {
   intake: boolean;
   crash: CrashHook;
   now: () => number;
+  /**
+   * How long a step may stay unacknowledged before JetStream gives its message to another host.
+   * It is how long the agents of a host that died wait to be taken over; steps take milliseconds.
+   */
+  ackWaitMs: number;
 }
 
 export function defaultHostOptions(): Omit<HostOptions, 'conn' | 'registry'> {
-  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now };
+  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000 };
 }
 
 /** A running host. */
@@ -65,7 +70,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     stream: names.streams.inbox,
     name: INBOX_CONSUMER,
     filterSubject: subjects.agentInAll(),
-    ackWaitMs: 30_000,
+    ackWaitMs: o.ackWaitMs,
     maxAckPending: 10_000,
     description: 'Errand hosts: agent steps',
   });
@@ -89,7 +94,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
       stream: names.streams.work,
       name: TIMER_CONSUMER,
       filterSubject: subjects.workTimer(),
-      ackWaitMs: 30_000,
+      ackWaitMs: o.ackWaitMs,
       // Every waiting timer is a delayed, unacked message.
       maxAckPending: 1_000_000,
       description: 'Errand hosts: durable timers',
@@ -99,6 +104,9 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
       expect: 'timer.request',
       deadLetter: deadLetterTo('timers'),
       concurrency: 16,
+      // Every wait is a redelivery, so the delivery count says nothing about failure: a timer is
+      // never given up on (a failed firing is retried with back-off).
+      maxDeliveries: Number.POSITIVE_INFINITY,
       logger,
       handle: createTimerHandler({ js: conn.js, subjects, logger, now: o.now }),
     });
@@ -107,6 +115,8 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
   const intake = o.intake
     ? startIntake({ nc: conn.nc, js: conn.js, agents, subjects, registry: o.registry, deadLetter: deadLetterTo('intake'), logger, now: o.now })
     : undefined;
+  // Ready means reachable: the intake subscription must have reached the server.
+  await conn.nc.flush();
   logger.info({ prefix: o.prefix, concurrency: o.concurrency, agents: o.registry.list().map((d) => `${d.id}@${d.version}`) }, 'host ready');
 
   let stopping: Promise<void> | undefined;

@@ -97,6 +97,30 @@ describe('decide: the pure half of a step', () => {
     expect(decide(r, input('late'), ctx('late'))).toMatchObject({ type: 'ignore', reason: 'the agent is already done' });
   });
 
+  it('matches results to pending commands: a repeat or a stray result changes nothing', () => {
+    const result = (key: string): InboxMessage => ({
+      v: MESSAGE_VERSION, kind: 'tool.result', agentId: 'a1', key, callId: 'c1', tool: 'echo', attempt: 1, durationMs: 3, result: { output: 'hi' }, at: AT,
+    });
+    const r = started();
+    expect(r.pending).toEqual({ 'a1:1:0': { kind: 'tool.request', at: AT } });
+    expect(decide(r, result('a1:9:9'), ctx('stray'))).toMatchObject({ type: 'ignore', reason: 'no command is waiting for this result' });
+    const after = committed(decide(r, result('a1:1:0'), ctx('r1')));
+    expect(after.pending).toEqual({});
+    // The same result re-published under a new message id (after the duplicate window).
+    expect(decide(after, result('a1:1:0'), ctx('r1-again'))).toMatchObject({ type: 'ignore' });
+  });
+
+  it('ignores a child result from an agent that is not its child', () => {
+    const r = committed(decide(started(), input('spawn'), ctx('i-spawn')));
+    const childResult = (childId: string): InboxMessage => ({
+      v: MESSAGE_VERSION, kind: 'child.result', agentId: 'a1', childId, ref: 'helper', outcome: 'done', output: 1, at: AT,
+    });
+    expect(decide(r, childResult('impostor'), ctx('x'))).toMatchObject({ type: 'ignore', reason: 'not a child of this agent' });
+    const got = committed(decide(r, childResult('a1-helper'), ctx('y')));
+    expect(got.children.helper!.status).toBe('done');
+    expect(decide(got, childResult('a1-helper'), ctx('z'))).toMatchObject({ type: 'ignore' });
+  });
+
   it('delivers a timer whose key matches, and ignores a cancelled or superseded one', () => {
     const r = started();
     const fired = (key: string): Message<'timer.fired'> => ({

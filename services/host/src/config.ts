@@ -7,6 +7,7 @@ export interface HostConfig {
   connect: Partial<ConnectOptions>;
   prefix: string;
   concurrency: number;
+  ackWaitMs: number;
   /** Module specifiers (or paths) whose `agents` export is registered. */
   agentModules: string[];
   defaultAgent: string | undefined;
@@ -60,6 +61,7 @@ export function parseConfig(env: Record<string, string | undefined>): HostConfig
     connect: { ...connectOptionsFromEnv(env), name: 'errand-host', waitOnFirstConnect: true },
     prefix,
     concurrency: positiveInt(env, 'ERRAND_HOST_CONCURRENCY', 64),
+    ackWaitMs: positiveInt(env, 'ERRAND_HOST_ACK_WAIT_MS', 30_000),
     agentModules: (env.ERRAND_AGENT_MODULES || '@errand/example-agents').split(',').map((s) => s.trim()).filter(Boolean),
     defaultAgent: env.ERRAND_DEFAULT_AGENT || undefined,
     timers: flag(env, 'ERRAND_HOST_TIMERS', true),

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The host service: wiring only. Configuration comes from the environment (see config.ts).
+import { writeSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { isAbsolute, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -38,7 +39,8 @@ const crash = (point: CrashPoint): void => {
   if (config.crashAt?.point !== point) return;
   reached += 1;
   if (reached < config.crashAt.nth) return;
-  logger.warn({ point }, `crash point ${point} reached: SIGKILL`);
+  // Written synchronously: the process dies on the next line, with anything buffered.
+  writeSync(2, `errand-host: crash point ${point} reached (ERRAND_CRASH_AT): SIGKILL\n`);
   process.kill(process.pid, 'SIGKILL');
 };
 
@@ -51,6 +53,7 @@ try {
     prefix: config.prefix,
     logger,
     concurrency: config.concurrency,
+    ackWaitMs: config.ackWaitMs,
     timers: config.timers,
     intake: config.intake,
     crash,

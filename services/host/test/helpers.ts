@@ -55,7 +55,7 @@ export async function deploy(srv: TestServer, options: Partial<ResourceOptions> 
 
   const spawnHost = (env: Record<string, string> = {}) => {
     const p = startProcess(process.execPath, [hostMain], {
-      env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ...env },
+      env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ...env },
     });
     hosts.push(p);
     return p;
