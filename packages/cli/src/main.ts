@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerProvision } from './commands/provision.js';
+import { registerSubmit } from './commands/submit.js';
 import { registerUp } from './commands/up.js';
 import { ExitCode } from './exit-codes.js';
 import { exitCodeOf, printError } from './output.js';
@@ -31,6 +32,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 NATS unavailable.`,
 
 registerUp(program);
 registerProvision(program);
+registerSubmit(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -76,6 +76,20 @@ describe('errand CLI', () => {
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ server: url, changed: false });
 
+    // `up` runs a host: a goal submitted from another terminal runs to its end.
+    const submitted = await errand(['submit', 'take a short nap', '--agent', 'sleeper', '--input', '{"delayMs":300}', '--wait']);
+    expect(submitted.code).toBe(0);
+    expect(submitted.stdout).toMatch(/^a-\S+\n/);
+    expect(submitted.stdout).toContain('step 2  xstate.after.sleep.sleeper.sleeping');
+    expect(submitted.stdout).toContain('done: {"reminders":0,"sleptMs":300}');
+    const failed = await errand(['submit', 'explode', '--agent', 'thrower', '--json']);
+    expect(JSON.parse(failed.stdout)).toMatchObject({ ok: true, agentId: expect.any(String) });
+    const unknown = await errand(['submit', 'anything', '--agent', 'nobody']);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/no agent 'nobody' is registered/);
+    const noGoal = await errand(['submit']);
+    expect(noGoal.code).toBe(2);
+
     const conn = await connect({ servers: url });
     const kv = await new Kvm(conn.js).open('errand_agents');
     await kv.put('agent-1', 'remember me');

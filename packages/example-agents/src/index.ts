@@ -202,5 +202,5 @@ export const thrower = defineAgent({
   }),
 });
 
-/** Every example, for `ERRAND_AGENT_MODULES=@errand/example-agents`. */
-export const agents: readonly AgentDefinition[] = [tally, sleeper, pipeline, parent, thrower];
+/** Every example, for `ERRAND_AGENT_MODULES=@errand/example-agents`; the first (`sleeper`) is the default. */
+export const agents: readonly AgentDefinition[] = [sleeper, tally, pipeline, parent, thrower];

@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { connect, defaultDataDir, provision, startNatsServer, type ErrandConnection, type NatsServer } from '@errand/nats';
 import { explicitServer, removeUpState, writeUpState, type GlobalOptions } from '../context.js';
 import { DEFAULT_PREFIX, resourceSpecs } from '@errand/protocols';
+import { agents as exampleAgents } from '@errand/example-agents';
+import { createRegistry, startHost, type Host } from '@errand/runtime';
 import { createLogger } from '../logger.js';
 import { printJson } from '../output.js';
 import { formatReport } from './provision.js';
@@ -16,7 +18,7 @@ interface UpOptions extends GlobalOptions {
 export function registerUp(program: Command): void {
   program
     .command('up')
-    .description('run Errand on this machine: an embedded nats-server (unless NATS_URL is set), provisioned and ready')
+    .description('run Errand on this machine: an embedded nats-server (unless NATS_URL is set), provisioned, and a host')
     .option('--data-dir <dir>', 'where the embedded server keeps its data (persists across runs)', defaultDataDir())
     .option('--port <port>', 'client port of the embedded server (0: any free port)', parsePort, 0)
     .option('--replicas <n>', 'JetStream replicas when NATS_URL points at a cluster', parseReplicas, 1)
@@ -40,6 +42,7 @@ Examples:
 
       let server: NatsServer | undefined;
       let conn: ErrandConnection | undefined;
+      let host: Host | undefined;
       const external = explicitServer(opts);
       const prefix = opts.prefix ?? process.env.ERRAND_PREFIX ?? DEFAULT_PREFIX;
       try {
@@ -58,15 +61,20 @@ Examples:
           specs: resourceSpecs({ prefix, replicas: opts.replicas }),
           logger,
         });
+        const registry = createRegistry(exampleAgents);
+        host = await startHost({ conn, registry, prefix, logger });
         if (server) await writeUpState({ url, prefix, pid: process.pid });
         if (opts.json) printJson({ ok: true, url, prefix, embedded: server !== undefined, dataDir: server?.storeDir, provision: report });
         else {
           process.stdout.write(formatReport(report, url));
+          say(`host running agents: ${registry.list().map((d) => d.id).join(', ')} (default: ${registry.defaultAgent})`);
           say(`Errand is up. NATS_URL=${url}  (Ctrl-C to stop)`);
+          say(`try: errand submit "take a nap" --agent sleeper --input '{"delayMs":2000}' --wait`);
         }
         await untilSignal();
         say('stopping …');
       } finally {
+        await host?.stop();
         await conn?.close();
         if (server) {
           await server.stop();
