@@ -57,7 +57,7 @@ export interface ResourceNames {
     readonly logs: string;
     readonly dlq: string;
   };
-  readonly buckets: { readonly agents: string; readonly tools: string };
+  readonly buckets: { readonly agents: string; readonly tools: string; readonly effects: string };
 }
 
 /**
@@ -77,7 +77,7 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
       logs: `${upper}_LOGS`,
       dlq: `${upper}_DLQ`,
     },
-    buckets: { agents: `${base}_agents`, tools: `${base}_tools` },
+    buckets: { agents: `${base}_agents`, tools: `${base}_tools`, effects: `${base}_effects` },
   };
 }
 
@@ -93,6 +93,8 @@ export interface ResourceOptions {
   dlqMaxAgeMs: number;
   /** -1 for unlimited; the journal lives here, so keep it unbounded unless you run `errand gc`. */
   eventsMaxBytes: number;
+  /** How long services remember a completed command (and its result) to answer a repeat. */
+  effectsTtlMs: number;
 }
 
 export function defaultResourceOptions(): ResourceOptions {
@@ -105,6 +107,7 @@ export function defaultResourceOptions(): ResourceOptions {
     logsMaxBytes: 1024 * 1024 * 1024,
     dlqMaxAgeMs: 30 * DAY,
     eventsMaxBytes: -1,
+    effectsTtlMs: 7 * DAY,
   };
 }
 
@@ -200,6 +203,16 @@ export function resourceSpecs(options: Partial<ResourceOptions> = {}): ResourceS
       history: 1,
       ttlMs: 0,
       maxValueSize: 256 * 1024,
+      maxBytes: -1,
+      storage: o.storage,
+      replicas: o.replicas,
+    },
+    {
+      bucket: names.buckets.effects,
+      description: 'Errand: completed commands by idempotency key, with their results, so a repeat is answered, not re-run',
+      history: 1,
+      ttlMs: o.effectsTtlMs,
+      maxValueSize: MAX_MESSAGE_BYTES,
       maxBytes: -1,
       storage: o.storage,
       replicas: o.replicas,
