@@ -1,0 +1,13 @@
+export { LlmError, LlmErrorCode } from './errors.js';
+export { costOf, type ChatModel, type Completion, type CompleteOptions, type CompletionRequest, type ModelPrice, type PriceTable } from './model.js';
+export { classify, createOpenAIModel, defaultOpenAIModelOptions, type OpenAIModelOptions } from './openai-model.js';
+export {
+  parseMockScript,
+  startMockLlm,
+  type MockLlm,
+  type MockLlmOptions,
+  type MockRequest,
+  type MockScript,
+  type MockStep,
+  type MockToolCall,
+} from './mock-server.js';
