@@ -108,8 +108,8 @@ export interface Subjects {
   readonly prefix: string;
   /** `<p>.agent.<id>.in.<kind>`: stream ERRAND_INBOX. */
   agentIn(agentId: string, kind: InboxKind): string;
-  /** `<p>.agent.<id>.in.>` (or every agent's inbox when `agentId` is omitted). */
-  agentInAll(agentId?: string): string;
+  /** `<p>.agent.<id>.in.>` (every agent's when `agentId` is omitted; one kind when `kind` is given). */
+  agentInAll(agentId?: string, kind?: InboxKind): string;
   /** `<p>.agent.<id>.ev.<kind>`: stream ERRAND_EVENTS. */
   agentEvent(agentId: string, kind: EventKind): string;
   /** `<p>.agent.<id>.ev.>` (every agent's when `agentId` is omitted; one kind when `kind` is given). */
@@ -151,7 +151,8 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
   return {
     prefix,
     agentIn: (agentId, kind) => `${p}.agent.${assertAgentId(agentId)}.in.${known(inboxKinds, kind, 'inbox kind')}`,
-    agentInAll: (agentId) => `${p}.agent.${agentId === undefined ? '*' : assertAgentId(agentId)}.in.>`,
+    agentInAll: (agentId, kind) =>
+      `${p}.agent.${agentId === undefined ? '*' : assertAgentId(agentId)}.in.${kind === undefined ? '>' : known(inboxKinds, kind, 'inbox kind')}`,
     agentEvent: (agentId, kind) => `${p}.agent.${assertAgentId(agentId)}.ev.${known(eventKinds, kind, 'event kind')}`,
     agentEventAll: (agentId, kind) =>
       `${p}.agent.${agentId === undefined ? '*' : assertAgentId(agentId)}.ev.${kind === undefined ? '>' : known(eventKinds, kind, 'event kind')}`,

@@ -125,11 +125,13 @@ export async function consumeMessages<K extends MessageKind>(
     await Promise.all(inflight);
   })();
 
+  let stopping: Promise<void> | undefined;
   return {
     done: loop,
-    async stop() {
-      await messages.close();
-      await loop;
-    },
+    stop: () =>
+      (stopping ??= (async () => {
+        await messages.close();
+        await loop;
+      })()),
   };
 }

@@ -1,0 +1,149 @@
+import {
+  createSubjects,
+  decodeMessage,
+  encodeMessage,
+  INBOX_KIND_OF,
+  resourceNames,
+  silentLogger,
+  type InboxMessage,
+  type Logger,
+  type Message,
+  type MessageKind,
+} from '@errand/protocols';
+import { consumeMessages, ensureConsumer, openBucket, type ErrandConnection, type JsMsg } from '@errand/nats';
+
+export type CommandKind = 'plan.request' | 'tool.request' | 'notify.request';
+type ResultOf<K extends CommandKind> = K extends 'plan.request' ? Message<'plan.result'> : K extends 'tool.request' ? Message<'tool.result'> : undefined;
+
+export interface CommandWorkerOptions<K extends CommandKind> {
+  conn: ErrandConnection;
+  prefix: string;
+  /** The durable consumer name: every replica of the service shares it. */
+  name: string;
+  /** The subject this worker serves (`errand.work.plan`, `errand.work.tool.fs_read`…). */
+  filterSubject: string;
+  expect: K;
+  /**
+   * Runs the command and returns the message to send back to the agent (or undefined when there
+   * is none). `signal` aborts when the agent is cancelled or the worker stops.
+   */
+  execute(command: Message<K>, context: { signal: AbortSignal; msg: JsMsg }): Promise<ResultOf<K> | undefined>;
+  concurrency: number;
+  /** How long a command may run between heartbeats before JetStream redelivers it. */
+  ackWaitMs: number;
+  /** On stop, how long commands in flight may finish before they are aborted and handed back. */
+  stopGraceMs: number;
+  logger: Logger;
+}
+
+export interface CommandWorker extends AsyncDisposable {
+  stop(): Promise<void>;
+}
+
+/**
+ * Serves one kind of command, exactly once per idempotency key: a key whose result is in the
+ * effects bucket is answered with that result again (re-sent under the same message id) without
+ * running; otherwise the command runs, its result is stored, then sent to the agent's inbox, then
+ * the command is acked. A long run heartbeats so JetStream does not hand it to another replica; a
+ * cancel of the agent aborts it.
+ */
+export async function startCommandWorker<K extends CommandKind>(
+  options: Pick<CommandWorkerOptions<K>, 'conn' | 'prefix' | 'name' | 'filterSubject' | 'expect' | 'execute'> & Partial<CommandWorkerOptions<K>>,
+): Promise<CommandWorker> {
+  const o = { concurrency: 8, ackWaitMs: 30_000, stopGraceMs: 10_000, logger: silentLogger, ...options };
+  const { conn } = o;
+  const subjects = createSubjects(o.prefix);
+  const names = resourceNames(o.prefix);
+  const log = o.logger.child({ component: 'worker', worker: o.name });
+  const effects = await openBucket(conn, names.buckets.effects);
+  await ensureConsumer(conn, {
+    stream: names.streams.work,
+    name: o.name,
+    filterSubject: o.filterSubject,
+    ackWaitMs: o.ackWaitMs,
+    maxAckPending: Math.max(100, o.concurrency * 4),
+    description: `Errand ${o.name}`,
+  });
+
+  // Commands in flight by agent, so that a cancel reaches them.
+  const running = new Map<string, Set<AbortController>>();
+  const stopAll = new AbortController();
+  // Cancels are read from the inbox subjects directly (a core subscription sees every publish).
+  const controls = conn.nc.subscribe(subjects.agentInAll(undefined, 'control'));
+  void (async () => {
+    for await (const m of controls) {
+      try {
+        const control = decodeMessage(m.data, { contentType: m.headers?.get('Content-Type'), expect: 'control' });
+        if (control.action !== 'cancel') continue;
+        for (const c of running.get(control.agentId) ?? []) c.abort(new Error(`agent ${control.agentId} was cancelled`));
+      } catch {
+        // the host dead-letters what does not decode; here it only means nothing to cancel
+      }
+    }
+  })();
+
+  const send = async (result: InboxMessage, key: string) => {
+    const token = INBOX_KIND_OF[result.kind as keyof typeof INBOX_KIND_OF];
+    await conn.js.publish(subjects.agentIn(result.agentId, token), encodeMessage(result).data, { msgID: `result:${key}` });
+  };
+
+  const consumer = await consumeMessages({
+    consumer: await conn.js.consumers.get(names.streams.work, o.name),
+    expect: o.expect as MessageKind as K,
+    deadLetter: { js: conn.js, subjects, origin: o.name, maxPayload: conn.nc.info?.max_payload ?? 1024 * 1024 },
+    concurrency: o.concurrency,
+    logger: log,
+    handle: async (command, msg) => {
+      const cmd = command as Message<K> & { key: string; agentId: string };
+      const stored = await effects.get(cmd.key);
+      if (stored?.operation === 'PUT') {
+        if (stored.length > 0) await send(decodeMessage(stored.value) as InboxMessage, cmd.key);
+        log.info({ agentId: cmd.agentId, key: cmd.key }, 'repeat of a completed command: answered from the effects bucket');
+        return;
+      }
+      const controller = new AbortController();
+      const onStop = () => controller.abort(new Error('the worker is stopping'));
+      stopAll.signal.addEventListener('abort', onStop);
+      const mine = running.get(cmd.agentId) ?? new Set();
+      mine.add(controller);
+      running.set(cmd.agentId, mine);
+      const heartbeat = setInterval(() => msg.working(), Math.max(1000, o.ackWaitMs / 3));
+      const started = Date.now();
+      try {
+        const result = await o.execute(cmd, { signal: controller.signal, msg });
+        if (controller.signal.aborted) {
+          if (stopAll.signal.aborted) {
+            // Not finished because this worker stops: another replica runs it.
+            msg.nak();
+            log.info({ agentId: cmd.agentId, key: cmd.key }, 'command interrupted by shutdown: handed back');
+          } else {
+            log.info({ agentId: cmd.agentId, key: cmd.key }, 'command aborted (agent cancelled): no result sent');
+          }
+          return;
+        }
+        await effects.put(cmd.key, result ? encodeMessage(result as InboxMessage).data : new Uint8Array());
+        if (result) await send(result as InboxMessage, cmd.key);
+        log.info({ agentId: cmd.agentId, key: cmd.key, ms: Date.now() - started }, 'command done');
+      } finally {
+        clearInterval(heartbeat);
+        stopAll.signal.removeEventListener('abort', onStop);
+        mine.delete(controller);
+        if (mine.size === 0) running.delete(cmd.agentId);
+      }
+    },
+  });
+  await conn.nc.flush();
+  log.info({ subject: o.filterSubject, concurrency: o.concurrency }, 'worker ready');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      controls.unsubscribe();
+      const drained = consumer.stop();
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, o.stopGraceMs).unref());
+      await Promise.race([drained, grace]);
+      stopAll.abort();
+      await drained;
+    })());
+  return { stop, [Symbol.asyncDispose]: stop };
+}

@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { connectOptionsFromEnv, type ConnectOptions } from '@errand/nats';
+import type { PriceTable } from '@errand/llm';
+import { assertPrefix, DEFAULT_PREFIX } from '@errand/protocols';
+
+export interface PlannerConfig {
+  connect: Partial<ConnectOptions>;
+  prefix: string;
+  baseURL: string | undefined;
+  apiKey: string;
+  /** The model for plan commands that name none. */
+  model: string;
+  concurrency: number;
+  /** Requests per minute per model; 0 for no limit. */
+  requestsPerMinute: number;
+  timeoutMs: number;
+  prices: PriceTable;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'ERR_CONFIG';
+}
+
+function int(env: Record<string, string | undefined>, name: string, fallback: number, min: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new ConfigError(`${name} must be a whole number of at least ${min}, got '${raw}'`);
+  return n;
+}
+
+/** Built-in prices (USD per million tokens) for common models; ERRAND_PRICES adds or overrides. */
+export const DEFAULT_PRICES: PriceTable = {
+  'gpt-4o': { inputPerMTok: 2.5, outputPerMTok: 10 },
+  'gpt-4o-mini': { inputPerMTok: 0.15, outputPerMTok: 0.6 },
+  'gpt-4.1': { inputPerMTok: 2, outputPerMTok: 8 },
+  'gpt-4.1-mini': { inputPerMTok: 0.4, outputPerMTok: 1.6 },
+};
+
+export function parseConfig(env: Record<string, string | undefined>): PlannerConfig {
+  const prefix = env.ERRAND_PREFIX || DEFAULT_PREFIX;
+  try {
+    assertPrefix(prefix);
+  } catch (err) {
+    throw new ConfigError(`ERRAND_PREFIX: ${(err as Error).message}`);
+  }
+  let prices: PriceTable = DEFAULT_PRICES;
+  if (env.ERRAND_PRICES) {
+    const source = env.ERRAND_PRICES.trim().startsWith('{') ? env.ERRAND_PRICES : readFileSync(env.ERRAND_PRICES, 'utf8');
+    try {
+      prices = { ...DEFAULT_PRICES, ...(JSON.parse(source) as PriceTable) };
+    } catch (err) {
+      throw new ConfigError(`ERRAND_PRICES must be JSON ({"model": {"inputPerMTok": 1, "outputPerMTok": 2}}) or a file with it: ${(err as Error).message}`);
+    }
+  }
+  if (!env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) {
+    throw new ConfigError('set OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for any OpenAI-compatible server, such as `errand mock-llm`)');
+  }
+  return {
+    connect: { ...connectOptionsFromEnv(env), name: 'errand-planner', waitOnFirstConnect: true },
+    prefix,
+    baseURL: env.OPENAI_BASE_URL || undefined,
+    apiKey: env.OPENAI_API_KEY || 'not-needed',
+    model: env.ERRAND_MODEL || 'gpt-4o-mini',
+    concurrency: int(env, 'ERRAND_PLANNER_CONCURRENCY', 8, 1),
+    requestsPerMinute: int(env, 'ERRAND_MODEL_RPM', 0, 0),
+    timeoutMs: int(env, 'ERRAND_LLM_TIMEOUT_MS', 600_000, 1000),
+    prices,
+    logLevel: env.LOG_LEVEL || 'info',
+  };
+}

@@ -1,0 +1,55 @@
+import { LlmError, LlmErrorCode, type ChatModel } from '@errand/llm';
+import { MESSAGE_VERSION, type Message, type Subjects } from '@errand/protocols';
+import type { NatsConnection } from '@errand/nats';
+
+/** Spaces calls to one model at least `60_000 / rpm` ms apart (per process). */
+export function createRateLimiter(requestsPerMinute: number): (model: string, signal: AbortSignal) => Promise<void> {
+  if (requestsPerMinute <= 0) return async () => {};
+  const interval = 60_000 / requestsPerMinute;
+  const next = new Map<string, number>();
+  return async (model, signal) => {
+    const now = Date.now();
+    const at = Math.max(now, next.get(model) ?? 0);
+    next.set(model, at + interval);
+    if (at > now) {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(resolve, at - now);
+        signal.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
+      });
+    }
+  };
+}
+
+export interface PlannerOptions {
+  model: ChatModel;
+  defaultModel: string;
+  nc: NatsConnection;
+  subjects: Subjects;
+  rateLimit: (model: string, signal: AbortSignal) => Promise<void>;
+}
+
+/**
+ * Answers one plan command: calls the model (streaming its text, ephemerally, to
+ * `errand.agent.<id>.stream`) and returns the `plan.result` — with the model's failure as data
+ * when it fails, classified retryable or not, so the agent decides about retries.
+ */
+export function createPlanExecutor(o: PlannerOptions) {
+  const encoder = new TextEncoder();
+  return async (command: Message<'plan.request'>, { signal }: { signal: AbortSignal }): Promise<Message<'plan.result'> | undefined> => {
+    const model = command.model ?? o.defaultModel;
+    const base = { v: MESSAGE_VERSION, kind: 'plan.result', agentId: command.agentId, key: command.key } as const;
+    try {
+      await o.rateLimit(model, signal);
+      const stream = o.subjects.agentStream(command.agentId);
+      const completion = await o.model.complete(
+        { model, messages: command.messages, tools: command.tools, temperature: command.temperature, maxOutputTokens: command.maxOutputTokens },
+        { signal, onToken: (text) => o.nc.publish(stream, encoder.encode(text)) },
+      );
+      return { ...base, result: { message: completion.message, finishReason: completion.finishReason }, usage: completion.usage, at: Date.now() };
+    } catch (err) {
+      if (signal.aborted) return undefined;
+      const error = err instanceof LlmError ? err : new LlmError(LlmErrorCode.Connection, (err as Error).message, { retryable: true, cause: err });
+      return { ...base, error: error.toErrorInfo(), at: Date.now() };
+    }
+  };
+}
