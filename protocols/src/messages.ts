@@ -149,6 +149,8 @@ export const PlanResultMessageSchema = z
     agentId,
     /** The idempotency key of the plan command this answers. */
     key: idempotencyKey,
+    /** The command's `ref`, echoed: how a machine tells the answer it waits for from a stale one. */
+    ref: z.string().optional(),
     result: z
       .object({
         message: ChatMessageSchema,
@@ -282,6 +284,8 @@ const commandFields = {
 export const PlanRequestSchema = z.object({
   ...commandFields,
   kind: z.literal('plan.request'),
+  /** The machine's own name for this request, echoed in the result. */
+  ref: z.string().optional(),
   model: z.string().optional(),
   messages: z.array(ChatMessageSchema).min(1),
   tools: z.array(ToolDefinitionSchema),

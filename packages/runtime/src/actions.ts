@@ -28,6 +28,8 @@ export const ErrandAction = {
 export type ErrandActionType = (typeof ErrandAction)[keyof typeof ErrandAction];
 
 export interface PlanParams {
+  /** Echoed in the `plan.result`, so the machine can tell the answer it waits for from a stale one. */
+  ref?: string;
   messages: ChatMessage[];
   tools: ToolDefinition[];
   model?: string;
@@ -97,6 +99,14 @@ export interface SendParams {
   /** The recipient agent's id. */
   to: string;
   event: { type: string; [key: string]: unknown };
+}
+
+/** Where a machine's output carries this key, the agent ends `failed` with that error. */
+export const FAILURE_OUTPUT_KEY = 'errand.failure';
+
+/** The output of a final state that means failure: the agent ends `failed` with `error`. */
+export function failureOutput(error: ErrorInfo): { [FAILURE_OUTPUT_KEY]: ErrorInfo } {
+  return { [FAILURE_OUTPUT_KEY]: error };
 }
 
 // The host interprets these actions; their implementations never run.

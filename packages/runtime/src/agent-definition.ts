@@ -13,6 +13,8 @@ export interface AgentInput {
   readonly model?: string | undefined;
   readonly tools?: readonly string[] | undefined;
   readonly parent?: { readonly agentId: string; readonly ref: string } | undefined;
+  /** When the goal was submitted (epoch ms): the start of the wall-clock budget. */
+  readonly startedAt: number;
 }
 
 /** Turns a snapshot persisted by version `from` into one that version `from + 1` can read. */

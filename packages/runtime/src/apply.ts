@@ -14,7 +14,7 @@ import {
   type MessageKind,
   type Subjects,
 } from '@errand/protocols';
-import { ErrandAction, type CancelChildParams, type EmitParams, type NotifyParams, type PlanParams, type SendParams, type SpawnParams, type ToolCallParams } from './actions.js';
+import { ErrandAction, FAILURE_OUTPUT_KEY, type CancelChildParams, type EmitParams, type NotifyParams, type PlanParams, type SendParams, type SpawnParams, type ToolCallParams } from './actions.js';
 import type { AgentDefinition, AgentInput, AgentRegistry } from './agent-definition.js';
 import { RuntimeError, RuntimeErrorCode } from './errors.js';
 import { childAgentId } from './ids.js';
@@ -47,7 +47,7 @@ export const TERMINAL_STATUSES: ReadonlySet<AgentStatus> = new Set(['done', 'fai
 export function machineEventOf(message: InboxMessage): { type: string; [key: string]: unknown } {
   switch (message.kind) {
     case 'plan.result':
-      return { type: 'plan.result', key: message.key, result: message.result, error: message.error, usage: message.usage };
+      return { type: 'plan.result', key: message.key, ref: message.ref, result: message.result, error: message.error, usage: message.usage, at: message.at };
     case 'tool.result':
       return {
         type: 'tool.result',
@@ -58,19 +58,20 @@ export function machineEventOf(message: InboxMessage): { type: string; [key: str
         durationMs: message.durationMs,
         result: message.result,
         error: message.error,
+        at: message.at,
       };
     case 'approval':
-      return { type: 'approval', requestId: message.requestId, decision: message.decision, argsHash: message.argsHash, by: message.by, comment: message.comment };
+      return { type: 'approval', requestId: message.requestId, decision: message.decision, argsHash: message.argsHash, by: message.by, comment: message.comment, at: message.at };
     case 'input':
-      return { type: 'input', requestId: message.requestId, text: message.text, interrupt: message.interrupt, by: message.by };
+      return { type: 'input', requestId: message.requestId, text: message.text, interrupt: message.interrupt, by: message.by, at: message.at };
     case 'child.result':
-      return { type: 'child.result', ref: message.ref, childId: message.childId, outcome: message.outcome, output: message.output, error: message.error };
+      return { type: 'child.result', ref: message.ref, childId: message.childId, outcome: message.outcome, output: message.output, error: message.error, at: message.at };
     case 'agent.message':
       return { ...message.event, from: message.from };
     case 'timer.fired':
       return message.event;
     case 'control':
-      return { type: 'control.budget', budget: message.budget };
+      return { type: 'control.budget', budget: message.budget, at: message.at };
     case 'goal':
       return { type: 'xstate.init' };
   }
@@ -144,6 +145,7 @@ function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
     model: goal.model,
     tools: goal.tools,
     parent: goal.parent,
+    startedAt: goal.at,
   };
   const record: AgentRecord = {
     format: RECORD_FORMAT,
@@ -264,6 +266,8 @@ class Draft {
     const problems = this.commands(actions);
     if (problems.length > 0) {
       this.fail({ code: RuntimeErrorCode.MachineError, message: `invalid command: ${problems.join('; ')}`, retryable: false });
+    } else if (next.status === 'done' && isFailureOutput(next.output)) {
+      this.fail(next.output[FAILURE_OUTPUT_KEY]);
     } else if (next.status === 'done') {
       this.record.status = 'done';
       this.record.output = next.output;
@@ -505,6 +509,11 @@ class Draft {
       at: this.ctx.now,
     });
   }
+}
+
+function isFailureOutput(output: unknown): output is { [FAILURE_OUTPUT_KEY]: ErrorInfo } {
+  const e = (output as Record<string, unknown> | null | undefined)?.[FAILURE_OUTPUT_KEY] as ErrorInfo | undefined;
+  return typeof e === 'object' && e !== null && typeof e.code === 'string' && typeof e.message === 'string';
 }
 
 function safeSubject(build: () => string, problems: string[]): boolean {

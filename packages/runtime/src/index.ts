@@ -1,6 +1,8 @@
 export {
   ErrandAction,
   errandActions,
+  FAILURE_OUTPUT_KEY,
+  failureOutput,
   type CancelChildParams,
   type EmitParams,
   type ErrandActionType,

@@ -37,7 +37,7 @@ export function createPlanExecutor(o: PlannerOptions) {
   const encoder = new TextEncoder();
   return async (command: Message<'plan.request'>, { signal }: { signal: AbortSignal }): Promise<Message<'plan.result'> | undefined> => {
     const model = command.model ?? o.defaultModel;
-    const base = { v: MESSAGE_VERSION, kind: 'plan.result', agentId: command.agentId, key: command.key } as const;
+    const base = { v: MESSAGE_VERSION, kind: 'plan.result', agentId: command.agentId, key: command.key, ...(command.ref !== undefined ? { ref: command.ref } : {}) } as const;
     try {
       await o.rateLimit(model, signal);
       const stream = o.subjects.agentStream(command.agentId);

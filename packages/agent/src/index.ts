@@ -1,0 +1,20 @@
+import { defineAgent } from '@errand/runtime';
+import { agentMachine } from './machine.js';
+
+export { BUILT_IN_TOOLS, BuiltInTool } from './built-in-tools.js';
+export { agentMachine, backoffDelay, compact, defaultAgentSettings, type AgentContext, type AgentSettings, type CallState } from './machine.js';
+export { DEFAULT_SYSTEM_PROMPT } from './prompts.js';
+
+/**
+ * The built-in LLM agent, `assistant`. Goal input it reads: `system` (prompt), `toolDefinitions`
+ * (the tools it may call, as OpenAI function definitions), `notify` (rules), `settings` (see
+ * `AgentSettings`); budget, model and allowed tool names come from the goal itself.
+ */
+export const assistant = defineAgent({
+  id: 'assistant',
+  version: 1,
+  description: 'plans with an LLM, acts through tools, corrects itself, asks people when it must',
+  machine: agentMachine,
+});
+
+export const agents = [assistant];

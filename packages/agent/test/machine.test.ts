@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest';
+import { createSubjects, MESSAGE_VERSION, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
+import { createRegistry, decide, type Decision } from '@errand/runtime';
+import { assistant } from '@errand/agent';
+
+const subjects = createSubjects('errand');
+const registry = createRegistry([assistant]);
+const AT = 1_800_000_000_000;
+const echo = { name: 'search', description: 'search the web', parameters: { type: 'object', properties: { q: { type: 'string' } } } };
+
+/** Drives one agent through `decide`, as the host would, without NATS. */
+class Run {
+  record: AgentRecord | undefined;
+  private n = 0;
+  constructor(private readonly agentId = 'a1') {}
+
+  private apply(message: InboxMessage): AgentRecord {
+    const d: Decision = decide(this.record, message, { agentId: this.agentId, inboxId: `m${++this.n}`, now: AT + this.n, subjects, registry });
+    if (d.type !== 'commit') throw new Error(`expected a commit, got ${d.type}`);
+    this.record = d.record;
+    return d.record;
+  }
+  start(input: Record<string, unknown> = {}, extra: Partial<Message<'goal'>> = {}) {
+    return this.apply({ v: MESSAGE_VERSION, kind: 'goal', agentId: this.agentId, goal: 'find the answer', agent: 'assistant', input: { toolDefinitions: [echo], ...input }, at: AT, ...extra });
+  }
+  /** The plan command of the last step. */
+  plan(): Message<'plan.request'> {
+    const p = this.record!.outbox.find((e) => e.message.kind === 'plan.request');
+    if (!p) throw new Error(`no plan request; state ${JSON.stringify((this.record!.snapshot as { value: unknown }).value)}`);
+    return p.message as unknown as Message<'plan.request'>;
+  }
+  tools(): Message<'tool.request'>[] {
+    return this.record!.outbox.filter((e) => e.message.kind === 'tool.request').map((e) => e.message as unknown as Message<'tool.request'>);
+  }
+  reply(reply: { content?: string; toolCalls?: { id: string; name: string; arguments: string }[] } | { error: Message<'plan.result'>['error'] }) {
+    const p = this.plan();
+    const base = { v: MESSAGE_VERSION, kind: 'plan.result', agentId: this.agentId, key: p.key, ref: p.ref, at: AT } as const;
+    if ('error' in reply) return this.apply({ ...base, error: reply.error });
+    return this.apply({
+      ...base,
+      result: { message: { role: 'assistant', content: reply.content ?? null, ...(reply.toolCalls ? { toolCalls: reply.toolCalls } : {}) }, finishReason: 'stop' },
+      usage: { model: 'm', inputTokens: 100, outputTokens: 20, costUsd: 0.01 },
+    });
+  }
+  toolResult(req: Message<'tool.request'>, outcome: { output?: unknown; error?: { code: string; message: string; retryable: boolean } }) {
+    return this.apply({
+      v: MESSAGE_VERSION, kind: 'tool.result', agentId: this.agentId, key: req.key, callId: req.callId, tool: req.tool, attempt: req.attempt, durationMs: 5,
+      ...(outcome.error ? { error: outcome.error } : { result: { output: outcome.output } }), at: AT,
+    });
+  }
+  tell(text: string, interrupt = false) {
+    return this.apply({ v: MESSAGE_VERSION, kind: 'input', agentId: this.agentId, text, interrupt, by: { id: 'u', channel: 'cli' }, at: AT });
+  }
+  state() {
+    return (this.record!.snapshot as { value: unknown }).value;
+  }
+}
+
+const call = (id: string, q: string) => ({ id, name: 'search', arguments: JSON.stringify({ q }) });
+
+describe('the built-in agent (pure steps)', () => {
+  it('plans, calls two tools in parallel, and answers', () => {
+    const run = new Run();
+    run.start();
+    expect(run.plan().tools.map((t) => t.name)).toEqual(['update_plan', 'ask_human', 'delegate', 'search']);
+    run.reply({ toolCalls: [{ id: 'p', name: 'update_plan', arguments: JSON.stringify({ tasks: [{ id: '1', title: 'search', status: 'in_progress' }] }) }, call('c1', 'a'), call('c2', 'b')] });
+    expect(run.state()).toBe('acting');
+    const [t1, t2] = run.tools();
+    expect([t1!.callId, t2!.callId]).toEqual(['c1', 'c2']);
+    expect(run.record!.outbox.some((e) => e.message.kind === 'event.plan')).toBe(true);
+    run.toolResult(t2!, { output: 'B' });
+    expect(run.state()).toBe('acting');
+    run.toolResult(t1!, { output: 'A' });
+    expect(run.state()).toBe('planning');
+    expect(run.plan().messages.filter((m) => m.role === 'tool').map((m) => m.content)).toEqual(['Plan updated.', 'A', 'B']);
+    run.reply({ content: 'The answer is AB.' });
+    expect(run.record!.status).toBe('done');
+    expect(run.record!.output).toMatchObject({ answer: 'The answer is AB.', rounds: 2, usage: { inputTokens: 200, outputTokens: 40 } });
+  });
+
+  it('backs off on a retryable model error with a durable timer, and fails on a permanent one', () => {
+    const run = new Run();
+    run.start();
+    run.reply({ error: { code: 'ERR_LLM_RATE_LIMITED', message: 'slow down', retryable: true, retryAfterMs: 2000 } });
+    expect(run.state()).toBe('backingOff');
+    const timer = run.record!.outbox.find((e) => e.message.kind === 'timer.request')!.message as unknown as Message<'timer.request'>;
+    expect(timer.dueAt - timer.at).toBe(2000);
+    const failed = new Run('a2');
+    failed.start();
+    failed.reply({ error: { code: 'ERR_LLM_AUTH', message: 'bad key', retryable: false } });
+    expect(failed.record!.status).toBe('failed');
+    expect(failed.record!.error).toMatchObject({ code: 'ERR_LLM_AUTH' });
+  });
+
+  it('detects a repeated call and asks the model to reflect, then a human', () => {
+    const run = new Run();
+    run.start();
+    for (let i = 0; i < 2; i++) {
+      run.reply({ toolCalls: [call(`c${i}`, 'same')] });
+      run.toolResult(run.tools()[0]!, { output: 'nothing new' });
+    }
+    run.reply({ toolCalls: [call('c9', 'same')] });
+    expect(run.state()).toBe('planning');
+    expect(run.plan().messages.at(-1)?.content).toMatch(/Stop and reflect: you called search with the same arguments 3 times/);
+    run.reply({ toolCalls: [call('c10', 'same')] });
+    expect(run.state()).toBe('awaitingInput');
+  });
+
+  it('stages a message told while it works and gives it to the model at the next planning step', () => {
+    const run = new Run();
+    run.start();
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    const [req] = run.tools();
+    run.tell('also check the weekend');
+    run.toolResult(req!, { output: 'ok' });
+    expect(run.plan().messages.at(-1)?.content).toBe('Message from the user while you were working: also check the weekend');
+  });
+
+  it('pauses at a budget with an approval request', () => {
+    const run = new Run();
+    run.start({}, { budget: { maxSteps: 1 } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    run.toolResult(run.tools()[0]!, { output: 'ok' });
+    expect(run.state()).toBe('awaitingApproval');
+    const ev = run.record!.outbox.find((e) => e.message.kind === 'event.approval')!.message;
+    expect(ev).toMatchObject({ status: 'requested', tool: 'budget', reason: '1 of 1 steps' });
+  });
+});
