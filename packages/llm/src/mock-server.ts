@@ -39,6 +39,10 @@ export interface MockLlm extends AsyncDisposable {
   readonly failures: readonly string[];
   /** Steps not used yet. */
   remaining(): number;
+  /** Requests whose client went away before the (delayed) answer. */
+  aborted(): number;
+  /** Resolves once `condition` holds (checked after every request and abort); rejects after `timeoutMs`. */
+  until(condition: (mock: MockLlm) => boolean, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -72,6 +76,11 @@ export async function startMockLlm(script: MockScript, options: Partial<MockLlmO
   const requests: MockRequest[] = [];
   const failures: string[] = [];
   let callSeq = 0;
+  let abortedCount = 0;
+  const watchers = new Set<() => void>();
+  const notify = () => {
+    for (const w of [...watchers]) w();
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'POST' || !/\/chat\/completions$/.test(req.url ?? '')) {
@@ -84,6 +93,7 @@ export async function startMockLlm(script: MockScript, options: Partial<MockLlmO
       return json(res, 400, { error: { message: 'request body is not JSON', type: 'invalid_request_error' } });
     }
     requests.push(body);
+    notify();
     const text = body.messages.map((m) => `${m.content ?? ''}`).join('\n');
     const index = script.steps.findIndex((s, i) => !used.has(i) && (s.match === undefined || text.includes(s.match)));
     if (index < 0) {
@@ -101,7 +111,11 @@ export async function startMockLlm(script: MockScript, options: Partial<MockLlmO
     }
     if (step.delayMs) {
       const aborted = await waitOrClose(step.delayMs, req);
-      if (aborted) return;
+      if (aborted) {
+        abortedCount += 1;
+        notify();
+        return;
+      }
     }
     if (step.error) {
       const headers: Record<string, string> = {};
@@ -156,14 +170,32 @@ export async function startMockLlm(script: MockScript, options: Partial<MockLlmO
       server.closeAllConnections();
       server.close(() => resolve());
     });
-  return {
+  const mock: MockLlm = {
     url: `http://${options.host ?? '127.0.0.1'}:${port}/v1`,
     requests,
     failures,
     remaining: () => script.steps.length - used.size,
+    aborted: () => abortedCount,
+    until(condition, timeoutMs = 30_000) {
+      if (condition(mock)) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!condition(mock)) return;
+          watchers.delete(check);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          watchers.delete(check);
+          reject(new Error(`mock-llm: condition not met within ${timeoutMs} ms (${requests.length} requests, ${abortedCount} aborted)`));
+        }, timeoutMs);
+        watchers.add(check);
+      });
+    },
     close,
     [Symbol.asyncDispose]: close,
   };
+  return mock;
 }
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -9,3 +9,13 @@ export {
   type TestServer,
 } from './servers.js';
 export { runProcess, startProcess, type ProcessExit, type StartProcessOptions, type TestProcess } from './process.js';
+export {
+  createDeployment,
+  inputMessage,
+  serviceMain,
+  startTestToolRunner,
+  type Deployment,
+  type ServiceName,
+  type TestToolRunner,
+  type ToolBehaviour,
+} from './deployment.js';

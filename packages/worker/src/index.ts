@@ -12,6 +12,16 @@ import {
 } from '@errand/protocols';
 import { consumeMessages, ensureConsumer, openBucket, type ErrandConnection, type JsMsg } from '@errand/nats';
 
+import { createHash } from 'node:crypto';
+
+/** The effects-bucket key for an idempotency key (KV keys allow no ':'). */
+export function effectKey(key: string): string {
+  const dotted = key.replaceAll(':', '.');
+  return /^[-/_=.a-zA-Z0-9]+$/.test(dotted) && !dotted.startsWith('.') && !dotted.endsWith('.') && !dotted.includes('..')
+    ? dotted
+    : `h.${createHash('sha256').update(key).digest('hex')}`;
+}
+
 export type CommandKind = 'plan.request' | 'tool.request' | 'notify.request';
 type ResultOf<K extends CommandKind> = K extends 'plan.request' ? Message<'plan.result'> : K extends 'tool.request' ? Message<'tool.result'> : undefined;
 
@@ -95,7 +105,7 @@ export async function startCommandWorker<K extends CommandKind>(
     logger: log,
     handle: async (command, msg) => {
       const cmd = command as Message<K> & { key: string; agentId: string };
-      const stored = await effects.get(cmd.key);
+      const stored = await effects.get(effectKey(cmd.key));
       if (stored?.operation === 'PUT') {
         if (stored.length > 0) await send(decodeMessage(stored.value) as InboxMessage, cmd.key);
         log.info({ agentId: cmd.agentId, key: cmd.key }, 'repeat of a completed command: answered from the effects bucket');
@@ -121,7 +131,7 @@ export async function startCommandWorker<K extends CommandKind>(
           }
           return;
         }
-        await effects.put(cmd.key, result ? encodeMessage(result as InboxMessage).data : new Uint8Array());
+        await effects.put(effectKey(cmd.key), result ? encodeMessage(result as InboxMessage).data : new Uint8Array());
         if (result) await send(result as InboxMessage, cmd.key);
         log.info({ agentId: cmd.agentId, key: cmd.key, ms: Date.now() - started }, 'command done');
       } finally {

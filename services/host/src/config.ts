@@ -62,7 +62,7 @@ export function parseConfig(env: Record<string, string | undefined>): HostConfig
     prefix,
     concurrency: positiveInt(env, 'ERRAND_HOST_CONCURRENCY', 64),
     ackWaitMs: positiveInt(env, 'ERRAND_HOST_ACK_WAIT_MS', 30_000),
-    agentModules: (env.ERRAND_AGENT_MODULES || '@errand/example-agents').split(',').map((s) => s.trim()).filter(Boolean),
+    agentModules: (env.ERRAND_AGENT_MODULES || '@errand/agent,@errand/example-agents').split(',').map((s) => s.trim()).filter(Boolean),
     defaultAgent: env.ERRAND_DEFAULT_AGENT || undefined,
     timers: flag(env, 'ERRAND_HOST_TIMERS', true),
     intake: flag(env, 'ERRAND_HOST_INTAKE', true),

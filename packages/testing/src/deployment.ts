@@ -1,0 +1,189 @@
+import { fileURLToPath } from 'node:url';
+import { consumeMessages, ensureConsumer, openBucket, provision, type ErrandConnection, type KV, type MessageConsumer } from '@errand/nats';
+import {
+  createSubjects,
+  decodeMessage,
+  decodeRecord,
+  encodeMessage,
+  MESSAGE_VERSION,
+  resourceSpecs,
+  type AgentRecord,
+  type AgentStatus,
+  type ErrorInfo,
+  type Message,
+  type ResourceOptions,
+  type Subjects,
+} from '@errand/protocols';
+import { startProcess, type TestProcess } from './process.js';
+import { uniquePrefix, type TestServer } from './servers.js';
+
+/** The built entry points of the services, run as real processes (`pnpm test` builds first). */
+export const serviceMain = {
+  host: fileURLToPath(new URL('../../../services/host/dist/main.js', import.meta.url)),
+  planner: fileURLToPath(new URL('../../../services/planner/dist/main.js', import.meta.url)),
+} as const;
+export type ServiceName = keyof typeof serviceMain;
+
+/** What each service logs once it serves. */
+const READY: Record<ServiceName, RegExp> = { host: /"msg":"host ready"/, planner: /"msg":"planner ready"/ };
+
+/** One Errand deployment on a test server: its own prefix, provisioned, its processes tracked. */
+export interface Deployment {
+  readonly prefix: string;
+  readonly subjects: Subjects;
+  readonly conn: ErrandConnection;
+  readonly agents: KV;
+  /** Starts a service process and waits until it is ready. */
+  start(service: ServiceName, env?: Record<string, string>): Promise<TestProcess>;
+  /** Starts a service process without waiting (for one that should crash). */
+  spawn(service: ServiceName, env?: Record<string, string>): TestProcess;
+  record(agentId: string): Promise<AgentRecord | undefined>;
+  /** Resolves when the agent's record reaches one of `statuses` (watching its KV key; bounded). */
+  waitForStatus(agentId: string, statuses: AgentStatus[], timeoutMs?: number): Promise<AgentRecord>;
+  /** Resolves with the first record of the agent that satisfies `test` (watching; bounded). */
+  waitForRecord(agentId: string, test: (r: AgentRecord) => boolean, timeoutMs?: number): Promise<AgentRecord>;
+  /** Every journal entry of the agent, in stream order. */
+  journal(agentId: string): Promise<Message<'event.step'>[]>;
+  /** Submits a goal as raw JSON on `<prefix>.submit` and returns the agent id. */
+  submit(body: Record<string, unknown>): Promise<string>;
+  /** Publishes an inbox message for an agent. */
+  send(message: Message<'input' | 'control' | 'approval'>): Promise<void>;
+  /** SIGTERMs every process this deployment started and waits for them. */
+  stopAll(): Promise<void>;
+}
+
+export async function createDeployment(
+  srv: TestServer,
+  options: { resources?: Partial<ResourceOptions>; env?: Record<string, string> } = {},
+): Promise<Deployment> {
+  const prefix = uniquePrefix();
+  const conn = await srv.connect({ reconnectTimeWaitMs: 100 });
+  const specs = resourceSpecs({ ...options.resources, prefix });
+  await provision(conn, { specs });
+  const subjects = createSubjects(prefix);
+  const agents = await openBucket(conn, specs.names.buckets.agents);
+  const processes: TestProcess[] = [];
+
+  const spawn = (service: ServiceName, env: Record<string, string> = {}) => {
+    const p = startProcess(process.execPath, [serviceMain[service]], {
+      env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ...options.env, ...env },
+    });
+    processes.push(p);
+    return p;
+  };
+  const record = async (agentId: string) => {
+    const e = await agents.get(agentId);
+    return e && e.operation === 'PUT' ? decodeRecord(e.value) : undefined;
+  };
+  const waitForRecord = async (agentId: string, test: (r: AgentRecord) => boolean, timeoutMs = 60_000) => {
+    const watch = await agents.watch({ key: agentId });
+    const timer = setTimeout(() => watch.stop(), timeoutMs);
+    try {
+      for await (const e of watch) {
+        if (e.operation !== 'PUT') continue;
+        const r = decodeRecord(e.value);
+        if (test(r)) return r;
+      }
+    } finally {
+      clearTimeout(timer);
+      watch.stop();
+    }
+    const last = await record(agentId);
+    throw new Error(`agent ${agentId}: no matching record within ${timeoutMs} ms (last: ${last ? `${last.status} at step ${last.step}` : 'no record'})`);
+  };
+
+  return {
+    prefix,
+    subjects,
+    conn,
+    agents,
+    spawn,
+    async start(service, env = {}) {
+      const p = spawn(service, env);
+      await p.waitForLine(READY[service]);
+      return p;
+    },
+    record,
+    waitForRecord,
+    waitForStatus: (agentId, statuses, timeoutMs) => waitForRecord(agentId, (r) => statuses.includes(r.status), timeoutMs),
+    async journal(agentId) {
+      const consumer = await conn.js.consumers.get(specs.names.streams.events, { filter_subjects: subjects.agentEvent(agentId, 'step') });
+      const info = await consumer.info(true);
+      const out: Message<'event.step'>[] = [];
+      if (info.num_pending === 0) return out;
+      const batch = await consumer.fetch({ max_messages: info.num_pending, expires: 5000 });
+      for await (const m of batch) {
+        out.push(decodeMessage(m.data, { expect: 'event.step' }));
+        if (out.length >= info.num_pending) break;
+      }
+      return out;
+    },
+    async submit(body) {
+      const reply = await conn.nc.request(subjects.submit(), new TextEncoder().encode(JSON.stringify(body)), { timeout: 10_000 });
+      const answer = JSON.parse(reply.string()) as { agentId?: string; error?: { message: string } };
+      if (!answer.agentId) throw new Error(`submit refused: ${answer.error?.message}`);
+      return answer.agentId;
+    },
+    async send(message) {
+      const token = message.kind === 'control' ? 'control' : message.kind === 'approval' ? 'approval' : 'input';
+      await conn.js.publish(subjects.agentIn(message.agentId, token), encodeMessage(message).data);
+    },
+    async stopAll() {
+      for (const p of processes) p.signal('SIGTERM');
+      await Promise.all(processes.map((p) => p.exited));
+    },
+  };
+}
+
+/** What a scripted tool does with one request: an output, or an error. */
+export type ToolBehaviour = (request: Message<'tool.request'>) => Promise<{ output: unknown } | { error: ErrorInfo }> | { output: unknown } | { error: ErrorInfo };
+
+export interface TestToolRunner {
+  /** How often each idempotency key's effect ran. */
+  readonly effects: Map<string, number>;
+  /** Every request, in arrival order. */
+  readonly requests: Message<'tool.request'>[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A tool runner for tests: serves `tool` with `behaviour` (echo by default), counts each key's
+ * effect, and answers into the agent's inbox under an id derived from the key.
+ */
+export async function startTestToolRunner(d: Deployment, tool = 'echo', behaviour: ToolBehaviour = (r) => ({ output: { echoed: r.args } })): Promise<TestToolRunner> {
+  const names = resourceSpecs({ prefix: d.prefix }).names;
+  const name = `test-tool-${tool}`;
+  await ensureConsumer(d.conn, { stream: names.streams.work, name, filterSubject: d.subjects.workTool(tool), ackWaitMs: 30_000, maxAckPending: 1000, description: 'test tool runner' });
+  const effects = new Map<string, number>();
+  const requests: Message<'tool.request'>[] = [];
+  const runner: MessageConsumer = await consumeMessages({
+    consumer: await d.conn.js.consumers.get(names.streams.work, name),
+    expect: 'tool.request',
+    concurrency: 8,
+    deadLetter: { js: d.conn.js, subjects: d.subjects, origin: 'test-tools', maxPayload: 1024 * 1024 },
+    handle: async (req) => {
+      requests.push(req);
+      effects.set(req.key, (effects.get(req.key) ?? 0) + 1);
+      const started = Date.now();
+      const outcome = await behaviour(req);
+      const result: Message<'tool.result'> = {
+        v: MESSAGE_VERSION,
+        kind: 'tool.result',
+        agentId: req.agentId,
+        key: req.key,
+        callId: req.callId,
+        tool: req.tool,
+        attempt: req.attempt,
+        durationMs: Date.now() - started,
+        ...('error' in outcome ? { error: outcome.error } : { result: { output: outcome.output } }),
+        at: Date.now(),
+      };
+      await d.conn.js.publish(d.subjects.agentIn(req.agentId, 'tool'), encodeMessage(result).data, { msgID: `result:${req.key}` });
+    },
+  });
+  return { effects, requests, stop: () => runner.stop() };
+}
+
+export function inputMessage(agentId: string, text: string, extra: Partial<Message<'input'>> = {}): Message<'input'> {
+  return { v: MESSAGE_VERSION, kind: 'input', agentId, text, by: { id: 'test', channel: 'test' }, at: Date.now(), ...extra };
+}
