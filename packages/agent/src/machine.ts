@@ -520,7 +520,7 @@ function startCalls(c: AgentContext, enqueue: Enqueue): void {
 function onToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): void {
   const call = c.calls.find((x) => x.id === e.callId && x.kind === 'tool');
   if (!call || call.status !== 'running') return;
-  const now = tellTime(c, e);
+  let next: AgentContext = { ...c, now: tellTime(c, e) };
   let updated: CallState;
   if (e.error) {
     if (e.error.retryable && call.attempts < c.settings.maxToolAttempts) {
@@ -529,19 +529,19 @@ function onToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): vo
       enqueue.raise({ type: 'retry.tool', callId: call.id }, { id: `retry-${call.id}`, delay });
       updated = { ...call, status: 'retrying', error: e.error };
     } else {
-      const exhausted = e.error.retryable;
       enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'error', attempt: call.attempts, error: e.error } });
       updated = { ...call, status: 'error', error: e.error, content: `ERROR (${e.error.code}): ${e.error.message}` };
-      if (exhausted) enqueue.assign({ notes: [...c.notes, replanPrompt(call.tool, call.attempts)], replans: c.replans + 1 });
+      // Retries exhausted on a failure that was worth retrying: the step cannot be done this way.
+      if (e.error.retryable) next = { ...next, notes: [...next.notes, replanPrompt(call.tool, call.attempts)], replans: next.replans + 1 };
     }
   } else {
     enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'ok', attempt: call.attempts } });
     const output = e.result?.output;
     updated = { ...call, status: 'ok', content: clip(typeof output === 'string' ? output : JSON.stringify(output ?? null), c.settings.maxResultChars) };
   }
-  const calls = c.calls.map((x) => (x.id === call.id ? updated : x));
-  enqueue.assign({ calls, now });
-  settle({ ...c, calls, now }, enqueue);
+  next = { ...next, calls: c.calls.map((x) => (x.id === call.id ? updated : x)) };
+  enqueue.assign({ calls: next.calls, now: next.now, notes: next.notes, replans: next.replans });
+  settle(next, enqueue);
 }
 
 function retryTool(c: AgentContext, callId: string, enqueue: Enqueue): void {

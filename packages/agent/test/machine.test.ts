@@ -14,7 +14,7 @@ class Run {
   private n = 0;
   constructor(private readonly agentId = 'a1') {}
 
-  private apply(message: InboxMessage): AgentRecord {
+  apply(message: InboxMessage): AgentRecord {
     const d: Decision = decide(this.record, message, { agentId: this.agentId, inboxId: `m${++this.n}`, now: AT + this.n, subjects, registry });
     if (d.type !== 'commit') throw new Error(`expected a commit, got ${d.type}`);
     this.record = d.record;
@@ -124,5 +124,88 @@ describe('the built-in agent (pure steps)', () => {
     expect(run.state()).toBe('awaitingApproval');
     const ev = run.record!.outbox.find((e) => e.message.kind === 'event.approval')!.message;
     expect(ev).toMatchObject({ status: 'requested', tool: 'budget', reason: '1 of 1 steps' });
+  });
+
+  it('retries a transiently failing tool on a durable timer, then gives the failure to the model with a re-plan note', () => {
+    const run = new Run();
+    run.start({ settings: { maxToolAttempts: 2 } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    const [first] = run.tools();
+    run.toolResult(first!, { error: { code: 'ERR_TIMEOUT', message: 'slow', retryable: true } });
+    expect(run.state()).toBe('acting');
+    const timer = run.record!.outbox.find((e) => e.message.kind === 'timer.request')!.message as unknown as Message<'timer.request'>;
+    expect(timer).toMatchObject({ timerId: 'retry-c1', event: { type: 'retry.tool', callId: 'c1' } });
+    const fired = run.apply({
+      v: MESSAGE_VERSION, kind: 'timer.fired', agentId: 'a1', key: timer.key, timerId: timer.timerId, event: timer.event, dueAt: timer.dueAt, firedAt: timer.dueAt,
+    });
+    const [second] = fired.outbox.filter((e) => e.message.kind === 'tool.request').map((e) => e.message as unknown as Message<'tool.request'>);
+    expect(second).toMatchObject({ callId: 'c1', attempt: 2 });
+    run.toolResult(second!, { error: { code: 'ERR_TIMEOUT', message: 'still slow', retryable: true } });
+    expect(run.state()).toBe('planning');
+    const messages = run.plan().messages;
+    expect(messages.find((m) => m.role === 'tool')?.content).toBe('ERROR (ERR_TIMEOUT): still slow');
+    expect(messages.at(-1)?.content).toMatch(/The tool search kept failing after 2 attempts. Revise your remaining plan/);
+  });
+
+  it('asks for a different strategy after repeated failed rounds', () => {
+    const run = new Run();
+    run.start({ settings: { strategyAfterFailures: 2 } });
+    for (let i = 0; i < 2; i++) {
+      run.reply({ toolCalls: [call(`c${i}`, `q${i}`)] });
+      run.toolResult(run.tools()[0]!, { error: { code: 'ERR_BAD', message: 'no', retryable: false } });
+    }
+    expect(run.plan().messages.at(-1)?.content).toBe(
+      'Your last 2 rounds of tool calls failed. Take a different approach: a different tool, different arguments, or a smaller step.',
+    );
+  });
+
+  it('an interrupting message cancels the calls in flight and re-plans at once', () => {
+    const run = new Run();
+    run.start();
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    const [req] = run.tools();
+    run.tell('stop, use the cache instead', true);
+    expect(run.state()).toBe('planning');
+    const messages = run.plan().messages;
+    expect(messages.find((m) => m.role === 'tool')?.content).toBe('Cancelled: interrupted by a new message from the user.');
+    expect(messages.at(-1)?.content).toBe('Message from the user while you were working: stop, use the cache instead');
+    // The interrupted call's late result changes nothing.
+    expect(() => run.toolResult(req!, { output: 'late' })).not.toThrow();
+    expect(run.state()).toBe('planning');
+  });
+
+  it('compacts the history past the configured size, and on a context-length error', () => {
+    const run = new Run();
+    run.start({ settings: { compactAtChars: 400, keepRecent: 4 } });
+    for (let i = 0; i < 4; i++) {
+      run.reply({ toolCalls: [call(`c${i}`, `q${i}`)] });
+      run.toolResult(run.tools()[0]!, { output: 'x'.repeat(100) });
+    }
+    const messages = run.plan().messages;
+    expect(messages[0]!.role).toBe('system');
+    expect(messages[1]!.content).toBe('find the answer');
+    expect(messages.some((m) => /earlier messages were compacted/.test(m.content ?? ''))).toBe(true);
+    expect(messages.length).toBeLessThanOrEqual(8);
+    expect(messages[3]!.role).not.toBe('tool');
+
+    const big = new Run('a3');
+    big.start();
+    big.reply({ error: { code: 'ERR_LLM_CONTEXT_LENGTH', message: 'too long', retryable: false } });
+    expect(big.state()).toBe('planning');
+    expect(big.record!.status).toBe('running');
+  });
+
+  it('ends failed, visibly, when the model keeps failing', () => {
+    const run = new Run();
+    run.start({ settings: { maxModelRetries: 1 } });
+    run.reply({ error: { code: 'ERR_LLM_SERVER', message: '503', retryable: true } });
+    expect(run.state()).toBe('backingOff');
+    const timer = run.record!.outbox.find((e) => e.message.kind === 'timer.request')!.message as unknown as Message<'timer.request'>;
+    run.apply({
+      v: MESSAGE_VERSION, kind: 'timer.fired', agentId: 'a1', key: timer.key, timerId: timer.timerId, event: timer.event, dueAt: timer.dueAt, firedAt: timer.dueAt,
+    });
+    run.reply({ error: { code: 'ERR_LLM_SERVER', message: '503 again', retryable: true } });
+    expect(run.record!.status).toBe('failed');
+    expect(run.record!.error?.message).toBe('the model kept failing (2 attempts): 503 again');
   });
 });
