@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { registerMockLlm } from './commands/mock-llm.js';
 import { registerProvision } from './commands/provision.js';
 import { registerSubmit } from './commands/submit.js';
 import { registerUp } from './commands/up.js';
@@ -33,6 +34,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 NATS unavailable.`,
 registerUp(program);
 registerProvision(program);
 registerSubmit(program);
+registerMockLlm(program);
 
 try {
   await program.parseAsync(process.argv);

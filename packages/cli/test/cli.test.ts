@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,5 +115,26 @@ describe('errand CLI', () => {
     const r = await errand(['up', '--data-dir', join(home, 'never')], { NATS_SERVER_BIN: '/nonexistent/nats-server' });
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/nats-server/);
+  });
+
+  it('`mock-llm` serves a script over HTTP in the OpenAI format and reports what was not used', async () => {
+    const script = join(home, 'script.json');
+    await writeFile(script, JSON.stringify({ steps: [{ expect: { contains: ['ping'] }, reply: { content: 'pong' } }, { reply: { content: 'never asked' } }] }));
+    const p = startProcess(process.execPath, [cli, 'mock-llm', '--script', script], { env: userEnv() });
+    const url = /OPENAI_BASE_URL=(\S+)/.exec(await p.waitForLine(/OPENAI_BASE_URL=/))![1]!;
+    const res = await fetch(`${url}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'ping' }] }),
+    });
+    expect(((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe('pong');
+    p.signal('SIGINT');
+    expect((await p.exited).code).toBe(0);
+    expect(p.stdout()).toContain('stopped after 1 requests; 1 steps unused');
+
+    await writeFile(script, '{"steps": "no"}');
+    const bad = await errand(['mock-llm', '--script', script]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/a mock-llm script is \{"steps": \[\.\.\.\]\}/);
   });
 });
