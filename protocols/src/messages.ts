@@ -88,7 +88,8 @@ export const ToolDefinitionSchema = z.object({
 });
 export type ToolDefinition = z.infer<typeof ToolDefinitionSchema>;
 
-export const TASK_STATUSES = ['pending', 'active', 'done', 'blocked', 'cancelled'] as const;
+/** The statuses of a task in the tree the model keeps with `update_plan`. */
+export const TASK_STATUSES = ['pending', 'in_progress', 'done', 'failed', 'cancelled'] as const;
 export interface Task {
   id: string;
   title: string;
@@ -124,6 +125,8 @@ const goalFields = {
   /** The agent definition to run; the host's default when absent. */
   agent: token.optional(),
   model: z.string().optional(),
+  /** A system prompt for agents that talk to a model. */
+  system: z.string().max(100_000).optional(),
   tools: z.array(token).optional(),
   input: record.optional(),
   labels: z.record(z.string(), z.string()).optional(),
@@ -286,6 +289,10 @@ export const PlanRequestSchema = z.object({
   kind: z.literal('plan.request'),
   /** The machine's own name for this request, echoed in the result. */
   ref: z.string().optional(),
+  /** The agent's labels: the planner charges the call to each label's daily spend. */
+  labels: z.record(z.string(), z.string()).optional(),
+  /** A person allowed this call although a label's daily cost cap is reached. */
+  overDailyCap: z.boolean().optional(),
   model: z.string().optional(),
   messages: z.array(ChatMessageSchema).min(1),
   tools: z.array(ToolDefinitionSchema),

@@ -242,8 +242,8 @@ export const samples: { [K in MessageKind]: MessageInput<K> } = {
           {
             id: 't1.2',
             title: 'Query the status page',
-            status: 'active',
-            children: [{ id: 't1.2.1', title: 'Retry on 429', status: 'blocked', children: [] }],
+            status: 'in_progress',
+            children: [{ id: 't1.2.1', title: 'Retry on 429', status: 'failed', children: [] }],
           },
         ],
       },

@@ -53,6 +53,8 @@ export interface CallState {
   kind: 'tool' | 'builtin' | 'delegate' | 'human';
   status: 'running' | 'retrying' | 'waiting' | 'ok' | 'error' | 'cancelled';
   attempts: number;
+  /** Of the last attempt, as the tool runner measured it. */
+  durationMs?: number;
   /** What the model is told. */
   content?: string;
   error?: ErrorInfo;
@@ -62,6 +64,9 @@ export interface AgentContext {
   agentId: string;
   goal: string;
   model: string | undefined;
+  labels: Record<string, string>;
+  /** A person allowed going on past a label's daily cost cap. */
+  overDailyCap: boolean;
   toolDefs: ToolDefinition[];
   messages: ChatMessage[];
   /** The plan request in flight (echoed in its result). */
@@ -102,7 +107,7 @@ type PlanResultEvent = {
   usage?: Usage;
   at?: number;
 };
-type ToolResultEvent = { type: 'tool.result'; callId: string; result?: { output?: unknown }; error?: ErrorInfo; at?: number };
+type ToolResultEvent = { type: 'tool.result'; callId: string; durationMs?: number; result?: { output?: unknown }; error?: ErrorInfo; at?: number };
 type ChildResultEvent = { type: 'child.result'; ref: string; outcome: 'done' | 'failed' | 'cancelled'; output?: unknown; error?: ErrorInfo; at?: number };
 type InputEvent = { type: 'input'; text: string; requestId?: string; interrupt?: boolean; at?: number };
 type ApprovalEvent = { type: 'approval'; requestId: string; decision: 'approve' | 'deny'; at?: number };
@@ -229,11 +234,13 @@ export const agentMachine = setup({
     const settings = { ...defaultAgentSettings(), ...((i.settings as Partial<AgentSettings> | undefined) ?? {}) };
     const all = (Array.isArray(i.toolDefinitions) ? (i.toolDefinitions as ToolDefinition[]) : []).filter((t) => !BUILT_IN_NAMES.has(t.name));
     const allowed = input.tools ? all.filter((t) => input.tools!.includes(t.name)) : all;
-    const system = typeof i.system === 'string' ? i.system : DEFAULT_SYSTEM_PROMPT;
+    const system = input.system ?? (typeof i.system === 'string' ? i.system : DEFAULT_SYSTEM_PROMPT);
     return {
       agentId: input.agentId,
       goal: input.goal,
       model: input.model,
+      labels: { ...input.labels },
+      overDailyCap: false,
       toolDefs: allowed,
       messages: [
         { role: 'system', content: system },
@@ -260,7 +267,7 @@ export const agentMachine = setup({
       compactions: 0,
       question: undefined,
       approval: undefined,
-      notify: Array.isArray(i.notify) ? (i.notify as NotifyRule[]) : [],
+      notify: [...(input.notify ?? (Array.isArray(i.notify) ? (i.notify as NotifyRule[]) : []))],
       answer: undefined,
       failure: undefined,
       settings,
@@ -358,7 +365,7 @@ export const agentMachine = setup({
             if (a.exceeded.includes('maxTokens')) b.maxTokens = Math.max(tokens + 1, (b.maxTokens ?? 0) * 2);
             if (a.exceeded.includes('maxCostUsd')) b.maxCostUsd = Math.max(context.usage.costUsd + 0.01, (b.maxCostUsd ?? 0) * 2);
             if (a.exceeded.includes('maxWallMs')) b.maxWallMs = Math.max(context.now - context.startedAt + 1, (b.maxWallMs ?? 0) * 2);
-            enqueue.assign({ approval: undefined, budget: b, now: tellTime(context, event) });
+            enqueue.assign({ approval: undefined, budget: b, now: tellTime(context, event), overDailyCap: context.overDailyCap || a.exceeded.length === 0 });
             enqueue.raise({ type: 'go', to: 'planning' });
           }),
         },
@@ -397,7 +404,14 @@ function plan(c: AgentContext, enqueue: Enqueue): void {
   enqueue.assign({ messages, staged: [], notes: [], planSeq, planRef, compactions });
   enqueue({
     type: 'errand.plan',
-    params: { ref: planRef, messages, tools: [...BUILT_IN_TOOLS, ...c.toolDefs], ...(c.model ? { model: c.model } : {}) },
+    params: {
+      ref: planRef,
+      messages,
+      tools: [...BUILT_IN_TOOLS, ...c.toolDefs],
+      ...(c.model ? { model: c.model } : {}),
+      ...(Object.keys(c.labels).length ? { labels: c.labels } : {}),
+      ...(c.overDailyCap ? { overDailyCap: true } : {}),
+    },
   });
 }
 
@@ -410,6 +424,12 @@ function onPlanResult(c: AgentContext, e: PlanResultEvent, enqueue: Enqueue): vo
   if (e.usage) enqueue({ type: 'errand.emit', params: { kind: 'usage', usage: e.usage, total: usage } });
   enqueue.assign({ usage, now });
 
+  if (e.error?.code === 'ERR_DAILY_BUDGET') {
+    // A label's daily cap, enforced by the planner across every host: a person decides.
+    enqueue.assign({ approval: { requestId: `daily-${c.planSeq}`, what: e.error.message, exceeded: [] } });
+    enqueue.raise({ type: 'go', to: 'awaitingApproval' });
+    return;
+  }
   if (e.error) {
     const attempts = c.modelAttempts + 1;
     if (e.error.retryable && attempts <= c.settings.maxModelRetries) {
@@ -529,19 +549,23 @@ function onToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): vo
       enqueue.raise({ type: 'retry.tool', callId: call.id }, { id: `retry-${call.id}`, delay });
       updated = { ...call, status: 'retrying', error: e.error };
     } else {
-      enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'error', attempt: call.attempts, error: e.error } });
-      updated = { ...call, status: 'error', error: e.error, content: `ERROR (${e.error.code}): ${e.error.message}` };
+      enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'error', attempt: call.attempts, error: e.error, ...duration(e) } });
+      updated = { ...call, status: 'error', error: e.error, content: `ERROR (${e.error.code}): ${e.error.message}`, ...duration(e) };
       // Retries exhausted on a failure that was worth retrying: the step cannot be done this way.
       if (e.error.retryable) next = { ...next, notes: [...next.notes, replanPrompt(call.tool, call.attempts)], replans: next.replans + 1 };
     }
   } else {
-    enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'ok', attempt: call.attempts } });
+    enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'ok', attempt: call.attempts, ...duration(e) } });
     const output = e.result?.output;
-    updated = { ...call, status: 'ok', content: clip(typeof output === 'string' ? output : JSON.stringify(output ?? null), c.settings.maxResultChars) };
+    updated = { ...call, status: 'ok', content: clip(typeof output === 'string' ? output : JSON.stringify(output ?? null), c.settings.maxResultChars), ...duration(e) };
   }
   next = { ...next, calls: c.calls.map((x) => (x.id === call.id ? updated : x)) };
   enqueue.assign({ calls: next.calls, now: next.now, notes: next.notes, replans: next.replans });
   settle(next, enqueue);
+}
+
+function duration(e: ToolResultEvent): { durationMs?: number } {
+  return typeof e.durationMs === 'number' ? { durationMs: e.durationMs } : {};
 }
 
 function retryTool(c: AgentContext, callId: string, enqueue: Enqueue): void {
@@ -581,11 +605,20 @@ function settle(c: AgentContext, enqueue: Enqueue): void {
   const notes = [...c.notes];
   if (failedRounds > 0 && failedRounds % c.settings.strategyAfterFailures === 0) notes.push(strategyPrompt(failedRounds));
   let reflections = c.reflections;
-  if (idleRounds >= c.settings.idleRoundsLimit && reflections < 1) {
+  const stuck = idleRounds >= c.settings.idleRoundsLimit;
+  if (stuck && reflections < 1) {
     notes.push(reflectionPrompt(`${idleRounds} rounds have brought no new result`));
+    reflections += 1;
+  } else if (stuck) {
     reflections += 1;
   }
   enqueue.assign({ messages: [...c.messages, ...toolMessages(c.calls)], calls: [], failedRounds, idleRounds, notes, reflections });
+  if (stuck && reflections > 1) {
+    // Reflection did not help: a person looks before more is spent.
+    enqueue.assign({ question: { requestId: `stuck-${c.rounds}`, text: `I have made no progress for ${idleRounds} rounds. How should I proceed?`, reason: 'loop' }, idleRounds: 0 });
+    enqueue.raise({ type: 'go', to: 'awaitingInput' });
+    return;
+  }
   if (c.replans > c.settings.maxReplans) {
     enqueue.assign({ failure: { code: 'ERR_REPLANS_EXHAUSTED', message: `gave up after ${c.replans} re-plans; the last failure: ${c.calls.find((x) => x.error)?.error?.message ?? 'unknown'}`, retryable: false } });
     enqueue.raise({ type: 'go', to: 'failed' });
@@ -618,9 +651,9 @@ function toolMessages(calls: readonly CallState[]): ChatMessage[] {
   return calls.map((x) => ({ role: 'tool', toolCallId: x.id, name: x.tool, content: x.content ?? `ERROR: no result (${x.status})` }));
 }
 
-/** The wire's task statuses (`in_progress` → `active`, `failed` → `blocked`). */
+/** Tasks as the model wrote them, made valid for the wire (unknown statuses become `pending`). */
 function normalizeTasks(tasks: readonly Task[]): Task[] {
-  const map: Record<string, Task['status']> = { pending: 'pending', in_progress: 'active', active: 'active', done: 'done', failed: 'blocked', blocked: 'blocked', cancelled: 'cancelled' };
+  const map: Record<string, Task['status']> = { pending: 'pending', in_progress: 'in_progress', active: 'in_progress', done: 'done', failed: 'failed', blocked: 'failed', cancelled: 'cancelled' };
   return tasks.map((t) => ({
     id: String(t.id),
     title: String(t.title ?? ''),

@@ -208,4 +208,16 @@ describe('the built-in agent (pure steps)', () => {
     expect(run.record!.status).toBe('failed');
     expect(run.record!.error?.message).toBe('the model kept failing (2 attempts): 503 again');
   });
+
+  it("asks a person at a label's daily cap, and marks the next request as allowed when they approve", () => {
+    const run = new Run();
+    run.start({}, { labels: { team: 'research' } });
+    expect(run.plan().labels).toEqual({ team: 'research' });
+    run.reply({ error: { code: 'ERR_DAILY_BUDGET', message: 'label team=research spent $5.00 of its $5.00 daily cap', retryable: false } });
+    expect(run.state()).toBe('awaitingApproval');
+    const approval = (run.record!.snapshot as { context: { approval: { requestId: string } } }).context.approval;
+    run.apply({ v: MESSAGE_VERSION, kind: 'approval', agentId: 'a1', requestId: approval.requestId, decision: 'approve', argsHash: approval.requestId, by: { id: 'boss', channel: 'cli' }, at: AT });
+    expect(run.state()).toBe('planning');
+    expect(run.plan()).toMatchObject({ overDailyCap: true, labels: { team: 'research' } });
+  });
 });

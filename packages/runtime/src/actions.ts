@@ -33,6 +33,8 @@ export interface PlanParams {
   messages: ChatMessage[];
   tools: ToolDefinition[];
   model?: string;
+  labels?: Record<string, string>;
+  overDailyCap?: boolean;
   temperature?: number;
   maxOutputTokens?: number;
 }

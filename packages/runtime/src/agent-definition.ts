@@ -1,5 +1,5 @@
 import type { AnyStateMachine } from 'xstate';
-import { assertToken, type Budget } from '@errand/protocols';
+import { assertToken, type Budget, type NotifyRule } from '@errand/protocols';
 import { RuntimeError, RuntimeErrorCode } from './errors.js';
 
 /** What every agent machine receives as `input` when its goal arrives. */
@@ -11,7 +11,9 @@ export interface AgentInput {
   readonly labels: Readonly<Record<string, string>>;
   readonly budget?: Budget | undefined;
   readonly model?: string | undefined;
+  readonly system?: string | undefined;
   readonly tools?: readonly string[] | undefined;
+  readonly notify?: readonly NotifyRule[] | undefined;
   readonly parent?: { readonly agentId: string; readonly ref: string } | undefined;
   /** When the goal was submitted (epoch ms): the start of the wall-clock budget. */
   readonly startedAt: number;

@@ -143,7 +143,9 @@ function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
     labels: goal.labels ?? {},
     budget: goal.budget,
     model: goal.model,
+    system: goal.system,
     tools: goal.tools,
+    notify: goal.notify,
     parent: goal.parent,
     startedAt: goal.at,
   };

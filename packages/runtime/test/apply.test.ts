@@ -24,7 +24,7 @@ const worker = defineAgent({
         ],
         on: {
           'tool.result': { target: 'done', actions: assign({ results: ({ context, event }) => [...context.results, event.result?.output] }) },
-          nudge: { actions: { type: 'errand.emit', params: { kind: 'plan', tasks: [{ id: 't1', title: 'nudged', status: 'active' }] } } },
+          nudge: { actions: { type: 'errand.emit', params: { kind: 'plan', tasks: [{ id: 't1', title: 'nudged', status: 'in_progress' }] } } },
           input: [
             { guard: ({ event }) => event.text === 'stop-nudge', actions: cancel('nudge') },
             { guard: ({ event }) => event.text === 'bad-tool', actions: { type: 'errand.tool', params: { callId: 'c2', tool: 'not.a.token', args: {} } } },

@@ -15,6 +15,8 @@ export interface PlannerConfig {
   requestsPerMinute: number;
   timeoutMs: number;
   prices: PriceTable;
+  /** USD per day by label (`team=research`), enforced across every planner. */
+  dailyCaps: Record<string, number>;
   logLevel: string;
 }
 
@@ -54,6 +56,17 @@ export function parseConfig(env: Record<string, string | undefined>): PlannerCon
       throw new ConfigError(`ERRAND_PRICES must be JSON ({"model": {"inputPerMTok": 1, "outputPerMTok": 2}}) or a file with it: ${(err as Error).message}`);
     }
   }
+  let dailyCaps: Record<string, number> = {};
+  if (env.ERRAND_DAILY_CAPS) {
+    try {
+      dailyCaps = JSON.parse(env.ERRAND_DAILY_CAPS) as Record<string, number>;
+      for (const [label, cap] of Object.entries(dailyCaps)) {
+        if (!label.includes('=') || typeof cap !== 'number' || !(cap >= 0)) throw new Error(`'${label}': ${String(cap)}`);
+      }
+    } catch (err) {
+      throw new ConfigError(`ERRAND_DAILY_CAPS must be JSON like {"team=research": 5} (USD per day by label): ${(err as Error).message}`);
+    }
+  }
   if (!env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) {
     throw new ConfigError('set OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for any OpenAI-compatible server, such as `errand mock-llm`)');
   }
@@ -67,6 +80,7 @@ export function parseConfig(env: Record<string, string | undefined>): PlannerCon
     requestsPerMinute: int(env, 'ERRAND_MODEL_RPM', 0, 0),
     timeoutMs: int(env, 'ERRAND_LLM_TIMEOUT_MS', 600_000, 1000),
     prices,
+    dailyCaps,
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

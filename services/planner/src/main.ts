@@ -2,11 +2,12 @@
 // The planner service: wiring only. Configuration comes from the environment (see config.ts).
 import { pino } from 'pino';
 import { createOpenAIModel } from '@errand/llm';
-import { connect } from '@errand/nats';
-import { createSubjects, type Logger } from '@errand/protocols';
+import { connect, openBucket } from '@errand/nats';
+import { createSubjects, resourceNames, type Logger } from '@errand/protocols';
 import { startCommandWorker } from '@errand/worker';
 import { ConfigError, parseConfig } from './config.js';
 import { createPlanExecutor, createRateLimiter } from './planner.js';
+import { SpendLedger } from './spend.js';
 
 let config;
 try {
@@ -21,6 +22,9 @@ const logger = pino({ level: config.logLevel, base: { service: 'planner', pid: p
 try {
   const conn = await connect({ ...config.connect, logger });
   const subjects = createSubjects(config.prefix);
+  const spend = Object.keys(config.dailyCaps).length
+    ? new SpendLedger(await openBucket(conn, resourceNames(config.prefix).buckets.effects), config.dailyCaps)
+    : undefined;
   const model = createOpenAIModel({ baseURL: config.baseURL, apiKey: config.apiKey, timeoutMs: config.timeoutMs, prices: config.prices });
   const worker = await startCommandWorker({
     conn,
@@ -30,7 +34,7 @@ try {
     expect: 'plan.request',
     concurrency: config.concurrency,
     logger,
-    execute: createPlanExecutor({ model, defaultModel: config.model, nc: conn.nc, subjects, rateLimit: createRateLimiter(config.requestsPerMinute) }),
+    execute: createPlanExecutor({ model, spend, defaultModel: config.model, nc: conn.nc, subjects, rateLimit: createRateLimiter(config.requestsPerMinute) }),
   });
   logger.info({ baseURL: config.baseURL ?? 'https://api.openai.com/v1', model: config.model }, 'planner ready');
   const shutdown = async (signal: string) => {

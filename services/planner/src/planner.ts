@@ -1,6 +1,7 @@
 import { LlmError, LlmErrorCode, type ChatModel } from '@errand/llm';
 import { MESSAGE_VERSION, type Message, type Subjects } from '@errand/protocols';
 import type { NatsConnection } from '@errand/nats';
+import type { SpendLedger } from './spend.js';
 
 /** Spaces calls to one model at least `60_000 / rpm` ms apart (per process). */
 export function createRateLimiter(requestsPerMinute: number): (model: string, signal: AbortSignal) => Promise<void> {
@@ -22,6 +23,8 @@ export function createRateLimiter(requestsPerMinute: number): (model: string, si
 
 export interface PlannerOptions {
   model: ChatModel;
+  /** Daily cost caps per label; absent when none are configured. */
+  spend: SpendLedger | undefined;
   defaultModel: string;
   nc: NatsConnection;
   subjects: Subjects;
@@ -39,12 +42,25 @@ export function createPlanExecutor(o: PlannerOptions) {
     const model = command.model ?? o.defaultModel;
     const base = { v: MESSAGE_VERSION, kind: 'plan.result', agentId: command.agentId, key: command.key, ...(command.ref !== undefined ? { ref: command.ref } : {}) } as const;
     try {
+      if (o.spend && !command.overDailyCap) {
+        const over = await o.spend.overCap(command.labels);
+        if (over) {
+          const error = {
+            code: 'ERR_DAILY_BUDGET',
+            message: `label ${over.label} spent $${over.spentUsd.toFixed(2)} of its $${over.capUsd.toFixed(2)} daily cap`,
+            retryable: false,
+            details: over,
+          };
+          return { ...base, error, at: Date.now() };
+        }
+      }
       await o.rateLimit(model, signal);
       const stream = o.subjects.agentStream(command.agentId);
       const completion = await o.model.complete(
         { model, messages: command.messages, tools: command.tools, temperature: command.temperature, maxOutputTokens: command.maxOutputTokens },
         { signal, onToken: (text) => o.nc.publish(stream, encoder.encode(text)) },
       );
+      await o.spend?.charge(command.labels, completion.usage.costUsd ?? 0);
       return { ...base, result: { message: completion.message, finishReason: completion.finishReason }, usage: completion.usage, at: Date.now() };
     } catch (err) {
       if (signal.aborted) return undefined;

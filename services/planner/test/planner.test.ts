@@ -61,3 +61,50 @@ describe('the planner service', () => {
     expect(dead?.headers?.get(Header.DeadLetterReason)).toMatch(/messages/);
   });
 });
+
+describe('daily cost caps per label', () => {
+  it('refuses a call once a label spent its cap today, counted across planners, unless a person allowed it', async () => {
+    const capMock = await startMockLlm({
+      steps: [
+        { reply: { content: 'first', usage: { inputTokens: 1000, outputTokens: 1000 } } },
+        { reply: { content: 'allowed over the cap', usage: { inputTokens: 10, outputTokens: 10 } } },
+      ],
+    });
+    const cd = await createDeployment(srv, {
+      env: {
+        OPENAI_BASE_URL: capMock.url,
+        ERRAND_MODEL: 'mock-1',
+        ERRAND_PRICES: '{"mock-1": {"inputPerMTok": 1000, "outputPerMTok": 1000}}',
+        ERRAND_DAILY_CAPS: '{"team=research": 1.5}',
+      },
+    });
+    try {
+      // Two planner replicas share the work and the ledger.
+      await Promise.all([cd.start('planner'), cd.start('planner')]);
+      const names = resourceNames(cd.prefix);
+      const jsm = await cd.conn.jsm();
+      await jsm.consumers.add(names.streams.inbox, { durable_name: 'reader', ack_policy: AckPolicy.Explicit, filter_subject: cd.subjects.agentInAll('agent-8') });
+      const inbox = await cd.conn.js.consumers.get(names.streams.inbox, 'reader');
+      const ask = async (n: number, extra: Partial<Message<'plan.request'>> = {}) => {
+        await cd.conn.js.publish(cd.subjects.workPlan(), encodeMessage({ ...request, agentId: 'agent-8', key: `agent-8:${n}:0`, labels: { team: 'research' }, ...extra }).data);
+        const m = await inbox.next({ expires: 10_000 });
+        m!.ack();
+        return decodeMessage(m!.data, { expect: 'plan.result' });
+      };
+      const first = await ask(1);
+      expect(first.usage).toMatchObject({ costUsd: 2 });
+      const refused = await ask(2);
+      expect(refused.error).toMatchObject({
+        code: 'ERR_DAILY_BUDGET',
+        retryable: false,
+        message: 'label team=research spent $2.00 of its $1.50 daily cap',
+      });
+      const allowed = await ask(3, { overDailyCap: true });
+      expect(allowed.result?.message.content).toBe('allowed over the cap');
+      expect(capMock.requests).toHaveLength(2);
+    } finally {
+      await cd.stopAll();
+      await capMock.close();
+    }
+  });
+});
