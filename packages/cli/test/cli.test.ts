@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@errand/nats';
+import { decodeMessage, decodeRecord } from '@errand/protocols';
 import { freePort, runProcess, startProcess, startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
 
 // The built CLI, as a user runs it (`pnpm test` builds before testing).
@@ -84,6 +85,23 @@ describe('errand CLI', () => {
     expect(submitted.stdout).toContain('done: {"reminders":0,"sleptMs":300}');
     const failed = await errand(['submit', 'explode', '--agent', 'thrower', '--json']);
     expect(JSON.parse(failed.stdout)).toMatchObject({ ok: true, agentId: expect.any(String) });
+    const tagged = await errand(['submit', 'count', '--agent', 'tally', '--label', 'team=core', '--model', 'm1', '--max-cost', '2', '--max-steps', '5', '--notify', 'ops:done,failed', '--json']);
+    const taggedId = (JSON.parse(tagged.stdout) as { agentId: string }).agentId;
+    const probe = await connect({ servers: url });
+    const agents = await new Kvm(probe.js).open('errand_agents');
+    const watch = await agents.watch({ key: taggedId });
+    for await (const e of watch) if (e.operation === 'PUT') break;
+    watch.stop();
+    const rec = decodeRecord((await agents.get(taggedId))!.value);
+    expect(rec.labels).toEqual({ team: 'core' });
+    // The goal's options reach the machine: its first journaled step shows the input it got.
+    const journal = await probe.js.consumers.get('ERRAND_EVENTS', { filter_subjects: `errand.agent.${taggedId}.ev.step` });
+    const first = decodeMessage((await journal.next({ expires: 5000 }))!.data, { expect: 'event.step' });
+    expect(first.event).toMatchObject({
+      type: 'xstate.init',
+      input: { model: 'm1', budget: { maxCostUsd: 2, maxSteps: 5 }, notify: [{ channel: 'ops', on: ['done', 'failed'] }], labels: { team: 'core' } },
+    });
+    await probe.close();
     const unknown = await errand(['submit', 'anything', '--agent', 'nobody']);
     expect(unknown.code).toBe(3);
     expect(unknown.stderr).toMatch(/no agent 'nobody' is registered/);

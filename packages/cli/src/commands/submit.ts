@@ -18,6 +18,14 @@ import { CliError, printJson } from '../output.js';
 
 interface SubmitOptions extends GlobalOptions {
   agent?: string;
+  model?: string;
+  system?: string;
+  tools?: string[];
+  maxSteps?: number;
+  maxTokens?: number;
+  maxCost?: number;
+  maxTime?: number;
+  notify: { channel: string; on: string[] }[];
   input?: Record<string, unknown>;
   label: Record<string, string>;
   id?: string;
@@ -43,6 +51,20 @@ function collectLabel(value: string, previous: Record<string, string>): Record<s
   return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
 }
 
+function parsePositive(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a number above 0.');
+  return n;
+}
+
+const TOPICS = ['done', 'failed', 'approval', 'input', 'budget', 'stuck'];
+function collectNotify(value: string, previous: { channel: string; on: string[] }[]) {
+  const [channel, list = TOPICS.join(',')] = value.split(':');
+  const on = list.split(',').filter(Boolean);
+  if (!channel || on.some((t) => !TOPICS.includes(t))) throw new InvalidArgumentError(`notify rules are channel[:topics], topics from ${TOPICS.join(', ')}.`);
+  return [...previous, { channel, on }];
+}
+
 function parseSeconds(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a number of seconds above 0.');
@@ -59,6 +81,14 @@ export function registerSubmit(program: Command): void {
     .option('-i, --input <json>', 'input for the agent, a JSON object', parseJsonObject)
     .option('-l, --label <key=value>', 'a label (repeatable)', collectLabel, {})
     .option('--id <agentId>', 'choose the agent id yourself (makes the submit idempotent)')
+    .option('-m, --model <model>', 'the model for agents that plan with one (default: the planner\'s ERRAND_MODEL)')
+    .option('--system <prompt>', 'a system prompt for agents that plan with a model')
+    .option('-t, --tools <names>', 'the tools the agent may use, comma-separated', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean))
+    .option('--max-steps <n>', 'budget: planning steps', parsePositive)
+    .option('--max-tokens <n>', 'budget: model tokens', parsePositive)
+    .option('--max-cost <usd>', 'budget: model cost in USD', parsePositive)
+    .option('--max-time <seconds>', 'budget: wall-clock time', parsePositive)
+    .option('-n, --notify <channel[:topics]>', 'notify a channel (topics: done,failed,approval,input,budget,stuck; all by default); repeatable', collectNotify, [])
     .option('-w, --wait', 'stay until the agent ends, printing each step; exit 0 when done, 1 when it failed or was cancelled')
     .option('--timeout <seconds>', 'with --wait: give up after this long (the agent keeps running)', parseSeconds, 3600)
     .addHelpText(
@@ -67,7 +97,8 @@ export function registerSubmit(program: Command): void {
 Examples:
   $ errand submit "take a nap" --agent sleeper --input '{"delayMs":2000}' --wait
   $ errand submit --file goal.md --label team=research
-  $ errand submit "count to three" --agent tally --input '{"expect":3}' --id my-tally --json`,
+  $ errand submit "count to three" --agent tally --input '{"expect":3}' --id my-tally --json
+  $ errand submit "summarise the open issues" --agent assistant --model gpt-4o-mini --max-cost 2 --notify slack:done,approval`,
     )
     .action(async (words: string[], _opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<SubmitOptions>();
@@ -86,6 +117,11 @@ Examples:
           ...(opts.input ? { input: opts.input } : {}),
           ...(Object.keys(opts.label).length ? { labels: opts.label } : {}),
           ...(opts.id ? { agentId: opts.id } : {}),
+          ...(opts.model ? { model: opts.model } : {}),
+          ...(opts.system ? { system: opts.system } : {}),
+          ...(opts.tools?.length ? { tools: opts.tools } : {}),
+          ...(opts.notify.length ? { notify: opts.notify as Message<'submit.request'>['notify'] } : {}),
+          ...(budgetOf(opts) ? { budget: budgetOf(opts) } : {}),
           submittedBy: { id: process.env.USER ?? 'cli', channel: 'cli' },
         };
         let replyMsg;
@@ -118,6 +154,16 @@ Examples:
         await conn.close();
       }
     });
+}
+
+function budgetOf(o: SubmitOptions): Message<'submit.request'>['budget'] {
+  const b = {
+    ...(o.maxSteps ? { maxSteps: Math.ceil(o.maxSteps) } : {}),
+    ...(o.maxTokens ? { maxTokens: Math.ceil(o.maxTokens) } : {}),
+    ...(o.maxCost ? { maxCostUsd: o.maxCost } : {}),
+    ...(o.maxTime ? { maxWallMs: Math.ceil(o.maxTime * 1000) } : {}),
+  };
+  return Object.keys(b).length ? b : undefined;
 }
 
 /** Prints each journaled step as it happens and resolves with the record once the agent ended. */
