@@ -47,15 +47,18 @@ describe('the built-in agent, end to end (host + planner processes, scripted mod
       expect(acting).toBeDefined();
       expect(w.tools.weather!.requests.map((r) => (r.args as { city: string }).city).sort()).toEqual(['Oslo', 'Rome']);
 
+      // Read the agent's events until its done event (published just after the final commit).
       const events = await w.d.conn.js.consumers.get(resourceNames(w.d.prefix).streams.events, { filter_subjects: w.d.subjects.agentEventAll(agentId) });
       const kinds: string[] = [];
-      const info = await events.info(true);
-      const batch = await events.fetch({ max_messages: info.num_pending, expires: 5000 });
-      for await (const m of batch) {
+      const stream = await events.consume();
+      const timer = setTimeout(() => void stream.close(), 15_000);
+      for await (const m of stream) {
         const e = decodeMessage(m.data);
         kinds.push(e.kind === 'event.tool' ? `tool:${e.status}` : e.kind);
-        if (kinds.length >= info.num_pending) break;
+        if (e.kind === 'event.done' && m.info.pending === 0) break;
       }
+      clearTimeout(timer);
+      await stream.close();
       expect(kinds).toContain('event.plan');
       expect(kinds.filter((k) => k === 'tool:requested')).toHaveLength(2);
       expect(kinds.filter((k) => k === 'tool:ok')).toHaveLength(2);

@@ -107,15 +107,24 @@ export async function createDeployment(
     waitForRecord,
     waitForStatus: (agentId, statuses, timeoutMs) => waitForRecord(agentId, (r) => statuses.includes(r.status), timeoutMs),
     async journal(agentId) {
+      // The record is committed before its step's outbox (the journal entry among it) is
+      // published, so read until the journal has reached the step the record is at.
+      const target = (await record(agentId))?.step ?? 0;
       const consumer = await conn.js.consumers.get(specs.names.streams.events, { filter_subjects: subjects.agentEvent(agentId, 'step') });
-      const info = await consumer.info(true);
       const out: Message<'event.step'>[] = [];
-      if (info.num_pending === 0) return out;
-      const batch = await consumer.fetch({ max_messages: info.num_pending, expires: 5000 });
-      for await (const m of batch) {
-        out.push(decodeMessage(m.data, { expect: 'event.step' }));
-        if (out.length >= info.num_pending) break;
+      if (target === 0) return out;
+      const messages = await consumer.consume();
+      const timer = setTimeout(() => void messages.close(), 15_000);
+      try {
+        for await (const m of messages) {
+          out.push(decodeMessage(m.data, { expect: 'event.step' }));
+          if (m.info.pending === 0 && out.some((j) => j.step >= target)) break;
+        }
+      } finally {
+        clearTimeout(timer);
+        await messages.close();
       }
+      if (!out.some((j) => j.step >= target)) throw new Error(`journal of ${agentId} did not reach step ${target} (has ${out.map((j) => j.step).join(', ')})`);
       return out;
     },
     async submit(body) {
