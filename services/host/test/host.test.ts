@@ -129,13 +129,7 @@ describe('the host', () => {
     await d.conn.js.publish(d.subjects.agentIn(agentId, 'input'), encodeMessage(inputMessage(agentId, '4')).data);
     await d.conn.js.publish(d.subjects.agentIn(agentId, 'input'), encodeMessage(inputMessage(agentId, '6')).data);
     // Both inputs arrive while paused: they wait in the record, unapplied.
-    const held = await (async () => {
-      for (;;) {
-        const r = await d.waitForStatus(agentId, ['paused']);
-        if (r.deferred.length === 2) return r;
-        await new Promise((res) => setTimeout(res, 50));
-      }
-    })();
+    const held = await d.waitForRecord(agentId, (r) => r.deferred.length === 2);
     expect(held.step).toBe(1);
     await control('resume');
     expect((await d.waitForStatus(agentId, ['done'])).output).toMatchObject({ sum: 10, count: 2 });

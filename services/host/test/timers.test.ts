@@ -39,13 +39,13 @@ describe('durable timers', () => {
     const d = await deploy(srv);
     try {
       const host = await d.startHost({ LOG_LEVEL: 'debug' });
-      const agentId = await d.submit({ goal: 'sleep, no reminder', agent: 'sleeper', input: { delayMs: 2500, reminderMs: 1500 } });
+      const agentId = await d.submit({ goal: 'sleep, no reminder', agent: 'sleeper', input: { delayMs: 4500, reminderMs: 3000 } });
       await d.waitForStatus(agentId, ['running']);
       await d.conn.js.publish(d.subjects.agentIn(agentId, 'input'), encodeMessage(inputMessage(agentId, 'cancel-reminder')).data);
 
       await host.waitForLine(/"reason":"the timer was cancelled or superseded"/, 20_000);
       const done = await d.waitForStatus(agentId, ['done'], 20_000);
-      expect(done.output).toEqual({ reminders: 0, sleptMs: 2500 });
+      expect(done.output).toEqual({ reminders: 0, sleptMs: 4500 });
       const journal = await d.journal(agentId);
       expect(journal.map((j) => j.event.type)).toEqual(['xstate.init', 'input', AFTER_SLEEP]);
     } finally {
