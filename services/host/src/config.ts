@@ -1,6 +1,6 @@
-import { connectOptionsFromEnv, type ConnectOptions } from '@errand/nats';
-import { assertPrefix, DEFAULT_PREFIX } from '@errand/protocols';
+import type { ConnectOptions } from '@errand/nats';
 import { CRASH_POINTS, isCrashPoint, type CrashPoint } from '@errand/runtime';
+import { ConfigError, envConnect, envFlag, envInt, envPrefix } from '@errand/service';
 
 /** The host's configuration, parsed once from the environment. */
 export interface HostConfig {
@@ -18,37 +18,7 @@ export interface HostConfig {
   crashAt: { point: CrashPoint; nth: number } | undefined;
 }
 
-export class ConfigError extends Error {
-  readonly code = 'ERR_CONFIG';
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
-
-function positiveInt(env: Record<string, string | undefined>, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${name} must be a whole number above 0, got '${raw}'`);
-  return n;
-}
-
-function flag(env: Record<string, string | undefined>, name: string, fallback: boolean): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (['1', 'true', 'yes', 'on'].includes(raw.toLowerCase())) return true;
-  if (['0', 'false', 'no', 'off'].includes(raw.toLowerCase())) return false;
-  throw new ConfigError(`${name} must be true or false, got '${raw}'`);
-}
-
-export function parseConfig(env: Record<string, string | undefined>): HostConfig {
-  const prefix = env.ERRAND_PREFIX || DEFAULT_PREFIX;
-  try {
-    assertPrefix(prefix);
-  } catch (err) {
-    throw new ConfigError(`ERRAND_PREFIX: ${(err as Error).message}`);
-  }
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): HostConfig {
   let crashAt: HostConfig['crashAt'];
   if (env.ERRAND_CRASH_AT) {
     const [point = '', nth = '1'] = env.ERRAND_CRASH_AT.split(':');
@@ -58,14 +28,17 @@ export function parseConfig(env: Record<string, string | undefined>): HostConfig
     crashAt = { point, nth: Number(nth) };
   }
   return {
-    connect: { ...connectOptionsFromEnv(env), name: 'errand-host', waitOnFirstConnect: true },
-    prefix,
-    concurrency: positiveInt(env, 'ERRAND_HOST_CONCURRENCY', 64),
-    ackWaitMs: positiveInt(env, 'ERRAND_HOST_ACK_WAIT_MS', 30_000),
-    agentModules: (env.ERRAND_AGENT_MODULES || '@errand/agent,@errand/example-agents').split(',').map((s) => s.trim()).filter(Boolean),
+    connect: envConnect(env, 'errand-host'),
+    prefix: envPrefix(env),
+    concurrency: envInt(env, 'ERRAND_HOST_CONCURRENCY', 64),
+    ackWaitMs: envInt(env, 'ERRAND_HOST_ACK_WAIT_MS', 30_000, 100),
+    agentModules: (env.ERRAND_AGENT_MODULES || '@errand/agent,@errand/example-agents')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     defaultAgent: env.ERRAND_DEFAULT_AGENT || undefined,
-    timers: flag(env, 'ERRAND_HOST_TIMERS', true),
-    intake: flag(env, 'ERRAND_HOST_INTAKE', true),
+    timers: envFlag(env, 'ERRAND_HOST_TIMERS', true),
+    intake: envFlag(env, 'ERRAND_HOST_INTAKE', true),
     logLevel: env.LOG_LEVEL || 'info',
     crashAt,
   };

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { connectOptionsFromEnv, type ConnectOptions } from '@errand/nats';
 import type { PriceTable } from '@errand/llm';
-import { assertPrefix, DEFAULT_PREFIX } from '@errand/protocols';
+import type { ConnectOptions } from '@errand/nats';
+import { ConfigError, envConnect, envInt, envPrefix } from '@errand/service';
 
 export interface PlannerConfig {
   connect: Partial<ConnectOptions>;
@@ -20,18 +20,6 @@ export interface PlannerConfig {
   logLevel: string;
 }
 
-export class ConfigError extends Error {
-  readonly code = 'ERR_CONFIG';
-}
-
-function int(env: Record<string, string | undefined>, name: string, fallback: number, min: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new ConfigError(`${name} must be a whole number of at least ${min}, got '${raw}'`);
-  return n;
-}
-
 /** Built-in prices (USD per million tokens) for common models; ERRAND_PRICES adds or overrides. */
 export const DEFAULT_PRICES: PriceTable = {
   'gpt-4o': { inputPerMTok: 2.5, outputPerMTok: 10 },
@@ -40,13 +28,7 @@ export const DEFAULT_PRICES: PriceTable = {
   'gpt-4.1-mini': { inputPerMTok: 0.4, outputPerMTok: 1.6 },
 };
 
-export function parseConfig(env: Record<string, string | undefined>): PlannerConfig {
-  const prefix = env.ERRAND_PREFIX || DEFAULT_PREFIX;
-  try {
-    assertPrefix(prefix);
-  } catch (err) {
-    throw new ConfigError(`ERRAND_PREFIX: ${(err as Error).message}`);
-  }
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): PlannerConfig {
   let prices: PriceTable = DEFAULT_PRICES;
   if (env.ERRAND_PRICES) {
     const source = env.ERRAND_PRICES.trim().startsWith('{') ? env.ERRAND_PRICES : readFileSync(env.ERRAND_PRICES, 'utf8');
@@ -71,14 +53,14 @@ export function parseConfig(env: Record<string, string | undefined>): PlannerCon
     throw new ConfigError('set OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for any OpenAI-compatible server, such as `errand mock-llm`)');
   }
   return {
-    connect: { ...connectOptionsFromEnv(env), name: 'errand-planner', waitOnFirstConnect: true },
-    prefix,
+    connect: envConnect(env, 'errand-planner'),
+    prefix: envPrefix(env),
     baseURL: env.OPENAI_BASE_URL || undefined,
     apiKey: env.OPENAI_API_KEY || 'not-needed',
     model: env.ERRAND_MODEL || 'gpt-4o-mini',
-    concurrency: int(env, 'ERRAND_PLANNER_CONCURRENCY', 8, 1),
-    requestsPerMinute: int(env, 'ERRAND_MODEL_RPM', 0, 0),
-    timeoutMs: int(env, 'ERRAND_LLM_TIMEOUT_MS', 600_000, 1000),
+    concurrency: envInt(env, 'ERRAND_PLANNER_CONCURRENCY', 8),
+    requestsPerMinute: envInt(env, 'ERRAND_MODEL_RPM', 0, 0),
+    timeoutMs: envInt(env, 'ERRAND_LLM_TIMEOUT_MS', 600_000, 1000),
     prices,
     dailyCaps,
     logLevel: env.LOG_LEVEL || 'info',

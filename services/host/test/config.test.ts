@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { runProcess, serviceMain } from '@errand/testing';
+import { parseConfig } from '../src/config.js';
+
+describe('host configuration', () => {
+  it('has defaults that run the built-in and example agents', () => {
+    const c = parseConfig({});
+    expect(c).toMatchObject({ prefix: 'errand', concurrency: 64, ackWaitMs: 30_000, timers: true, intake: true, crashAt: undefined });
+    expect(c.agentModules).toEqual(['@errand/agent', '@errand/example-agents']);
+  });
+
+  it('reads a crash point with an optional count', () => {
+    expect(parseConfig({ ERRAND_CRASH_AT: 'host.after-commit:3' }).crashAt).toEqual({ point: 'host.after-commit', nth: 3 });
+    expect(() => parseConfig({ ERRAND_CRASH_AT: 'host.somewhere' })).toThrow(/ERRAND_CRASH_AT must be one of host.after-load/);
+  });
+
+  it('exits 2 with the reason on a bad setting', async () => {
+    const r = await runProcess(process.execPath, [serviceMain.host], { env: { ...process.env, ERRAND_HOST_CONCURRENCY: 'lots' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("errand-host: ERRAND_HOST_CONCURRENCY must be a whole number of at least 1, got 'lots'");
+  });
+});
