@@ -82,3 +82,12 @@ export {
   type AgentRecord,
   type OutboxEntry,
 } from './records.js';
+export {
+  CatalogRunnerSchema,
+  catalogKeys,
+  CatalogToolSchema,
+  TOOL_POLICIES,
+  type CatalogRunner,
+  type CatalogTool,
+  type ToolPolicyName,
+} from './catalog.js';

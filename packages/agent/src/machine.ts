@@ -51,7 +51,7 @@ export interface CallState {
   args: unknown;
   argsText: string;
   kind: 'tool' | 'builtin' | 'delegate' | 'human';
-  status: 'running' | 'retrying' | 'waiting' | 'ok' | 'error' | 'cancelled';
+  status: 'approval' | 'running' | 'retrying' | 'waiting' | 'ok' | 'error' | 'cancelled';
   attempts: number;
   /** Of the last attempt, as the tool runner measured it. */
   durationMs?: number;
@@ -68,6 +68,8 @@ export interface AgentContext {
   /** A person allowed going on past a label's daily cost cap. */
   overDailyCap: boolean;
   toolDefs: ToolDefinition[];
+  /** Tools whose every call a person approves first (`ask`). */
+  toolPolicies: Record<string, 'auto' | 'ask' | 'deny'>;
   messages: ChatMessage[];
   /** The plan request in flight (echoed in its result). */
   planRef: string;
@@ -92,7 +94,7 @@ export interface AgentContext {
   reflections: number;
   compactions: number;
   question: { requestId: string; callId?: string; text: string; reason: 'ask_human' | 'loop' } | undefined;
-  approval: { requestId: string; what: string; exceeded: (keyof Budget)[] } | undefined;
+  approval: { kind: 'budget' | 'tools'; requestId: string; argsHash: string; what: string; exceeded: (keyof Budget)[] } | undefined;
   notify: NotifyRule[];
   answer: string | undefined;
   failure: ErrorInfo | undefined;
@@ -110,7 +112,7 @@ type PlanResultEvent = {
 type ToolResultEvent = { type: 'tool.result'; callId: string; durationMs?: number; result?: { output?: unknown }; error?: ErrorInfo; at?: number };
 type ChildResultEvent = { type: 'child.result'; ref: string; outcome: 'done' | 'failed' | 'cancelled'; output?: unknown; error?: ErrorInfo; at?: number };
 type InputEvent = { type: 'input'; text: string; requestId?: string; interrupt?: boolean; at?: number };
-type ApprovalEvent = { type: 'approval'; requestId: string; decision: 'approve' | 'deny'; at?: number };
+type ApprovalEvent = { type: 'approval'; requestId: string; decision: 'approve' | 'deny'; argsHash?: string; at?: number };
 type BudgetEvent = { type: 'control.budget'; budget?: Budget; at?: number };
 type AgentEvent =
   | PlanResultEvent
@@ -242,6 +244,7 @@ export const agentMachine = setup({
       labels: { ...input.labels },
       overDailyCap: false,
       toolDefs: allowed,
+      toolPolicies: { ...((i.toolPolicies as Record<string, 'auto' | 'ask' | 'deny'> | undefined) ?? {}) },
       messages: [
         { role: 'system', content: system },
         { role: 'user', content: input.goal },
@@ -343,16 +346,27 @@ export const agentMachine = setup({
     awaitingApproval: {
       entry: handler((context, _e, enqueue) => {
         const a = context.approval!;
-        enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'requested', argsHash: a.requestId, tool: 'budget', reason: a.what } });
-        for (const n of notifyActions(context, 'budget', 'Your agent reached its budget', budgetQuestion(a.what))) enqueue(n);
+        const tool = a.kind === 'budget' ? 'budget' : context.calls.filter((c) => c.status === 'approval').map((c) => c.tool).join(', ');
+        enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'requested', argsHash: a.argsHash, tool, reason: a.what } });
+        if (a.kind === 'budget') for (const n of notifyActions(context, 'budget', 'Your agent reached its budget', budgetQuestion(a.what))) enqueue(n);
+        else for (const n of notifyActions(context, 'approval', 'Your agent asks to run a tool', a.what)) enqueue(n);
       }),
       on: {
         approval: {
-          guard: ({ context, event }) => event.requestId === context.approval?.requestId,
+          // A decision binds to the request and to the exact arguments the person was shown.
+          guard: ({ context, event }) => event.requestId === context.approval?.requestId && (event.argsHash === undefined || event.argsHash === context.approval?.argsHash),
           actions: handler<ApprovalEvent>((context, event, enqueue) => {
             const a = context.approval!;
             const status = event.decision === 'approve' ? 'approved' : 'denied';
-            enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status, argsHash: a.requestId, tool: 'budget' } });
+            enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status, argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools' } });
+            if (a.kind === 'tools') {
+              const calls = context.calls.map((c): CallState =>
+                c.status !== 'approval' ? c : event.decision === 'approve' ? { ...c, status: 'running' } : { ...c, status: 'error', content: 'ERROR: a person denied this call.' },
+              );
+              enqueue.assign({ approval: undefined, calls, now: tellTime(context, event) });
+              enqueue.raise({ type: 'go', to: 'acting' });
+              return;
+            }
             if (event.decision === 'deny') {
               enqueue.assign({ approval: undefined, failure: { code: 'ERR_BUDGET', message: `stopped at the budget: ${a.what}`, retryable: false } });
               enqueue.raise({ type: 'go', to: 'failed' });
@@ -385,7 +399,8 @@ export const agentMachine = setup({
 function plan(c: AgentContext, enqueue: Enqueue): void {
   const over = overBudget(c);
   if (over) {
-    enqueue.assign({ approval: { requestId: `budget-${c.rounds}-${c.usage.inputTokens + c.usage.outputTokens}`, what: over.what, exceeded: over.exceeded } });
+    const requestId = `budget-${c.rounds}-${c.usage.inputTokens + c.usage.outputTokens}`;
+    enqueue.assign({ approval: { kind: 'budget', requestId, argsHash: requestId, what: over.what, exceeded: over.exceeded } });
     enqueue.raise({ type: 'go', to: 'awaitingApproval' });
     return;
   }
@@ -426,7 +441,7 @@ function onPlanResult(c: AgentContext, e: PlanResultEvent, enqueue: Enqueue): vo
 
   if (e.error?.code === 'ERR_DAILY_BUDGET') {
     // A label's daily cap, enforced by the planner across every host: a person decides.
-    enqueue.assign({ approval: { requestId: `daily-${c.planSeq}`, what: e.error.message, exceeded: [] } });
+    enqueue.assign({ approval: { kind: 'budget', requestId: `daily-${c.planSeq}`, argsHash: `daily-${c.planSeq}`, what: e.error.message, exceeded: [] } });
     enqueue.raise({ type: 'go', to: 'awaitingApproval' });
     return;
   }
@@ -488,9 +503,19 @@ function onPlanResult(c: AgentContext, e: PlanResultEvent, enqueue: Enqueue): vo
     if (kind === 'tool' && !c.toolDefs.some((d) => d.name === t.name)) {
       return { id: t.id, tool: t.name, args: parsed.value, argsText: t.arguments, kind, status: 'error', attempts: 0, content: `ERROR: there is no tool named ${t.name}` };
     }
-    return { id: t.id, tool: t.name, args: parsed.value, argsText: t.arguments, kind, status: 'running', attempts: 1 };
+    const ask = kind === 'tool' && c.toolPolicies[t.name] === 'ask';
+    return { id: t.id, tool: t.name, args: parsed.value, argsText: t.arguments, kind, status: ask ? 'approval' : 'running', attempts: 1 };
   });
   enqueue.assign({ calls, recent });
+  const asking = calls.filter((x) => x.status === 'approval');
+  if (asking.length) {
+    // Nothing of this round starts before a person has decided.
+    const shown = asking.map((x) => ({ tool: x.tool, args: x.args }));
+    const what = asking.map((x) => `${x.tool}(${canonical(x.args)})`).join('; ');
+    enqueue.assign({ approval: { kind: 'tools', requestId: `tools-${c.planSeq}`, argsHash: createHash('sha256').update(canonical(shown)).digest('hex'), what, exceeded: [] } });
+    enqueue.raise({ type: 'go', to: 'awaitingApproval' });
+    return;
+  }
   enqueue.raise({ type: 'go', to: 'acting' });
 }
 
@@ -542,6 +567,17 @@ function onToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): vo
   if (!call || call.status !== 'running') return;
   let next: AgentContext = { ...c, now: tellTime(c, e) };
   let updated: CallState;
+  if (e.error?.code === 'ERR_EFFECT_UNCERTAIN') {
+    // Not safe to run again, not known to have happened: only a person can tell.
+    enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'error', attempt: call.attempts, error: e.error, ...duration(e) } });
+    const text = `${e.error.message}. Did ${call.tool}(${clip(call.argsText, 500)}) take effect? Answer, and I will go on from there.`;
+    next = { ...next, question: { requestId: call.id, callId: call.id, text, reason: 'ask_human' } };
+    updated = { ...call, status: 'waiting', error: e.error };
+    next = { ...next, calls: c.calls.map((x) => (x.id === call.id ? updated : x)) };
+    enqueue.assign({ calls: next.calls, now: next.now, question: next.question });
+    settle(next, enqueue);
+    return;
+  }
   if (e.error) {
     if (e.error.retryable && call.attempts < c.settings.maxToolAttempts) {
       const delay = backoffDelay(c.settings, call.attempts, `${c.agentId}:${call.id}:${call.attempts}`, e.error.retryAfterMs);

@@ -113,7 +113,17 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
   }
 
   const intake = o.intake
-    ? startIntake({ nc: conn.nc, js: conn.js, agents, subjects, registry: o.registry, deadLetter: deadLetterTo('intake'), logger, now: o.now })
+    ? startIntake({
+        nc: conn.nc,
+        js: conn.js,
+        agents,
+        tools: await openBucket(conn, names.buckets.tools),
+        subjects,
+        registry: o.registry,
+        deadLetter: deadLetterTo('intake'),
+        logger,
+        now: o.now,
+      })
     : undefined;
   // Ready means reachable: the intake subscription must have reached the server.
   await conn.nc.flush();

@@ -29,3 +29,4 @@ export { childAgentId, newAgentId } from './ids.js';
 export { startIntake, type IntakeOptions } from './intake.js';
 export { StepExecutor, type StepExecutorOptions, type StepOutcome } from './step-executor.js';
 export { createTimerHandler, type TimerFiringOptions } from './timers.js';
+export { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';

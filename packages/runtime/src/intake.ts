@@ -14,12 +14,15 @@ import {
 } from '@errand/protocols';
 import { deadLetter, headers, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
 import type { AgentRegistry } from './agent-definition.js';
+import { readCatalog, toolsForGoal } from './catalog.js';
 import { newAgentId } from './ids.js';
 
 export interface IntakeOptions {
   nc: NatsConnection;
   js: JetStreamClient;
   agents: KV;
+  /** The tool catalog: goals get the live tools they may use (unless they bring their own). */
+  tools: KV | undefined;
   subjects: Subjects;
   registry: AgentRegistry;
   deadLetter: DeadLetterTarget;
@@ -36,7 +39,7 @@ export interface IntakeOptions {
  * answered with the reason and dead-lettered.
  */
 export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' | 'subjects' | 'registry' | 'deadLetter'> & Partial<IntakeOptions>): Subscription {
-  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, ...options };
+  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, ...options };
   const log = o.logger.child({ component: 'intake' });
 
   const reply = (msg: Msg, format: WireFormat, body: Message<'submit.reply'>) => {
@@ -63,6 +66,10 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
         return;
       }
       const { v: _v, kind: _k, agentId: _a, ...goal } = request;
+      if (o.tools && goal.input?.toolDefinitions === undefined) {
+        const { definitions, policies } = toolsForGoal(await readCatalog(o.tools, o.now()), goal.tools);
+        goal.input = { ...goal.input, toolDefinitions: definitions, toolPolicies: policies };
+      }
       const message: Message<'goal'> = { v: MESSAGE_VERSION, kind: 'goal', agentId, ...goal, agent, at: o.now() };
       await o.js.publish(o.subjects.agentIn(agentId, 'goal'), encodeMessage(message).data, { msgID: `goal:${agentId}` });
       log.info({ agentId, agent }, 'goal accepted');

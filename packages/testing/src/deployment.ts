@@ -21,11 +21,12 @@ import { uniquePrefix, type TestServer } from './servers.js';
 export const serviceMain = {
   host: fileURLToPath(new URL('../../../services/host/dist/main.js', import.meta.url)),
   planner: fileURLToPath(new URL('../../../services/planner/dist/main.js', import.meta.url)),
+  'tool-runner': fileURLToPath(new URL('../../../services/tool-runner/dist/main.js', import.meta.url)),
 } as const;
 export type ServiceName = keyof typeof serviceMain;
 
 /** What each service logs once it serves. */
-const READY: Record<ServiceName, RegExp> = { host: /"msg":"host ready"/, planner: /"msg":"planner ready"/ };
+const READY: Record<ServiceName, RegExp> = { host: /"msg":"host ready"/, planner: /"msg":"planner ready"/, 'tool-runner': /"msg":"tool runner ready"/ };
 
 /** One Errand deployment on a test server: its own prefix, provisioned, its processes tracked. */
 export interface Deployment {

@@ -117,7 +117,8 @@ export async function startCommandWorker<K extends CommandKind>(
       const mine = running.get(cmd.agentId) ?? new Set();
       mine.add(controller);
       running.set(cmd.agentId, mine);
-      const heartbeat = setInterval(() => msg.working(), Math.max(1000, o.ackWaitMs / 3));
+      const heartbeat = setInterval(() => msg.working(), Math.max(100, o.ackWaitMs / 3));
+      log.info({ agentId: cmd.agentId, key: cmd.key, deliveries: msg.info.deliveryCount }, 'command started');
       const started = Date.now();
       try {
         const result = await o.execute(cmd, { signal: controller.signal, msg });

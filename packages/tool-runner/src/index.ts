@@ -1,0 +1,189 @@
+import { hostname } from 'node:os';
+import { isRevisionConflict, openBucket, type ErrandConnection } from '@errand/nats';
+import {
+  catalogKeys,
+  createSubjects,
+  encodeMessage,
+  MESSAGE_VERSION,
+  resourceNames,
+  silentLogger,
+  type CatalogRunner,
+  type CatalogTool,
+  type Logger,
+  type Message,
+  type ToolPolicyName,
+} from '@errand/protocols';
+import { ToolError, type Tool } from '@errand/tools';
+import { effectKey, startCommandWorker, type CommandWorker } from '@errand/worker';
+
+export const ToolRunnerErrorCode = {
+  /** A runner died during this non-idempotent call: it may or may not have happened. */
+  EffectUncertain: 'ERR_EFFECT_UNCERTAIN',
+  Internal: 'ERR_TOOL_INTERNAL',
+} as const;
+
+/** Per-tool settings that override the tool's own defaults. */
+export interface ToolSettings {
+  policy?: ToolPolicyName;
+  idempotent?: boolean;
+  timeoutMs?: number;
+}
+
+export interface ToolRunnerOptions {
+  conn: ErrandConnection;
+  prefix: string;
+  tools: readonly Tool[];
+  settings: Readonly<Record<string, ToolSettings>>;
+  runnerId: string;
+  heartbeatMs: number;
+  /** Calls in flight per tool. */
+  concurrency: number;
+  /** Between heartbeats of a long call before JetStream gives it to another runner. */
+  ackWaitMs: number;
+  logger: Logger;
+}
+
+export interface ToolRunner extends AsyncDisposable {
+  stop(): Promise<void>;
+}
+
+/**
+ * Serves `tools`: writes each to the catalog (`tool.<name>`), heartbeats this runner
+ * (`runner.<id>`), and runs calls from `errand.work.tool.<name>` through the command worker — once
+ * per idempotency key, aborted at the tool's timeout or when the agent is cancelled. Before a call
+ * of a non-idempotent tool runs, a "started" mark is written; a redelivered call that finds the
+ * mark but no result is not re-run blindly: the agent is told the effect is uncertain.
+ */
+export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 'prefix' | 'tools'> & Partial<ToolRunnerOptions>): Promise<ToolRunner> {
+  const o: ToolRunnerOptions = {
+    settings: {},
+    runnerId: `${hostname()}-${process.pid}`,
+    heartbeatMs: 5000,
+    concurrency: 4,
+    ackWaitMs: 30_000,
+    logger: silentLogger,
+    ...options,
+  };
+  const { conn } = o;
+  const names = resourceNames(o.prefix);
+  const subjects = createSubjects(o.prefix);
+  const log = o.logger.child({ component: 'tool-runner', runnerId: o.runnerId });
+  const catalog = await openBucket(conn, names.buckets.tools);
+  const effects = await openBucket(conn, names.buckets.effects);
+
+  const served = o.tools.map((tool) => {
+    const s = o.settings[tool.definition.name] ?? {};
+    const entry: CatalogTool = {
+      v: 1,
+      definition: tool.definition,
+      policy: s.policy ?? tool.defaultPolicy,
+      idempotent: s.idempotent ?? tool.idempotent,
+      destructive: tool.destructive,
+      timeoutMs: s.timeoutMs ?? tool.timeoutMs,
+      source: 'builtin',
+      updatedAt: Date.now(),
+    };
+    return { tool, entry };
+  });
+  for (const { entry } of served) await catalog.put(catalogKeys.tool(entry.definition.name), JSON.stringify(entry));
+
+  const beat = async () => {
+    const runner: CatalogRunner = {
+      v: 1,
+      runnerId: o.runnerId,
+      tools: served.map((s) => s.entry.definition.name),
+      heartbeatAt: Date.now(),
+      heartbeatMs: o.heartbeatMs,
+      host: hostname(),
+      pid: process.pid,
+    };
+    await catalog.put(catalogKeys.runner(o.runnerId), JSON.stringify(runner));
+  };
+  await beat();
+  const heartbeat = setInterval(() => void beat().catch((err: unknown) => log.warn({ err }, 'heartbeat failed')), o.heartbeatMs);
+
+  const workers: CommandWorker[] = [];
+  for (const { tool, entry } of served) {
+    const name = entry.definition.name;
+    workers.push(
+      await startCommandWorker({
+        conn,
+        prefix: o.prefix,
+        name: `tool-${name}`,
+        filterSubject: subjects.workTool(name),
+        expect: 'tool.request',
+        concurrency: o.concurrency,
+        ackWaitMs: o.ackWaitMs,
+        logger: log,
+        execute: async (cmd, { signal }) => {
+          const started = Date.now();
+          const result = (outcome: { output: unknown } | { error: Message<'tool.result'>['error'] & object }): Message<'tool.result'> => ({
+            v: MESSAGE_VERSION,
+            kind: 'tool.result',
+            agentId: cmd.agentId,
+            key: cmd.key,
+            callId: cmd.callId,
+            tool: cmd.tool,
+            attempt: cmd.attempt,
+            durationMs: Date.now() - started,
+            ...('error' in outcome ? { error: outcome.error } : { result: { output: outcome.output } }),
+            at: Date.now(),
+          });
+          if (!entry.idempotent) {
+            try {
+              await effects.create(`started.${effectKey(cmd.key)}`, String(Date.now()));
+            } catch (err) {
+              if (!isRevisionConflict(err)) throw err;
+              log.warn({ agentId: cmd.agentId, key: cmd.key, tool: name }, 'a call that was started before is delivered again: not re-running it');
+              return result({
+                error: {
+                  code: ToolRunnerErrorCode.EffectUncertain,
+                  message: `the runner stopped while ${name} was running; it may or may not have taken effect, and ${name} is not safe to run twice`,
+                  retryable: false,
+                },
+              });
+            }
+          }
+          const timeout = AbortSignal.timeout(cmd.timeoutMs ?? entry.timeoutMs);
+          const callSignal = AbortSignal.any([signal, timeout]);
+          try {
+            const output = await raceAbort(tool.run(cmd.args, { signal: callSignal, key: cmd.key }), callSignal);
+            return result({ output });
+          } catch (err) {
+            if (signal.aborted) throw err; // cancelled or shutting down: the worker decides
+            if (timeout.aborted) {
+              return result({ error: { code: 'ERR_TOOL_TIMEOUT', message: `${name} took longer than ${cmd.timeoutMs ?? entry.timeoutMs} ms and was aborted`, retryable: true } });
+            }
+            if (err instanceof ToolError) return result({ error: err.toErrorInfo() });
+            log.error({ err, agentId: cmd.agentId, tool: name }, 'tool failed unexpectedly');
+            return result({ error: { code: ToolRunnerErrorCode.Internal, message: `${name} failed: ${(err as Error).message}`, retryable: false } });
+          }
+        },
+      }),
+    );
+  }
+  log.info({ tools: served.map((s) => `${s.entry.definition.name}:${s.entry.policy}`) }, 'tool runner ready');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      clearInterval(heartbeat);
+      await Promise.all(workers.map((w) => w.stop()));
+      await catalog.delete(catalogKeys.runner(o.runnerId)).catch(() => {});
+    })());
+  return { stop, [Symbol.asyncDispose]: stop };
+}
+
+/** Rejects when `signal` aborts even if the tool ignores it. */
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
+}
+

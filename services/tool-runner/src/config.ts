@@ -1,0 +1,55 @@
+import { resolve } from 'node:path';
+import type { ConnectOptions } from '@errand/nats';
+import { TOOL_POLICIES } from '@errand/protocols';
+import { ConfigError, envConnect, envInt, envPrefix } from '@errand/service';
+import type { ToolSettings } from '@errand/tool-runner';
+
+export const BUILT_IN_TOOLS = ['fs_list', 'fs_read', 'fs_write', 'fs_delete', 'http_fetch', 'shell'] as const;
+
+export interface ToolRunnerConfig {
+  connect: Partial<ConnectOptions>;
+  prefix: string;
+  workspace: string;
+  tools: string[];
+  httpAllow: string[];
+  shellAllow: string[];
+  settings: Record<string, ToolSettings>;
+  runnerId: string | undefined;
+  concurrency: number;
+  ackWaitMs: number;
+  logLevel: string;
+}
+
+const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): ToolRunnerConfig {
+  const shellAllow = list(env.ERRAND_SHELL_ALLOW);
+  const tools = env.ERRAND_TOOLS ? list(env.ERRAND_TOOLS) : ['fs_list', 'fs_read', 'fs_write', 'fs_delete', 'http_fetch', ...(shellAllow.length ? ['shell'] : [])];
+  const unknown = tools.filter((t) => !(BUILT_IN_TOOLS as readonly string[]).includes(t));
+  if (unknown.length) throw new ConfigError(`ERRAND_TOOLS: unknown tool ${unknown.join(', ')}; built-in tools are ${BUILT_IN_TOOLS.join(', ')}`);
+  if (tools.includes('shell') && !shellAllow.length) throw new ConfigError('the shell tool needs ERRAND_SHELL_ALLOW: the commands it may run, comma-separated');
+  let settings: Record<string, ToolSettings> = {};
+  if (env.ERRAND_TOOL_SETTINGS) {
+    try {
+      settings = JSON.parse(env.ERRAND_TOOL_SETTINGS) as Record<string, ToolSettings>;
+      for (const [name, s] of Object.entries(settings)) {
+        if (s.policy !== undefined && !(TOOL_POLICIES as readonly string[]).includes(s.policy)) throw new Error(`${name}: policy '${s.policy}'`);
+      }
+    } catch (err) {
+      throw new ConfigError(`ERRAND_TOOL_SETTINGS must be JSON like {"fs_delete": {"policy": "auto"}, "shell": {"idempotent": false, "timeoutMs": 60000}}: ${(err as Error).message}`);
+    }
+  }
+  return {
+    connect: envConnect(env, 'errand-tool-runner'),
+    prefix: envPrefix(env),
+    workspace: resolve(env.ERRAND_WORKSPACE || 'workspace'),
+    tools,
+    httpAllow: list(env.ERRAND_HTTP_ALLOW),
+    shellAllow,
+    settings,
+    runnerId: env.ERRAND_RUNNER_ID || undefined,
+    concurrency: envInt(env, 'ERRAND_TOOL_CONCURRENCY', 4),
+    ackWaitMs: envInt(env, 'ERRAND_TOOL_ACK_WAIT_MS', 30_000, 100),
+    logLevel: env.LOG_LEVEL || 'info',
+  };
+}
