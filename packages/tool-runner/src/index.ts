@@ -41,9 +41,13 @@ export interface ToolRunnerOptions {
   /** Between heartbeats of a long call before JetStream gives it to another runner. */
   ackWaitMs: number;
   logger: Logger;
+  /** Where each tool comes from, for the catalog (`mcp:<server>`); `builtin` otherwise. */
+  sources?: Readonly<Record<string, string>>;
 }
 
 export interface ToolRunner extends AsyncDisposable {
+  /** Serves this set of tools from now on (new ones start, gone ones stop; the catalog follows). */
+  update(tools: readonly Tool[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -71,27 +75,27 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
   const catalog = await openBucket(conn, names.buckets.tools);
   const effects = await openBucket(conn, names.buckets.effects);
 
-  const served = o.tools.map((tool) => {
+  const entryOf = (tool: Tool, source: string): CatalogTool => {
     const s = o.settings[tool.definition.name] ?? {};
-    const entry: CatalogTool = {
+    return {
       v: 1,
       definition: tool.definition,
       policy: s.policy ?? tool.defaultPolicy,
       idempotent: s.idempotent ?? tool.idempotent,
       destructive: tool.destructive,
       timeoutMs: s.timeoutMs ?? tool.timeoutMs,
-      source: 'builtin',
+      source,
       updatedAt: Date.now(),
     };
-    return { tool, entry };
-  });
-  for (const { entry } of served) await catalog.put(catalogKeys.tool(entry.definition.name), JSON.stringify(entry));
+  };
+  /** What runs under each name: looked up per call, so an updated tool takes effect at once. */
+  const served = new Map<string, { tool: Tool; entry: CatalogTool; worker: CommandWorker }>();
 
   const beat = async () => {
     const runner: CatalogRunner = {
       v: 1,
       runnerId: o.runnerId,
-      tools: served.map((s) => s.entry.definition.name),
+      tools: [...served.keys()],
       heartbeatAt: Date.now(),
       heartbeatMs: o.heartbeatMs,
       host: hostname(),
@@ -99,79 +103,94 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
     };
     await catalog.put(catalogKeys.runner(o.runnerId), JSON.stringify(runner));
   };
-  await beat();
-  const heartbeat = setInterval(() => void beat().catch((err: unknown) => log.warn({ err }, 'heartbeat failed')), o.heartbeatMs);
 
-  const workers: CommandWorker[] = [];
-  for (const { tool, entry } of served) {
-    const name = entry.definition.name;
-    workers.push(
-      await startCommandWorker({
-        conn,
-        prefix: o.prefix,
-        name: `tool-${name}`,
-        filterSubject: subjects.workTool(name),
-        expect: 'tool.request',
-        concurrency: o.concurrency,
-        ackWaitMs: o.ackWaitMs,
-        logger: log,
-        execute: async (cmd, { signal }) => {
-          const started = Date.now();
-          const result = (outcome: { output: unknown } | { error: Message<'tool.result'>['error'] & object }): Message<'tool.result'> => ({
-            v: MESSAGE_VERSION,
-            kind: 'tool.result',
-            agentId: cmd.agentId,
-            key: cmd.key,
-            callId: cmd.callId,
-            tool: cmd.tool,
-            attempt: cmd.attempt,
-            durationMs: Date.now() - started,
-            ...('error' in outcome ? { error: outcome.error } : { result: { output: outcome.output } }),
-            at: Date.now(),
-          });
-          if (!entry.idempotent) {
-            try {
-              await effects.create(`started.${effectKey(cmd.key)}`, String(Date.now()));
-            } catch (err) {
-              if (!isRevisionConflict(err)) throw err;
-              log.warn({ agentId: cmd.agentId, key: cmd.key, tool: name }, 'a call that was started before is delivered again: not re-running it');
-              return result({
-                error: {
-                  code: ToolRunnerErrorCode.EffectUncertain,
-                  message: `the runner stopped while ${name} was running; it may or may not have taken effect, and ${name} is not safe to run twice`,
-                  retryable: false,
-                },
-              });
-            }
-          }
-          const timeout = AbortSignal.timeout(cmd.timeoutMs ?? entry.timeoutMs);
-          const callSignal = AbortSignal.any([signal, timeout]);
+  const startWorker = (name: string) =>
+    startCommandWorker({
+      conn,
+      prefix: o.prefix,
+      name: `tool-${name}`,
+      filterSubject: subjects.workTool(name),
+      expect: 'tool.request',
+      concurrency: o.concurrency,
+      ackWaitMs: o.ackWaitMs,
+      logger: log,
+      execute: async (cmd, { signal }) => {
+        const current = served.get(name);
+        const started = Date.now();
+        const result = (outcome: { output: unknown } | { error: Message<'tool.result'>['error'] & object }): Message<'tool.result'> => ({
+          v: MESSAGE_VERSION,
+          kind: 'tool.result',
+          agentId: cmd.agentId,
+          key: cmd.key,
+          callId: cmd.callId,
+          tool: cmd.tool,
+          attempt: cmd.attempt,
+          durationMs: Date.now() - started,
+          ...('error' in outcome ? { error: outcome.error } : { result: { output: outcome.output } }),
+          at: Date.now(),
+        });
+        if (!current) return result({ error: { code: 'ERR_TOOL_UNAVAILABLE', message: `${name} is no longer served by this runner`, retryable: true } });
+        const { tool, entry } = current;
+        if (!entry.idempotent) {
           try {
-            const output = await raceAbort(tool.run(cmd.args, { signal: callSignal, key: cmd.key }), callSignal);
-            return result({ output });
+            await effects.create(`started.${effectKey(cmd.key)}`, String(Date.now()));
           } catch (err) {
-            if (signal.aborted) throw err; // cancelled or shutting down: the worker decides
-            if (timeout.aborted) {
-              return result({ error: { code: 'ERR_TOOL_TIMEOUT', message: `${name} took longer than ${cmd.timeoutMs ?? entry.timeoutMs} ms and was aborted`, retryable: true } });
-            }
-            if (err instanceof ToolError) return result({ error: err.toErrorInfo() });
-            log.error({ err, agentId: cmd.agentId, tool: name }, 'tool failed unexpectedly');
-            return result({ error: { code: ToolRunnerErrorCode.Internal, message: `${name} failed: ${(err as Error).message}`, retryable: false } });
+            if (!isRevisionConflict(err)) throw err;
+            log.warn({ agentId: cmd.agentId, key: cmd.key, tool: name }, 'a call that was started before is delivered again: not re-running it');
+            return result({
+              error: {
+                code: ToolRunnerErrorCode.EffectUncertain,
+                message: `the runner stopped while ${name} was running; it may or may not have taken effect, and ${name} is not safe to run twice`,
+                retryable: false,
+              },
+            });
           }
-        },
-      }),
-    );
-  }
-  log.info({ tools: served.map((s) => `${s.entry.definition.name}:${s.entry.policy}`) }, 'tool runner ready');
+        }
+        const limit = cmd.timeoutMs ?? entry.timeoutMs;
+        const timeout = AbortSignal.timeout(limit);
+        const callSignal = AbortSignal.any([signal, timeout]);
+        try {
+          return result({ output: await raceAbort(tool.run(cmd.args, { signal: callSignal, key: cmd.key }), callSignal) });
+        } catch (err) {
+          if (signal.aborted) throw err; // cancelled or shutting down: the worker decides
+          if (timeout.aborted) return result({ error: { code: 'ERR_TOOL_TIMEOUT', message: `${name} took longer than ${limit} ms and was aborted`, retryable: true } });
+          if (err instanceof ToolError) return result({ error: err.toErrorInfo() });
+          log.error({ err, agentId: cmd.agentId, tool: name }, 'tool failed unexpectedly');
+          return result({ error: { code: ToolRunnerErrorCode.Internal, message: `${name} failed: ${(err as Error).message}`, retryable: false } });
+        }
+      },
+    });
+
+  const update = async (tools: readonly Tool[]) => {
+    const wanted = new Map(tools.map((t) => [t.definition.name, t]));
+    for (const [name, s] of served) {
+      if (wanted.has(name)) continue;
+      served.delete(name);
+      await s.worker.stop();
+      await catalog.delete(catalogKeys.tool(name)).catch(() => {});
+    }
+    for (const [name, tool] of wanted) {
+      const entry = entryOf(tool, o.sources?.[name] ?? 'builtin');
+      await catalog.put(catalogKeys.tool(name), JSON.stringify(entry));
+      const existing = served.get(name);
+      if (existing) served.set(name, { ...existing, tool, entry });
+      else served.set(name, { tool, entry, worker: await startWorker(name) });
+    }
+    await beat();
+  };
+
+  await update(o.tools);
+  const heartbeat = setInterval(() => void beat().catch((err: unknown) => log.warn({ err }, 'heartbeat failed')), o.heartbeatMs);
+  log.info({ tools: [...served.values()].map((s) => `${s.entry.definition.name}:${s.entry.policy}`) }, 'tool runner ready');
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       clearInterval(heartbeat);
-      await Promise.all(workers.map((w) => w.stop()));
+      await Promise.all([...served.values()].map((s) => s.worker.stop()));
       await catalog.delete(catalogKeys.runner(o.runnerId)).catch(() => {});
     })());
-  return { stop, [Symbol.asyncDispose]: stop };
+  return { update, stop, [Symbol.asyncDispose]: stop };
 }
 
 /** Rejects when `signal` aborts even if the tool ignores it. */

@@ -15,6 +15,8 @@ export interface ToolRunnerConfig {
   shellAllow: string[];
   settings: Record<string, ToolSettings>;
   runnerId: string | undefined;
+  /** `errand.config.json` (ERRAND_CONFIG): the MCP servers whose tools this runner serves. */
+  configFile: string | undefined;
   concurrency: number;
   ackWaitMs: number;
   logLevel: string;
@@ -24,7 +26,7 @@ const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()
 
 export function parseConfig(env: Readonly<Record<string, string | undefined>>): ToolRunnerConfig {
   const shellAllow = list(env.ERRAND_SHELL_ALLOW);
-  const tools = env.ERRAND_TOOLS ? list(env.ERRAND_TOOLS) : ['fs_list', 'fs_read', 'fs_write', 'fs_delete', 'http_fetch', ...(shellAllow.length ? ['shell'] : [])];
+  const tools = env.ERRAND_TOOLS !== undefined ? list(env.ERRAND_TOOLS) : ['fs_list', 'fs_read', 'fs_write', 'fs_delete', 'http_fetch', ...(shellAllow.length ? ['shell'] : [])];
   const unknown = tools.filter((t) => !(BUILT_IN_TOOLS as readonly string[]).includes(t));
   if (unknown.length) throw new ConfigError(`ERRAND_TOOLS: unknown tool ${unknown.join(', ')}; built-in tools are ${BUILT_IN_TOOLS.join(', ')}`);
   if (tools.includes('shell') && !shellAllow.length) throw new ConfigError('the shell tool needs ERRAND_SHELL_ALLOW: the commands it may run, comma-separated');
@@ -48,6 +50,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     shellAllow,
     settings,
     runnerId: env.ERRAND_RUNNER_ID || undefined,
+    configFile: env.ERRAND_CONFIG ? resolve(env.ERRAND_CONFIG) : undefined,
     concurrency: envInt(env, 'ERRAND_TOOL_CONCURRENCY', 4),
     ackWaitMs: envInt(env, 'ERRAND_TOOL_ACK_WAIT_MS', 30_000, 100),
     logLevel: env.LOG_LEVEL || 'info',
