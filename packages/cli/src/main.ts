@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { registerMcp } from './commands/mcp.js';
 import { registerMockLlm } from './commands/mock-llm.js';
 import { registerProvision } from './commands/provision.js';
 import { registerSubmit } from './commands/submit.js';
@@ -35,6 +36,7 @@ registerUp(program);
 registerProvision(program);
 registerSubmit(program);
 registerMockLlm(program);
+registerMcp(program);
 
 try {
   await program.parseAsync(process.argv);
