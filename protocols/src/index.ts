@@ -21,6 +21,7 @@ export {
   resourceNames,
   resourceSpecs,
   type BucketSpec,
+  type ObjectStoreSpec,
   type ResourceNames,
   type ResourceOptions,
   type ResourceSpecs,

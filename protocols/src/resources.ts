@@ -58,6 +58,7 @@ export interface ResourceNames {
     readonly dlq: string;
   };
   readonly buckets: { readonly agents: string; readonly tools: string; readonly effects: string };
+  readonly objectStores: { readonly results: string };
 }
 
 /**
@@ -78,7 +79,20 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
       dlq: `${upper}_DLQ`,
     },
     buckets: { agents: `${base}_agents`, tools: `${base}_tools`, effects: `${base}_effects` },
+    objectStores: { results: `${base}_results` },
   };
+}
+
+/** A JetStream object store: large payloads (tool results) that travel by reference. */
+export interface ObjectStoreSpec {
+  readonly bucket: string;
+  readonly description: string;
+  /** 0 keeps objects forever. */
+  readonly ttlMs: number;
+  /** -1 for unlimited. */
+  readonly maxBytes: number;
+  readonly storage: StorageType;
+  readonly replicas: number;
 }
 
 /** What may be tuned per deployment; everything else is part of the contract. */
@@ -95,6 +109,8 @@ export interface ResourceOptions {
   eventsMaxBytes: number;
   /** How long services remember a completed command (and its result) to answer a repeat. */
   effectsTtlMs: number;
+  /** How long large tool results are kept in the object store. */
+  resultsTtlMs: number;
 }
 
 export function defaultResourceOptions(): ResourceOptions {
@@ -108,6 +124,7 @@ export function defaultResourceOptions(): ResourceOptions {
     dlqMaxAgeMs: 30 * DAY,
     eventsMaxBytes: -1,
     effectsTtlMs: 7 * DAY,
+    resultsTtlMs: 30 * DAY,
   };
 }
 
@@ -116,6 +133,7 @@ export interface ResourceSpecs {
   readonly names: ResourceNames;
   readonly streams: readonly StreamSpec[];
   readonly buckets: readonly BucketSpec[];
+  readonly objectStores: readonly ObjectStoreSpec[];
 }
 
 /** The streams and buckets Errand needs, from {@link defaultResourceOptions} overridden by `options`. */
@@ -222,5 +240,15 @@ export function resourceSpecs(options: Partial<ResourceOptions> = {}): ResourceS
   const fitted = streams.map((st) =>
     st.maxAgeMs > 0 && st.duplicateWindowMs > st.maxAgeMs ? { ...st, duplicateWindowMs: st.maxAgeMs } : st,
   );
-  return { names, streams: fitted, buckets };
+  const objectStores: ObjectStoreSpec[] = [
+    {
+      bucket: names.objectStores.results,
+      description: 'Errand: tool results too large for a message; the model gets a preview and this reference',
+      ttlMs: o.resultsTtlMs,
+      maxBytes: -1,
+      storage: o.storage,
+      replicas: o.replicas,
+    },
+  ];
+  return { names, streams: fitted, buckets, objectStores };
 }

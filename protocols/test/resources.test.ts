@@ -63,6 +63,7 @@ describe('resourceNames', () => {
         dlq: 'ERRAND_DLQ',
       },
       buckets: { agents: 'errand_agents', tools: 'errand_tools', effects: 'errand_effects' },
+      objectStores: { results: 'errand_results' },
     });
   });
 
@@ -76,6 +77,7 @@ describe('resourceNames', () => {
         dlq: 'ACME_ERRAND_DLQ',
       },
       buckets: { agents: 'acme_errand_agents', tools: 'acme_errand_tools', effects: 'acme_errand_effects' },
+      objectStores: { results: 'acme_errand_results' },
     });
   });
 

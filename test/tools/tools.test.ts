@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm, type MockLlm, type MockStep } from '@errand/llm';
-import { openBucket } from '@errand/nats';
+import { openBucket, openObjectStore } from '@errand/nats';
 import { MESSAGE_VERSION, resourceNames } from '@errand/protocols';
 import { readCatalog } from '@errand/runtime';
 import { createDeployment, inputMessage, startTestServer, type Deployment, type TestServer } from '@errand/testing';
@@ -128,6 +128,58 @@ describe('the tool-runner, end to end', () => {
       expect(w.mock.failures).toEqual([]);
     } finally {
       await w.stop();
+    }
+  }, 60_000);
+
+  it('a result over the size limit is stored whole; the model gets a preview and a reference', async () => {
+    const w = await world([
+      { reply: { toolCalls: [{ name: 'fs_read', arguments: { path: 'big.txt' } }] } },
+      { expect: { contains: ['more characters in the full result'] }, reply: { content: 'It is long.' } },
+    ]);
+    try {
+      const text = 'abcdefghij'.repeat(20_000);
+      await writeFile(join(w.workspace, 'big.txt'), text);
+      const agentId = await w.d.submit({ goal: 'Read the big file' });
+      await w.d.waitForStatus(agentId, ['done', 'failed']);
+      expect(w.mock.failures).toEqual([]);
+      const journal = await w.d.journal(agentId);
+      const resultStep = journal.find((j) => j.event.type === 'tool.result')!;
+      const ref = (resultStep.event as { result: { ref: string; truncated: boolean } }).result;
+      expect(ref.truncated).toBe(true);
+      const name = ref.ref.replace(`obj://${resourceNames(w.d.prefix).objectStores.results}/`, '');
+      const store = await openObjectStore(w.d.conn, resourceNames(w.d.prefix).objectStores.results);
+      expect(new TextDecoder().decode((await store.getBlob(name))!)).toBe(text);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it('a call over its timeout is aborted and reported; a cancel aborts a running shell call', async () => {
+    const env = { ERRAND_SHELL_ALLOW: 'sleep', ERRAND_TOOL_SETTINGS: JSON.stringify({ shell: { policy: 'auto', timeoutMs: 300 } }) };
+    const w = await world(
+      [
+        { match: 'TIMEOUT', reply: { toolCalls: [{ name: 'shell', arguments: { command: 'sleep', args: ['5'] } }] } },
+        { match: 'TIMEOUT', expect: { contains: ['ERR_TOOL_TIMEOUT'] }, reply: { content: 'Too slow, giving up.' } },
+      ],
+      env,
+    );
+    try {
+      const agentId = await w.d.submit({ goal: 'TIMEOUT', input: { settings: { maxToolAttempts: 1 } } });
+      expect((await w.d.waitForStatus(agentId, ['done', 'failed'])).output).toMatchObject({ answer: 'Too slow, giving up.' });
+      expect(w.mock.failures).toEqual([]);
+    } finally {
+      await w.stop();
+    }
+    const c = await world([{ reply: { toolCalls: [{ name: 'shell', arguments: { command: 'sleep', args: ['30'] } }] } }], { ERRAND_SHELL_ALLOW: 'sleep', ERRAND_TOOL_SETTINGS: JSON.stringify({ shell: { policy: 'auto' } }) }, false);
+    try {
+      const runner = await c.d.start('tool-runner');
+      const agentId = await c.d.submit({ goal: 'Sleep long' });
+      await runner.waitForLine(/"msg":"command started"/);
+      await c.d.send({ v: MESSAGE_VERSION, kind: 'control', agentId, action: 'cancel', at: Date.now() });
+      await c.d.waitForStatus(agentId, ['cancelled']);
+      await runner.waitForLine(/command aborted \(agent cancelled\): no result sent/);
+    } finally {
+      await c.stop();
     }
   }, 60_000);
 });

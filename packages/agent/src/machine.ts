@@ -27,6 +27,8 @@ export interface AgentSettings {
   backoffMaxMs: number;
   /** Characters of a tool result given to the model. */
   maxResultChars: number;
+  /** Added to a tool's timeout before a call with no answer at all counts as failed (no live runner?). */
+  toolDeadlineGraceMs: number;
 }
 
 export function defaultAgentSettings(): AgentSettings {
@@ -42,6 +44,7 @@ export function defaultAgentSettings(): AgentSettings {
     backoffBaseMs: 1000,
     backoffMaxMs: 5 * 60_000,
     maxResultChars: 8000,
+    toolDeadlineGraceMs: 30_000,
   };
 }
 
@@ -70,6 +73,8 @@ export interface AgentContext {
   toolDefs: ToolDefinition[];
   /** Tools whose every call a person approves first (`ask`). */
   toolPolicies: Record<string, 'auto' | 'ask' | 'deny'>;
+  /** Each tool's own time limit, from the catalog. */
+  toolTimeouts: Record<string, number>;
   messages: ChatMessage[];
   /** The plan request in flight (echoed in its result). */
   planRef: string;
@@ -123,6 +128,7 @@ type AgentEvent =
   | BudgetEvent
   | { type: 'retry.plan' }
   | { type: 'retry.tool'; callId: string }
+  | { type: 'tool.deadline'; callId: string; attempt: number }
   | { type: 'go'; to: 'planning' | 'acting' | 'backingOff' | 'awaitingInput' | 'awaitingApproval' | 'done' | 'failed' };
 
 /** What the handlers need of XState's action enqueuer. */
@@ -130,6 +136,7 @@ interface Enqueue {
   (action: { type: string; params?: unknown }): void;
   assign(patch: Partial<AgentContext>): void;
   raise(event: AgentEvent, options?: { id?: string; delay?: number }): void;
+  cancel(id: string): void;
 }
 
 /**
@@ -245,6 +252,7 @@ export const agentMachine = setup({
       overDailyCap: false,
       toolDefs: allowed,
       toolPolicies: { ...((i.toolPolicies as Record<string, 'auto' | 'ask' | 'deny'> | undefined) ?? {}) },
+      toolTimeouts: { ...((i.toolTimeouts as Record<string, number> | undefined) ?? {}) },
       messages: [
         { role: 'system', content: system },
         { role: 'user', content: input.goal },
@@ -318,6 +326,7 @@ export const agentMachine = setup({
         'tool.result': { actions: handler<ToolResultEvent>(onToolResult) },
         'child.result': { actions: handler<ChildResultEvent>(onChildResult) },
         'retry.tool': { actions: handler<{ type: 'retry.tool'; callId: string }>((context, event, enqueue) => retryTool(context, event.callId, enqueue)) },
+        'tool.deadline': { actions: handler<{ type: 'tool.deadline'; callId: string; attempt: number }>(onDeadline) },
         input: { actions: handler<InputEvent>((context, event, enqueue) => onTold(context, event, enqueue, 'acting')) },
       },
     },
@@ -554,6 +563,7 @@ function startCalls(c: AgentContext, enqueue: Enqueue): void {
       }
       case 'tool':
         enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: call.attempts } });
+        armDeadline(c, call, call.attempts, enqueue);
         enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'requested', attempt: call.attempts } });
         return call;
     }
@@ -565,6 +575,7 @@ function startCalls(c: AgentContext, enqueue: Enqueue): void {
 function onToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): void {
   const call = c.calls.find((x) => x.id === e.callId && x.kind === 'tool');
   if (!call || call.status !== 'running') return;
+  enqueue.cancel(`deadline-${call.id}`);
   let next: AgentContext = { ...c, now: tellTime(c, e) };
   let updated: CallState;
   if (e.error?.code === 'ERR_EFFECT_UNCERTAIN') {
@@ -600,6 +611,23 @@ function onToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): vo
   settle(next, enqueue);
 }
 
+/** A durable timer per call: a call nobody answers (no live runner) fails instead of hanging. */
+function armDeadline(c: AgentContext, call: CallState, attempt: number, enqueue: Enqueue): void {
+  const delay = (c.toolTimeouts[call.tool] ?? 10 * 60_000) + c.settings.toolDeadlineGraceMs;
+  enqueue.raise({ type: 'tool.deadline', callId: call.id, attempt }, { id: `deadline-${call.id}`, delay });
+}
+
+function onDeadline(c: AgentContext, e: { callId: string; attempt: number }, enqueue: Enqueue): void {
+  const call = c.calls.find((x) => x.id === e.callId);
+  if (!call || call.status !== 'running' || call.attempts !== e.attempt) return;
+  const within = Math.round(((c.toolTimeouts[call.tool] ?? 10 * 60_000) + c.settings.toolDeadlineGraceMs) / 1000);
+  onToolResult(
+    c,
+    { type: 'tool.result', callId: call.id, error: { code: 'ERR_TOOL_NO_ANSWER', message: `no answer from ${call.tool} within ${within} s: no tool-runner may be serving it`, retryable: true } },
+    enqueue,
+  );
+}
+
 function duration(e: ToolResultEvent): { durationMs?: number } {
   return typeof e.durationMs === 'number' ? { durationMs: e.durationMs } : {};
 }
@@ -609,6 +637,7 @@ function retryTool(c: AgentContext, callId: string, enqueue: Enqueue): void {
   if (!call || call.status !== 'retrying') return;
   const attempts = call.attempts + 1;
   enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: attempts } });
+  armDeadline(c, call, attempts, enqueue);
   enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'requested', attempt: attempts } });
   enqueue.assign({ calls: c.calls.map((x) => (x.id === callId ? { ...x, status: 'running' as const, attempts } : x)) });
 }

@@ -220,4 +220,17 @@ describe('the built-in agent (pure steps)', () => {
     expect(run.state()).toBe('planning');
     expect(run.plan()).toMatchObject({ overDailyCap: true, labels: { team: 'research' } });
   });
+
+  it('a call nobody answers fails at its deadline (a durable timer) and is retried, instead of hanging', () => {
+    const run = new Run();
+    run.start({ toolTimeouts: { search: 1000 }, settings: { toolDeadlineGraceMs: 500 } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    const deadline = run.record!.outbox.find((e) => e.message.kind === 'timer.request' && (e.message as { timerId?: string }).timerId === 'deadline-c1');
+    expect(deadline).toBeDefined();
+    const t = deadline!.message as unknown as Message<'timer.request'>;
+    expect(t.dueAt - t.at).toBe(1500);
+    run.apply({ v: MESSAGE_VERSION, kind: 'timer.fired', agentId: 'a1', key: t.key, timerId: t.timerId, event: t.event, dueAt: t.dueAt, firedAt: t.dueAt });
+    const ctx = (run.record!.snapshot as { context: { calls: { status: string; error?: { code: string } }[] } }).context;
+    expect(ctx.calls[0]).toMatchObject({ status: 'retrying', error: { code: 'ERR_TOOL_NO_ANSWER' } });
+  });
 });

@@ -10,6 +10,7 @@ export {
 } from './connect.js';
 export {
   bucketStreamConfig,
+  objectStoreStreamConfig,
   provision,
   streamConfig,
   type ProvisionChange,
@@ -35,7 +36,8 @@ export {
   type ConsumeMessagesOptions,
   type MessageConsumer,
 } from './consume.js';
-export { ensureConsumer, isRevisionConflict, openBucket, type DurableConsumerSpec } from './jetstream.js';
+export { ensureConsumer, isRevisionConflict, openBucket, openObjectStore, type DurableConsumerSpec } from './jetstream.js';
+export type { ObjectStore } from '@nats-io/obj';
 // The NATS client types other packages work with; @nats-io/* itself is imported only here.
 export type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 export type { KV, KvEntry } from '@nats-io/kv';

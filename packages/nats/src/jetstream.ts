@@ -7,11 +7,17 @@ import {
   type ConsumerInfo,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { ErrandConnection } from './connect.js';
 
 /** Opens an existing KV bucket (provisioning creates them). */
 export async function openBucket(conn: ErrandConnection, bucket: string): Promise<KV> {
   return new Kvm(conn.js).open(bucket);
+}
+
+/** Opens an existing object store (provisioning creates them). */
+export async function openObjectStore(conn: ErrandConnection, bucket: string): Promise<ObjectStore> {
+  return new Objm(conn.js).open(bucket);
 }
 
 /**

@@ -7,7 +7,7 @@ import {
   type StreamInfo,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import { resourceSpecs, silentLogger, type BucketSpec, type Logger, type ResourceSpecs, type StreamSpec } from '@errand/protocols';
+import { resourceSpecs, silentLogger, type BucketSpec, type Logger, type ObjectStoreSpec, type ResourceSpecs, type StreamSpec } from '@errand/protocols';
 import type { ErrandConnection } from './connect.js';
 import { NatsError, NatsErrorCode } from './errors.js';
 import type { ServerFeatures } from './features.js';
@@ -20,7 +20,7 @@ export interface ProvisionChange {
 }
 
 export interface ProvisionItem {
-  readonly kind: 'stream' | 'bucket';
+  readonly kind: 'stream' | 'bucket' | 'object-store';
   /** The stream name, or the bucket name for a bucket. */
   readonly name: string;
   readonly action: 'created' | 'updated' | 'unchanged';
@@ -90,6 +90,23 @@ export function bucketStreamConfig(spec: BucketSpec, _features: ServerFeatures):
   };
 }
 
+/** The server config of the stream that backs an object store (`OBJ_<bucket>`), as `@nats-io/obj` reads it. */
+export function objectStoreStreamConfig(spec: ObjectStoreSpec): Partial<StreamConfig> & { name: string } {
+  return {
+    name: `OBJ_${spec.bucket}`,
+    description: spec.description,
+    subjects: [`$O.${spec.bucket}.C.>`, `$O.${spec.bucket}.M.>`],
+    retention: 'limits' as StreamConfig['retention'],
+    storage: spec.storage as StreamConfig['storage'],
+    num_replicas: spec.replicas,
+    max_age: nanos(spec.ttlMs),
+    max_bytes: spec.maxBytes,
+    discard: 'new' as StreamConfig['discard'],
+    allow_rollup_hdrs: true,
+    allow_direct: true,
+  };
+}
+
 /**
  * Creates or updates every Errand stream and bucket so that each matches its spec, and reports what
  * it changed. Idempotent: a second run changes nothing. Fields Errand does not specify are left as
@@ -103,7 +120,7 @@ export async function provision(conn: ErrandConnection, options: Partial<Provisi
   const dryRun = options.dryRun ?? false;
   const { features } = conn;
 
-  const maxReplicas = Math.max(...specs.streams.map((s) => s.replicas), ...specs.buckets.map((b) => b.replicas));
+  const maxReplicas = Math.max(...specs.streams.map((s) => s.replicas), ...specs.buckets.map((b) => b.replicas), ...specs.objectStores.map((b) => b.replicas));
   if (maxReplicas > 1 && !features.clustered) {
     throw new NatsError(
       NatsErrorCode.ProvisionConflict,
@@ -119,6 +136,9 @@ export async function provision(conn: ErrandConnection, options: Partial<Provisi
   for (const spec of specs.buckets) {
     items.push(await ensureStream(jsm, 'bucket', spec.bucket, bucketStreamConfig(spec, features), dryRun, logger));
   }
+  for (const spec of specs.objectStores) {
+    items.push(await ensureStream(jsm, 'object-store', spec.bucket, objectStoreStreamConfig(spec), dryRun, logger));
+  }
   return { items, changed: items.some((i) => i.action !== 'unchanged'), dryRun };
 }
 
@@ -130,7 +150,7 @@ async function ensureStream(
   dryRun: boolean,
   logger: Logger,
 ): Promise<ProvisionItem> {
-  const label = kind === 'bucket' ? `bucket ${name} (stream ${desired.name})` : `stream ${name}`;
+  const label = kind === 'stream' ? `stream ${name}` : `${kind} ${name} (stream ${desired.name})`;
   const existing = await streamInfo(jsm, desired.name);
   if (existing === undefined) {
     if (!dryRun) await serverCall(label, () => jsm.streams.add(desired));

@@ -2,7 +2,7 @@ import { Kvm } from '@nats-io/kv';
 import { nanos } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceSpecs } from '@errand/protocols';
-import { NatsError, NatsErrorCode, provision, type ErrandConnection } from '@errand/nats';
+import { NatsError, NatsErrorCode, openObjectStore, provision, type ErrandConnection } from '@errand/nats';
 import { startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
 
 let srv: TestServer;
@@ -21,6 +21,7 @@ describe('provision', () => {
     expect(first.items.map((i) => [i.kind, i.name, i.action])).toEqual([
       ...specs.streams.map((s) => ['stream', s.name, 'created']),
       ...specs.buckets.map((b) => ['bucket', b.bucket, 'created']),
+      ...specs.objectStores.map((b) => ['object-store', b.bucket, 'created']),
     ]);
 
     const second = await provision(conn, { specs });
@@ -42,6 +43,15 @@ describe('provision', () => {
     expect(rev2).toBeGreaterThan(rev);
     await expect(kv.update('agent-1', 'v3', rev)).rejects.toThrow();
     expect((await kv.get('agent-1'))?.string()).toBe('v2');
+  });
+
+  it('makes an object store that works: a large value goes in and comes back', async () => {
+    const specs = resourceSpecs({ prefix: uniquePrefix() });
+    await provision(conn, { specs });
+    const store = await openObjectStore(conn, specs.names.objectStores.results);
+    const big = new TextEncoder().encode('z'.repeat(3 * 1024 * 1024));
+    await store.putBlob({ name: 'a-1.7.0' }, big);
+    expect((await store.getBlob('a-1.7.0'))?.byteLength).toBe(big.byteLength);
   });
 
   it('restores settings after a manual change, and reports what it changed', async () => {

@@ -35,10 +35,17 @@ export async function readCatalog(kv: KV, now = Date.now()): Promise<LiveTool[]>
  * The tools a goal gets: live, not denied, and among `allowed` when the goal names tools. `ask`
  * tools are listed in `policies` so the agent asks a person before each call.
  */
-export function toolsForGoal(catalog: readonly LiveTool[], allowed: readonly string[] | undefined): { definitions: ToolDefinition[]; policies: Record<string, ToolPolicyName> } {
-  const usable = catalog.filter((t) => t.runners.length > 0 && t.policy !== 'deny' && (!allowed || allowed.includes(t.definition.name)));
+export function toolsForGoal(
+  catalog: readonly LiveTool[],
+  allowed: readonly string[] | undefined,
+  overrides: Readonly<Record<string, ToolPolicyName>> = {},
+): { definitions: ToolDefinition[]; policies: Record<string, ToolPolicyName>; timeouts: Record<string, number> } {
+  // A goal may make a tool stricter or looser than the catalog says (the catalog is the default).
+  const policyOf = (t: LiveTool) => overrides[t.definition.name] ?? t.policy;
+  const usable = catalog.filter((t) => t.runners.length > 0 && policyOf(t) !== 'deny' && (!allowed || allowed.includes(t.definition.name)));
   return {
     definitions: usable.map((t) => t.definition),
-    policies: Object.fromEntries(usable.filter((t) => t.policy !== 'auto').map((t) => [t.definition.name, t.policy])),
+    policies: Object.fromEntries(usable.filter((t) => policyOf(t) !== 'auto').map((t) => [t.definition.name, policyOf(t)])),
+    timeouts: Object.fromEntries(usable.map((t) => [t.definition.name, t.timeoutMs])),
   };
 }

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { isRevisionConflict, openBucket, type ErrandConnection } from '@errand/nats';
+import { isRevisionConflict, openBucket, openObjectStore, type ErrandConnection } from '@errand/nats';
 import {
   catalogKeys,
   createSubjects,
@@ -43,6 +43,9 @@ export interface ToolRunnerOptions {
   logger: Logger;
   /** Where each tool comes from, for the catalog (`mcp:<server>`); `builtin` otherwise. */
   sources?: Readonly<Record<string, string>>;
+  /** Results larger than this (JSON characters) go to the object store; the model gets a preview. */
+  maxInlineResult: number;
+  previewChars: number;
 }
 
 export interface ToolRunner extends AsyncDisposable {
@@ -66,6 +69,8 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
     concurrency: 4,
     ackWaitMs: 30_000,
     logger: silentLogger,
+    maxInlineResult: 64 * 1024,
+    previewChars: 4000,
     ...options,
   };
   const { conn } = o;
@@ -74,6 +79,16 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
   const log = o.logger.child({ component: 'tool-runner', runnerId: o.runnerId });
   const catalog = await openBucket(conn, names.buckets.tools);
   const effects = await openBucket(conn, names.buckets.effects);
+  const results = await openObjectStore(conn, names.objectStores.results);
+
+  /** A result too large for a message is stored whole; the model gets its beginning and a reference. */
+  const fit = async (key: string, output: unknown): Promise<{ output: unknown; truncated?: boolean; ref?: string }> => {
+    const text = typeof output === 'string' ? output : JSON.stringify(output ?? null);
+    if (text.length <= o.maxInlineResult) return { output };
+    const name = effectKey(key);
+    await results.putBlob({ name, description: `result of ${key}` }, new TextEncoder().encode(text));
+    return { output: `${text.slice(0, o.previewChars)}… [${text.length - o.previewChars} more characters in the full result]`, truncated: true, ref: `obj://${names.objectStores.results}/${name}` };
+  };
 
   const entryOf = (tool: Tool, source: string): CatalogTool => {
     const s = o.settings[tool.definition.name] ?? {};
@@ -117,7 +132,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
       execute: async (cmd, { signal }) => {
         const current = served.get(name);
         const started = Date.now();
-        const result = (outcome: { output: unknown } | { error: Message<'tool.result'>['error'] & object }): Message<'tool.result'> => ({
+        const result = (outcome: { output: unknown; truncated?: boolean; ref?: string } | { error: Message<'tool.result'>['error'] & object }): Message<'tool.result'> => ({
           v: MESSAGE_VERSION,
           kind: 'tool.result',
           agentId: cmd.agentId,
@@ -126,7 +141,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
           tool: cmd.tool,
           attempt: cmd.attempt,
           durationMs: Date.now() - started,
-          ...('error' in outcome ? { error: outcome.error } : { result: { output: outcome.output } }),
+          ...('error' in outcome ? { error: outcome.error } : { result: outcome }),
           at: Date.now(),
         });
         if (!current) return result({ error: { code: 'ERR_TOOL_UNAVAILABLE', message: `${name} is no longer served by this runner`, retryable: true } });
@@ -150,7 +165,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
         const timeout = AbortSignal.timeout(limit);
         const callSignal = AbortSignal.any([signal, timeout]);
         try {
-          return result({ output: await raceAbort(tool.run(cmd.args, { signal: callSignal, key: cmd.key }), callSignal) });
+          return result(await fit(cmd.key, await raceAbort(tool.run(cmd.args, { signal: callSignal, key: cmd.key }), callSignal)));
         } catch (err) {
           if (signal.aborted) throw err; // cancelled or shutting down: the worker decides
           if (timeout.aborted) return result({ error: { code: 'ERR_TOOL_TIMEOUT', message: `${name} took longer than ${limit} ms and was aborted`, retryable: true } });

@@ -121,7 +121,13 @@ export async function startCommandWorker<K extends CommandKind>(
       log.info({ agentId: cmd.agentId, key: cmd.key, deliveries: msg.info.deliveryCount }, 'command started');
       const started = Date.now();
       try {
-        const result = await o.execute(cmd, { signal: controller.signal, msg });
+        let result: ResultOf<K> | undefined;
+        try {
+          result = await o.execute(cmd, { signal: controller.signal, msg });
+        } catch (err) {
+          // An abort surfaces as whatever the command threw; what matters is why it was aborted.
+          if (!controller.signal.aborted) throw err;
+        }
         if (controller.signal.aborted) {
           if (stopAll.signal.aborted) {
             // Not finished because this worker stops: another replica runs it.
