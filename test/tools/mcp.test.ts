@@ -52,14 +52,14 @@ afterAll(async () => {
   await srv?.stop();
 });
 
-async function world(steps: MockStep[], files: { pidFile: string; notesLog: string }) {
+async function world(steps: MockStep[], files: { pidFile: string; notesLog: string }, notes: Record<string, unknown> = {}) {
   const mock = await startMockLlm({ steps });
   const config = join(tmpdir(), `errand-config-${uniquePrefix()}.json`);
   await writeFile(
     config,
     JSON.stringify({
       mcpServers: {
-        notes: { command: process.execPath, args: [notesServer], env: { PID_FILE: files.pidFile, NOTES_LOG: files.notesLog } },
+        notes: { command: process.execPath, args: [notesServer], env: { PID_FILE: files.pidFile, NOTES_LOG: files.notesLog }, ...notes },
         calc: { url: httpUrl },
       },
     }),
@@ -126,4 +126,31 @@ describe('tools from MCP servers', () => {
       await w.stop();
     }
   }, 60_000);
+
+  it("follows a server's tools/list_changed, and offers only the allow-listed tools", async () => {
+    const f = files();
+    const w = await world(
+      [
+        { reply: { toolCalls: [{ name: 'notes__learn_trick', arguments: {} }] } },
+        { expect: { contains: ['learnt a trick'] }, reply: { content: 'Learnt it.' } },
+      ],
+      f,
+      { allowTools: ['add_note', 'learn_trick', 'trick'] },
+    );
+    try {
+      const tools = await openBucket(w.d.conn, resourceNames(w.d.prefix).buckets.tools);
+      const names = async () => (await readCatalog(tools)).filter((t) => t.source === 'mcp:notes' && t.runners.length).map((t) => t.definition.name).sort();
+      expect(await names()).toEqual(['notes__add_note', 'notes__learn_trick']);
+      const agentId = await w.d.submit({ goal: 'Learn something' });
+      await w.d.waitForStatus(agentId, ['done', 'failed']);
+      // The runner re-reads the list when told it changed, and serves (and lists) the new tool.
+      const watch = await tools.watch({ key: 'tool.notes__trick' });
+      for await (const e of watch) if (e.operation === 'PUT') break;
+      watch.stop();
+      const runner = (await readCatalog(tools)).find((t) => t.definition.name === 'notes__trick');
+      expect(runner?.source).toBe('mcp:notes');
+    } finally {
+      await w.stop();
+    }
+  });
 });

@@ -50,7 +50,7 @@ export interface ToolRunnerOptions {
 
 export interface ToolRunner extends AsyncDisposable {
   /** Serves this set of tools from now on (new ones start, gone ones stop; the catalog follows). */
-  update(tools: readonly Tool[]): Promise<void>;
+  update(tools: readonly Tool[], sources?: Readonly<Record<string, string>>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -176,7 +176,9 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
       },
     });
 
-  const update = async (tools: readonly Tool[]) => {
+  let sources = o.sources ?? {};
+  const update = async (tools: readonly Tool[], newSources?: Readonly<Record<string, string>>) => {
+    if (newSources) sources = newSources;
     const wanted = new Map(tools.map((t) => [t.definition.name, t]));
     for (const [name, s] of served) {
       if (wanted.has(name)) continue;
@@ -185,7 +187,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
       await catalog.delete(catalogKeys.tool(name)).catch(() => {});
     }
     for (const [name, tool] of wanted) {
-      const entry = entryOf(tool, o.sources?.[name] ?? 'builtin');
+      const entry = entryOf(tool, sources[name] ?? 'builtin');
       await catalog.put(catalogKeys.tool(name), JSON.stringify(entry));
       const existing = served.get(name);
       if (existing) served.set(name, { ...existing, tool, entry });

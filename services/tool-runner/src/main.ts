@@ -40,7 +40,7 @@ await runService({
       logger,
       ...(config.runnerId ? { runnerId: config.runnerId } : {}),
     });
-    for (const m of mcp) m.onChange(() => void runner.update(all()).catch((err: unknown) => logger.error({ err, server: m.server }, 'could not serve the changed tool list')));
+    for (const m of mcp) m.onChange(() => void runner.update(all(), sources()).catch((err: unknown) => logger.error({ err, server: m.server }, 'could not serve the changed tool list')));
     return {
       async stop() {
         await runner.stop();
