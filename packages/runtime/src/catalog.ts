@@ -40,8 +40,12 @@ export function toolsForGoal(
   allowed: readonly string[] | undefined,
   overrides: Readonly<Record<string, ToolPolicyName>> = {},
 ): { definitions: ToolDefinition[]; policies: Record<string, ToolPolicyName>; timeouts: Record<string, number> } {
-  // A goal may make a tool stricter or looser than the catalog says (the catalog is the default).
-  const policyOf = (t: LiveTool) => overrides[t.definition.name] ?? t.policy;
+  // A goal may make a tool stricter than the catalog says, never looser: the operator's word holds.
+  const rank = { auto: 0, ask: 1, deny: 2 } as const;
+  const policyOf = (t: LiveTool): ToolPolicyName => {
+    const wanted = overrides[t.definition.name];
+    return wanted !== undefined && rank[wanted] > rank[t.policy] ? wanted : t.policy;
+  };
   const usable = catalog.filter((t) => t.runners.length > 0 && policyOf(t) !== 'deny' && (!allowed || allowed.includes(t.definition.name)));
   return {
     definitions: usable.map((t) => t.definition),
