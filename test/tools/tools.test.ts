@@ -102,7 +102,8 @@ describe('the tool-runner, end to end', () => {
       ERRAND_TOOL_SETTINGS: JSON.stringify({ shell: { policy: 'auto', idempotent } }),
     };
     const steps: MockStep[] = [
-      { reply: { toolCalls: [{ name: 'shell', arguments: { command: 'sleep', args: ['2'] } }] } },
+      // Long enough that the first runner is surely still in the call when the test kills it.
+      { reply: { toolCalls: [{ name: 'shell', arguments: { command: 'sleep', args: ['5'] } }] } },
       idempotent
         ? { expect: { contains: ['"exitCode":0'] }, reply: { content: 'Slept.' } }
         : { expect: { contains: ['The person answered: yes, it ran'] }, reply: { content: 'Good, it ran.' } },
@@ -111,7 +112,8 @@ describe('the tool-runner, end to end', () => {
     try {
       const first = await w.d.start('tool-runner', { ERRAND_RUNNER_ID: 'first' });
       const agentId = await w.d.submit({ goal: 'Take a short nap' });
-      await first.waitForLine(/"msg":"command started"/);
+      // Once the call runs (for a non-idempotent tool: after its "started" mark is written).
+      await first.waitForLine(/"msg":"tool call running"/);
       first.signal('SIGKILL');
       await first.exited;
       const second = await w.d.start('tool-runner', { ERRAND_RUNNER_ID: 'second' });
@@ -174,7 +176,7 @@ describe('the tool-runner, end to end', () => {
     try {
       const runner = await c.d.start('tool-runner');
       const agentId = await c.d.submit({ goal: 'Sleep long' });
-      await runner.waitForLine(/"msg":"command started"/);
+      await runner.waitForLine(/"msg":"tool call running"/);
       await c.d.send({ v: MESSAGE_VERSION, kind: 'control', agentId, action: 'cancel', at: Date.now() });
       await c.d.waitForStatus(agentId, ['cancelled']);
       await runner.waitForLine(/command aborted \(agent cancelled\): no result sent/);

@@ -161,6 +161,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
             });
           }
         }
+        log.info({ agentId: cmd.agentId, key: cmd.key, tool: name, idempotent: entry.idempotent }, 'tool call running');
         const limit = cmd.timeoutMs ?? entry.timeoutMs;
         const timeout = AbortSignal.timeout(limit);
         const callSignal = AbortSignal.any([signal, timeout]);
