@@ -1,0 +1,43 @@
+import type { Message } from '@errand/protocols';
+
+/** What every channel shows: plain, safe text and, for approvals, the decision buttons. */
+export interface Rendered {
+  title: string;
+  /** Redacted, URL-free text (the dashboard link apart). */
+  text: string;
+  link: string | undefined;
+  approval: { agentId: string; requestId: string; argsHash: string } | undefined;
+}
+
+const SECRET_PATTERNS: RegExp[] = [
+  /\bsk-[A-Za-z0-9_-]{16,}\b/g, // OpenAI-style keys
+  /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, // Slack tokens
+  /\bgh[pousr]_[A-Za-z0-9]{20,}\b/g, // GitHub tokens
+  /\bAKIA[0-9A-Z]{16}\b/g, // AWS access keys
+  /\b\d{8,10}:[A-Za-z0-9_-]{35}\b/g, // Telegram bot tokens
+  /\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b/g, // JWTs
+  /\b(?:password|passwd|secret|token|api[_-]?key)\s*[:=]\s*\S+/gi,
+];
+const URL_PATTERN = /\b(?:https?|ftp):\/\/[^\s<>"')\]]+/gi;
+
+/**
+ * Makes agent-produced text safe to send: secrets are replaced, and every URL is removed — an
+ * injected link must not reach a person's chat, where a click or a preview fetch could leak data.
+ */
+export function sanitize(text: string, maxChars = 1500): string {
+  let out = text;
+  for (const p of SECRET_PATTERNS) out = out.replace(p, '[redacted]');
+  out = out.replace(URL_PATTERN, '[link removed]');
+  return out.length > maxChars ? `${out.slice(0, maxChars)}…` : out;
+}
+
+/** The message for a notify command. The title and text come from the agent; both are sanitized. */
+export function render(command: Message<'notify.request'>, dashboardUrl: string | undefined): Rendered {
+  const link = dashboardUrl ? `${dashboardUrl.replace(/\/$/, '')}/agents/${encodeURIComponent(command.agentId)}` : undefined;
+  return {
+    title: sanitize(command.title, 200),
+    text: sanitize(command.text),
+    link,
+    approval: command.approval ? { agentId: command.agentId, requestId: command.approval.requestId, argsHash: command.approval.argsHash } : undefined,
+  };
+}

@@ -1,0 +1,120 @@
+import { createHmac } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MESSAGE_VERSION, type Message } from '@errand/protocols';
+import {
+  parseSlackAction,
+  parseTelegramCallback,
+  render,
+  sanitize,
+  slackChannel,
+  telegramChannel,
+  verifySlackRequest,
+  verifyWebhookSignature,
+  webhookChannel,
+  WEBHOOK_SIGNATURE_HEADER,
+} from '@errand/notify';
+
+const command = (extra: Partial<Message<'notify.request'>> = {}): Message<'notify.request'> => ({
+  v: MESSAGE_VERSION,
+  kind: 'notify.request',
+  key: 'a-1:4:0',
+  agentId: 'a-1',
+  step: 4,
+  at: Date.now(),
+  channel: 'slack',
+  topic: 'approval',
+  title: 'Your agent asks to run a tool',
+  text: 'fs_delete({"path":"old.txt"}) — found key sk-abcdefghijklmnopqrstuvwx at https://evil.example/steal?d=1',
+  approval: { requestId: 'tools-3', argsHash: 'h123', tool: 'fs_delete', summary: 'delete old.txt' },
+  ...extra,
+});
+
+describe('what a notification says', () => {
+  it('redacts secrets and removes every URL an agent wrote, keeping the dashboard link', () => {
+    expect(sanitize('token: abc123 and ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaa and http://x.io/a')).toBe('[redacted] and [redacted] and [link removed]');
+    const r = render(command(), 'https://errand.internal');
+    expect(r.text).not.toMatch(/sk-|evil\.example/);
+    expect(r.text).toContain('[redacted]');
+    expect(r.link).toBe('https://errand.internal/agents/a-1');
+    expect(r.approval).toEqual({ agentId: 'a-1', requestId: 'tools-3', argsHash: 'h123' });
+  });
+});
+
+describe('callbacks', () => {
+  const secret = 'slack-signing-secret';
+  const body = `payload=${encodeURIComponent(JSON.stringify({ user: { id: 'U1', username: 'ana' }, actions: [{ value: JSON.stringify({ agentId: 'a-1', requestId: 'tools-3', argsHash: 'h123', decision: 'approve' }) }] }))}`;
+  const sign = (ts: number) => `v0=${createHmac('sha256', secret).update(`v0:${ts}:${body}`).digest('hex')}`;
+
+  it("accept Slack's v0 signature and reject a bad one or a stale timestamp", () => {
+    const now = Date.now();
+    const ts = Math.floor(now / 1000);
+    expect(verifySlackRequest(secret, String(ts), sign(ts), body, now)).toEqual({ ok: true });
+    expect(verifySlackRequest(secret, String(ts), `v0=${'0'.repeat(64)}`, body, now)).toEqual({ ok: false, reason: 'bad signature' });
+    const old = ts - 600;
+    expect(verifySlackRequest(secret, String(old), sign(old), body, now)).toEqual({ ok: false, reason: 'stale or invalid timestamp' });
+    expect(parseSlackAction(body)).toEqual({ agentId: 'a-1', requestId: 'tools-3', argsHash: 'h123', decision: 'approve', by: { id: 'U1', name: 'ana' } });
+  });
+
+  it('read a Telegram callback query', () => {
+    expect(parseTelegramCallback({ callback_query: { id: 'q1', from: { id: 42, username: 'bo' }, data: 'd|tools-3' } })).toEqual({
+      fromId: 42,
+      fromName: 'bo',
+      decision: 'deny',
+      requestId: 'tools-3',
+      callbackId: 'q1',
+    });
+    expect(parseTelegramCallback({ message: {} })).toBeUndefined();
+  });
+});
+
+describe('delivery, checked by loopback servers speaking each API', () => {
+  let server: Server;
+  let base: string;
+  const got: { path: string; headers: IncomingMessage['headers']; body: string }[] = [];
+  beforeAll(async () => {
+    server = createServer(async (req, res) => {
+      let body = '';
+      for await (const c of req) body += String(c);
+      got.push({ path: req.url ?? '', headers: req.headers, body });
+      if (req.url?.startsWith('/slack/')) return res.end(JSON.stringify({ ok: true, ts: '1.2' }));
+      if (req.url?.startsWith('/telegram/')) return res.end(JSON.stringify({ ok: true, result: {} }));
+      if (req.url === '/hook-down') return res.writeHead(503).end('down');
+      res.end('{}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))));
+  const ctx = { key: 'a-1:4:0', signal: new AbortController().signal };
+
+  it('Slack: chat.postMessage with Block Kit, approval buttons, unfurling off', async () => {
+    await slackChannel({ token: 'xoxb-test', channel: 'C1', apiBase: `${base}/slack` }).send(render(command(), 'https://errand.internal'), ctx);
+    const req = got.find((g) => g.path === '/slack/chat.postMessage')!;
+    expect(req.headers.authorization).toBe('Bearer xoxb-test');
+    const body = JSON.parse(req.body) as { channel: string; unfurl_links: boolean; unfurl_media: boolean; blocks: { type: string; elements?: { action_id?: string; value?: string }[] }[] };
+    expect(body).toMatchObject({ channel: 'C1', unfurl_links: false, unfurl_media: false });
+    const actions = body.blocks.find((b) => b.type === 'actions')!;
+    expect(actions.elements!.map((e) => e.action_id)).toEqual(['errand_approve', 'errand_deny']);
+    expect(JSON.parse(actions.elements![0]!.value!)).toEqual({ agentId: 'a-1', requestId: 'tools-3', argsHash: 'h123', decision: 'approve' });
+    expect(req.body).not.toMatch(/evil\.example|sk-abc/);
+  });
+
+  it('Telegram: sendMessage with an inline keyboard and link previews disabled', async () => {
+    await telegramChannel({ token: '123:abc', chatId: '99', apiBase: `${base}/telegram` }).send(render(command(), undefined), ctx);
+    const req = got.find((g) => g.path === '/telegram/bot123:abc/sendMessage')!;
+    const body = JSON.parse(req.body) as { chat_id: string; link_preview_options: { is_disabled: boolean }; reply_markup: { inline_keyboard: { callback_data: string }[][] } };
+    expect(body.link_preview_options).toEqual({ is_disabled: true });
+    expect(body.reply_markup.inline_keyboard[0]!.map((b) => b.callback_data)).toEqual(['a|tools-3', 'd|tools-3']);
+  });
+
+  it('webhook: a JSON POST a receiver can verify; a failing receiver is a retryable error', async () => {
+    await webhookChannel({ url: `${base}/hook`, secret: 'hook-secret' }).send(render(command({ approval: undefined, topic: 'done' }), undefined), ctx);
+    const req = got.find((g) => g.path === '/hook')!;
+    expect(verifyWebhookSignature('hook-secret', req.headers[WEBHOOK_SIGNATURE_HEADER] as string, req.body)).toEqual({ ok: true });
+    expect(verifyWebhookSignature('other-secret', req.headers[WEBHOOK_SIGNATURE_HEADER] as string, req.body)).toEqual({ ok: false, reason: 'bad signature' });
+    expect(req.headers['idempotency-key']).toBe('a-1:4:0');
+    await expect(webhookChannel({ url: `${base}/hook-down`, secret: 's' }).send(render(command(), undefined), ctx)).rejects.toMatchObject({ retryable: true });
+  });
+});
