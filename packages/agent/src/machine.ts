@@ -216,10 +216,16 @@ function overBudget(c: AgentContext): { what: string; exceeded: (keyof Budget)[]
   return parts.length ? { what: parts.join(', '), exceeded } : undefined;
 }
 
-function notifyActions(c: AgentContext, topic: NotifyRule['on'][number], title: string, text: string) {
+function notifyActions(
+  c: AgentContext,
+  topic: NotifyRule['on'][number],
+  title: string,
+  text: string,
+  approval?: { requestId: string; argsHash: string; tool: string; summary: string },
+) {
   return c.notify
     .filter((r) => r.on.includes(topic))
-    .map((r) => ({ type: 'errand.notify' as const, params: { channel: r.channel, topic, title, text } }));
+    .map((r) => ({ type: 'errand.notify' as const, params: { channel: r.channel, topic, title, text, ...(approval ? { approval } : {}) } }));
 }
 
 function tellTime(c: AgentContext, e: { at?: number }): number {
@@ -357,8 +363,9 @@ export const agentMachine = setup({
         const a = context.approval!;
         const tool = a.kind === 'budget' ? 'budget' : context.calls.filter((c) => c.status === 'approval').map((c) => c.tool).join(', ');
         enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'requested', argsHash: a.argsHash, tool, reason: a.what } });
-        if (a.kind === 'budget') for (const n of notifyActions(context, 'budget', 'Your agent reached its budget', budgetQuestion(a.what))) enqueue(n);
-        else for (const n of notifyActions(context, 'approval', 'Your agent asks to run a tool', a.what)) enqueue(n);
+        const approval = { requestId: a.requestId, argsHash: a.argsHash, tool, summary: a.what };
+        if (a.kind === 'budget') for (const n of notifyActions(context, 'budget', 'Your agent reached its budget', budgetQuestion(a.what), approval)) enqueue(n);
+        else for (const n of notifyActions(context, 'approval', 'Your agent asks to run a tool', a.what, approval)) enqueue(n);
       }),
       on: {
         approval: {
@@ -478,7 +485,7 @@ function onPlanResult(c: AgentContext, e: PlanResultEvent, enqueue: Enqueue): vo
   enqueue.assign({ messages: [...c.messages, message], modelAttempts: 0, rounds });
   if (toolCalls.length === 0) {
     enqueue.assign({ answer: message.content ?? '' });
-    for (const a of notifyActions(c, 'done', 'Your agent is done', clip(message.content ?? '', 1000))) enqueue(a);
+    for (const a of notifyActions(c, 'done', `Done: ${clip(c.goal, 80)}`, clip(message.content ?? '', 1000))) enqueue(a);
     enqueue.raise({ type: 'go', to: 'done' });
     return;
   }

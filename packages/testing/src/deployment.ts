@@ -1,3 +1,6 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { consumeMessages, ensureConsumer, openBucket, provision, type ErrandConnection, type KV, type MessageConsumer } from '@errand/nats';
 import {
@@ -22,11 +25,12 @@ export const serviceMain = {
   host: fileURLToPath(new URL('../../../services/host/dist/main.js', import.meta.url)),
   planner: fileURLToPath(new URL('../../../services/planner/dist/main.js', import.meta.url)),
   'tool-runner': fileURLToPath(new URL('../../../services/tool-runner/dist/main.js', import.meta.url)),
+  notifier: fileURLToPath(new URL('../../../services/notifier/dist/main.js', import.meta.url)),
 } as const;
 export type ServiceName = keyof typeof serviceMain;
 
 /** What each service logs once it serves. */
-const READY: Record<ServiceName, RegExp> = { host: /"msg":"host ready"/, planner: /"msg":"planner ready"/, 'tool-runner': /"msg":"tool runner ready"/ };
+const READY: Record<ServiceName, RegExp> = { host: /"msg":"host ready"/, planner: /"msg":"planner ready"/, 'tool-runner': /"msg":"tool runner ready"/, notifier: /"msg":"notifier ready"/ };
 
 /** One Errand deployment on a test server: its own prefix, provisioned, its processes tracked. */
 export interface Deployment {
@@ -34,6 +38,8 @@ export interface Deployment {
   readonly subjects: Subjects;
   readonly conn: ErrandConnection;
   readonly agents: KV;
+  /** The workspace folder its tool-runners use (unless a test sets ERRAND_WORKSPACE). */
+  readonly workspace: string;
   /** Starts a service process and waits until it is ready. */
   start(service: ServiceName, env?: Record<string, string>): Promise<TestProcess>;
   /** Starts a service process without waiting (for one that should crash). */
@@ -64,10 +70,12 @@ export async function createDeployment(
   const subjects = createSubjects(prefix);
   const agents = await openBucket(conn, specs.names.buckets.agents);
   const processes: TestProcess[] = [];
+  // Each deployment's tool-runners get their own workspace folder, never the repository's.
+  const workspace = await mkdtemp(join(tmpdir(), 'errand-test-workspace-'));
 
   const spawn = (service: ServiceName, env: Record<string, string> = {}) => {
     const p = startProcess(process.execPath, [serviceMain[service]], {
-      env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ...options.env, ...env },
+      env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ERRAND_WORKSPACE: workspace, ...options.env, ...env },
     });
     processes.push(p);
     return p;
@@ -98,6 +106,7 @@ export async function createDeployment(
     subjects,
     conn,
     agents,
+    workspace,
     spawn,
     async start(service, env = {}) {
       const p = spawn(service, env);

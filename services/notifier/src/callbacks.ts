@@ -1,0 +1,92 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
+import type { ErrandConnection, KV } from '@errand/nats';
+import { parseSlackAction, parseTelegramCallback, verifySlackRequest } from '@errand/notify';
+import { encodeMessage, MESSAGE_VERSION, type Logger, type Message, type Subjects } from '@errand/protocols';
+import type { ChannelConfig } from './config.js';
+
+/** Where a Telegram button's request id leads (callback_data has room for nothing else). */
+export function telegramRequestKey(requestId: string): string {
+  return `tg.${createHash('sha256').update(requestId).digest('hex').slice(0, 40)}`;
+}
+
+export interface CallbackServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `POST /slack/<channel>/actions` and `POST /telegram/<channel>/webhook`: a verified button
+ * press from an allowed person becomes an `approval` message in the agent's inbox, carrying who
+ * decided and through which channel. Anything unverified is refused (401) and logged.
+ */
+export async function startCallbackServer(o: {
+  port: number;
+  conn: ErrandConnection;
+  subjects: Subjects;
+  channels: Record<string, ChannelConfig>;
+  effects: KV;
+  logger: Logger;
+}): Promise<CallbackServer> {
+  const log = o.logger.child({ component: 'callbacks' });
+  const decide = async (d: { agentId: string; requestId: string; argsHash: string; decision: 'approve' | 'deny' }, by: Message<'approval'>['by']) => {
+    const message: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', ...d, by, at: Date.now() };
+    await o.conn.js.publish(o.subjects.agentIn(d.agentId, 'approval'), encodeMessage(message).data);
+    log.info({ agentId: d.agentId, requestId: d.requestId, decision: d.decision, by }, 'decision received');
+  };
+
+  const server: Server = createServer(async (req, res) => {
+    let raw = '';
+    for await (const c of req) raw += String(c);
+    const [, kind, name, action] = (req.url ?? '').split('?')[0]!.split('/');
+    const channel = name ? o.channels[name] : undefined;
+    try {
+      if (req.method === 'POST' && kind === 'slack' && action === 'actions' && channel?.type === 'slack') {
+        if (!channel.signingSecret) return void res.writeHead(404).end();
+        const verdict = verifySlackRequest(channel.signingSecret, header(req.headers['x-slack-request-timestamp']), header(req.headers['x-slack-signature']), raw);
+        if (!verdict.ok) {
+          log.warn({ channel: name, reason: verdict.reason }, 'Slack callback refused');
+          return void res.writeHead(401).end(verdict.reason);
+        }
+        const d = parseSlackAction(raw);
+        if (!d) return void res.writeHead(400).end('not an Errand decision');
+        await decide(d, { id: d.by.id, channel: `slack:${name}`, ...(d.by.name ? { name: d.by.name } : {}) });
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ text: `Decision recorded: ${d.decision}` }));
+      }
+      if (req.method === 'POST' && kind === 'telegram' && action === 'webhook' && channel?.type === 'telegram') {
+        if (channel.secretToken && header(req.headers['x-telegram-bot-api-secret-token']) !== channel.secretToken) {
+          log.warn({ channel: name }, 'Telegram update refused: wrong secret token');
+          return void res.writeHead(401).end('bad secret token');
+        }
+        const q = parseTelegramCallback(JSON.parse(raw || '{}'));
+        if (!q) return void res.writeHead(200).end();
+        if (!channel.allowUsers.includes(q.fromId)) {
+          log.warn({ channel: name, userId: q.fromId, requestId: q.requestId }, 'Telegram decision ignored: user not on the allow-list');
+          return void res.writeHead(200).end();
+        }
+        const target = await o.effects.get(telegramRequestKey(q.requestId));
+        if (!target || target.operation !== 'PUT') {
+          log.warn({ channel: name, requestId: q.requestId }, 'Telegram decision for an unknown request');
+          return void res.writeHead(200).end();
+        }
+        const t = target.json<{ agentId: string; requestId: string; argsHash: string }>();
+        await decide({ ...t, decision: q.decision }, { id: String(q.fromId), channel: `telegram:${name}`, ...(q.fromName ? { name: q.fromName } : {}) });
+        return void res.writeHead(200).end();
+      }
+      res.writeHead(404).end();
+    } catch (err) {
+      log.error({ err }, 'callback failed');
+      if (!res.headersSent) res.writeHead(500).end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(o.port, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
+
+function header(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}

@@ -1,0 +1,54 @@
+import { z } from 'zod';
+import type { ConnectOptions } from '@errand/nats';
+import { ConfigError, envConnect, envInt, envPrefix } from '@errand/service';
+
+const Slack = z.object({ type: z.literal('slack'), token: z.string().min(1), channel: z.string().min(1), signingSecret: z.string().min(1).optional(), apiBase: z.string().url().optional() });
+const Telegram = z.object({
+  type: z.literal('telegram'),
+  token: z.string().min(1),
+  chatId: z.string().min(1),
+  /** Checked against X-Telegram-Bot-Api-Secret-Token on webhook updates. */
+  secretToken: z.string().min(1).optional(),
+  /** Telegram user ids allowed to decide. */
+  allowUsers: z.array(z.number().int()).default([]),
+  apiBase: z.string().url().optional(),
+});
+const Webhook = z.object({ type: z.literal('webhook'), url: z.string().url(), secret: z.string().min(16) });
+export const ChannelConfigSchema = z.discriminatedUnion('type', [Slack, Telegram, Webhook]);
+export type ChannelConfig = z.infer<typeof ChannelConfigSchema>;
+
+export interface NotifierConfig {
+  connect: Partial<ConnectOptions>;
+  prefix: string;
+  channels: Record<string, ChannelConfig>;
+  dashboardUrl: string | undefined;
+  /** Port of the callback listener (Slack actions, Telegram webhook); none when unset. */
+  callbackPort: number | undefined;
+  logLevel: string;
+}
+
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): NotifierConfig {
+  let channels: Record<string, ChannelConfig> = {};
+  if (!env.ERRAND_NOTIFY_CHANNELS) throw new ConfigError('ERRAND_NOTIFY_CHANNELS is required: JSON like {"slack": {"type": "slack", "token": "xoxb-…", "channel": "C123"}}');
+  try {
+    const raw = JSON.parse(env.ERRAND_NOTIFY_CHANNELS) as Record<string, unknown>;
+    channels = Object.fromEntries(
+      Object.entries(raw).map(([name, c]) => {
+        if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`channel name '${name}': letters, digits, _ and - only`);
+        const parsed = ChannelConfigSchema.safeParse(c);
+        if (!parsed.success) throw new Error(`${name}: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+        return [name, parsed.data];
+      }),
+    );
+  } catch (err) {
+    throw new ConfigError(`ERRAND_NOTIFY_CHANNELS: ${(err as Error).message}`);
+  }
+  return {
+    connect: envConnect(env, 'errand-notifier'),
+    prefix: envPrefix(env),
+    channels,
+    dashboardUrl: env.ERRAND_DASHBOARD_URL || undefined,
+    callbackPort: env.ERRAND_NOTIFIER_PORT ? envInt(env, 'ERRAND_NOTIFIER_PORT', 0, 0) : undefined,
+    logLevel: env.LOG_LEVEL || 'info',
+  };
+}

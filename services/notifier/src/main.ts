@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// The notifier service: wiring only. Configuration comes from the environment (see config.ts).
+import { openBucket } from '@errand/nats';
+import { DeliveryError, render, slackChannel, telegramChannel, webhookChannel, type Channel } from '@errand/notify';
+import { createSubjects, resourceNames } from '@errand/protocols';
+import { runService } from '@errand/service';
+import { startCommandWorker, type CommandWorker } from '@errand/worker';
+import { startCallbackServer, telegramRequestKey, type CallbackServer } from './callbacks.js';
+import { parseConfig, type ChannelConfig } from './config.js';
+
+function channelOf(name: string, c: ChannelConfig): Channel {
+  switch (c.type) {
+    case 'slack':
+      return slackChannel({ name, token: c.token, channel: c.channel, ...(c.apiBase ? { apiBase: c.apiBase } : {}) });
+    case 'telegram':
+      return telegramChannel({ name, token: c.token, chatId: c.chatId, ...(c.apiBase ? { apiBase: c.apiBase } : {}) });
+    case 'webhook':
+      return webhookChannel({ name, url: c.url, secret: c.secret });
+  }
+}
+
+await runService({
+  name: 'errand-notifier',
+  parseConfig,
+  logLevel: (c) => c.logLevel,
+  connect: (c) => c.connect,
+  start: async ({ config, conn, logger }) => {
+    const subjects = createSubjects(config.prefix);
+    const effects = await openBucket(conn, resourceNames(config.prefix).buckets.effects);
+    // One consumer per channel: a channel that keeps failing does not hold up the others.
+    const workers: CommandWorker[] = [];
+    for (const [name, c] of Object.entries(config.channels)) {
+      const channel = channelOf(name, c);
+      workers.push(
+        await startCommandWorker({
+          conn,
+          prefix: config.prefix,
+          name: `notify-${name}`,
+          filterSubject: subjects.workNotify(name),
+          expect: 'notify.request',
+          concurrency: 4,
+          logger,
+          execute: async (command, { signal }) => {
+            const message = render(command, config.dashboardUrl);
+            if (c.type === 'telegram' && message.approval) {
+              await effects.put(telegramRequestKey(message.approval.requestId), JSON.stringify(message.approval));
+            }
+            try {
+              await channel.send(message, { key: command.key, signal });
+            } catch (err) {
+              // Thrown, the command is retried with back-off (and dead-lettered with the reason in the end).
+              if (err instanceof DeliveryError) logger.warn({ channel: name, agentId: command.agentId, code: err.code, retryable: err.retryable }, err.message);
+              throw err;
+            }
+            return undefined;
+          },
+        }),
+      );
+    }
+    let callbacks: CallbackServer | undefined;
+    if (config.callbackPort !== undefined) {
+      callbacks = await startCallbackServer({ port: config.callbackPort, conn, subjects, channels: config.channels, effects, logger });
+    }
+    logger.info({ channels: Object.keys(config.channels), callbackPort: callbacks?.port }, 'notifier ready');
+    return {
+      async stop() {
+        await callbacks?.close();
+        await Promise.all(workers.map((w) => w.stop()));
+      },
+    };
+  },
+});
