@@ -101,8 +101,15 @@ describe('the notifier, end to end', () => {
       await notifier.waitForLine(/Telegram decision ignored: user not on the allow-list/);
       expect((await d.record(agentId))?.snapshot).toMatchObject({ value: 'awaitingApproval' });
 
-      const ok = await fetch(url, { method: 'POST', headers: signed(body), body });
-      expect(ok.status).toBe(200);
+      // Two approvers race: one decision is applied, the other is told who decided.
+      const otherBody = `payload=${encodeURIComponent(JSON.stringify({ user: { id: 'U8', username: 'bo' }, actions: [{ value: approve }] }))}`;
+      const [first, second] = await Promise.all([
+        fetch(url, { method: 'POST', headers: signed(body), body }).then((r) => r.json() as Promise<{ text: string }>),
+        fetch(url, { method: 'POST', headers: signed(otherBody), body: otherBody }).then((r) => r.json() as Promise<{ text: string }>),
+      ]);
+      const answers = [first.text, second.text].sort();
+      expect(answers[0]).toMatch(/^Already decided by (ana|bo) \(slack:ops\) \(approve\)\.$/);
+      expect(answers[1]).toBe('Decision recorded: approve.');
       const done = await d.waitForStatus(agentId, ['done', 'failed']);
       expect(done.status).toBe('done');
       const doneMessage = await nextPost('/slack/chat.postMessage', posted.indexOf(ask) + 1);

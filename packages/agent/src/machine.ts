@@ -29,6 +29,12 @@ export interface AgentSettings {
   maxResultChars: number;
   /** Added to a tool's timeout before a call with no answer at all counts as failed (no live runner?). */
   toolDeadlineGraceMs: number;
+  /** How long a person has to decide an approval; a reminder goes out halfway. */
+  approvalTimeoutMs: number;
+  /** What happens when nobody decided in time: deny, or ask the next channel of `escalateTo`. */
+  approvalTimeoutOutcome: 'deny' | 'escalate';
+  /** Channels to escalate to, in order (for example telegram, then slack, then a webhook). */
+  escalateTo: string[];
 }
 
 export function defaultAgentSettings(): AgentSettings {
@@ -45,6 +51,9 @@ export function defaultAgentSettings(): AgentSettings {
     backoffMaxMs: 5 * 60_000,
     maxResultChars: 8000,
     toolDeadlineGraceMs: 30_000,
+    approvalTimeoutMs: 24 * 3600_000,
+    approvalTimeoutOutcome: 'deny',
+    escalateTo: [],
   };
 }
 
@@ -99,7 +108,9 @@ export interface AgentContext {
   reflections: number;
   compactions: number;
   question: { requestId: string; callId?: string; text: string; reason: 'ask_human' | 'loop' } | undefined;
-  approval: { kind: 'budget' | 'tools'; requestId: string; argsHash: string; what: string; exceeded: (keyof Budget)[] } | undefined;
+  approval: { kind: 'budget' | 'tools'; requestId: string; argsHash: string; what: string; exceeded: (keyof Budget)[]; escalations?: number } | undefined;
+  /** Who decided each approval request (the last few), so a late second decision can be told. */
+  decided: Record<string, { decision: 'approve' | 'deny' | 'expired'; by: string }>;
   notify: NotifyRule[];
   answer: string | undefined;
   failure: ErrorInfo | undefined;
@@ -117,7 +128,7 @@ type PlanResultEvent = {
 type ToolResultEvent = { type: 'tool.result'; callId: string; durationMs?: number; result?: { output?: unknown }; error?: ErrorInfo; at?: number };
 type ChildResultEvent = { type: 'child.result'; ref: string; outcome: 'done' | 'failed' | 'cancelled'; output?: unknown; error?: ErrorInfo; at?: number };
 type InputEvent = { type: 'input'; text: string; requestId?: string; interrupt?: boolean; at?: number };
-type ApprovalEvent = { type: 'approval'; requestId: string; decision: 'approve' | 'deny'; argsHash?: string; at?: number };
+type ApprovalEvent = { type: 'approval'; requestId: string; decision: 'approve' | 'deny'; argsHash?: string; by?: { id: string; channel: string; name?: string }; at?: number };
 type BudgetEvent = { type: 'control.budget'; budget?: Budget; at?: number };
 type AgentEvent =
   | PlanResultEvent
@@ -129,6 +140,8 @@ type AgentEvent =
   | { type: 'retry.plan' }
   | { type: 'retry.tool'; callId: string }
   | { type: 'tool.deadline'; callId: string; attempt: number }
+  | { type: 'approval.reminder'; requestId: string }
+  | { type: 'approval.deadline'; requestId: string }
   | { type: 'go'; to: 'planning' | 'acting' | 'backingOff' | 'awaitingInput' | 'awaitingApproval' | 'done' | 'failed' };
 
 /** What the handlers need of XState's action enqueuer. */
@@ -284,6 +297,7 @@ export const agentMachine = setup({
       compactions: 0,
       question: undefined,
       approval: undefined,
+      decided: {},
       notify: [...(input.notify ?? (Array.isArray(i.notify) ? (i.notify as NotifyRule[]) : []))],
       answer: undefined,
       failure: undefined,
@@ -363,18 +377,34 @@ export const agentMachine = setup({
         const a = context.approval!;
         const tool = a.kind === 'budget' ? 'budget' : context.calls.filter((c) => c.status === 'approval').map((c) => c.tool).join(', ');
         enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'requested', argsHash: a.argsHash, tool, reason: a.what } });
-        const approval = { requestId: a.requestId, argsHash: a.argsHash, tool, summary: a.what };
+        const approval = { requestId: a.requestId, argsHash: a.argsHash, tool, summary: a.what, deadlineAt: context.now + context.settings.approvalTimeoutMs };
+        enqueue.raise({ type: 'approval.reminder', requestId: a.requestId }, { id: 'approval-reminder', delay: Math.floor(context.settings.approvalTimeoutMs / 2) });
+        enqueue.raise({ type: 'approval.deadline', requestId: a.requestId }, { id: 'approval-deadline', delay: context.settings.approvalTimeoutMs });
         if (a.kind === 'budget') for (const n of notifyActions(context, 'budget', 'Your agent reached its budget', budgetQuestion(a.what), approval)) enqueue(n);
         else for (const n of notifyActions(context, 'approval', 'Your agent asks to run a tool', a.what, approval)) enqueue(n);
       }),
       on: {
+        'approval.reminder': {
+          actions: handler<{ type: 'approval.reminder'; requestId: string }>((context, event, enqueue) => {
+            const a = context.approval;
+            if (!a || a.requestId !== event.requestId) return;
+            for (const n of notifyActions(context, 'reminder', 'Still waiting for your decision', a.what, { requestId: a.requestId, argsHash: a.argsHash, tool: a.kind, summary: a.what })) enqueue(n);
+          }),
+        },
+        'approval.deadline': {
+          actions: handler<{ type: 'approval.deadline'; requestId: string }>((context, event, enqueue) => onApprovalDeadline(context, event.requestId, enqueue)),
+        },
         approval: {
           // A decision binds to the request and to the exact arguments the person was shown.
           guard: ({ context, event }) => event.requestId === context.approval?.requestId && (event.argsHash === undefined || event.argsHash === context.approval?.argsHash),
           actions: handler<ApprovalEvent>((context, event, enqueue) => {
             const a = context.approval!;
             const status = event.decision === 'approve' ? 'approved' : 'denied';
-            enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status, argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools' } });
+            const who = event.by ? `${event.by.name ?? event.by.id} (${event.by.channel})` : 'someone';
+            enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status, argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools', ...(event.by ? { by: event.by } : {}) } });
+            enqueue.assign({ decided: keepLast({ ...context.decided, [a.requestId]: { decision: event.decision, by: who } }, 20) });
+            enqueue.cancel('approval-reminder');
+            enqueue.cancel('approval-deadline');
             if (a.kind === 'tools') {
               const calls = context.calls.map((c): CallState =>
                 c.status !== 'approval' ? c : event.decision === 'approve' ? { ...c, status: 'running' } : { ...c, status: 'error', content: 'ERROR: a person denied this call.' },
@@ -411,6 +441,37 @@ export const agentMachine = setup({
 });
 
 // --- handlers: each a function of (context, event) --------------------------------------------
+
+function keepLast<T>(record: Record<string, T>, n: number): Record<string, T> {
+  return Object.fromEntries(Object.entries(record).slice(-n));
+}
+
+/** Nobody decided in time: deny, or ask on the next escalation channel and wait again. */
+function onApprovalDeadline(c: AgentContext, requestId: string, enqueue: Enqueue): void {
+  const a = c.approval;
+  if (!a || a.requestId !== requestId) return;
+  const escalations = a.escalations ?? 0;
+  const next = c.settings.escalateTo[escalations];
+  if (c.settings.approvalTimeoutOutcome === 'escalate' && next) {
+    enqueue({
+      type: 'errand.notify',
+      params: { channel: next, topic: 'approval', title: 'Escalated: your decision is needed', text: a.what, approval: { requestId: a.requestId, argsHash: a.argsHash, tool: a.kind, summary: a.what } },
+    });
+    enqueue.assign({ approval: { ...a, escalations: escalations + 1 } });
+    enqueue.raise({ type: 'approval.deadline', requestId }, { id: 'approval-deadline', delay: c.settings.approvalTimeoutMs });
+    return;
+  }
+  enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId, status: 'expired', argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools' } });
+  enqueue.assign({ decided: keepLast({ ...c.decided, [requestId]: { decision: 'expired', by: 'the deadline' } }, 20) });
+  if (a.kind === 'tools') {
+    const calls = c.calls.map((x): CallState => (x.status === 'approval' ? { ...x, status: 'error', content: 'ERROR: nobody approved this call in time; it was not run.' } : x));
+    enqueue.assign({ approval: undefined, calls });
+    enqueue.raise({ type: 'go', to: 'acting' });
+    return;
+  }
+  enqueue.assign({ approval: undefined, failure: { code: 'ERR_BUDGET', message: `stopped at the budget: nobody decided in time (${a.what})`, retryable: false } });
+  enqueue.raise({ type: 'go', to: 'failed' });
+}
 
 function plan(c: AgentContext, enqueue: Enqueue): void {
   const over = overBudget(c);

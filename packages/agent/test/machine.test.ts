@@ -233,4 +233,28 @@ describe('the built-in agent (pure steps)', () => {
     const ctx = (run.record!.snapshot as { context: { calls: { status: string; error?: { code: string } }[] } }).context;
     expect(ctx.calls[0]).toMatchObject({ status: 'retrying', error: { code: 'ERR_TOOL_NO_ANSWER' } });
   });
+
+  it('an approval nobody decides sends a reminder, then escalates, then (by default) denies the call', () => {
+    const run = new Run();
+    run.start({
+      toolPolicies: { search: 'ask' },
+      notify: [{ channel: 'tg', on: ['approval', 'reminder'] }],
+      settings: { approvalTimeoutMs: 1000, approvalTimeoutOutcome: 'escalate', escalateTo: ['slack'] },
+    });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    expect(run.state()).toBe('awaitingApproval');
+    const timers = () => run.record!.outbox.filter((e) => e.message.kind === 'timer.request').map((e) => e.message as unknown as Message<'timer.request'>);
+    const fire = (t: Message<'timer.request'>) => run.apply({ v: MESSAGE_VERSION, kind: 'timer.fired', agentId: 'a1', key: t.key, timerId: t.timerId, event: t.event, dueAt: t.dueAt, firedAt: t.dueAt });
+    const [reminder, deadline] = ['approval-reminder', 'approval-deadline'].map((id) => timers().find((t) => t.timerId === id)!);
+    expect(run.record!.outbox.find((e) => e.message.kind === 'notify.request')?.subject).toBe('errand.work.notify.tg');
+    fire(reminder!);
+    expect(run.record!.outbox.find((e) => e.message.kind === 'notify.request')?.message).toMatchObject({ topic: 'reminder' });
+    fire(deadline!);
+    expect(run.record!.outbox.find((e) => e.message.kind === 'notify.request')).toMatchObject({ subject: 'errand.work.notify.slack', message: { title: 'Escalated: your decision is needed' } });
+    expect(run.state()).toBe('awaitingApproval');
+    fire(timers().find((t) => t.timerId === 'approval-deadline')!);
+    expect(run.state()).toBe('planning');
+    expect(run.plan().messages.find((m) => m.role === 'tool')?.content).toBe('ERROR: nobody approved this call in time; it was not run.');
+    expect((run.record!.snapshot as { context: { decided: Record<string, unknown> } }).context.decided).toMatchObject({ 'tools-1': { decision: 'expired' } });
+  });
 });

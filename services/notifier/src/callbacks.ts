@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
-import type { ErrandConnection, KV } from '@errand/nats';
+import { KvWatchInclude, type ErrandConnection, type KV } from '@errand/nats';
 import { parseSlackAction, parseTelegramCallback, verifySlackRequest } from '@errand/notify';
-import { encodeMessage, MESSAGE_VERSION, type Logger, type Message, type Subjects } from '@errand/protocols';
+import { decodeRecord, encodeMessage, MESSAGE_VERSION, type Logger, type Message, type Subjects } from '@errand/protocols';
 import type { ChannelConfig } from './config.js';
 
 /** Where a Telegram button's request id leads (callback_data has room for nothing else). */
@@ -27,13 +27,42 @@ export async function startCallbackServer(o: {
   subjects: Subjects;
   channels: Record<string, ChannelConfig>;
   effects: KV;
+  /** The agents bucket: to tell a late approver who decided first. */
+  agents: KV;
   logger: Logger;
 }): Promise<CallbackServer> {
   const log = o.logger.child({ component: 'callbacks' });
-  const decide = async (d: { agentId: string; requestId: string; argsHash: string; decision: 'approve' | 'deny' }, by: Message<'approval'>['by']) => {
+  /** Who decided `requestId` according to the agent's record, if anyone has. */
+  const decidedBy = async (agentId: string, requestId: string): Promise<{ decision: string; by: string } | undefined> => {
+    const e = await o.agents.get(agentId).catch(() => null);
+    if (!e || e.operation !== 'PUT') return undefined;
+    return (decodeRecord(e.value).snapshot as { context?: { decided?: Record<string, { decision: string; by: string }> } }).context?.decided?.[requestId];
+  };
+
+  /**
+   * Sends the decision, then waits (briefly) for the agent to take one: the first decision wins,
+   * and whoever came second is told who decided.
+   */
+  const decide = async (d: { agentId: string; requestId: string; argsHash: string; decision: 'approve' | 'deny' }, by: Message<'approval'>['by']): Promise<string> => {
+    const earlier = await decidedBy(d.agentId, d.requestId);
+    if (earlier) return `Already decided by ${earlier.by} (${earlier.decision}).`;
     const message: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', ...d, by, at: Date.now() };
     await o.conn.js.publish(o.subjects.agentIn(d.agentId, 'approval'), encodeMessage(message).data);
     log.info({ agentId: d.agentId, requestId: d.requestId, decision: d.decision, by }, 'decision received');
+    const mine = `${by.name ?? by.id} (${by.channel})`;
+    const watch = await o.agents.watch({ key: d.agentId, include: KvWatchInclude.UpdatesOnly });
+    const timer = setTimeout(() => watch.stop(), 2500);
+    try {
+      for await (const e of watch) {
+        if (e.operation !== 'PUT') continue;
+        const decided = (decodeRecord(e.value).snapshot as { context?: { decided?: Record<string, { decision: string; by: string }> } }).context?.decided?.[d.requestId];
+        if (decided) return decided.by === mine ? `Decision recorded: ${d.decision}.` : `Already decided by ${decided.by} (${decided.decision}).`;
+      }
+    } finally {
+      clearTimeout(timer);
+      watch.stop();
+    }
+    return `Decision sent: ${d.decision}.`;
   };
 
   const server: Server = createServer(async (req, res) => {
@@ -51,8 +80,8 @@ export async function startCallbackServer(o: {
         }
         const d = parseSlackAction(raw);
         if (!d) return void res.writeHead(400).end('not an Errand decision');
-        await decide(d, { id: d.by.id, channel: `slack:${name}`, ...(d.by.name ? { name: d.by.name } : {}) });
-        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ text: `Decision recorded: ${d.decision}` }));
+        const text = await decide(d, { id: d.by.id, channel: `slack:${name}`, ...(d.by.name ? { name: d.by.name } : {}) });
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ text }));
       }
       if (req.method === 'POST' && kind === 'telegram' && action === 'webhook' && channel?.type === 'telegram') {
         if (channel.secretToken && header(req.headers['x-telegram-bot-api-secret-token']) !== channel.secretToken) {
@@ -71,8 +100,9 @@ export async function startCallbackServer(o: {
           return void res.writeHead(200).end();
         }
         const t = target.json<{ agentId: string; requestId: string; argsHash: string }>();
-        await decide({ ...t, decision: q.decision }, { id: String(q.fromId), channel: `telegram:${name}`, ...(q.fromName ? { name: q.fromName } : {}) });
-        return void res.writeHead(200).end();
+        const text = await decide({ ...t, decision: q.decision }, { id: String(q.fromId), channel: `telegram:${name}`, ...(q.fromName ? { name: q.fromName } : {}) });
+        // Telegram shows this to the person who pressed the button.
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ method: 'answerCallbackQuery', callback_query_id: q.callbackId, text }));
       }
       res.writeHead(404).end();
     } catch (err) {

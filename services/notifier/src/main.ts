@@ -59,7 +59,8 @@ await runService({
     }
     let callbacks: CallbackServer | undefined;
     if (config.callbackPort !== undefined) {
-      callbacks = await startCallbackServer({ port: config.callbackPort, conn, subjects, channels: config.channels, effects, logger });
+      const agents = await openBucket(conn, resourceNames(config.prefix).buckets.agents);
+      callbacks = await startCallbackServer({ port: config.callbackPort, conn, subjects, channels: config.channels, effects, agents, logger });
     }
     logger.info({ channels: Object.keys(config.channels), callbackPort: callbacks?.port }, 'notifier ready');
     return {
