@@ -17,6 +17,8 @@ export const CatalogToolSchema = z.object({
   /** Safe to run again after a runner died mid-call. */
   idempotent: z.boolean(),
   destructive: z.boolean(),
+  /** A call whose arguments have all these values needs approval even under `auto`. */
+  askIfArgs: z.record(z.string(), z.unknown()).optional(),
   timeoutMs: z.number().int().positive(),
   /** `builtin`, or `mcp:<server>`. */
   source: z.string(),

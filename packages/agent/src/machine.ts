@@ -84,6 +84,8 @@ export interface AgentContext {
   toolPolicies: Record<string, 'auto' | 'ask' | 'deny'>;
   /** Each tool's own time limit, from the catalog. */
   toolTimeouts: Record<string, number>;
+  /** Argument values that make a call of an `auto` tool need approval (fs_write with overwrite: true). */
+  toolAskIfArgs: Record<string, Record<string, unknown>>;
   messages: ChatMessage[];
   /** The plan request in flight (echoed in its result). */
   planRef: string;
@@ -272,6 +274,7 @@ export const agentMachine = setup({
       toolDefs: allowed,
       toolPolicies: { ...((i.toolPolicies as Record<string, 'auto' | 'ask' | 'deny'> | undefined) ?? {}) },
       toolTimeouts: { ...((i.toolTimeouts as Record<string, number> | undefined) ?? {}) },
+      toolAskIfArgs: { ...((i.toolAskIfArgs as Record<string, Record<string, unknown>> | undefined) ?? {}) },
       messages: [
         { role: 'system', content: system },
         { role: 'user', content: input.goal },
@@ -580,7 +583,10 @@ function onPlanResult(c: AgentContext, e: PlanResultEvent, enqueue: Enqueue): vo
     if (kind === 'tool' && !c.toolDefs.some((d) => d.name === t.name)) {
       return { id: t.id, tool: t.name, args: parsed.value, argsText: t.arguments, kind, status: 'error', attempts: 0, content: `ERROR: there is no tool named ${t.name}` };
     }
-    const ask = kind === 'tool' && c.toolPolicies[t.name] === 'ask';
+    const askIf = c.toolAskIfArgs[t.name];
+    const argsAsk =
+      askIf !== undefined && typeof parsed.value === 'object' && parsed.value !== null && Object.entries(askIf).every(([k, v]) => (parsed.value as Record<string, unknown>)[k] === v);
+    const ask = kind === 'tool' && (c.toolPolicies[t.name] === 'ask' || argsAsk);
     return { id: t.id, tool: t.name, args: parsed.value, argsText: t.arguments, kind, status: ask ? 'approval' : 'running', attempts: 1 };
   });
   enqueue.assign({ calls, recent });

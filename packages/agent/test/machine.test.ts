@@ -257,4 +257,16 @@ describe('the built-in agent (pure steps)', () => {
     expect(run.plan().messages.find((m) => m.role === 'tool')?.content).toBe('ERROR: nobody approved this call in time; it was not run.');
     expect((run.record!.snapshot as { context: { decided: Record<string, unknown> } }).context.decided).toMatchObject({ 'tools-1': { decision: 'expired' } });
   });
+
+  it('asks before a call whose arguments the catalog marks (fs_write with overwrite: true)', () => {
+    const write = { name: 'fs_write', description: 'write', parameters: {} };
+    const run = new Run();
+    run.start({ toolDefinitions: [write], toolAskIfArgs: { fs_write: { overwrite: true } } });
+    run.reply({ toolCalls: [{ id: 'w1', name: 'fs_write', arguments: JSON.stringify({ path: 'a', content: 'x' }) }] });
+    expect(run.state()).toBe('acting');
+    const second = new Run('a9');
+    second.start({ toolDefinitions: [write], toolAskIfArgs: { fs_write: { overwrite: true } } });
+    second.reply({ toolCalls: [{ id: 'w2', name: 'fs_write', arguments: JSON.stringify({ path: 'a', content: 'x', overwrite: true }) }] });
+    expect(second.state()).toBe('awaitingApproval');
+  });
 });

@@ -39,7 +39,7 @@ export function toolsForGoal(
   catalog: readonly LiveTool[],
   allowed: readonly string[] | undefined,
   overrides: Readonly<Record<string, ToolPolicyName>> = {},
-): { definitions: ToolDefinition[]; policies: Record<string, ToolPolicyName>; timeouts: Record<string, number> } {
+): { definitions: ToolDefinition[]; policies: Record<string, ToolPolicyName>; timeouts: Record<string, number>; askIfArgs: Record<string, Record<string, unknown>> } {
   // A goal may make a tool stricter than the catalog says, never looser: the operator's word holds.
   const rank = { auto: 0, ask: 1, deny: 2 } as const;
   const policyOf = (t: LiveTool): ToolPolicyName => {
@@ -51,5 +51,6 @@ export function toolsForGoal(
     definitions: usable.map((t) => t.definition),
     policies: Object.fromEntries(usable.filter((t) => policyOf(t) !== 'auto').map((t) => [t.definition.name, policyOf(t)])),
     timeouts: Object.fromEntries(usable.map((t) => [t.definition.name, t.timeoutMs])),
+    askIfArgs: Object.fromEntries(usable.filter((t) => t.askIfArgs).map((t) => [t.definition.name, t.askIfArgs!])),
   };
 }

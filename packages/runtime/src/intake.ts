@@ -68,8 +68,8 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
       const { v: _v, kind: _k, agentId: _a, ...goal } = request;
       if (o.tools && goal.input?.toolDefinitions === undefined) {
         const overrides = (goal.input?.toolPolicies ?? {}) as Record<string, 'auto' | 'ask' | 'deny'>;
-        const { definitions, policies, timeouts } = toolsForGoal(await readCatalog(o.tools, o.now()), goal.tools, overrides);
-        goal.input = { ...goal.input, toolDefinitions: definitions, toolPolicies: policies, toolTimeouts: timeouts };
+        const { definitions, policies, timeouts, askIfArgs } = toolsForGoal(await readCatalog(o.tools, o.now()), goal.tools, overrides);
+        goal.input = { ...goal.input, toolDefinitions: definitions, toolPolicies: policies, toolTimeouts: timeouts, toolAskIfArgs: askIfArgs };
       }
       const message: Message<'goal'> = { v: MESSAGE_VERSION, kind: 'goal', agentId, ...goal, agent, at: o.now() };
       await o.js.publish(o.subjects.agentIn(agentId, 'goal'), encodeMessage(message).data, { msgID: `goal:${agentId}` });

@@ -98,6 +98,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
       policy: s.policy ?? tool.defaultPolicy,
       idempotent: s.idempotent ?? tool.idempotent,
       destructive: tool.destructive,
+      ...(tool.askIfArgs ? { askIfArgs: { ...tool.askIfArgs } } : {}),
       timeoutMs: s.timeoutMs ?? tool.timeoutMs,
       source,
       updatedAt: Date.now(),

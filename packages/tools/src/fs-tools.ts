@@ -77,13 +77,15 @@ export function fsTools(o: WorkspaceOptions): Tool[] {
   const fsWrite: Tool = {
     definition: {
       name: 'fs_write',
-      description: 'Write a text file in the workspace (creating folders as needed; replacing the file if it exists).',
-      parameters: { type: 'object', properties: { path: pathParam, content: { type: 'string' } }, required: ['path', 'content'] },
+      description: 'Write a text file in the workspace, creating folders as needed. To replace an existing file, pass overwrite: true (a person approves that).',
+      parameters: { type: 'object', properties: { path: pathParam, content: { type: 'string' }, overwrite: { type: 'boolean' } }, required: ['path', 'content'] },
     },
     // Writing the same content twice leaves the same file.
     idempotent: true,
     destructive: true,
     defaultPolicy: 'auto',
+    // Replacing a file destroys what was there: that needs a person.
+    askIfArgs: { overwrite: true },
     timeoutMs: 10_000,
     async run(args) {
       const a = objectArgs(args, 'fs_write');
@@ -93,6 +95,9 @@ export function fsTools(o: WorkspaceOptions): Tool[] {
       const file = await resolveInWorkspace(o.root, path);
       await mkdir(dirname(file), { recursive: true });
       const existed = await stat(file).then(() => true, () => false);
+      if (existed && a.overwrite !== true) {
+        throw new ToolError(ToolErrorCode.InvalidArguments, `'${path}' exists; to replace it, call fs_write again with overwrite: true (a person will be asked)`);
+      }
       await writeFile(file, a.content);
       return { path, bytes: Buffer.byteLength(a.content), replaced: existed };
     },

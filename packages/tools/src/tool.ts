@@ -10,6 +10,8 @@ export interface Tool {
   /** Changes or destroys something. */
   readonly destructive: boolean;
   readonly defaultPolicy: ToolPolicy;
+  /** Calls whose arguments have all these values need a person's approval even when the policy is `auto`. */
+  readonly askIfArgs?: Readonly<Record<string, unknown>>;
   readonly timeoutMs: number;
   /** Runs the call. Throws {@link ToolError} for failures the model should see; honours `signal`. */
   run(args: unknown, context: ToolContext): Promise<unknown>;

@@ -57,9 +57,12 @@ describe('workspace tools', () => {
     expect((await refusal(tools.fs_read!.run({}, ctx()))).message).toBe("fs_read: 'path' must be a non-empty string");
   });
 
-  it('marks destructive tools for approval by default', () => {
+  it('marks destructive tools for approval by default; replacing a file takes overwrite: true, which needs approval', async () => {
     expect(tools.fs_delete!.defaultPolicy).toBe('ask');
     expect(tools.fs_read!.defaultPolicy).toBe('auto');
+    expect(tools.fs_write!.askIfArgs).toEqual({ overwrite: true });
+    expect((await refusal(tools.fs_write!.run({ path: 'docs/a.txt', content: 'new' }, ctx()))).message).toMatch(/exists; to replace it, call fs_write again with overwrite: true/);
+    expect(await tools.fs_write!.run({ path: 'docs/a.txt', content: 'new', overwrite: true }, ctx())).toMatchObject({ replaced: true });
   });
 });
 
