@@ -24,7 +24,11 @@ export interface NotifierConfig {
   dashboardUrl: string | undefined;
   /** Port of the callback listener (Slack actions, Telegram webhook); none when unset. */
   callbackPort: number | undefined;
+  /** How long a dead notifier's deliveries wait to be given to another one. */
+  ackWaitMs: number;
   logLevel: string;
+  /** `ERRAND_CRASH_AT=notifier.after-send`: SIGKILL right after a delivery, before it is recorded. */
+  crashAfterSend: boolean;
 }
 
 export function parseConfig(env: Readonly<Record<string, string | undefined>>): NotifierConfig {
@@ -49,6 +53,8 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     channels,
     dashboardUrl: env.ERRAND_DASHBOARD_URL || undefined,
     callbackPort: env.ERRAND_NOTIFIER_PORT ? envInt(env, 'ERRAND_NOTIFIER_PORT', 0, 0) : undefined,
+    ackWaitMs: envInt(env, 'ERRAND_NOTIFY_ACK_WAIT_MS', 30_000, 100),
     logLevel: env.LOG_LEVEL || 'info',
+    crashAfterSend: env.ERRAND_CRASH_AT === 'notifier.after-send',
   };
 }

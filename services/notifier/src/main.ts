@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // The notifier service: wiring only. Configuration comes from the environment (see config.ts).
-import { openBucket } from '@errand/nats';
+import { writeSync } from 'node:fs';
+import { isRevisionConflict, openBucket } from '@errand/nats';
 import { DeliveryError, render, slackChannel, telegramChannel, webhookChannel, type Channel } from '@errand/notify';
 import { createSubjects, resourceNames } from '@errand/protocols';
 import { runService } from '@errand/service';
-import { startCommandWorker, type CommandWorker } from '@errand/worker';
+import { effectKey, startCommandWorker, type CommandWorker } from '@errand/worker';
 import { startCallbackServer, telegramRequestKey, type CallbackServer } from './callbacks.js';
 import { parseConfig, type ChannelConfig } from './config.js';
 
@@ -39,15 +40,33 @@ await runService({
           filterSubject: subjects.workNotify(name),
           expect: 'notify.request',
           concurrency: 4,
+          ackWaitMs: config.ackWaitMs,
           logger,
           execute: async (command, { signal }) => {
             const message = render(command, config.dashboardUrl);
             if (c.type === 'telegram' && message.approval) {
               await effects.put(telegramRequestKey(message.approval.requestId), JSON.stringify(message.approval));
             }
+            // A mark before sending: a notifier that died after sending but before recording it must
+            // not send again. A webhook is the exception: its Idempotency-Key lets the receiver drop a repeat.
+            try {
+              await effects.create(`sending.${effectKey(command.key)}`, String(Date.now()));
+            } catch (err) {
+              if (!isRevisionConflict(err)) throw err;
+              if (c.type !== 'webhook') {
+                logger.warn({ channel: name, agentId: command.agentId, key: command.key }, 'a notification that may already have been sent is delivered again: not sending it twice');
+                return undefined;
+              }
+            }
             try {
               await channel.send(message, { key: command.key, signal });
+              if (config.crashAfterSend) {
+                writeSync(2, 'errand-notifier: crash point notifier.after-send reached (ERRAND_CRASH_AT): SIGKILL\n');
+                process.kill(process.pid, 'SIGKILL');
+              }
             } catch (err) {
+              // It failed, so it may be tried again: clear the mark.
+              await effects.delete(`sending.${effectKey(command.key)}`).catch(() => {});
               // Thrown, the command is retried with back-off (and dead-lettered with the reason in the end).
               if (err instanceof DeliveryError) logger.warn({ channel: name, agentId: command.agentId, code: err.code, retryable: err.retryable }, err.message);
               throw err;

@@ -1,0 +1,65 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeMessage, MESSAGE_VERSION, type Message } from '@errand/protocols';
+import { createDeployment, startTestServer, type TestServer } from '@errand/testing';
+
+let srv: TestServer;
+let api: Server;
+let apiBase: string;
+const received: string[] = [];
+let failNext = 0;
+
+beforeAll(async () => {
+  srv = await startTestServer();
+  api = createServer(async (req, res) => {
+    let raw = '';
+    for await (const c of req) raw += String(c);
+    if (failNext > 0) {
+      failNext -= 1;
+      return void res.writeHead(503).end('busy');
+    }
+    received.push(raw);
+    res.end(JSON.stringify({ ok: true }));
+  });
+  await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+  apiBase = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  api?.closeAllConnections();
+  await new Promise<void>((r) => (api ? api.close(() => r()) : r()));
+  await srv?.stop();
+});
+
+const notice = (key: string, text: string): Message<'notify.request'> => ({
+  v: MESSAGE_VERSION, kind: 'notify.request', key, agentId: 'a-9', step: 1, at: Date.now(), channel: 'ops', topic: 'done', title: 'Done', text,
+});
+
+describe('delivery', () => {
+  it('a notifier SIGKILLed after sending and before recording it does not send again', async () => {
+    const d = await createDeployment(srv, { env: { ERRAND_NOTIFY_CHANNELS: JSON.stringify({ ops: { type: 'slack', token: 'x', channel: 'C1', apiBase: `${apiBase}/slack` } }) } });
+    try {
+      const doomed = await d.start('notifier', { ERRAND_CRASH_AT: 'notifier.after-send', ERRAND_NOTIFY_ACK_WAIT_MS: '1000' });
+      await d.conn.js.publish(d.subjects.workNotify('ops'), encodeMessage(notice('a-9:1:0', 'only once please')).data);
+      expect((await doomed.exited).signal).toBe('SIGKILL');
+      const next = await d.start('notifier', { ERRAND_NOTIFY_ACK_WAIT_MS: '1000' });
+      await next.waitForLine(/may already have been sent is delivered again: not sending it twice/);
+      expect(received.filter((r) => r.includes('only once please'))).toHaveLength(1);
+    } finally {
+      await d.stopAll();
+    }
+  }, 60_000);
+
+  it('a failed delivery is retried and arrives once', async () => {
+    const d = await createDeployment(srv, { env: { ERRAND_NOTIFY_CHANNELS: JSON.stringify({ ops: { type: 'slack', token: 'x', channel: 'C1', apiBase: `${apiBase}/slack` } }) } });
+    try {
+      const n = await d.start('notifier');
+      failNext = 2;
+      await d.conn.js.publish(d.subjects.workNotify('ops'), encodeMessage(notice('a-9:2:0', 'after two failures')).data);
+      await n.waitForLine(/"key":"a-9:2:0".*"msg":"command done"/);
+      expect(received.filter((r) => r.includes('after two failures'))).toHaveLength(1);
+    } finally {
+      await d.stopAll();
+    }
+  }, 60_000);
+});
