@@ -62,4 +62,19 @@ describe('delivery', () => {
       await d.stopAll();
     }
   }, 60_000);
+
+  it('a notify command that comes again (a host re-publishing an outbox, an agent resumed) is not sent again', async () => {
+    const d = await createDeployment(srv, { env: { ERRAND_NOTIFY_CHANNELS: JSON.stringify({ ops: { type: 'slack', token: 'x', channel: 'C1', apiBase: `${apiBase}/slack` } }) } });
+    try {
+      const n = await d.start('notifier');
+      const data = encodeMessage(notice('a-9:3:0', 'said once')).data;
+      await d.conn.js.publish(d.subjects.workNotify('ops'), data, { msgID: 'first-publish' });
+      await n.waitForLine(/"key":"a-9:3:0".*"msg":"command done"/);
+      await d.conn.js.publish(d.subjects.workNotify('ops'), data, { msgID: 'republished-later' });
+      await n.waitForLine(/"key":"a-9:3:0".*"msg":"repeat of a completed command: answered from the effects bucket"/);
+      expect(received.filter((r) => r.includes('said once'))).toHaveLength(1);
+    } finally {
+      await d.stopAll();
+    }
+  }, 60_000);
 });

@@ -2,9 +2,12 @@ import { z } from 'zod';
 import type { ConnectOptions } from '@errand/nats';
 import { ConfigError, envConnect, envInt, envPrefix } from '@errand/service';
 
-const Slack = z.object({ type: z.literal('slack'), token: z.string().min(1), channel: z.string().min(1), signingSecret: z.string().min(1).optional(), apiBase: z.string().url().optional() });
+/** A periodic summary on the channel: counts and today's spend, from the records — no model call. */
+const Digest = z.object({ everyMs: z.number().int().min(100) }).optional();
+const Slack = z.object({ type: z.literal('slack'), digest: Digest, token: z.string().min(1), channel: z.string().min(1), signingSecret: z.string().min(1).optional(), apiBase: z.string().url().optional() });
 const Telegram = z.object({
   type: z.literal('telegram'),
+  digest: Digest,
   token: z.string().min(1),
   chatId: z.string().min(1),
   /** Checked against X-Telegram-Bot-Api-Secret-Token on webhook updates. */
@@ -13,7 +16,7 @@ const Telegram = z.object({
   allowUsers: z.array(z.number().int()).default([]),
   apiBase: z.string().url().optional(),
 });
-const Webhook = z.object({ type: z.literal('webhook'), url: z.string().url(), secret: z.string().min(16) });
+const Webhook = z.object({ type: z.literal('webhook'), digest: Digest, url: z.string().url(), secret: z.string().min(16) });
 export const ChannelConfigSchema = z.discriminatedUnion('type', [Slack, Telegram, Webhook]);
 export type ChannelConfig = z.infer<typeof ChannelConfigSchema>;
 

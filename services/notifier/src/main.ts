@@ -8,6 +8,7 @@ import { runService } from '@errand/service';
 import { effectKey, startCommandWorker, type CommandWorker } from '@errand/worker';
 import { startCallbackServer, telegramRequestKey, type CallbackServer } from './callbacks.js';
 import { parseConfig, type ChannelConfig } from './config.js';
+import { countAgents, digestText } from './digest.js';
 
 function channelOf(name: string, c: ChannelConfig): Channel {
   switch (c.type) {
@@ -76,6 +77,28 @@ await runService({
         }),
       );
     }
+    // Digests: one per period and channel, whichever replica claims the period first sends it.
+    const agentsKv = await openBucket(conn, resourceNames(config.prefix).buckets.agents);
+    const digestTimers: NodeJS.Timeout[] = [];
+    for (const [name, c] of Object.entries(config.channels)) {
+      if (!c.digest) continue;
+      const channel = channelOf(name, c);
+      const every = c.digest.everyMs;
+      const send = async () => {
+        const period = Math.floor(Date.now() / every);
+        const key = `digest.${name}.${period}`;
+        try {
+          await effects.create(key, String(Date.now()));
+        } catch (err) {
+          if (isRevisionConflict(err)) return;
+          throw err;
+        }
+        const text = digestText(await countAgents(agentsKv));
+        await channel.send({ title: 'Errand digest', text, link: config.dashboardUrl, approval: undefined }, { key, signal: AbortSignal.timeout(30_000) });
+        logger.info({ channel: name, text }, 'digest sent');
+      };
+      digestTimers.push(setInterval(() => void send().catch((err: unknown) => logger.warn({ err, channel: name }, 'digest failed')), every));
+    }
     let callbacks: CallbackServer | undefined;
     if (config.callbackPort !== undefined) {
       const agents = await openBucket(conn, resourceNames(config.prefix).buckets.agents);
@@ -84,6 +107,7 @@ await runService({
     logger.info({ channels: Object.keys(config.channels), callbackPort: callbacks?.port }, 'notifier ready');
     return {
       async stop() {
+        for (const t of digestTimers) clearInterval(t);
         await callbacks?.close();
         await Promise.all(workers.map((w) => w.stop()));
       },

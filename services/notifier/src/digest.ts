@@ -1,0 +1,44 @@
+import { decodeRecord } from '@errand/protocols';
+import type { KV } from '@errand/nats';
+
+export interface DigestCounts {
+  running: number;
+  waiting: number;
+  paused: number;
+  doneToday: number;
+  failedToday: number;
+  spentTodayUsd: number;
+}
+
+/**
+ * Counts agents by what they are doing, and today's model spend, from the agent records — no
+ * model call, no tokens. "Waiting" means waiting for a person (a question or an approval).
+ */
+export async function countAgents(agents: KV, now = Date.now()): Promise<DigestCounts> {
+  const startOfDay = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate());
+  const c: DigestCounts = { running: 0, waiting: 0, paused: 0, doneToday: 0, failedToday: 0, spentTodayUsd: 0 };
+  const keys = await agents.keys();
+  for await (const key of keys) {
+    const e = await agents.get(key);
+    if (!e || e.operation !== 'PUT') continue;
+    const r = decodeRecord(e.value);
+    const snap = r.snapshot as { value?: unknown; context?: { usage?: { costUsd?: number } } } | undefined;
+    const state = snap?.value;
+    if (r.status === 'paused') c.paused += 1;
+    else if (r.status === 'running' || r.status === 'waiting') {
+      if (r.status === 'waiting' || state === 'awaitingInput' || state === 'awaitingApproval') c.waiting += 1;
+      else c.running += 1;
+    } else if (r.updatedAt >= startOfDay && r.status === 'done') c.doneToday += 1;
+    else if (r.updatedAt >= startOfDay && r.status === 'failed') c.failedToday += 1;
+    if (r.updatedAt >= startOfDay) c.spentTodayUsd += snap?.context?.usage?.costUsd ?? 0;
+  }
+  return c;
+}
+
+export function digestText(c: DigestCounts): string {
+  const agents = (n: number) => `${n} agent${n === 1 ? '' : 's'}`;
+  return [
+    `${agents(c.running)} running, ${c.waiting} waiting for you${c.paused ? `, ${c.paused} paused` : ''}`,
+    `today: ${c.doneToday} done, ${c.failedToday} failed, $${c.spentTodayUsd.toFixed(2)} spent`,
+  ].join('; ');
+}
