@@ -41,6 +41,7 @@ export {
   MESSAGE_VERSION,
   messageSchemas,
   NOTIFY_TOPICS,
+  NotifyRuleSchema,
   WORK_MESSAGE_KINDS,
   type AgentStatus,
   type Budget,

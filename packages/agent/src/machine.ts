@@ -435,7 +435,13 @@ export const agentMachine = setup({
       },
     },
     done: { type: 'final' },
-    failed: { type: 'final' },
+    failed: {
+      type: 'final',
+      entry: handler((context, _e, enqueue) => {
+        const why = context.failure?.message ?? 'unknown error';
+        for (const n of notifyActions(context, 'failed', `Failed: ${clip(context.goal, 80)}`, clip(why, 1000))) enqueue(n);
+      }),
+    },
   },
   output: ({ context }) =>
     context.failure

@@ -269,4 +269,15 @@ describe('the built-in agent (pure steps)', () => {
     second.reply({ toolCalls: [{ id: 'w2', name: 'fs_write', arguments: JSON.stringify({ path: 'a', content: 'x', overwrite: true }) }] });
     expect(second.state()).toBe('awaitingApproval');
   });
+
+  it('notifies the failed channels when it fails', () => {
+    const run = new Run();
+    run.start({}, { notify: [{ channel: 'ops', on: ['failed'] }] });
+    run.reply({ error: { code: 'ERR_LLM_AUTH', message: 'bad key', retryable: false } });
+    expect(run.record!.status).toBe('failed');
+    expect(run.record!.outbox.find((e) => e.message.kind === 'notify.request')).toMatchObject({
+      subject: 'errand.work.notify.ops',
+      message: { topic: 'failed', title: 'Failed: find the answer', text: 'the model call failed: bad key' },
+    });
+  });
 });

@@ -9,6 +9,7 @@ import {
   silentLogger,
   type InboxMessage,
   type Logger,
+  type NotifyRule,
   type Subjects,
 } from '@errand/protocols';
 import { consumeMessages, ensureConsumer, openBucket, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
@@ -32,6 +33,8 @@ export interface HostOptions {
   intake: boolean;
   crash: CrashHook;
   now: () => number;
+  /** Notification rules for goals that bring none. */
+  defaultNotify: NotifyRule[];
   /**
    * How long a step may stay unacknowledged before JetStream gives its message to another host.
    * It is how long the agents of a host that died wait to be taken over; steps take milliseconds.
@@ -40,7 +43,7 @@ export interface HostOptions {
 }
 
 export function defaultHostOptions(): Omit<HostOptions, 'conn' | 'registry'> {
-  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000 };
+  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000, defaultNotify: [] };
 }
 
 /** A running host. */
@@ -123,6 +126,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
         deadLetter: deadLetterTo('intake'),
         logger,
         now: o.now,
+        defaultNotify: o.defaultNotify,
       })
     : undefined;
   // Ready means reachable: the intake subscription must have reached the server.

@@ -9,6 +9,7 @@ import {
   silentLogger,
   type Logger,
   type Message,
+  type NotifyRule,
   type Subjects,
   type WireFormat,
 } from '@errand/protocols';
@@ -23,6 +24,8 @@ export interface IntakeOptions {
   agents: KV;
   /** The tool catalog: goals get the live tools they may use (unless they bring their own). */
   tools: KV | undefined;
+  /** Notification rules for goals that bring none. */
+  defaultNotify: NotifyRule[];
   subjects: Subjects;
   registry: AgentRegistry;
   deadLetter: DeadLetterTarget;
@@ -39,7 +42,7 @@ export interface IntakeOptions {
  * answered with the reason and dead-lettered.
  */
 export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' | 'subjects' | 'registry' | 'deadLetter'> & Partial<IntakeOptions>): Subscription {
-  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, ...options };
+  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, defaultNotify: [], ...options };
   const log = o.logger.child({ component: 'intake' });
 
   const reply = (msg: Msg, format: WireFormat, body: Message<'submit.reply'>) => {
@@ -71,6 +74,7 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
         const { definitions, policies, timeouts, askIfArgs } = toolsForGoal(await readCatalog(o.tools, o.now()), goal.tools, overrides);
         goal.input = { ...goal.input, toolDefinitions: definitions, toolPolicies: policies, toolTimeouts: timeouts, toolAskIfArgs: askIfArgs };
       }
+      if (goal.notify === undefined && o.defaultNotify.length) goal.notify = o.defaultNotify;
       const message: Message<'goal'> = { v: MESSAGE_VERSION, kind: 'goal', agentId, ...goal, agent, at: o.now() };
       await o.js.publish(o.subjects.agentIn(agentId, 'goal'), encodeMessage(message).data, { msgID: `goal:${agentId}` });
       log.info({ agentId, agent }, 'goal accepted');

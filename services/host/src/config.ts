@@ -1,4 +1,6 @@
+import { z } from 'zod';
 import type { ConnectOptions } from '@errand/nats';
+import { NotifyRuleSchema, type NotifyRule } from '@errand/protocols';
 import { CRASH_POINTS, isCrashPoint, type CrashPoint } from '@errand/runtime';
 import { ConfigError, envConnect, envFlag, envInt, envPrefix } from '@errand/service';
 
@@ -13,9 +15,24 @@ export interface HostConfig {
   defaultAgent: string | undefined;
   timers: boolean;
   intake: boolean;
+  /** Notification rules for goals that bring none (ERRAND_DEFAULT_NOTIFY). */
+  defaultNotify: NotifyRule[];
   logLevel: string;
   /** `ERRAND_CRASH_AT=point[:n]`: SIGKILL at the n-th time the point is reached (default 1). */
   crashAt: { point: CrashPoint; nth: number } | undefined;
+}
+
+function parseNotify(raw: string | undefined): NotifyRule[] {
+  if (!raw) return [];
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    json = undefined;
+  }
+  const parsed = z.array(NotifyRuleSchema).safeParse(json);
+  if (!parsed.success) throw new ConfigError(`ERRAND_DEFAULT_NOTIFY must be JSON like [{"channel": "ops", "on": ["failed", "approval"]}]: ${parsed.error.issues[0]?.message}`);
+  return parsed.data;
 }
 
 export function parseConfig(env: Readonly<Record<string, string | undefined>>): HostConfig {
@@ -39,6 +56,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     defaultAgent: env.ERRAND_DEFAULT_AGENT || undefined,
     timers: envFlag(env, 'ERRAND_HOST_TIMERS', true),
     intake: envFlag(env, 'ERRAND_HOST_INTAKE', true),
+    defaultNotify: parseNotify(env.ERRAND_DEFAULT_NOTIFY),
     logLevel: env.LOG_LEVEL || 'info',
     crashAt,
   };

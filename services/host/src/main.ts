@@ -44,6 +44,7 @@ await runService({
       ackWaitMs: config.ackWaitMs,
       timers: config.timers,
       intake: config.intake,
+      defaultNotify: config.defaultNotify,
       crash: crashHook(config.crashAt),
     }),
 });

@@ -14,6 +14,11 @@ describe('host configuration', () => {
     expect(() => parseConfig({ ERRAND_CRASH_AT: 'host.somewhere' })).toThrow(/ERRAND_CRASH_AT must be one of host.after-load/);
   });
 
+  it('reads default notification rules for goals that bring none', () => {
+    expect(parseConfig({ ERRAND_DEFAULT_NOTIFY: '[{"channel":"ops","on":["failed","approval"]}]' }).defaultNotify).toEqual([{ channel: 'ops', on: ['failed', 'approval'] }]);
+    expect(() => parseConfig({ ERRAND_DEFAULT_NOTIFY: '{oops' })).toThrow(/ERRAND_DEFAULT_NOTIFY must be JSON like/);
+  });
+
   it('exits 2 with the reason on a bad setting', async () => {
     const r = await runProcess(process.execPath, [serviceMain.host], { env: { ...process.env, ERRAND_HOST_CONCURRENCY: 'lots' } });
     expect(r.code).toBe(2);
