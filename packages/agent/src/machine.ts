@@ -33,6 +33,8 @@ export interface AgentSettings {
   approvalTimeoutMs: number;
   /** What happens when nobody decided in time: deny, or ask the next channel of `escalateTo`. */
   approvalTimeoutOutcome: 'deny' | 'escalate';
+  /** Notify `stuck` when no planning step has happened for this long (0: never). */
+  stuckAfterMs: number;
   /** Channels to escalate to, in order (for example telegram, then slack, then a webhook). */
   escalateTo: string[];
 }
@@ -53,6 +55,7 @@ export function defaultAgentSettings(): AgentSettings {
     toolDeadlineGraceMs: 30_000,
     approvalTimeoutMs: 24 * 3600_000,
     approvalTimeoutOutcome: 'deny',
+    stuckAfterMs: 0,
     escalateTo: [],
   };
 }
@@ -143,6 +146,7 @@ type AgentEvent =
   | { type: 'retry.tool'; callId: string }
   | { type: 'tool.deadline'; callId: string; attempt: number }
   | { type: 'approval.reminder'; requestId: string }
+  | { type: 'stuck.check'; since: number }
   | { type: 'approval.deadline'; requestId: string }
   | { type: 'go'; to: 'planning' | 'acting' | 'backingOff' | 'awaitingInput' | 'awaitingApproval' | 'done' | 'failed' };
 
@@ -318,6 +322,13 @@ export const agentMachine = setup({
       { guard: ({ event }) => event.to === 'done', target: '.done' },
       { guard: ({ event }) => event.to === 'failed', target: '.failed' },
     ],
+    'stuck.check': {
+      actions: handler<{ type: 'stuck.check'; since: number }>((context, event, enqueue) => {
+        const minutes = Math.round(context.settings.stuckAfterMs / 60_000);
+        const text = `No progress on "${clip(context.goal, 80)}" for ${minutes >= 1 ? `${minutes} min` : `${Math.round(context.settings.stuckAfterMs / 1000)} s`} (step ${event.since}).`;
+        for (const n of notifyActions(context, 'stuck', 'Your agent seems stuck', text)) enqueue(n);
+      }),
+    },
     'control.budget': {
       actions: handler<BudgetEvent>((context, event, enqueue) => {
         enqueue.assign({ budget: { ...context.budget, ...(event.budget ?? {}) }, now: tellTime(context, event) });
@@ -483,6 +494,8 @@ function onApprovalDeadline(c: AgentContext, requestId: string, enqueue: Enqueue
 }
 
 function plan(c: AgentContext, enqueue: Enqueue): void {
+  // Each planning step is progress: re-arming the watch (same id) supersedes the previous one.
+  if (c.settings.stuckAfterMs > 0) enqueue.raise({ type: 'stuck.check', since: c.rounds }, { id: 'stuck-watch', delay: c.settings.stuckAfterMs });
   const over = overBudget(c);
   if (over) {
     const requestId = `budget-${c.rounds}-${c.usage.inputTokens + c.usage.outputTokens}`;

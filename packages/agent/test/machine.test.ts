@@ -280,4 +280,14 @@ describe('the built-in agent (pure steps)', () => {
       message: { topic: 'failed', title: 'Failed: find the answer', text: 'the model call failed: bad key' },
     });
   });
+
+  it('notifies `stuck` when no planning step happened for the configured time', () => {
+    const run = new Run();
+    run.start({ settings: { stuckAfterMs: 60_000 } }, { notify: [{ channel: 'ops', on: ['stuck'] }] });
+    const watch = run.record!.outbox.map((e) => e.message as unknown as Message<'timer.request'>).find((m) => m.timerId === 'stuck-watch')!;
+    expect(watch.dueAt - watch.at).toBe(60_000);
+    run.apply({ v: MESSAGE_VERSION, kind: 'timer.fired', agentId: 'a1', key: watch.key, timerId: watch.timerId, event: watch.event, dueAt: watch.dueAt, firedAt: watch.dueAt });
+    expect(run.record!.outbox.find((e) => e.message.kind === 'notify.request')).toMatchObject({ message: { topic: 'stuck', text: 'No progress on "find the answer" for 1 min (step 0).' } });
+    expect(run.state()).toBe('planning');
+  });
 });
