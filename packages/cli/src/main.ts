@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { registerAgentCommands } from './commands/agents.js';
 import { registerMcp } from './commands/mcp.js';
 import { registerMockLlm } from './commands/mock-llm.js';
 import { registerProvision } from './commands/provision.js';
@@ -35,6 +36,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 NATS unavailable.`,
 registerUp(program);
 registerProvision(program);
 registerSubmit(program);
+registerAgentCommands(program);
 registerMockLlm(program);
 registerMcp(program);
 

@@ -7,7 +7,7 @@ import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@errand/nats';
 import { decodeMessage, decodeRecord } from '@errand/protocols';
-import { freePort, runProcess, startProcess, startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
+import { createDeployment, freePort, runProcess, startProcess, startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
 
 // The built CLI, as a user runs it (`pnpm test` builds before testing).
 const cli = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -155,4 +155,38 @@ describe('errand CLI', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/a mock-llm script is \{"steps": \[\.\.\.\]\}/);
   });
+
+  it('show, answer, pause, resume, cancel and approve act on agents, with exit codes that mean something', async () => {
+    const d = await createDeployment(srv, { env: { ERRAND_AGENT_MODULES: '@errand/example-agents' } });
+    try {
+      await d.start('host');
+      const env = { NATS_URL: srv.url, ERRAND_PREFIX: d.prefix };
+      const tally = await d.submit({ goal: 'count', agent: 'tally', input: { expect: 1 } });
+      await d.waitForStatus(tally, ['running']);
+      expect((await errand(['answer', tally, '7'], env)).code).toBe(0);
+      await d.waitForStatus(tally, ['done']);
+      const shown = await errand(['show', tally], env);
+      expect(shown.stdout).toContain(`${tally}  done`);
+      expect(shown.stdout).toContain('output: {"sum":7,"count":1,"seen":["7"]}');
+      expect(JSON.parse((await errand(['show', tally, '--json'], env)).stdout)).toMatchObject({ status: 'done', output: { sum: 7 } });
+
+      const nap = await d.submit({ goal: 'nap', agent: 'sleeper', input: { delayMs: 600_000 } });
+      await d.waitForStatus(nap, ['running']);
+      expect((await errand(['pause', nap], env)).code).toBe(0);
+      await d.waitForStatus(nap, ['paused']);
+      expect((await errand(['resume', nap], env)).code).toBe(0);
+      await d.waitForStatus(nap, ['running']);
+      const notPending = await errand(['approve', nap], env);
+      expect(notPending.code).toBe(1);
+      expect(notPending.stderr).toContain(`agent ${nap} is not waiting for an approval`);
+      expect((await errand(['cancel', nap, '--reason', 'enough'], env)).code).toBe(0);
+      expect((await d.waitForStatus(nap, ['cancelled'])).error?.message).toBe('enough');
+
+      const missing = await errand(['show', 'no-such-agent'], env);
+      expect(missing.code).toBe(3);
+      expect(missing.stderr).toContain('no agent no-such-agent');
+    } finally {
+      await d.stopAll();
+    }
+  }, 60_000);
 });

@@ -1,3 +1,3 @@
 export { ErrandConfigSchema, loadErrandConfig, McpServerConfigSchema, type ErrandConfig, type McpServerConfig } from './config.js';
 export { connectMcpServer, namespacedToolName, type McpToolSource } from './mcp-tools.js';
-export { agentSummary, createErrandMcpServer } from './errand-server.js';
+export { createErrandMcpServer } from './errand-server.js';

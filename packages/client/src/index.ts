@@ -1,0 +1,149 @@
+import { openBucket, type ErrandConnection, type KV } from '@errand/nats';
+import {
+  createSubjects,
+  decodeMessage,
+  decodeRecord,
+  encodeMessage,
+  ErrandError,
+  MESSAGE_VERSION,
+  resourceNames,
+  type AgentRecord,
+  type Message,
+  type Principal,
+  type Subjects,
+} from '@errand/protocols';
+
+export const ClientErrorCode = {
+  NotFound: 'ERR_AGENT_NOT_FOUND',
+  NothingPending: 'ERR_NOTHING_PENDING',
+  Refused: 'ERR_REFUSED',
+  NoHost: 'ERR_NO_HOST',
+} as const;
+
+export class ClientError extends ErrandError {
+  constructor(code: (typeof ClientErrorCode)[keyof typeof ClientErrorCode], message: string, agentId?: string) {
+    super(code, message, { agentId });
+    this.name = 'ClientError';
+  }
+}
+
+/** What a person (or another agent) needs to know about an agent, from its record. */
+export interface AgentSummary {
+  agentId: string;
+  agent: string;
+  goal: string;
+  status: AgentRecord['status'];
+  state: unknown;
+  step: number;
+  labels: Record<string, string>;
+  waitingForAnswer?: { requestId: string; text: string };
+  waitingForApproval?: { requestId: string; argsHash: string; what: string };
+  output?: unknown;
+  error?: AgentRecord['error'];
+  children: AgentRecord['children'];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export function summarize(r: AgentRecord): AgentSummary {
+  const context = ((r.snapshot as { context?: Record<string, unknown> } | undefined)?.context ?? {}) as {
+    question?: { requestId: string; text: string };
+    approval?: { requestId: string; argsHash: string; what: string };
+  };
+  return {
+    agentId: r.agentId,
+    agent: r.machine.id,
+    goal: r.goal,
+    status: r.status,
+    state: (r.snapshot as { value?: unknown } | undefined)?.value ?? null,
+    step: r.step,
+    labels: r.labels ?? {},
+    ...(context.question ? { waitingForAnswer: { requestId: context.question.requestId, text: context.question.text } } : {}),
+    ...(context.approval ? { waitingForApproval: { requestId: context.approval.requestId, argsHash: context.approval.argsHash, what: context.approval.what } } : {}),
+    ...(r.output !== undefined ? { output: r.output } : {}),
+    ...(r.error ? { error: r.error } : {}),
+    children: r.children,
+    createdAt: new Date(r.createdAt).toISOString(),
+    updatedAt: new Date(r.updatedAt).toISOString(),
+  };
+}
+
+export type SubmitOptions = Omit<Message<'submit.request'>, 'v' | 'kind' | 'goal'>;
+
+/** The Errand client: everything a user does to agents, over NATS. */
+export interface ErrandClient {
+  readonly subjects: Subjects;
+  /** Hands a goal to a host; resolves with the agent id. Throws `ERR_NO_HOST` or `ERR_REFUSED`. */
+  submit(goal: string, options?: SubmitOptions): Promise<{ agentId: string; existing: boolean }>;
+  /** The agent's record, or undefined. */
+  record(agentId: string): Promise<AgentRecord | undefined>;
+  get(agentId: string): Promise<AgentSummary>;
+  list(filter?: { status?: string; limit?: number }): Promise<AgentSummary[]>;
+  /** Decides the approval the agent waits for (the exact request and arguments it shows). */
+  decide(agentId: string, decision: 'approve' | 'deny', by: Principal, requestId?: string): Promise<{ requestId: string }>;
+  /** Answers the agent's question, or tells a working agent something (`interrupt` stops the step in flight). */
+  answer(agentId: string, text: string, by: Principal, options?: { interrupt?: boolean }): Promise<void>;
+  control(agentId: string, action: 'cancel' | 'pause' | 'resume', by: Principal, reason?: string): Promise<void>;
+}
+
+export async function createClient(conn: ErrandConnection, prefix: string): Promise<ErrandClient> {
+  const subjects = createSubjects(prefix);
+  const agents: KV = await openBucket(conn, resourceNames(prefix).buckets.agents);
+  const record = async (agentId: string) => {
+    const e = await agents.get(agentId).catch(() => null);
+    return e && e.operation === 'PUT' ? decodeRecord(e.value) : undefined;
+  };
+  const must = async (agentId: string) => {
+    const r = await record(agentId);
+    if (!r) throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
+    return r;
+  };
+  return {
+    subjects,
+    async submit(goal, options = {}) {
+      const request: Message<'submit.request'> = { v: MESSAGE_VERSION, kind: 'submit.request', goal, ...options };
+      let reply;
+      try {
+        reply = await conn.nc.request(subjects.submit(), encodeMessage(request).data, { timeout: 10_000 });
+      } catch (err) {
+        throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}); is a host running?`);
+      }
+      const answer = decodeMessage(reply.data, { contentType: reply.headers?.get('Content-Type'), expect: 'submit.reply' });
+      if (!answer.agentId) throw new ClientError(ClientErrorCode.Refused, `the host refused the goal: ${answer.error?.message} (${answer.error?.code})`);
+      return { agentId: answer.agentId, existing: answer.existing ?? false };
+    },
+    record,
+    get: async (agentId) => summarize(await must(agentId)),
+    async list(filter = {}) {
+      const out: AgentSummary[] = [];
+      const keys = await agents.keys();
+      for await (const key of keys) {
+        const r = await record(key);
+        if (r && (!filter.status || r.status === filter.status)) out.push(summarize(r));
+      }
+      out.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
+      return out.slice(0, filter.limit ?? 50);
+    },
+    async decide(agentId, decision, by, requestId) {
+      const pending = summarize(await must(agentId)).waitingForApproval;
+      if (!pending || (requestId && requestId !== pending.requestId)) {
+        throw new ClientError(ClientErrorCode.NothingPending, `agent ${agentId} is not waiting for ${requestId ? `approval ${requestId}` : 'an approval'}`, agentId);
+      }
+      const message: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: pending.requestId, argsHash: pending.argsHash, decision, by, at: Date.now() };
+      await conn.js.publish(subjects.agentIn(agentId, 'approval'), encodeMessage(message).data);
+      return { requestId: pending.requestId };
+    },
+    async answer(agentId, text, by, options = {}) {
+      const question = summarize(await must(agentId)).waitingForAnswer;
+      const message: Message<'input'> = {
+        v: MESSAGE_VERSION, kind: 'input', agentId, text, ...(question ? { requestId: question.requestId } : {}), ...(options.interrupt ? { interrupt: true } : {}), by, at: Date.now(),
+      };
+      await conn.js.publish(subjects.agentIn(agentId, 'input'), encodeMessage(message).data);
+    },
+    async control(agentId, action, by, reason) {
+      await must(agentId);
+      const message: Message<'control'> = { v: MESSAGE_VERSION, kind: 'control', agentId, action, ...(reason ? { reason } : {}), by, at: Date.now() };
+      await conn.js.publish(subjects.agentIn(agentId, 'control'), encodeMessage(message).data);
+    },
+  };
+}
