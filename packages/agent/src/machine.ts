@@ -242,9 +242,11 @@ function notifyActions(
   text: string,
   approval?: { requestId: string; argsHash: string; tool: string; summary: string },
 ) {
+  // Every message says what the goal is and what it has cost so far.
+  const full = `${text}\n\nGoal: ${clip(c.goal, 200)} · spent $${c.usage.costUsd.toFixed(2)} so far`;
   return c.notify
     .filter((r) => r.on.includes(topic))
-    .map((r) => ({ type: 'errand.notify' as const, params: { channel: r.channel, topic, title, text, ...(approval ? { approval } : {}) } }));
+    .map((r) => ({ type: 'errand.notify' as const, params: { channel: r.channel, topic, title, text: full, ...(approval ? { approval } : {}) } }));
 }
 
 function tellTime(c: AgentContext, e: { at?: number }): number {

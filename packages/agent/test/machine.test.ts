@@ -277,7 +277,7 @@ describe('the built-in agent (pure steps)', () => {
     expect(run.record!.status).toBe('failed');
     expect(run.record!.outbox.find((e) => e.message.kind === 'notify.request')).toMatchObject({
       subject: 'errand.work.notify.ops',
-      message: { topic: 'failed', title: 'Failed: find the answer', text: 'the model call failed: bad key' },
+      message: { topic: 'failed', title: 'Failed: find the answer', text: 'the model call failed: bad key\n\nGoal: find the answer · spent $0.00 so far' },
     });
   });
 
@@ -287,7 +287,7 @@ describe('the built-in agent (pure steps)', () => {
     const watch = run.record!.outbox.map((e) => e.message as unknown as Message<'timer.request'>).find((m) => m.timerId === 'stuck-watch')!;
     expect(watch.dueAt - watch.at).toBe(60_000);
     run.apply({ v: MESSAGE_VERSION, kind: 'timer.fired', agentId: 'a1', key: watch.key, timerId: watch.timerId, event: watch.event, dueAt: watch.dueAt, firedAt: watch.dueAt });
-    expect(run.record!.outbox.find((e) => e.message.kind === 'notify.request')).toMatchObject({ message: { topic: 'stuck', text: 'No progress on "find the answer" for 1 min (step 0).' } });
+    expect(run.record!.outbox.find((e) => e.message.kind === 'notify.request')).toMatchObject({ message: { topic: 'stuck', text: expect.stringMatching(/^No progress on "find the answer" for 1 min \(step 0\)\./) } });
     expect(run.state()).toBe('planning');
   });
 });

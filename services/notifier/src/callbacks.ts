@@ -65,6 +65,51 @@ export async function startCallbackServer(o: {
     return `Decision sent: ${d.decision}.`;
   };
 
+  /** One Telegram update (from the webhook or from polling): a decision, if allowed and known. */
+  const telegramUpdate = async (name: string, channel: Extract<ChannelConfig, { type: 'telegram' }>, update: unknown): Promise<{ callback_query_id: string; text: string } | undefined> => {
+    const q = parseTelegramCallback(update);
+    if (!q) return undefined;
+    if (!channel.allowUsers.includes(q.fromId)) {
+      log.warn({ channel: name, userId: q.fromId, requestId: q.requestId }, 'Telegram decision ignored: user not on the allow-list');
+      return { callback_query_id: q.callbackId, text: 'You may not decide this.' };
+    }
+    const target = await o.effects.get(telegramRequestKey(q.requestId));
+    if (!target || target.operation !== 'PUT') {
+      log.warn({ channel: name, requestId: q.requestId }, 'Telegram decision for an unknown request');
+      return { callback_query_id: q.callbackId, text: 'Unknown request.' };
+    }
+    const t = target.json<{ agentId: string; requestId: string; argsHash: string }>();
+    const text = await decide({ ...t, decision: q.decision }, { id: String(q.fromId), channel: `telegram:${name}`, ...(q.fromName ? { name: q.fromName } : {}) });
+    return { callback_query_id: q.callbackId, text };
+  };
+
+  // Long polling for Telegram channels without a public URL.
+  const polling = new AbortController();
+  for (const [name, channel] of Object.entries(o.channels)) {
+    if (channel.type !== 'telegram' || !channel.poll) continue;
+    const base = `${(channel.apiBase ?? 'https://api.telegram.org').replace(/\/$/, '')}/bot${channel.token}`;
+    void (async () => {
+      let offset = 0;
+      while (!polling.signal.aborted) {
+        try {
+          const res = await fetch(`${base}/getUpdates?timeout=25&offset=${offset}&allowed_updates=%5B%22callback_query%22%5D`, { signal: polling.signal });
+          const body = (await res.json()) as { ok?: boolean; result?: { update_id: number }[] };
+          for (const update of body.result ?? []) {
+            offset = update.update_id + 1;
+            const answer = await telegramUpdate(name, channel, update);
+            if (answer) {
+              await fetch(`${base}/answerCallbackQuery`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(answer), signal: polling.signal }).catch(() => {});
+            }
+          }
+        } catch (err) {
+          if (polling.signal.aborted) return;
+          log.warn({ err, channel: name }, 'Telegram polling failed; trying again');
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      }
+    })();
+  }
+
   const server: Server = createServer(async (req, res) => {
     let raw = '';
     for await (const c of req) raw += String(c);
@@ -88,21 +133,9 @@ export async function startCallbackServer(o: {
           log.warn({ channel: name }, 'Telegram update refused: wrong secret token');
           return void res.writeHead(401).end('bad secret token');
         }
-        const q = parseTelegramCallback(JSON.parse(raw || '{}'));
-        if (!q) return void res.writeHead(200).end();
-        if (!channel.allowUsers.includes(q.fromId)) {
-          log.warn({ channel: name, userId: q.fromId, requestId: q.requestId }, 'Telegram decision ignored: user not on the allow-list');
-          return void res.writeHead(200).end();
-        }
-        const target = await o.effects.get(telegramRequestKey(q.requestId));
-        if (!target || target.operation !== 'PUT') {
-          log.warn({ channel: name, requestId: q.requestId }, 'Telegram decision for an unknown request');
-          return void res.writeHead(200).end();
-        }
-        const t = target.json<{ agentId: string; requestId: string; argsHash: string }>();
-        const text = await decide({ ...t, decision: q.decision }, { id: String(q.fromId), channel: `telegram:${name}`, ...(q.fromName ? { name: q.fromName } : {}) });
-        // Telegram shows this to the person who pressed the button.
-        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ method: 'answerCallbackQuery', callback_query_id: q.callbackId, text }));
+        const answer = await telegramUpdate(name!, channel, JSON.parse(raw || '{}'));
+        // Telegram shows the answer to the person who pressed the button.
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(answer ? JSON.stringify({ method: 'answerCallbackQuery', ...answer }) : '');
       }
       res.writeHead(404).end();
     } catch (err) {
@@ -113,7 +146,10 @@ export async function startCallbackServer(o: {
   await new Promise<void>((resolve) => server.listen(o.port, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+    close: () => {
+      polling.abort();
+      return new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve())));
+    },
   };
 }
 

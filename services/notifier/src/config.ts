@@ -14,6 +14,8 @@ const Telegram = z.object({
   secretToken: z.string().min(1).optional(),
   /** Telegram user ids allowed to decide. */
   allowUsers: z.array(z.number().int()).default([]),
+  /** Read button presses by long polling (getUpdates) — no public URL needed — instead of a webhook. */
+  poll: z.boolean().default(false),
   apiBase: z.string().url().optional(),
 });
 const Webhook = z.object({ type: z.literal('webhook'), digest: Digest, url: z.string().url(), secret: z.string().min(16) });

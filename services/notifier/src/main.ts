@@ -100,9 +100,10 @@ await runService({
       digestTimers.push(setInterval(() => void send().catch((err: unknown) => logger.warn({ err, channel: name }, 'digest failed')), every));
     }
     let callbacks: CallbackServer | undefined;
-    if (config.callbackPort !== undefined) {
+    const polls = Object.values(config.channels).some((c) => c.type === 'telegram' && c.poll);
+    if (config.callbackPort !== undefined || polls) {
       const agents = await openBucket(conn, resourceNames(config.prefix).buckets.agents);
-      callbacks = await startCallbackServer({ port: config.callbackPort, conn, subjects, channels: config.channels, effects, agents, logger });
+      callbacks = await startCallbackServer({ port: config.callbackPort ?? 0, conn, subjects, channels: config.channels, effects, agents, logger });
     }
     logger.info({ channels: Object.keys(config.channels), callbackPort: callbacks?.port }, 'notifier ready');
     return {
