@@ -49,7 +49,7 @@ export function formatReport(report: ProvisionReport, server: string): string {
   const lines = [`${report.dryRun ? 'would provision' : 'provisioned'} on ${server}:`];
   for (const item of report.items) {
     const verb = report.dryRun && item.action !== 'unchanged' ? `would be ${item.action}` : item.action;
-    lines.push(`  ${item.kind.padEnd(6)} ${item.name.padEnd(28)} ${verb}`);
+    lines.push(`  ${item.kind.padEnd(12)} ${item.name.padEnd(28)} ${verb}`);
     for (const c of item.changes) lines.push(`      ${c.field}: ${JSON.stringify(c.from)} -> ${JSON.stringify(c.to)}`);
   }
   lines.push(report.changed ? '' : 'everything was already up to date', '');
