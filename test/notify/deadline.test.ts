@@ -1,42 +1,27 @@
 import { writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm } from '@errand/llm';
 import { createDeployment, startTestServer, type TestServer } from '@errand/testing';
+import { startRecordingApi, type RecordingApi } from './recording-api.js';
 
 let srv: TestServer;
-let api: Server;
+let api: RecordingApi;
 let apiBase: string;
-const received: { path: string; body: string }[] = [];
-let onPost: () => void = () => {};
 
 beforeAll(async () => {
   srv = await startTestServer();
-  api = createServer(async (req, res) => {
-    let raw = '';
-    for await (const c of req) raw += String(c);
-    received.push({ path: req.url ?? '', body: raw });
-    onPost();
-    res.end(JSON.stringify({ ok: true }));
-  });
-  await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
-  apiBase = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+  api = await startRecordingApi();
+  apiBase = api.base;
 });
 afterAll(async () => {
-  api?.closeAllConnections();
-  await new Promise<void>((r) => (api ? api.close(() => r()) : r()));
+  await api?.close();
   await srv?.stop();
 });
 
-/** Resolves when a post matching `test` has arrived. */
-function arrival(test: (p: { path: string; body: string }) => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const check = () => (received.some(test) ? resolve() : (onPost = check));
-    check();
-  });
-}
+const received = () => api.requests;
+/** Resolves when a request matching `test` has arrived. */
+const arrival = (test: (p: { path: string; body: string }) => boolean) => api.until(() => api.requests.some(test));
 
 describe('approval deadlines and digests', () => {
   it('an approval deadline passes across a notifier restart: it escalates once, then the call is denied once', async () => {
@@ -72,8 +57,8 @@ describe('approval deadlines and digests', () => {
       await arrival((p) => p.path === '/oncall/chat.postMessage');
       const done = await d.waitForStatus(agentId, ['done', 'failed']);
       expect(done.output).toMatchObject({ answer: 'Nobody answered; I left the file.' });
-      expect(received.filter((p) => p.path === '/oncall/chat.postMessage')).toHaveLength(1);
-      expect(received.filter((p) => p.path === '/oncall/chat.postMessage')[0]!.body).toContain('Escalated: your decision is needed');
+      expect(received().filter((p) => p.path === '/oncall/chat.postMessage')).toHaveLength(1);
+      expect(received().filter((p) => p.path === '/oncall/chat.postMessage')[0]!.body).toContain('Escalated: your decision is needed');
       expect(mock.failures).toEqual([]);
     } finally {
       await d.stopAll();
@@ -93,9 +78,9 @@ describe('approval deadlines and digests', () => {
       await Promise.all([d.start('notifier'), d.start('notifier')]);
       await arrival((p) => p.path === '/daily' && p.body.includes('2 agents running'));
       // Let a few more periods pass: however many replicas, one digest per period.
-      const firstAt = received.filter((p) => p.path === '/daily').length;
-      await arrival(() => received.filter((p) => p.path === '/daily').length >= firstAt + 3);
-      const digests = received.filter((p) => p.path === '/daily').map((p) => JSON.parse(p.body) as { id: string; text: string });
+      const firstAt = received().filter((p) => p.path === '/daily').length;
+      await api.until(() => received().filter((p) => p.path === '/daily').length >= firstAt + 3);
+      const digests = received().filter((p) => p.path === '/daily').map((p) => JSON.parse(p.body) as { id: string; text: string });
       expect(new Set(digests.map((x) => x.id)).size).toBe(digests.length);
       expect(digests.find((x) => x.text.includes('2 agents running'))!.text).toBe('2 agents running, 0 waiting for you; today: 0 done, 0 failed, $0.00 spent');
     } finally {

@@ -1,35 +1,29 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMessage, MESSAGE_VERSION, type Message } from '@errand/protocols';
 import { createDeployment, startTestServer, type TestServer } from '@errand/testing';
+import { startRecordingApi, type RecordingApi } from './recording-api.js';
 
 let srv: TestServer;
-let api: Server;
+let api: RecordingApi;
 let apiBase: string;
-const received: string[] = [];
 let failNext = 0;
 
 beforeAll(async () => {
   srv = await startTestServer();
-  api = createServer(async (req, res) => {
-    let raw = '';
-    for await (const c of req) raw += String(c);
-    if (failNext > 0) {
-      failNext -= 1;
-      return void res.writeHead(503).end('busy');
-    }
-    received.push(raw);
-    res.end(JSON.stringify({ ok: true }));
+  api = await startRecordingApi(() => {
+    if (failNext <= 0) return undefined;
+    failNext -= 1;
+    return { status: 503, body: 'busy' };
   });
-  await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
-  apiBase = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+  apiBase = api.base;
 });
 afterAll(async () => {
-  api?.closeAllConnections();
-  await new Promise<void>((r) => (api ? api.close(() => r()) : r()));
+  await api?.close();
   await srv?.stop();
 });
+
+/** The bodies that were delivered (answered 200). */
+const received = () => api.requests.filter((r) => r.status === 200).map((r) => r.body);
 
 const notice = (key: string, text: string): Message<'notify.request'> => ({
   v: MESSAGE_VERSION, kind: 'notify.request', key, agentId: 'a-9', step: 1, at: Date.now(), channel: 'ops', topic: 'done', title: 'Done', text,
@@ -44,7 +38,7 @@ describe('delivery', () => {
       expect((await doomed.exited).signal).toBe('SIGKILL');
       const next = await d.start('notifier', { ERRAND_NOTIFY_ACK_WAIT_MS: '1000' });
       await next.waitForLine(/may already have been sent is delivered again: not sending it twice/);
-      expect(received.filter((r) => r.includes('only once please'))).toHaveLength(1);
+      expect(received().filter((r) => r.includes('only once please'))).toHaveLength(1);
     } finally {
       await d.stopAll();
     }
@@ -57,7 +51,7 @@ describe('delivery', () => {
       failNext = 2;
       await d.conn.js.publish(d.subjects.workNotify('ops'), encodeMessage(notice('a-9:2:0', 'after two failures')).data);
       await n.waitForLine(/"key":"a-9:2:0".*"msg":"command done"/);
-      expect(received.filter((r) => r.includes('after two failures'))).toHaveLength(1);
+      expect(received().filter((r) => r.includes('after two failures'))).toHaveLength(1);
     } finally {
       await d.stopAll();
     }
@@ -72,7 +66,7 @@ describe('delivery', () => {
       await n.waitForLine(/"key":"a-9:3:0".*"msg":"command done"/);
       await d.conn.js.publish(d.subjects.workNotify('ops'), data, { msgID: 'republished-later' });
       await n.waitForLine(/"key":"a-9:3:0".*"msg":"repeat of a completed command: answered from the effects bucket"/);
-      expect(received.filter((r) => r.includes('said once'))).toHaveLength(1);
+      expect(received().filter((r) => r.includes('said once'))).toHaveLength(1);
     } finally {
       await d.stopAll();
     }

@@ -1,49 +1,35 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
-
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm } from '@errand/llm';
 import { startTestServer, createDeployment, type TestServer } from '@errand/testing';
+import { startRecordingApi, type RecordingApi } from './recording-api.js';
 
 let srv: TestServer;
-let slackApi: Server;
+let api: RecordingApi;
 let apiBase: string;
-const posted: { path: string; body: Record<string, unknown> }[] = [];
-let arrived: () => void = () => {};
 
 beforeAll(async () => {
   srv = await startTestServer();
   // A loopback Slack and Telegram API that records what it is sent, in their real request formats.
-  slackApi = createServer(async (req, res) => {
-    let raw = '';
-    for await (const c of req) raw += String(c);
-    posted.push({ path: req.url ?? '', body: JSON.parse(raw || '{}') as Record<string, unknown> });
-    arrived();
-    res.end(JSON.stringify({ ok: true }));
-  });
-  await new Promise<void>((r) => slackApi.listen(0, '127.0.0.1', r));
-  apiBase = `http://127.0.0.1:${(slackApi.address() as AddressInfo).port}`;
+  api = await startRecordingApi();
+  apiBase = api.base;
 });
 afterAll(async () => {
-  slackApi?.closeAllConnections();
-  await new Promise<void>((r) => (slackApi ? slackApi.close(() => r()) : r()));
+  await api?.close();
   await srv?.stop();
 });
 
-/** Resolves when a request to `path` has been posted. */
-function nextPost(path: string, after = 0): Promise<{ path: string; body: Record<string, unknown> }> {
-  return new Promise((resolve) => {
-    const check = () => {
-      const found = posted.slice(after).find((p) => p.path === path);
-      if (found) resolve(found);
-      else arrived = check;
-    };
-    check();
-  });
+/** What was posted, with parsed bodies. */
+const posted = () => api.requests.map((r) => ({ path: r.path, body: JSON.parse(r.body || '{}') as Record<string, unknown> }));
+
+/** Resolves with the first request to `path` at or after index `after`. */
+async function nextPost(path: string, after = 0): Promise<{ path: string; body: Record<string, unknown>; index: number }> {
+  const find = () => posted().findIndex((p, i) => i >= after && p.path === path);
+  await api.until(() => find() >= 0);
+  const index = find();
+  return { ...posted()[index]!, index };
 }
 
 const SIGNING = 'slack-signing-secret';
@@ -77,7 +63,7 @@ describe('the notifier, end to end', () => {
       const port = Number(/"callbackPort":(\d+)/.exec(notifier.stdout())![1]);
       await writeFile(join(d.workspace, 'old.txt'), 'stale');
       const agentId = await d.submit({ goal: 'Tidy up', notify: [{ channel: 'ops', on: ['approval', 'done'] }, { channel: 'tg', on: ['approval'] }] });
-      const before = posted.length;
+      const before = posted().length;
       const ask = await nextPost('/slack/chat.postMessage', before);
       expect(ask.body).toMatchObject({ channel: 'C42', unfurl_links: false, unfurl_media: false });
       const blocks = ask.body.blocks as { type: string; elements?: { value: string }[] }[];
@@ -112,7 +98,7 @@ describe('the notifier, end to end', () => {
       expect(answers[1]).toBe('Decision recorded: approve.');
       const done = await d.waitForStatus(agentId, ['done', 'failed']);
       expect(done.status).toBe('done');
-      const doneMessage = await nextPost('/slack/chat.postMessage', posted.indexOf(ask) + 1);
+      const doneMessage = await nextPost('/slack/chat.postMessage', ask.index + 1);
       const text = JSON.stringify(doneMessage.body);
       expect(text).toContain('Deleted old.txt');
       expect(text).not.toMatch(/evil\.example|sk-abcdefghij/);

@@ -1,59 +1,36 @@
 import { writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm } from '@errand/llm';
 import { createDeployment, startTestServer, type TestServer } from '@errand/testing';
+import { startRecordingApi, type RecordingApi } from './recording-api.js';
 
 let srv: TestServer;
-let api: Server;
+let api: RecordingApi;
 let apiBase: string;
-const sent: Record<string, unknown>[] = [];
-const answered: Record<string, unknown>[] = [];
 let pending: unknown[] = [];
-let wake: () => void = () => {};
 
 beforeAll(async () => {
   srv = await startTestServer();
   // A loopback Telegram Bot API: sendMessage, getUpdates (long polling) and answerCallbackQuery.
-  api = createServer(async (req, res) => {
-    let raw = '';
-    for await (const c of req) raw += String(c);
-    const path = (req.url ?? '').split('?')[0]!;
-    if (path.endsWith('/sendMessage')) {
-      sent.push(JSON.parse(raw) as Record<string, unknown>);
-      wake();
-      return void res.end(JSON.stringify({ ok: true, result: {} }));
-    }
-    if (path.endsWith('/answerCallbackQuery')) {
-      answered.push(JSON.parse(raw) as Record<string, unknown>);
-      wake();
-      return void res.end(JSON.stringify({ ok: true, result: true }));
-    }
-    if (path.endsWith('/getUpdates')) {
+  api = await startRecordingApi(async ({ path }) => {
+    if (path.split('?')[0]!.endsWith('/getUpdates')) {
       // Hold the poll briefly when there is nothing, as Telegram does.
       if (!pending.length) await new Promise((r) => setTimeout(r, 200));
       const result = pending;
       pending = [];
-      return void res.end(JSON.stringify({ ok: true, result }));
+      return { body: JSON.stringify({ ok: true, result }) };
     }
-    res.writeHead(404).end();
+    return { body: JSON.stringify({ ok: true, result: true }) };
   });
-  await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
-  apiBase = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+  apiBase = api.base;
 });
 afterAll(async () => {
-  api?.closeAllConnections();
-  await new Promise<void>((r) => (api ? api.close(() => r()) : r()));
+  await api?.close();
   await srv?.stop();
 });
 
-const until = (test: () => boolean) =>
-  new Promise<void>((resolve) => {
-    const check = () => (test() ? resolve() : (wake = check));
-    check();
-  });
+const bodiesTo = (method: string) => api.requests.filter((r) => r.path.endsWith(`/${method}`)).map((r) => JSON.parse(r.body) as Record<string, unknown>);
 
 describe('Telegram by long polling (no public URL)', () => {
   it('a button press read by getUpdates approves the call, and the presser is answered', async () => {
@@ -74,11 +51,11 @@ describe('Telegram by long polling (no public URL)', () => {
       await writeFile(join(d.workspace, 'old.txt'), 'x');
       await Promise.all([d.start('host'), d.start('planner'), d.start('tool-runner'), d.start('notifier')]);
       const agentId = await d.submit({ goal: 'Tidy', notify: [{ channel: 'tg', on: ['approval'] }] });
-      await until(() => sent.length > 0);
-      const keyboard = (sent[0]!.reply_markup as { inline_keyboard: { callback_data: string }[][] }).inline_keyboard[0]!;
+      await api.until(() => bodiesTo('sendMessage').length > 0);
+      const keyboard = (bodiesTo('sendMessage')[0]!.reply_markup as { inline_keyboard: { callback_data: string }[][] }).inline_keyboard[0]!;
       pending = [{ update_id: 1, callback_query: { id: 'cb-1', from: { id: 77, username: 'ana' }, data: keyboard[0]!.callback_data } }];
-      await until(() => answered.length > 0);
-      expect(answered[0]).toMatchObject({ callback_query_id: 'cb-1', text: 'Decision recorded: approve.' });
+      await api.until(() => bodiesTo('answerCallbackQuery').length > 0);
+      expect(bodiesTo('answerCallbackQuery')[0]).toMatchObject({ callback_query_id: 'cb-1', text: 'Decision recorded: approve.' });
       expect((await d.waitForStatus(agentId, ['done', 'failed'])).output).toMatchObject({ answer: 'Deleted.' });
     } finally {
       await d.stopAll();
