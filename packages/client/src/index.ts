@@ -21,9 +21,13 @@ export const ClientErrorCode = {
 } as const;
 
 export class ClientError extends ErrandError {
-  constructor(code: (typeof ClientErrorCode)[keyof typeof ClientErrorCode], message: string, agentId?: string) {
+  /** For `ERR_REFUSED`: the host's own error code (`ERR_UNKNOWN_AGENT`, `ERR_INVALID`…). */
+  readonly reason: string | undefined;
+
+  constructor(code: (typeof ClientErrorCode)[keyof typeof ClientErrorCode], message: string, agentId?: string, reason?: string) {
     super(code, message, { agentId });
     this.name = 'ClientError';
+    this.reason = reason;
   }
 }
 
@@ -106,10 +110,10 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       try {
         reply = await conn.nc.request(subjects.submit(), encodeMessage(request).data, { timeout: 10_000 });
       } catch (err) {
-        throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}); is a host running?`);
+        throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}); start one with \`errand up\` or the host service`);
       }
       const answer = decodeMessage(reply.data, { contentType: reply.headers?.get('Content-Type'), expect: 'submit.reply' });
-      if (!answer.agentId) throw new ClientError(ClientErrorCode.Refused, `the host refused the goal: ${answer.error?.message} (${answer.error?.code})`);
+      if (!answer.agentId) throw new ClientError(ClientErrorCode.Refused, `the host refused the goal: ${answer.error?.message}`, undefined, answer.error?.code);
       return { agentId: answer.agentId, existing: answer.existing ?? false };
     },
     record,

@@ -3,7 +3,6 @@ import { isRevisionConflict, openBucket, openObjectStore, type ErrandConnection 
 import {
   catalogKeys,
   createSubjects,
-  encodeMessage,
   MESSAGE_VERSION,
   resourceNames,
   silentLogger,

@@ -1,16 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { openBucket } from '@errand/nats';
-import {
-  createSubjects,
-  decodeMessage,
-  decodeRecord,
-  encodeMessage,
-  MESSAGE_VERSION,
-  resourceNames,
-  type AgentRecord,
-  type Message,
-} from '@errand/protocols';
+import { ClientError, ClientErrorCode, createClient } from '@errand/client';
+import { createSubjects, decodeMessage, decodeRecord, resourceNames, type AgentRecord, type Message } from '@errand/protocols';
 import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { createLogger } from '../logger.js';
@@ -107,40 +99,29 @@ Examples:
       const logger = createLogger(opts.logLevel ?? 'error');
       const target = await resolveTarget(opts);
       const conn = await connectTo(target, logger);
-      const subjects = createSubjects(target.prefix);
       try {
-        const request: Message<'submit.request'> = {
-          v: MESSAGE_VERSION,
-          kind: 'submit.request',
-          goal,
-          ...(opts.agent ? { agent: opts.agent } : {}),
-          ...(opts.input ? { input: opts.input } : {}),
-          ...(Object.keys(opts.label).length ? { labels: opts.label } : {}),
-          ...(opts.id ? { agentId: opts.id } : {}),
-          ...(opts.model ? { model: opts.model } : {}),
-          ...(opts.system ? { system: opts.system } : {}),
-          ...(opts.tools?.length ? { tools: opts.tools } : {}),
-          ...(opts.notify.length ? { notify: opts.notify as Message<'submit.request'>['notify'] } : {}),
-          ...(budgetOf(opts) ? { budget: budgetOf(opts) } : {}),
-          submittedBy: { id: process.env.USER ?? 'cli', channel: 'cli' },
-        };
-        let replyMsg;
+        let reply: { agentId: string; existing: boolean };
         try {
-          replyMsg = await conn.nc.request(subjects.submit(), encodeMessage(request).data, { timeout: 10_000 });
-        } catch (cause) {
-          throw new CliError(
-            ExitCode.Unavailable,
-            `no host answered on ${subjects.submit()} (${(cause as Error).message}); start one with \`errand up\` or the host service`,
-            { cause },
-          );
+          reply = await (await createClient(conn, target.prefix)).submit(goal, {
+            ...(opts.agent ? { agent: opts.agent } : {}),
+            ...(opts.input ? { input: opts.input } : {}),
+            ...(Object.keys(opts.label).length ? { labels: opts.label } : {}),
+            ...(opts.id ? { agentId: opts.id } : {}),
+            ...(opts.model ? { model: opts.model } : {}),
+            ...(opts.system ? { system: opts.system } : {}),
+            ...(opts.tools?.length ? { tools: opts.tools } : {}),
+            ...(opts.notify.length ? { notify: opts.notify as Message<'submit.request'>['notify'] } : {}),
+            ...(budgetOf(opts) ? { budget: budgetOf(opts) } : {}),
+            submittedBy: { id: process.env.USER ?? 'cli', channel: 'cli' },
+          });
+        } catch (err) {
+          if (!(err instanceof ClientError)) throw err;
+          const exit = err.code === ClientErrorCode.NoHost ? ExitCode.Unavailable : err.reason === 'ERR_UNKNOWN_AGENT' ? ExitCode.NotFound : ExitCode.Failed;
+          throw new CliError(exit, err.message, { cause: err });
         }
-        const reply = decodeMessage(replyMsg.data, { contentType: replyMsg.headers?.get('Content-Type'), expect: 'submit.reply' });
-        if (reply.error || !reply.agentId) {
-          throw new CliError(reply.error?.code === 'ERR_UNKNOWN_AGENT' ? ExitCode.NotFound : ExitCode.Failed, `the host refused the goal: ${reply.error?.message}`);
-        }
-        const agentId = reply.agentId;
+        const { agentId } = reply;
         if (!opts.wait) {
-          if (opts.json) printJson({ ok: true, agentId, existing: reply.existing ?? false });
+          if (opts.json) printJson({ ok: true, agentId, existing: reply.existing });
           else process.stdout.write(`${agentId}${reply.existing ? '  (already existed)' : ''}\n`);
           return;
         }
