@@ -15,8 +15,11 @@ import {
 } from '@errand/protocols';
 import { deadLetter, headers, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
 import type { AgentRegistry } from './agent-definition.js';
-import { readCatalog, toolsForGoal } from './catalog.js';
+import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
 import { newAgentId } from './ids.js';
+
+/** How stale the tool catalog intake hands to goals may be (runners heartbeat every 5 s). */
+const CATALOG_MAX_AGE_MS = 2000;
 
 export interface IntakeOptions {
   nc: NatsConnection;
@@ -45,6 +48,15 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
   const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, defaultNotify: [], ...options };
   const log = o.logger.child({ component: 'intake' });
 
+  // The catalog changes at heartbeat pace (seconds); reading every key of it for each submit would
+  // put a scan of the bucket on the intake path. Read it at most every CATALOG_MAX_AGE_MS.
+  let catalog: { at: number; tools: LiveTool[] } | undefined;
+  const liveCatalog = async (kv: KV): Promise<LiveTool[]> => {
+    const now = o.now();
+    if (!catalog || now - catalog.at > CATALOG_MAX_AGE_MS) catalog = { at: now, tools: await readCatalog(kv, now) };
+    return catalog.tools;
+  };
+
   const reply = (msg: Msg, format: WireFormat, body: Message<'submit.reply'>) => {
     if (!msg.reply) return;
     const encoded = encodeMessage(body, { format });
@@ -71,7 +83,7 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
       const { v: _v, kind: _k, agentId: _a, ...goal } = request;
       if (o.tools && goal.input?.toolDefinitions === undefined) {
         const overrides = (goal.input?.toolPolicies ?? {}) as Record<string, 'auto' | 'ask' | 'deny'>;
-        const { definitions, policies, timeouts, askIfArgs } = toolsForGoal(await readCatalog(o.tools, o.now()), goal.tools, overrides);
+        const { definitions, policies, timeouts, askIfArgs } = toolsForGoal(await liveCatalog(o.tools), goal.tools, overrides);
         goal.input = { ...goal.input, toolDefinitions: definitions, toolPolicies: policies, toolTimeouts: timeouts, toolAskIfArgs: askIfArgs };
       }
       if (goal.notify === undefined && o.defaultNotify.length) goal.notify = o.defaultNotify;
