@@ -16,6 +16,7 @@ import { consumeMessages, ensureConsumer, openBucket, type DeadLetterTarget, typ
 import type { AgentRegistry } from './agent-definition.js';
 import type { CrashHook } from './crash-points.js';
 import { startIntake } from './intake.js';
+import { collectGarbage, DEFAULT_GC_INTERVAL_MS, DEFAULT_RETENTION_MS } from './retention.js';
 import { StepExecutor } from './step-executor.js';
 import { createTimerHandler } from './timers.js';
 
@@ -40,10 +41,14 @@ export interface HostOptions {
    * It is how long the agents of a host that died wait to be taken over; steps take milliseconds.
    */
   ackWaitMs: number;
+  /** Finished agents (record and journal) are removed this long after they ended. */
+  retentionMs: number;
+  /** How often this host sweeps for finished agents past `retentionMs`; 0: never (run `errand gc`). */
+  gcIntervalMs: number;
 }
 
 export function defaultHostOptions(): Omit<HostOptions, 'conn' | 'registry'> {
-  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000, defaultNotify: [] };
+  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000, defaultNotify: [], retentionMs: DEFAULT_RETENTION_MS, gcIntervalMs: DEFAULT_GC_INTERVAL_MS };
 }
 
 /** A running host. */
@@ -133,15 +138,56 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
   await conn.nc.flush();
   logger.info({ prefix: o.prefix, concurrency: o.concurrency, agents: o.registry.list().map((d) => `${d.id}@${d.version}`) }, 'host ready');
 
+  const gc = o.gcIntervalMs > 0 ? startGcLoop(o, logger) : undefined;
+
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       logger.info({}, 'host stopping: finishing steps in flight');
+      await gc?.stop();
       if (intake) await intake.drain().catch(() => intake.unsubscribe());
       await Promise.all([inbox.stop(), timers?.stop()]);
       logger.info({}, 'host stopped');
     })());
   return { stop, [Symbol.asyncDispose]: stop };
+}
+
+/**
+ * Sweeps for finished agents past the retention every `gcIntervalMs` (jittered, so hosts started
+ * together do not sweep together; the first sweep comes within one interval of the start). Sweeps
+ * never overlap; a failed one is logged and the next goes ahead.
+ */
+function startGcLoop(o: HostOptions, logger: Logger): { stop(): Promise<void> } {
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  let sweeping: Promise<void> = Promise.resolve();
+  const sweep = async () => {
+    const started = o.now();
+    try {
+      const r = await collectGarbage({ conn: o.conn, prefix: o.prefix, olderThanMs: o.retentionMs, now: started, logger, signal: abort.signal });
+      if (r.removed.length > 0) {
+        logger.info({ removed: r.removed.length, scanned: r.scanned, kept: r.kept, retentionMs: o.retentionMs, ms: o.now() - started }, `removed ${r.removed.length} finished agents past retention`);
+      }
+    } catch (err) {
+      if (!abort.signal.aborted) logger.warn({ err: (err as Error).message }, 'retention sweep failed; trying again next interval');
+    }
+  };
+  const schedule = (delayMs: number) => {
+    if (abort.signal.aborted) return;
+    timer = setTimeout(() => {
+      sweeping = sweep().then(() => schedule(o.gcIntervalMs * (0.8 + 0.4 * Math.random())));
+    }, delayMs);
+    // The sweep alone does not keep a process alive.
+    timer.unref();
+  };
+  schedule(o.gcIntervalMs * Math.random());
+  return {
+    async stop() {
+      abort.abort();
+      clearTimeout(timer);
+      await sweeping;
+    },
+  };
 }
 
 /** The id a step remembers a message by: its Nats-Msg-Id, or where it sits in the stream. */
