@@ -157,6 +157,9 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
  * together do not sweep together; the first sweep comes within one interval of the start). Sweeps
  * never overlap; a failed one is logged and the next goes ahead.
  */
+/** setTimeout's limit (about 24.8 days); a longer delay would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function startGcLoop(o: HostOptions, logger: Logger): { stop(): Promise<void> } {
   const abort = new AbortController();
   let timer: NodeJS.Timeout | undefined;
@@ -176,7 +179,7 @@ function startGcLoop(o: HostOptions, logger: Logger): { stop(): Promise<void> } 
     if (abort.signal.aborted) return;
     timer = setTimeout(() => {
       sweeping = sweep().then(() => schedule(o.gcIntervalMs * (0.8 + 0.4 * Math.random())));
-    }, delayMs);
+    }, Math.min(delayMs, MAX_TIMER_MS));
     // The sweep alone does not keep a process alive.
     timer.unref();
   };

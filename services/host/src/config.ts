@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { ConnectOptions } from '@errand/nats';
 import { NotifyRuleSchema, type NotifyRule } from '@errand/protocols';
-import { CRASH_POINTS, isCrashPoint, type CrashPoint } from '@errand/runtime';
+import { CRASH_POINTS, DEFAULT_GC_INTERVAL_MS, DEFAULT_RETENTION_MS, DURATION_FORMAT, isCrashPoint, parseDuration, type CrashPoint } from '@errand/runtime';
 import { ConfigError, envConnect, envFlag, envInt, envPrefix } from '@errand/service';
 
 /** The host's configuration, parsed once from the environment. */
@@ -20,6 +20,23 @@ export interface HostConfig {
   logLevel: string;
   /** `ERRAND_CRASH_AT=point[:n]`: SIGKILL at the n-th time the point is reached (default 1). */
   crashAt: { point: CrashPoint; nth: number } | undefined;
+  /** `ERRAND_RETENTION`: how long finished agents are kept. */
+  retentionMs: number;
+  /** `ERRAND_GC_INTERVAL_MS`: how often the host removes finished agents past retention (0: never). */
+  gcIntervalMs: number;
+}
+
+/** `ERRAND_RETENTION`: a duration above 0 (removing agents the moment they end is `errand gc --older-than 0`'s job). */
+function parseRetention(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return DEFAULT_RETENTION_MS;
+  let ms: number;
+  try {
+    ms = parseDuration(raw);
+  } catch {
+    throw new ConfigError(`ERRAND_RETENTION must be ${DURATION_FORMAT}, got '${raw}'`);
+  }
+  if (ms <= 0) throw new ConfigError(`ERRAND_RETENTION must be above 0, got '${raw}'; to keep finished agents forever set ERRAND_GC_INTERVAL_MS=0`);
+  return ms;
 }
 
 function parseNotify(raw: string | undefined): NotifyRule[] {
@@ -59,5 +76,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     defaultNotify: parseNotify(env.ERRAND_DEFAULT_NOTIFY),
     logLevel: env.LOG_LEVEL || 'info',
     crashAt,
+    retentionMs: parseRetention(env.ERRAND_RETENTION),
+    gcIntervalMs: envInt(env, 'ERRAND_GC_INTERVAL_MS', DEFAULT_GC_INTERVAL_MS, 0),
   };
 }
