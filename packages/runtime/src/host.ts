@@ -152,14 +152,14 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
   return { stop, [Symbol.asyncDispose]: stop };
 }
 
+/** setTimeout's limit (about 24.8 days); a longer delay would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * Sweeps for finished agents past the retention every `gcIntervalMs` (jittered, so hosts started
  * together do not sweep together; the first sweep comes within one interval of the start). Sweeps
  * never overlap; a failed one is logged and the next goes ahead.
  */
-/** setTimeout's limit (about 24.8 days); a longer delay would fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 function startGcLoop(o: HostOptions, logger: Logger): { stop(): Promise<void> } {
   const abort = new AbortController();
   let timer: NodeJS.Timeout | undefined;
