@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerAgentCommands } from './commands/agents.js';
+import { registerGc } from './commands/gc.js';
 import { registerMcp } from './commands/mcp.js';
 import { registerMockLlm } from './commands/mock-llm.js';
 import { registerProvision } from './commands/provision.js';
@@ -37,6 +38,7 @@ registerUp(program);
 registerProvision(program);
 registerSubmit(program);
 registerAgentCommands(program);
+registerGc(program);
 registerMockLlm(program);
 registerMcp(program);
 
