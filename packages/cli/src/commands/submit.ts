@@ -1,12 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
-import { openBucket } from '@errand/nats';
 import { ClientError, ClientErrorCode, createClient } from '@errand/client';
-import { createSubjects, decodeMessage, decodeRecord, resourceNames, type AgentRecord, type Message } from '@errand/protocols';
+import { createSubjects, type AgentRecord, type Logger, type Message } from '@errand/protocols';
 import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { createLogger } from '../logger.js';
+import { followAgent } from '../follow.js';
 import { CliError, printJson } from '../output.js';
+import { formatLine, isTerminal, ProgressModel, type ProgressLine } from '../progress.js';
 
 interface SubmitOptions extends GlobalOptions {
   agent?: string;
@@ -37,7 +38,7 @@ function parseJsonObject(value: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-function collectLabel(value: string, previous: Record<string, string>): Record<string, string> {
+export function collectLabel(value: string, previous: Record<string, string>): Record<string, string> {
   const eq = value.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError('labels are key=value.');
   return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
@@ -81,7 +82,7 @@ export function registerSubmit(program: Command): void {
     .option('--max-cost <usd>', 'budget: model cost in USD', parsePositive)
     .option('--max-time <seconds>', 'budget: wall-clock time', parsePositive)
     .option('-n, --notify <channel[:topics]>', 'notify a channel (topics: done,failed,approval,input,budget,stuck; all by default); repeatable', collectNotify, [])
-    .option('-w, --wait', 'stay until the agent ends, printing each step; exit 0 when done, 1 when it failed or was cancelled')
+    .option('-w, --wait', 'stay until the agent ends, printing a line per progress event; exit 0 when done, 1 when it failed or was cancelled')
     .option('--timeout <seconds>', 'with --wait: give up after this long (the agent keeps running)', parseSeconds, 3600)
     .addHelpText(
       'after',
@@ -126,7 +127,7 @@ Examples:
           return;
         }
         if (!opts.json) process.stdout.write(`${agentId}\n`);
-        const record = await waitForEnd(conn, target.prefix, agentId, opts.timeout * 1000, opts.json ? undefined : (line) => process.stdout.write(`${line}\n`));
+        const record = await waitForEnd(conn, target.prefix, agentId, opts.timeout * 1000, opts.json ? undefined : (line) => process.stdout.write(`${line}\n`), logger);
         if (opts.json) printJson({ ok: record.status === 'done', agentId, status: record.status, output: record.output, error: record.error });
         else if (record.status === 'done') process.stdout.write(`done: ${JSON.stringify(record.output)}\n`);
         else process.stdout.write(`${record.status}: ${record.error?.message ?? ''}\n`);
@@ -147,59 +148,28 @@ function budgetOf(o: SubmitOptions): Message<'submit.request'>['budget'] {
   return Object.keys(b).length ? b : undefined;
 }
 
-/** Prints each journaled step as it happens and resolves with the record once the agent ended. */
+/**
+ * Follows the agent until it ends, printing a line per progress event (its children's too), and
+ * resolves with its final record. The agent may not have a record yet: the host creates it when
+ * it takes the goal.
+ */
 async function waitForEnd(
   conn: Awaited<ReturnType<typeof connectTo>>,
   prefix: string,
   agentId: string,
   timeoutMs: number,
   print: ((line: string) => void) | undefined,
+  logger: Logger,
 ): Promise<AgentRecord> {
-  const subjects = createSubjects(prefix);
-  const names = resourceNames(prefix);
-  // An ordered consumer on the agent's journal: every step so far, then each new one.
-  const journal = await conn.js.consumers.get(names.streams.events, { filter_subjects: subjects.agentEvent(agentId, 'step') });
-  const steps = await journal.consume();
-  let printed = 0;
-  let caughtUp: (() => void) | undefined;
-  let upTo = Number.POSITIVE_INFINITY;
-  void (async () => {
-    for await (const msg of steps) {
-      try {
-        const s = decodeMessage(msg.data, { expect: 'event.step' });
-        if (s.step <= printed) continue;
-        printed = s.step;
-        print?.(`  step ${s.step}  ${s.event.type}  → ${JSON.stringify(s.state)} (${s.status})`);
-        if (printed >= upTo) caughtUp?.();
-      } catch {
-        // progress is best effort; the record below is the truth
-      }
-    }
-  })();
-  /** Lets the journal printing catch up with the record (it may lag by a message). */
-  const drain = (step: number) =>
-    new Promise<void>((resolve) => {
-      if (printed >= step || !print) return resolve();
-      upTo = step;
-      caughtUp = resolve;
-      setTimeout(resolve, 2000);
-    });
-  const kv = await openBucket(conn, names.buckets.agents);
-  const watch = await kv.watch({ key: agentId });
-  const timer = setTimeout(() => watch.stop(), timeoutMs);
-  try {
-    for await (const e of watch) {
-      if (e.operation !== 'PUT') continue;
-      const r = decodeRecord(e.value);
-      if (r.status === 'done' || r.status === 'failed' || r.status === 'cancelled') {
-        await drain(r.step);
-        return r;
-      }
-    }
-    throw new CliError(ExitCode.Failed, `agent ${agentId} did not end within ${timeoutMs / 1000} s; it keeps running`);
-  } finally {
-    clearTimeout(timer);
-    watch.stop();
-    await steps.close();
+  const model = new ProgressModel(agentId, createSubjects(prefix));
+  const signal = AbortSignal.timeout(timeoutMs);
+  const show = (lines: ProgressLine[]) => {
+    for (const l of lines) print?.(formatLine(model, l));
+  };
+  await followAgent({ conn, prefix, model, live: true, signal, logger, onEvent: (_e, lines) => show(lines), onRecord: (_r, lines) => show(lines) });
+  const record = model.root.record;
+  if (signal.aborted || !record || !isTerminal(record.status)) {
+    throw new CliError(ExitCode.Failed, `agent ${agentId} did not end within ${timeoutMs / 1000} s; it keeps running (follow it with \`errand watch ${agentId}\`)`);
   }
+  return record;
 }
