@@ -125,6 +125,8 @@ export async function followAgent(o: FollowOptions): Promise<void> {
       await messages.close();
       await consumer.delete().catch(() => false);
     };
+    // Found just as following ended: the close above may have run before this one was ready.
+    if (stopped) return t.close();
     const first = await kv.get(agentId).catch(() => null);
     if (first && first.operation === 'PUT') applyRecord(t, first.revision, first.value);
     t.recordLoaded = true;
