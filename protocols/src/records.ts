@@ -31,6 +31,8 @@ export const OutboxEntrySchema = z.object({
   msgId: z.string().min(1),
   /** The message itself (its `kind` says which schema). */
   message: z.looseObject({ kind: z.string() }),
+  /** W3C trace context of the step that sent it, published as the `traceparent` header. */
+  traceparent: z.string().optional(),
 });
 export type OutboxEntry = z.infer<typeof OutboxEntrySchema>;
 
@@ -47,6 +49,8 @@ export const AgentRecordSchema = z.object({
   goal: z.string(),
   labels: z.record(z.string(), z.string()).optional(),
   parent: z.object({ agentId, ref: z.string().min(1) }).optional(),
+  /** The W3C `traceparent` the goal arrived with: the agent's trace, for messages that carry none. */
+  trace: z.string().optional(),
   /** Children by the parent's reference for them. */
   children: z.record(z.string(), z.object({ agentId, status: z.enum(AGENT_STATUSES) })),
   /** Live timers by XState send id; a firing whose key differs was cancelled or superseded. */

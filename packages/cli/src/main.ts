@@ -8,6 +8,7 @@ import { registerMockLlm } from './commands/mock-llm.js';
 import { registerProvision } from './commands/provision.js';
 import { registerSubmit } from './commands/submit.js';
 import { registerUp } from './commands/up.js';
+import { registerWorker } from './commands/worker.js';
 import { ExitCode } from './exit-codes.js';
 import { exitCodeOf, printError } from './output.js';
 
@@ -35,6 +36,7 @@ Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 NATS unavailable.`,
   );
 
 registerUp(program);
+registerWorker(program);
 registerProvision(program);
 registerSubmit(program);
 registerAgentCommands(program);

@@ -15,16 +15,22 @@ export class CliError extends ErrandError {
 
 const unavailable = new Set<string>([NatsErrorCode.ConnectFailed, NatsErrorCode.JetStreamUnavailable, NatsErrorCode.ServerNotFound]);
 
+/** A service setting that cannot be used (`ConfigError` of @errand/service): the message says which and why. */
+function isConfigError(err: unknown): boolean {
+  return err instanceof Error && (err as { code?: unknown }).code === 'ERR_CONFIG';
+}
+
 /** The exit code for an error that reached the command's edge. */
 export function exitCodeOf(err: unknown): ExitCode {
   if (err instanceof CliError) return err.exitCode;
+  if (isConfigError(err)) return ExitCode.Usage;
   if (err instanceof ErrandError && unavailable.has(err.code)) return ExitCode.Unavailable;
   return ExitCode.Failed;
 }
 
 /** Prints an error once, at the edge: as JSON with `--json`, as a sentence otherwise. */
 export function printError(err: unknown, json: boolean): void {
-  const code = err instanceof ErrandError ? err.code : 'ERR_UNEXPECTED';
+  const code = err instanceof ErrandError || isConfigError(err) ? (err as { code: string }).code : 'ERR_UNEXPECTED';
   const message = err instanceof Error ? err.message : String(err);
   if (json) {
     process.stdout.write(`${JSON.stringify({ ok: false, error: { code, message } })}\n`);

@@ -1,4 +1,5 @@
-import { openBucket, type ErrandConnection, type KV } from '@errand/nats';
+import { headers, openBucket, type ErrandConnection, type KV } from '@errand/nats';
+import { newTraceparent, TRACEPARENT, traceIdOf } from '@errand/telemetry';
 import {
   createSubjects,
   decodeMessage,
@@ -77,8 +78,11 @@ export type SubmitOptions = Omit<Message<'submit.request'>, 'v' | 'kind' | 'goal
 /** The Errand client: everything a user does to agents, over NATS. */
 export interface ErrandClient {
   readonly subjects: Subjects;
-  /** Hands a goal to a host; resolves with the agent id. Throws `ERR_NO_HOST` or `ERR_REFUSED`. */
-  submit(goal: string, options?: SubmitOptions): Promise<{ agentId: string; existing: boolean }>;
+  /**
+   * Hands a goal to a host; resolves with the agent id and the id of the trace the agent's work
+   * joins (`traceparent` continues one of yours). Throws `ERR_NO_HOST` or `ERR_REFUSED`.
+   */
+  submit(goal: string, options?: SubmitOptions, trace?: { traceparent?: string }): Promise<{ agentId: string; existing: boolean; traceId: string }>;
   /** The agent's record, or undefined. */
   record(agentId: string): Promise<AgentRecord | undefined>;
   get(agentId: string): Promise<AgentSummary>;
@@ -104,17 +108,20 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
   };
   return {
     subjects,
-    async submit(goal, options = {}) {
+    async submit(goal, options = {}, trace = {}) {
       const request: Message<'submit.request'> = { v: MESSAGE_VERSION, kind: 'submit.request', goal, ...options };
+      const traceparent = trace.traceparent ?? newTraceparent();
+      const h = headers();
+      h.set(TRACEPARENT, traceparent);
       let reply;
       try {
-        reply = await conn.nc.request(subjects.submit(), encodeMessage(request).data, { timeout: 10_000 });
+        reply = await conn.nc.request(subjects.submit(), encodeMessage(request).data, { timeout: 10_000, headers: h });
       } catch (err) {
         throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}); start one with \`errand up\` or the host service`);
       }
       const answer = decodeMessage(reply.data, { contentType: reply.headers?.get('Content-Type'), expect: 'submit.reply' });
       if (!answer.agentId) throw new ClientError(ClientErrorCode.Refused, `the host refused the goal: ${answer.error?.message}`, undefined, answer.error?.code);
-      return { agentId: answer.agentId, existing: answer.existing ?? false };
+      return { agentId: answer.agentId, existing: answer.existing ?? false, traceId: traceIdOf(traceparent) ?? '' };
     },
     record,
     get: async (agentId) => summarize(await must(agentId)),

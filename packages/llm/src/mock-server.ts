@@ -20,6 +20,8 @@ export interface MockStep {
   match?: string;
   /** Texts the request's messages must contain; a miss answers 400 and is recorded. */
   expect?: { contains?: string[]; notContains?: string[] };
+  /** Never used up: answers every request that reaches it (a fallback, as the last step). */
+  repeat?: boolean;
   /** Wait this long before answering (to cancel during a call). */
   delayMs?: number;
   reply?: { content?: string; toolCalls?: MockToolCall[]; finishReason?: string; usage?: { inputTokens: number; outputTokens: number } };
@@ -100,8 +102,8 @@ export async function startMockLlm(script: MockScript, options: Partial<MockLlmO
       failures.push(`request ${requests.length}: no script step left for it (last message: ${JSON.stringify(body.messages.at(-1)?.content ?? '').slice(0, 200)})`);
       return json(res, 400, { error: { message: 'mock-llm: the script has no step left for this request', type: 'invalid_request_error' } });
     }
-    used.add(index);
     const step = script.steps[index]!;
+    if (!step.repeat) used.add(index);
     const missing = (step.expect?.contains ?? []).filter((t) => !text.includes(t));
     const unwanted = (step.expect?.notContains ?? []).filter((t) => text.includes(t));
     if (missing.length || unwanted.length) {
@@ -174,7 +176,7 @@ export async function startMockLlm(script: MockScript, options: Partial<MockLlmO
     url: `http://${options.host ?? '127.0.0.1'}:${port}/v1`,
     requests,
     failures,
-    remaining: () => script.steps.length - used.size,
+    remaining: () => script.steps.filter((s) => !s.repeat).length - used.size,
     aborted: () => abortedCount,
     until(condition, timeoutMs = 30_000) {
       if (condition(mock)) return Promise.resolve();

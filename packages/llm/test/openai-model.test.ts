@@ -78,4 +78,18 @@ describe('the OpenAI model over the scripted server', () => {
     expect(result).toMatchObject({ code: LlmErrorCode.BadRequest });
     expect(mock.failures).toEqual(['step 1: missing "a word nobody said"']);
   });
+
+  it('answers every later request with a repeating step, after the one-shot steps are used', async () => {
+    const mock = await startMockLlm({ steps: [{ reply: { content: 'first' } }, { repeat: true, reply: { content: 'again' } }] });
+    try {
+      const model = createOpenAIModel({ baseURL: mock.url, stream: false });
+      const texts = [];
+      for (let i = 0; i < 3; i++) texts.push((await model.complete(request)).message.content);
+      expect(texts).toEqual(['first', 'again', 'again']);
+      expect(mock.remaining()).toBe(0);
+      expect(mock.failures).toEqual([]);
+    } finally {
+      await mock.close();
+    }
+  });
 });

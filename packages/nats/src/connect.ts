@@ -5,6 +5,8 @@ import { silentLogger, type Logger } from '@errand/protocols';
 import { NatsError, NatsErrorCode } from './errors.js';
 import { serverFeatures, warnAboutDurability, type ServerFeatures } from './features.js';
 
+const warnedAbout = new Set<string>();
+
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
 export interface ConnectOptions {
@@ -108,7 +110,8 @@ export async function connect(options: Partial<ConnectOptions> = {}): Promise<Er
       `the NATS server at ${nc.getServer()} runs without JetStream; start it with -js (or 'jetstream {}' in its config)`,
     );
   }
-  warnAboutDurability(features, logger);
+  // Once per process and server version: `errand up` connects every service to the same server.
+  if (!warnedAbout.has(features.version.text) && warnAboutDurability(features, logger)) warnedAbout.add(features.version.text);
 
   const js = jetstream(nc, { timeout: o.timeoutMs });
   let closing: Promise<void> | undefined;

@@ -1,3 +1,4 @@
+import { metrics, watchConsumerPending } from '@errand/telemetry';
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import {
   CodecError,
@@ -75,8 +76,11 @@ export async function consumeMessages<K extends MessageKind>(
   const logger = o.logger.child({ component: 'consumer', origin: o.deadLetter.origin });
   const messages = await o.consumer.consume({ max_messages: Math.max(10, o.concurrency * 2) });
   const inflight = new Set<Promise<void>>();
+  const origin = o.deadLetter.origin;
+  const stopWatching = watchConsumerPending(origin, async () => (await o.consumer.info()).num_pending);
 
   const process = async (msg: JsMsg): Promise<void> => {
+    if (msg.info.redelivered) metrics.redeliveries.inc({ consumer: origin });
     let message: Message<K>;
     try {
       message = decodeMessage<K>(msg.data, { contentType: msg.headers?.get(Header.ContentType), expect: o.expect });
@@ -85,6 +89,7 @@ export async function consumeMessages<K extends MessageKind>(
       if (!(err instanceof CodecError)) throw err;
       await deadLetter(o.deadLetter, deadMessageOf(msg), err);
       msg.ack();
+      metrics.deadLettered.inc({ consumer: origin });
       logger.warn({ subject: msg.subject, seq: msg.seq, code: err.code, agentId: err.agentId }, `dead-lettered: ${err.message}`);
       return;
     }
@@ -102,6 +107,7 @@ export async function consumeMessages<K extends MessageKind>(
         };
         await deadLetter(o.deadLetter, deadMessageOf(msg), reason);
         msg.ack();
+        metrics.deadLettered.inc({ consumer: origin });
         logger.error({ err, subject: msg.subject, seq: msg.seq, agentId, deliveries }, 'handler keeps failing; dead-lettered');
       } else {
         const delay = o.retryDelayMs(deliveries);
@@ -123,7 +129,7 @@ export async function consumeMessages<K extends MessageKind>(
       if (inflight.size >= o.concurrency) await Promise.race(inflight);
     }
     await Promise.all(inflight);
-  })();
+  })().finally(stopWatching);
 
   let stopping: Promise<void> | undefined;
   return {

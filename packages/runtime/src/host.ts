@@ -1,3 +1,4 @@
+import { traceparentFrom } from '@errand/telemetry';
 import {
   CodecError,
   CodecErrorCode,
@@ -91,7 +92,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     logger,
     validate: (message, msg) => checkEnvelope(subjects, message, msg),
     handle: async (message, msg) => {
-      await executor.run(message, inboxIdOf(msg));
+      await executor.run(message, inboxIdOf(msg), traceparentFrom(msg.headers));
       o.crash('host.before-ack');
     },
   });

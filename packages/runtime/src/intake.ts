@@ -13,6 +13,7 @@ import {
   type Subjects,
   type WireFormat,
 } from '@errand/protocols';
+import { startSpan, TRACEPARENT, traceparentFrom } from '@errand/telemetry';
 import { deadLetter, headers, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
 import type { AgentRegistry } from './agent-definition.js';
 import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
@@ -88,8 +89,16 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
       }
       if (goal.notify === undefined && o.defaultNotify.length) goal.notify = o.defaultNotify;
       const message: Message<'goal'> = { v: MESSAGE_VERSION, kind: 'goal', agentId, ...goal, agent, at: o.now() };
-      await o.js.publish(o.subjects.agentIn(agentId, 'goal'), encodeMessage(message).data, { msgID: `goal:${agentId}` });
-      log.info({ agentId, agent }, 'goal accepted');
+      // The goal's trace starts at the submitter (or here): every step and command of the agent joins it.
+      const span = startSpan('errand.submit', traceparentFrom(msg.headers), { 'errand.agent_id': agentId, 'errand.agent': agent });
+      const h = headers();
+      h.set(TRACEPARENT, span.traceparent);
+      try {
+        await o.js.publish(o.subjects.agentIn(agentId, 'goal'), encodeMessage(message).data, { msgID: `goal:${agentId}`, headers: h });
+      } finally {
+        span.end();
+      }
+      log.info({ agentId, agent, traceId: span.traceId }, 'goal accepted');
       reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', agentId });
     } catch (err) {
       const code = err instanceof ErrandError ? err.code : 'ERR_INTERNAL';

@@ -9,7 +9,8 @@ import {
   type MessageInput,
   type Subjects,
 } from '@errand/protocols';
-import { isRevisionConflict, type JetStreamClient, type KV } from '@errand/nats';
+import { headers, isRevisionConflict, type JetStreamClient, type KV } from '@errand/nats';
+import { metrics, startSpan, TRACEPARENT, type ErrandSpan } from '@errand/telemetry';
 import type { AgentRegistry } from './agent-definition.js';
 import { decide, type Decision } from './apply.js';
 import type { CrashHook } from './crash-points.js';
@@ -54,18 +55,40 @@ export class StepExecutor {
     this.o = { logger: silentLogger, crash: () => {}, now: Date.now, cacheSize: 10_000, maxAttempts: 20, ...options };
   }
 
-  /** Applies one inbox message to its agent. Throws {@link RuntimeError} when it cannot be applied here. */
-  async run(message: InboxMessage, inboxId: string): Promise<StepOutcome> {
+  /**
+   * Applies one inbox message to its agent. `traceparent` is the message's trace context (the
+   * agent's own trace is used when it has none). Throws {@link RuntimeError} when it cannot be
+   * applied here.
+   */
+  async run(message: InboxMessage, inboxId: string, traceparent?: string): Promise<StepOutcome> {
     const agentId = message.agentId;
-    return this.serialized(agentId, () => this.step(message, inboxId));
+    const started = performance.now();
+    const seen: { machine?: string; span?: ErrandSpan } = {};
+    try {
+      const outcome = await this.serialized(agentId, () => this.step(message, inboxId, traceparent, seen));
+      metrics.steps.inc({ agent: seen.machine ?? 'unknown', outcome });
+      metrics.stepSeconds.observe({ outcome }, (performance.now() - started) / 1000);
+      seen.span?.end();
+      return outcome;
+    } catch (err) {
+      metrics.steps.inc({ agent: seen.machine ?? 'unknown', outcome: 'error' });
+      seen.span?.end(err);
+      throw err;
+    }
   }
 
-  private async step(message: InboxMessage, inboxId: string): Promise<StepOutcome> {
+  private async step(message: InboxMessage, inboxId: string, traceparent: string | undefined, seen: { machine?: string; span?: ErrandSpan }): Promise<StepOutcome> {
     const { agentId } = message;
-    const log = this.o.logger.child({ agentId });
+    let log = this.o.logger.child({ agentId });
     for (let attempt = 1; ; attempt++) {
       const loaded = await this.load(agentId, attempt > 1);
       this.o.crash('host.after-load');
+      if (!seen.span) {
+        seen.span = startSpan('errand.step', traceparent ?? loaded?.record.trace, { 'errand.agent_id': agentId, 'errand.event': message.kind });
+        log = log.child({ traceId: seen.span.traceId });
+      }
+      const span = seen.span;
+      seen.machine = loaded?.record.machine.id ?? seen.machine;
       // A record read from KV may carry an outbox whose publishing a crash interrupted. It is
       // published (again: consumers de-duplicate) before a new step can replace it.
       if (loaded && !loaded.cached) await this.publish(loaded.record);
@@ -80,6 +103,12 @@ export class StepExecutor {
         else log.debug({ inboxId, kind: message.kind }, 'message already applied');
         return decision.type;
       }
+
+      // The step's trace context goes on the record (for a new agent) and on every command it sends.
+      if (decision.created) decision.record.trace = traceparent ?? span.traceparent;
+      for (const entry of decision.record.outbox) entry.traceparent ??= span.traceparent;
+      seen.machine = decision.record.machine.id;
+      span.setAttributes({ 'errand.step': decision.record.step, 'errand.machine': decision.record.machine.id });
 
       let revision: number;
       try {
@@ -97,6 +126,7 @@ export class StepExecutor {
       this.o.crash('host.after-commit');
       try {
         await this.publish(decision.record);
+        for (const entry of decision.record.outbox) metrics.commandsPublished.inc({ kind: entry.message.kind });
       } catch (err) {
         this.cache.delete(agentId);
         throw err;
@@ -104,6 +134,7 @@ export class StepExecutor {
       this.o.crash('host.after-publish');
       this.remember(agentId, decision.record, revision);
       const r = decision.record;
+      log.debug({ step: r.step, kind: message.kind, status: r.status, commands: r.outbox.length }, 'step committed');
       if (r.status === 'failed' && r.error) log.warn({ step: r.step, code: r.error.code }, `agent failed: ${r.error.message}`);
       return 'commit';
     }
@@ -112,9 +143,13 @@ export class StepExecutor {
   /** Publishes a record's outbox, each command under its idempotency key. */
   private async publish(record: AgentRecord): Promise<void> {
     await Promise.all(
-      record.outbox.map((entry) =>
-        this.o.js.publish(entry.subject, encodeMessage(entry.message as MessageInput).data, { msgID: entry.msgId }),
-      ),
+      record.outbox.map((entry) => {
+        const encoded = encodeMessage(entry.message as MessageInput);
+        const h = headers();
+        if (entry.traceparent) h.set(TRACEPARENT, entry.traceparent);
+        if (encoded.contentType) h.set('Content-Type', encoded.contentType);
+        return this.o.js.publish(entry.subject, encoded.data, { msgID: entry.msgId, headers: h });
+      }),
     );
   }
 

@@ -1,6 +1,8 @@
 import { pino } from 'pino';
-import { connect, connectOptionsFromEnv, type ConnectOptions, type ErrandConnection } from '@errand/nats';
-import { assertPrefix, DEFAULT_PREFIX, type Logger } from '@errand/protocols';
+import pinoPretty from 'pino-pretty';
+import { connect, connectOptionsFromEnv, type ConnectOptions, type ErrandConnection, type NatsConnection } from '@errand/nats';
+import { setupTracing, startMetricsServer, type MetricsServer } from '@errand/telemetry';
+import { assertPrefix, createSubjects, DEFAULT_PREFIX, type Logger } from '@errand/protocols';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -46,13 +48,78 @@ export function envConnect(env: Env, name: string): Partial<ConnectOptions> {
   return { ...connectOptionsFromEnv(env), name, waitOnFirstConnect: true };
 }
 
-/** The process's root logger: JSON lines on stdout, bound to the service, secrets redacted. */
-export function createServiceLogger(service: string, level: string): Logger {
-  return pino({
-    level,
-    base: { service, pid: process.pid },
-    redact: { paths: ['apiKey', '*.apiKey', '*.token', '*.secret', '*.password', 'headers.authorization'], censor: '[redacted]' },
-  }) as unknown as Logger;
+const REDACT = ['apiKey', '*.apiKey', 'token', '*.token', '*.secret', '*.password', 'authorization', '*.authorization', 'headers.authorization', 'headers.cookie'];
+
+/**
+ * Ships log lines to `<prefix>.logs.<service>` (the ERRAND_LOGS stream) without ever holding up
+ * the service: each line is a core NATS publish into the client's buffer. Lines written before
+ * {@link LogShipper.attach} wait in a small buffer; when NATS is away or the buffer is full, lines
+ * are dropped and counted (the next shipped line says how many).
+ */
+export class LogShipper {
+  private nc: NatsConnection | undefined;
+  private subject = '';
+  private early: string[] = [];
+  private dropped = 0;
+
+  constructor(private readonly maxEarly = 1000) {}
+
+  attach(nc: NatsConnection, subject: string): void {
+    this.nc = nc;
+    this.subject = subject;
+    const early = this.early;
+    this.early = [];
+    for (const line of early) this.write(line);
+  }
+
+  detach(): void {
+    this.nc = undefined;
+  }
+
+  /** pino's destination interface. */
+  write(line: string): void {
+    const nc = this.nc;
+    if (!nc) {
+      if (this.early.length < this.maxEarly) this.early.push(line);
+      else this.dropped += 1;
+      return;
+    }
+    if (nc.isClosed() || nc.isDraining()) {
+      this.dropped += 1;
+      return;
+    }
+    try {
+      if (this.dropped) {
+        nc.publish(this.subject, JSON.stringify({ level: 40, time: Date.now(), msg: `${this.dropped} log lines were not shipped (NATS was away or slow)` }));
+        this.dropped = 0;
+      }
+      nc.publish(this.subject, line);
+    } catch {
+      this.dropped += 1;
+    }
+  }
+}
+
+export interface ServiceLogger {
+  logger: Logger;
+  /** Ships the lines to NATS once attached. */
+  shipper: LogShipper;
+}
+
+/**
+ * The process's root logger for a service: JSON lines on stdout (pretty on a terminal unless
+ * `LOG_FORMAT=json`), bound to the service, secrets redacted, and shipped to NATS through
+ * the returned {@link LogShipper}.
+ */
+export function createServiceLogger(service: string, level: string, options: { stdout?: boolean; pretty?: boolean } = {}): ServiceLogger {
+  const shipper = new LogShipper();
+  const streams: { level: string; stream: { write(line: string): void } }[] = [{ level, stream: shipper }];
+  if (options.stdout !== false) {
+    const pretty = options.pretty ?? (process.stdout.isTTY === true && process.env.LOG_FORMAT !== 'json');
+    streams.push({ level, stream: pretty ? pinoPretty({ destination: 1, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }) : pino.destination(1) });
+  }
+  const logger = pino({ level, base: { service, pid: process.pid }, redact: { paths: REDACT, censor: '[redacted]' } }, pino.multistream(streams)) as unknown as Logger;
+  return { logger, shipper };
 }
 
 /** What a service's `start` returns: something to stop on SIGTERM/SIGINT. */
@@ -69,34 +136,79 @@ export interface ServiceDefinition<C> {
   start(context: { config: C; conn: ErrandConnection; logger: Logger }): Promise<Running>;
 }
 
+/** A service started in this process. */
+export interface StartedService extends Running {
+  readonly name: string;
+  readonly logger: Logger;
+  /** The Prometheus endpoint, when ERRAND_METRICS_PORT asked for one. */
+  readonly metrics: MetricsServer | undefined;
+}
+
+/**
+ * Starts a service in this process from an environment: parses its configuration (throws
+ * {@link ConfigError}), connects with its own connection, and starts it. `stop()` stops it and
+ * closes the connection. `errand up` starts every service this way; {@link runService} one.
+ */
+export async function startService<C>(
+  definition: ServiceDefinition<C>,
+  env: Env,
+  options: { logger?: (service: string, level: string) => ServiceLogger; connect?: Partial<ConnectOptions> } = {},
+): Promise<StartedService> {
+  const config = definition.parseConfig(env);
+  const service = definition.name.replace(/^errand-/, '');
+  const { logger, shipper } = (options.logger ?? createServiceLogger)(service, definition.logLevel(config));
+  const metricsPort = env.ERRAND_METRICS_PORT ? envInt(env, 'ERRAND_METRICS_PORT', 0, 0) : undefined;
+  const tracing = setupTracing(definition.name, env);
+  const conn = await connect({ ...definition.connect(config), ...options.connect, logger });
+  shipper.attach(conn.nc, createSubjects(envPrefix(env)).logs(service));
+  let running: Running | undefined;
+  let metricsServer: MetricsServer | undefined;
+  const stop = async () => {
+    await running?.stop();
+    await metricsServer?.close();
+    await tracing.flush().catch((err: unknown) => logger.warn({ err }, 'could not export the last spans'));
+    shipper.detach();
+    await conn.close();
+  };
+  try {
+    running = await definition.start({ config, conn, logger });
+    if (metricsPort !== undefined) {
+      metricsServer = await startMetricsServer({ port: metricsPort });
+      logger.info({ url: metricsServer.url }, `metrics at ${metricsServer.url}`);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  if (tracing.exporting) logger.info({}, 'exporting traces over OTLP');
+  return { name: service, logger, metrics: metricsServer, stop };
+}
+
 /**
  * Runs a service process: parses its configuration (a bad setting exits 2 with the reason),
  * connects, starts it, and on SIGTERM or SIGINT stops it gracefully and exits 0. A failure to
  * start is logged once and exits 1.
  */
-export async function runService<C>(definition: ServiceDefinition<C>): Promise<void> {
-  let config: C;
+export async function runService<C>(definition: ServiceDefinition<C>, env: Env = process.env): Promise<void> {
+  let started: StartedService;
   try {
-    config = definition.parseConfig(process.env);
+    started = await startService(definition, env);
   } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`${definition.name}: ${err.message}\n`);
-    process.exit(2);
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${definition.name}: ${err.message}\n`);
+      process.exit(2);
+    }
+    createServiceLogger(definition.name.replace(/^errand-/, ''), 'error').logger.error(
+      { err, code: (err as { code?: string }).code },
+      `${definition.name} failed to start: ${(err as Error).message}`,
+    );
+    process.exit(1);
   }
-  const logger = createServiceLogger(definition.name.replace(/^errand-/, ''), definition.logLevel(config));
-  try {
-    const conn = await connect({ ...definition.connect(config), logger });
-    const running = await definition.start({ config, conn, logger });
-    const shutdown = async (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      await running.stop();
-      await conn.close();
-      process.exit(0);
-    };
-    process.once('SIGTERM', () => void shutdown('SIGTERM'));
-    process.once('SIGINT', () => void shutdown('SIGINT'));
-  } catch (err) {
-    logger.error({ err, code: (err as { code?: string }).code }, `${definition.name} failed to start: ${(err as Error).message}`);
-    process.exit(err instanceof ConfigError ? 2 : 1);
-  }
+  const shutdown = async (signal: string) => {
+    started.logger.info({ signal }, 'shutting down');
+    await started.stop();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
 }

@@ -129,7 +129,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
       concurrency: o.concurrency,
       ackWaitMs: o.ackWaitMs,
       logger: log,
-      execute: async (cmd, { signal }) => {
+      execute: async (cmd, { signal, log: callLog }) => {
         const current = served.get(name);
         const started = Date.now();
         const result = (outcome: { output: unknown; truncated?: boolean; ref?: string } | { error: Message<'tool.result'>['error'] & object }): Message<'tool.result'> => ({
@@ -151,7 +151,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
             await effects.create(`started.${effectKey(cmd.key)}`, String(Date.now()));
           } catch (err) {
             if (!isRevisionConflict(err)) throw err;
-            log.warn({ agentId: cmd.agentId, key: cmd.key, tool: name }, 'a call that was started before is delivered again: not re-running it');
+            callLog.warn({ tool: name }, 'a call that was started before is delivered again: not re-running it');
             return result({
               error: {
                 code: ToolRunnerErrorCode.EffectUncertain,
@@ -161,7 +161,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
             });
           }
         }
-        log.info({ agentId: cmd.agentId, key: cmd.key, tool: name, idempotent: entry.idempotent }, 'tool call running');
+        callLog.info({ tool: name, idempotent: entry.idempotent }, 'tool call running');
         const limit = cmd.timeoutMs ?? entry.timeoutMs;
         const timeout = AbortSignal.timeout(limit);
         const callSignal = AbortSignal.any([signal, timeout]);
@@ -171,7 +171,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
           if (signal.aborted) throw err; // cancelled or shutting down: the worker decides
           if (timeout.aborted) return result({ error: { code: 'ERR_TOOL_TIMEOUT', message: `${name} took longer than ${limit} ms and was aborted`, retryable: true } });
           if (err instanceof ToolError) return result({ error: err.toErrorInfo() });
-          log.error({ err, agentId: cmd.agentId, tool: name }, 'tool failed unexpectedly');
+          callLog.error({ err, tool: name }, 'tool failed unexpectedly');
           return result({ error: { code: ToolRunnerErrorCode.Internal, message: `${name} failed: ${(err as Error).message}`, retryable: false } });
         }
       },

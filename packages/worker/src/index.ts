@@ -10,7 +10,8 @@ import {
   type Message,
   type MessageKind,
 } from '@errand/protocols';
-import { consumeMessages, ensureConsumer, openBucket, type ErrandConnection, type JsMsg } from '@errand/nats';
+import { consumeMessages, ensureConsumer, headers, openBucket, type ErrandConnection, type JsMsg } from '@errand/nats';
+import { metrics, startSpan, TRACEPARENT, traceparentFrom } from '@errand/telemetry';
 
 import { createHash } from 'node:crypto';
 
@@ -35,9 +36,10 @@ export interface CommandWorkerOptions<K extends CommandKind> {
   expect: K;
   /**
    * Runs the command and returns the message to send back to the agent (or undefined when there
-   * is none). `signal` aborts when the agent is cancelled or the worker stops.
+   * is none). `signal` aborts when the agent is cancelled or the worker stops; `log` is bound to
+   * the agent, the command's key and its trace.
    */
-  execute(command: Message<K>, context: { signal: AbortSignal; msg: JsMsg }): Promise<ResultOf<K> | undefined>;
+  execute(command: Message<K>, context: { signal: AbortSignal; msg: JsMsg; log: Logger }): Promise<ResultOf<K> | undefined>;
   concurrency: number;
   /** How long a command may run between heartbeats before JetStream redelivers it. */
   ackWaitMs: number;
@@ -92,9 +94,78 @@ export async function startCommandWorker<K extends CommandKind>(
     }
   })();
 
-  const send = async (result: InboxMessage, key: string) => {
+  const send = async (result: InboxMessage, key: string, traceparent: string | undefined) => {
     const token = INBOX_KIND_OF[result.kind as keyof typeof INBOX_KIND_OF];
-    await conn.js.publish(subjects.agentIn(result.agentId, token), encodeMessage(result).data, { msgID: `result:${key}` });
+    const h = headers();
+    if (traceparent) h.set(TRACEPARENT, traceparent);
+    await conn.js.publish(subjects.agentIn(result.agentId, token), encodeMessage(result).data, { msgID: `result:${key}`, headers: h });
+  };
+  const count = (outcome: string) => metrics.commands.inc({ worker: o.name, outcome });
+
+  /** Runs one command exactly once per key, and sends its result under the command's trace. */
+  const run = async (cmd: Message<K> & { key: string; agentId: string }, msg: JsMsg, traceparent: string, log: Logger) => {
+    const stored = await effects.get(effectKey(cmd.key));
+    if (stored?.operation === 'PUT') {
+      if (stored.length > 0) await send(decodeMessage(stored.value) as InboxMessage, cmd.key, traceparent);
+      log.info({}, 'repeat of a completed command: answered from the effects bucket');
+      count('repeat');
+      return;
+    }
+    const controller = new AbortController();
+    const onStop = () => controller.abort(new Error('the worker is stopping'));
+    stopAll.signal.addEventListener('abort', onStop);
+    const mine = running.get(cmd.agentId) ?? new Set();
+    mine.add(controller);
+    running.set(cmd.agentId, mine);
+    const heartbeat = setInterval(() => msg.working(), Math.max(100, o.ackWaitMs / 3));
+    log.info({ deliveries: msg.info.deliveryCount }, 'command started');
+    const started = Date.now();
+    try {
+      let result: ResultOf<K> | undefined;
+      try {
+        result = await o.execute(cmd, { signal: controller.signal, msg, log });
+      } catch (err) {
+        // An abort surfaces as whatever the command threw; what matters is why it was aborted.
+        if (!controller.signal.aborted) throw err;
+      }
+      if (controller.signal.aborted) {
+        if (stopAll.signal.aborted) {
+          // Not finished because this worker stops: another replica runs it.
+          msg.nak();
+          log.info({}, 'command interrupted by shutdown: handed back');
+        } else {
+          log.info({}, 'command aborted (agent cancelled): no result sent');
+        }
+        count('aborted');
+        return;
+      }
+      await effects.put(effectKey(cmd.key), result ? encodeMessage(result as InboxMessage).data : new Uint8Array());
+      if (result) await send(result as InboxMessage, cmd.key, traceparent);
+      const ms = Date.now() - started;
+      record(result as InboxMessage | undefined, ms);
+      log.info({ ms }, 'command done');
+    } finally {
+      clearInterval(heartbeat);
+      stopAll.signal.removeEventListener('abort', onStop);
+      mine.delete(controller);
+      if (mine.size === 0) running.delete(cmd.agentId);
+    }
+  };
+
+  const record = (result: InboxMessage | undefined, ms: number) => {
+    const failed = result !== undefined && 'error' in result && result.error !== undefined;
+    count(failed ? 'error' : 'ok');
+    metrics.commandSeconds.observe({ worker: o.name }, ms / 1000);
+    if (result?.kind === 'tool.result') {
+      metrics.toolCalls.inc({ tool: result.tool, outcome: failed ? 'error' : 'ok' });
+      metrics.toolSeconds.observe({ tool: result.tool }, (result.durationMs ?? ms) / 1000);
+    }
+    if (result?.kind === 'plan.result' && result.usage) {
+      const { model, inputTokens, outputTokens, costUsd } = result.usage;
+      metrics.modelTokens.inc({ model, type: 'input' }, inputTokens);
+      metrics.modelTokens.inc({ model, type: 'output' }, outputTokens);
+      if (costUsd) metrics.modelCost.inc({ model }, costUsd);
+    }
   };
 
   const consumer = await consumeMessages({
@@ -105,47 +176,15 @@ export async function startCommandWorker<K extends CommandKind>(
     logger: log,
     handle: async (command, msg) => {
       const cmd = command as Message<K> & { key: string; agentId: string };
-      const stored = await effects.get(effectKey(cmd.key));
-      if (stored?.operation === 'PUT') {
-        if (stored.length > 0) await send(decodeMessage(stored.value) as InboxMessage, cmd.key);
-        log.info({ agentId: cmd.agentId, key: cmd.key }, 'repeat of a completed command: answered from the effects bucket');
-        return;
-      }
-      const controller = new AbortController();
-      const onStop = () => controller.abort(new Error('the worker is stopping'));
-      stopAll.signal.addEventListener('abort', onStop);
-      const mine = running.get(cmd.agentId) ?? new Set();
-      mine.add(controller);
-      running.set(cmd.agentId, mine);
-      const heartbeat = setInterval(() => msg.working(), Math.max(100, o.ackWaitMs / 3));
-      log.info({ agentId: cmd.agentId, key: cmd.key, deliveries: msg.info.deliveryCount }, 'command started');
-      const started = Date.now();
+      const span = startSpan(`errand.${o.expect}`, traceparentFrom(msg.headers), { 'errand.agent_id': cmd.agentId, 'errand.key': cmd.key, 'errand.worker': o.name });
+      const callLog = log.child({ agentId: cmd.agentId, key: cmd.key, traceId: span.traceId });
       try {
-        let result: ResultOf<K> | undefined;
-        try {
-          result = await o.execute(cmd, { signal: controller.signal, msg });
-        } catch (err) {
-          // An abort surfaces as whatever the command threw; what matters is why it was aborted.
-          if (!controller.signal.aborted) throw err;
-        }
-        if (controller.signal.aborted) {
-          if (stopAll.signal.aborted) {
-            // Not finished because this worker stops: another replica runs it.
-            msg.nak();
-            log.info({ agentId: cmd.agentId, key: cmd.key }, 'command interrupted by shutdown: handed back');
-          } else {
-            log.info({ agentId: cmd.agentId, key: cmd.key }, 'command aborted (agent cancelled): no result sent');
-          }
-          return;
-        }
-        await effects.put(effectKey(cmd.key), result ? encodeMessage(result as InboxMessage).data : new Uint8Array());
-        if (result) await send(result as InboxMessage, cmd.key);
-        log.info({ agentId: cmd.agentId, key: cmd.key, ms: Date.now() - started }, 'command done');
-      } finally {
-        clearInterval(heartbeat);
-        stopAll.signal.removeEventListener('abort', onStop);
-        mine.delete(controller);
-        if (mine.size === 0) running.delete(cmd.agentId);
+        await run(cmd, msg, span.traceparent, callLog);
+        span.end();
+      } catch (err) {
+        span.end(err);
+        count('failed');
+        throw err;
       }
     },
   });

@@ -1,50 +1,6 @@
 #!/usr/bin/env node
-// The host service: wiring only. Configuration comes from the environment (see config.ts).
-import { writeSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { createRegistry, startHost, type AgentDefinition, type CrashPoint } from '@errand/runtime';
-import { ConfigError, runService } from '@errand/service';
-import { parseConfig, type HostConfig } from './config.js';
+// The host service process. Configuration comes from the environment (see config.ts).
+import { runService } from '@errand/service';
+import { hostService } from './service.js';
 
-async function loadAgents(specifiers: readonly string[]): Promise<AgentDefinition[]> {
-  const all: AgentDefinition[] = [];
-  for (const spec of specifiers) {
-    const target = spec.startsWith('.') || isAbsolute(spec) ? pathToFileURL(resolve(spec)).href : spec;
-    const mod = (await import(target)) as { agents?: readonly AgentDefinition[] };
-    if (!Array.isArray(mod.agents)) throw new ConfigError(`ERRAND_AGENT_MODULES: '${spec}' has no 'agents' export (an array of defineAgent(...) results)`);
-    all.push(...mod.agents);
-  }
-  return all;
-}
-
-/** SIGKILLs the process the n-th time it reaches the configured crash point. */
-function crashHook(crashAt: HostConfig['crashAt']): (point: CrashPoint) => void {
-  let reached = 0;
-  return (point) => {
-    if (crashAt?.point !== point || ++reached < crashAt.nth) return;
-    // Written synchronously: the process dies on the next line, with anything buffered.
-    writeSync(2, `errand-host: crash point ${point} reached (ERRAND_CRASH_AT): SIGKILL\n`);
-    process.kill(process.pid, 'SIGKILL');
-  };
-}
-
-await runService({
-  name: 'errand-host',
-  parseConfig,
-  logLevel: (c) => c.logLevel,
-  connect: (c) => c.connect,
-  start: async ({ config, conn, logger }) =>
-    startHost({
-      conn,
-      registry: createRegistry(await loadAgents(config.agentModules), { defaultAgent: config.defaultAgent }),
-      prefix: config.prefix,
-      logger,
-      concurrency: config.concurrency,
-      ackWaitMs: config.ackWaitMs,
-      timers: config.timers,
-      intake: config.intake,
-      defaultNotify: config.defaultNotify,
-      crash: crashHook(config.crashAt),
-    }),
-});
+await runService(hostService);

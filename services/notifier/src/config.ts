@@ -19,7 +19,9 @@ const Telegram = z.object({
   apiBase: z.string().url().optional(),
 });
 const Webhook = z.object({ type: z.literal('webhook'), digest: Digest, url: z.string().url(), secret: z.string().min(16) });
-export const ChannelConfigSchema = z.discriminatedUnion('type', [Slack, Telegram, Webhook]);
+/** Notifications as log lines (`errand logs`, the `errand up` terminal): for one machine, no accounts needed. */
+const Console = z.object({ type: z.literal('console'), digest: Digest });
+export const ChannelConfigSchema = z.discriminatedUnion('type', [Slack, Telegram, Webhook, Console]);
 export type ChannelConfig = z.infer<typeof ChannelConfigSchema>;
 
 export interface NotifierConfig {

@@ -1,36 +1,6 @@
 #!/usr/bin/env node
-// The planner service: wiring only. Configuration comes from the environment (see config.ts).
-import { createOpenAIModel } from '@errand/llm';
-import { openBucket } from '@errand/nats';
-import { createSubjects, resourceNames } from '@errand/protocols';
+// The planner service process. Configuration comes from the environment (see config.ts).
 import { runService } from '@errand/service';
-import { startCommandWorker } from '@errand/worker';
-import { parseConfig } from './config.js';
-import { createPlanExecutor, createRateLimiter } from './planner.js';
-import { SpendLedger } from './spend.js';
+import { plannerService } from './service.js';
 
-await runService({
-  name: 'errand-planner',
-  parseConfig,
-  logLevel: (c) => c.logLevel,
-  connect: (c) => c.connect,
-  start: async ({ config, conn, logger }) => {
-    const subjects = createSubjects(config.prefix);
-    const spend = Object.keys(config.dailyCaps).length
-      ? new SpendLedger(await openBucket(conn, resourceNames(config.prefix).buckets.effects), config.dailyCaps)
-      : undefined;
-    const model = createOpenAIModel({ baseURL: config.baseURL, apiKey: config.apiKey, timeoutMs: config.timeoutMs, prices: config.prices });
-    const worker = await startCommandWorker({
-      conn,
-      prefix: config.prefix,
-      name: 'planner',
-      filterSubject: subjects.workPlan(),
-      expect: 'plan.request',
-      concurrency: config.concurrency,
-      logger,
-      execute: createPlanExecutor({ model, spend, defaultModel: config.model, nc: conn.nc, subjects, rateLimit: createRateLimiter(config.requestsPerMinute) }),
-    });
-    logger.info({ baseURL: config.baseURL ?? 'https://api.openai.com/v1', model: config.model }, 'planner ready');
-    return worker;
-  },
-});
+await runService(plannerService);

@@ -1,11 +1,13 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { connect, defaultDataDir, provision, startNatsServer, type ErrandConnection, type NatsServer } from '@errand/nats';
+import { parseMockScript, type MockScript } from '@errand/llm';
+import { defaultDataDir } from '@errand/nats';
+import { DEFAULT_PREFIX } from '@errand/protocols';
 import { explicitServer, removeUpState, writeUpState, type GlobalOptions } from '../context.js';
-import { DEFAULT_PREFIX, resourceSpecs } from '@errand/protocols';
-import { agents as exampleAgents } from '@errand/example-agents';
-import { createRegistry, startHost, type Host } from '@errand/runtime';
+import { ExitCode } from '../exit-codes.js';
 import { createLogger } from '../logger.js';
-import { printJson } from '../output.js';
+import { CliError, printJson } from '../output.js';
+import { defaultWorkspace, FALLBACK_SCRIPT, startStack } from '../stack.js';
 import { formatReport } from './provision.js';
 import { parsePort, parseReplicas } from './options.js';
 
@@ -13,24 +15,45 @@ interface UpOptions extends GlobalOptions {
   dataDir: string;
   port: number;
   replicas: number;
+  workspace?: string;
+  llmScript?: string;
+  metricsPort: number;
+}
+
+export async function readScript(path: string): Promise<MockScript> {
+  try {
+    return parseMockScript(JSON.parse(await readFile(path, 'utf8')));
+  } catch (err) {
+    throw new CliError(ExitCode.Usage, `cannot use the model script ${path}: ${(err as Error).message} (see errand mock-llm --help for the format)`);
+  }
 }
 
 export function registerUp(program: Command): void {
   program
     .command('up')
-    .description('run Errand on this machine: an embedded nats-server (unless NATS_URL is set), provisioned, and a host')
+    .description('run all of Errand on this machine: nats-server (unless NATS_URL is set), a host, a planner, a tool runner and a notifier')
     .option('--data-dir <dir>', 'where the embedded server keeps its data (persists across runs)', defaultDataDir())
     .option('--port <port>', 'client port of the embedded server (0: any free port)', parsePort, 0)
     .option('--replicas <n>', 'JetStream replicas when NATS_URL points at a cluster', parseReplicas, 1)
+    .option('--workspace <dir>', 'the folder the fs_* tools work in (default: next to the data folder)')
+    .option('--metrics-port <port>', 'port of the Prometheus /metrics endpoint on 127.0.0.1 (0: any free port)', parsePort, 0)
+    .option('--llm-script <file>', 'without OPENAI_API_KEY: the scripted model\'s script (default: one fixed answer)')
     .addHelpText(
       'after',
       `
-Stop it with Ctrl-C; started again it finds its data where it left it. Other errand commands, in
-other terminals, find the server it started on their own.
+Every service runs in this one process, each with its own NATS connection, and logs to stdout
+(pretty on a terminal, JSON otherwise; --log-level sets the level, default info). Without
+OPENAI_API_KEY or OPENAI_BASE_URL the planner talks to a scripted model. Notifications go to the
+log as 'console' channel lines unless ERRAND_NOTIFY_CHANNELS configures real channels. Every
+service setting in docs/operations.md can be given in the environment.
+
+Stop it with Ctrl-C; started again it finds its data where it left it, and every agent continues
+where it was. Other errand commands, in other terminals, find the server it started on their own.
 
 Examples:
   $ errand up                                # embedded nats-server in ~/.errand/nats
   $ errand up --port 4333 --data-dir ./nats  # a fixed port and a project-local data folder
+  $ OPENAI_API_KEY=sk-… errand up            # plan with OpenAI
   $ NATS_URL=nats://127.0.0.1:4222 errand up # use a server you already run`,
     )
     .action(async (_opts: unknown, cmd: Command) => {
@@ -39,49 +62,58 @@ Examples:
       const say = (line: string) => {
         if (!opts.json) process.stdout.write(`${line}\n`);
       };
-
-      let server: NatsServer | undefined;
-      let conn: ErrandConnection | undefined;
-      let host: Host | undefined;
       const external = explicitServer(opts);
       const prefix = opts.prefix ?? process.env.ERRAND_PREFIX ?? DEFAULT_PREFIX;
+      const stack = await startStack({
+        external,
+        dataDir: opts.dataDir,
+        port: opts.port,
+        replicas: opts.replicas,
+        prefix,
+        workspace: opts.workspace ?? defaultWorkspace(opts.dataDir),
+        env: process.env,
+        script: opts.llmScript ? await readScript(opts.llmScript) : FALLBACK_SCRIPT,
+        serviceLogLevel: opts.logLevel ?? 'info',
+        metricsPort: opts.metricsPort,
+        logger,
+        say,
+      });
+      let stopping = false;
+      const stop = async () => {
+        if (stopping) return;
+        stopping = true;
+        say('stopping …');
+        await stack.stop();
+        if (stack.server) await removeUpState();
+        say('stopped');
+      };
       try {
-        let url = external ?? '';
-        if (external === undefined) {
-          say(`starting nats-server (data in ${opts.dataDir}) …`);
-          server = await startNatsServer({ port: opts.port, storeDir: opts.dataDir, env: process.env, logger });
-          url = server.url;
-          say(`nats-server ${server.version} listening on ${url} (pid ${server.pid})`);
+        if (stack.server) await writeUpState({ url: stack.url, prefix, pid: process.pid });
+        if (opts.json) {
+          printJson({
+            ok: true,
+            url: stack.url,
+            prefix,
+            embedded: stack.server !== undefined,
+            dataDir: stack.server?.storeDir,
+            workspace: stack.env.ERRAND_WORKSPACE,
+            model: stack.mock ? { scripted: stack.mock.url } : { baseURL: stack.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1' },
+            services: stack.services.map((s) => s.name),
+            metrics: stack.metrics?.url,
+            pid: process.pid,
+            provision: stack.report,
+          });
         } else {
-          say(`using the NATS server at ${url}`);
-        }
-        conn = await connect({ servers: url, name: 'errand-up', logger, waitOnFirstConnect: server === undefined });
-        say(`provisioning streams and buckets under prefix '${prefix}' …`);
-        const report = await provision(conn, {
-          specs: resourceSpecs({ prefix, replicas: opts.replicas }),
-          logger,
-        });
-        const registry = createRegistry(exampleAgents);
-        host = await startHost({ conn, registry, prefix, logger });
-        if (server) await writeUpState({ url, prefix, pid: process.pid });
-        if (opts.json) printJson({ ok: true, url, prefix, embedded: server !== undefined, dataDir: server?.storeDir, provision: report });
-        else {
-          process.stdout.write(formatReport(report, url));
-          say(`host running agents: ${registry.list().map((d) => d.id).join(', ')} (default: ${registry.defaultAgent})`);
-          say(`Errand is up. NATS_URL=${url}  (Ctrl-C to stop)`);
+          process.stdout.write(formatReport(stack.report, stack.url));
+          say(`workspace for the fs_* tools: ${stack.env.ERRAND_WORKSPACE}`);
+          say(`metrics: ${stack.metrics?.url}`);
+          say(`Errand is up. NATS_URL=${stack.url}  (Ctrl-C to stop)`);
           say(`try: errand submit "take a nap" --agent sleeper --input '{"delayMs":2000}' --wait`);
         }
         await untilSignal();
-        say('stopping …');
       } finally {
-        await host?.stop();
-        await conn?.close();
-        if (server) {
-          await server.stop();
-          await removeUpState();
-        }
+        await stop();
       }
-      say('stopped');
     });
 }
 

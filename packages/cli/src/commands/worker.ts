@@ -1,0 +1,54 @@
+import { resolve } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { runService } from '@errand/service';
+import { resolveTarget, type GlobalOptions } from '../context.js';
+import { SERVICES } from '../stack.js';
+
+interface WorkerOptions extends GlobalOptions {
+  config?: string;
+  workspace?: string;
+  concurrency?: number;
+}
+
+const names = SERVICES.map((s) => s.name.replace(/^errand-/, ''));
+
+function parseService(value: string): string {
+  if (!names.includes(value)) throw new InvalidArgumentError(`the services are ${names.join(', ')}.`);
+  return value;
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description('run one service in the foreground, to scale it out: start as many as you like, on any machine that reaches NATS')
+    .argument('<service>', `the service: ${names.join(' | ')}`, parseService)
+    .option('--config <file>', 'tool-runner: an errand.json with MCP servers (sets ERRAND_CONFIG)')
+    .option('--workspace <dir>', 'tool-runner: the folder the fs_* tools work in (sets ERRAND_WORKSPACE)')
+    .addHelpText(
+      'after',
+      `
+The service reads its settings from the environment (docs/operations.md lists them); the NATS
+server and prefix come from --server/--prefix, NATS_URL/ERRAND_PREFIX, or a running \`errand up\`.
+Logs are JSON lines on stdout (pretty on a terminal). SIGINT or SIGTERM stops it gracefully: work
+in flight finishes or is handed to another worker.
+
+Examples:
+  $ NATS_URL=nats://nats.internal:4222 errand worker host
+  $ OPENAI_API_KEY=sk-… ERRAND_PLANNER_CONCURRENCY=16 errand worker planner
+  $ errand worker tool-runner --config ./errand.json --workspace /srv/agent-files`,
+    )
+    .action(async (service: string, _opts: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<WorkerOptions>();
+      const target = await resolveTarget(opts);
+      const definition = SERVICES.find((s) => s.name === `errand-${service}`)!;
+      await runService(definition, {
+        ...process.env,
+        NATS_URL: target.servers,
+        ERRAND_PREFIX: target.prefix,
+        ...(opts.logLevel ? { LOG_LEVEL: opts.logLevel } : {}),
+        ...(opts.config ? { ERRAND_CONFIG: resolve(opts.config) } : {}),
+        ...(opts.workspace ? { ERRAND_WORKSPACE: resolve(opts.workspace) } : {}),
+      });
+      // The service runs on (its connection keeps the process alive) until a signal; runService exits then.
+    });
+}

@@ -1,0 +1,139 @@
+import { join } from 'node:path';
+import { hostService } from '@errand/host';
+import { startMockLlm, type MockLlm, type MockScript } from '@errand/llm';
+import { connect, provision, startNatsServer, type NatsServer, type ProvisionReport } from '@errand/nats';
+import { notifierService } from '@errand/notifier';
+import { plannerService } from '@errand/planner';
+import { resourceSpecs, type Logger } from '@errand/protocols';
+import { startService, type ServiceDefinition, type ServiceLogger, type StartedService } from '@errand/service';
+import { setupTracing, startMetricsServer, type MetricsServer } from '@errand/telemetry';
+import { toolRunnerService } from '@errand/tool-runner-service';
+
+type Env = Record<string, string | undefined>;
+
+/** Every service `errand up` runs, in start order (a host first, so goals are accepted at once). */
+export const SERVICES: readonly ServiceDefinition<never>[] = [hostService, plannerService, toolRunnerService, notifierService] as never[];
+
+/** What the scripted model answers when `errand up` has no OPENAI_API_KEY and no script. */
+export const FALLBACK_SCRIPT: MockScript = {
+  steps: [
+    {
+      repeat: true,
+      reply: {
+        content:
+          'This answer comes from Errand\'s scripted model: no OPENAI_API_KEY was set when `errand up` started. ' +
+          'Set OPENAI_API_KEY (or OPENAI_BASE_URL for any OpenAI-compatible server) and start it again for real answers.',
+      },
+    },
+  ],
+};
+
+export interface StackOptions {
+  /** The NATS server to use; when undefined an embedded one is started. */
+  external: string | undefined;
+  dataDir: string;
+  port: number;
+  replicas: number;
+  prefix: string;
+  /** The tool runner's workspace folder. */
+  workspace: string;
+  /** The environment the services read their settings from. */
+  env: Env;
+  /** The scripted model's script, used when the environment names no model server. */
+  script: MockScript;
+  serviceLogLevel: string;
+  /** Port of the one Prometheus endpoint for every service in this process (0: any free port). */
+  metricsPort: number | undefined;
+  logger: Logger;
+  serviceLogger?: (service: string, level: string) => ServiceLogger;
+  /** Progress lines for a person. */
+  say(line: string): void;
+}
+
+export interface Stack {
+  readonly url: string;
+  readonly prefix: string;
+  readonly server: NatsServer | undefined;
+  readonly mock: MockLlm | undefined;
+  readonly services: readonly StartedService[];
+  readonly metrics: MetricsServer | undefined;
+  readonly report: ProvisionReport;
+  /** The environment the services were started with (without secrets worth printing). */
+  readonly env: Env;
+  stop(): Promise<void>;
+}
+
+/**
+ * Everything on one machine: nats-server (unless `external`), provisioning, the scripted model
+ * (unless the environment names a model), and one of each service, in this process. On a failure
+ * part-way, what was started is stopped again before the error is thrown.
+ */
+export async function startStack(o: StackOptions): Promise<Stack> {
+  let server: NatsServer | undefined;
+  let mock: MockLlm | undefined;
+  let metrics: MetricsServer | undefined;
+  const services: StartedService[] = [];
+  const stop = async () => {
+    for (const s of [...services].reverse()) {
+      await s.stop().catch((err: unknown) => o.logger.error({ err, service: s.name }, `could not stop ${s.name} cleanly`));
+    }
+    services.length = 0;
+    await metrics?.close();
+    await mock?.close();
+    await server?.stop();
+  };
+  try {
+    let url = o.external ?? '';
+    if (o.external === undefined) {
+      o.say(`starting nats-server (data in ${o.dataDir}) …`);
+      server = await startNatsServer({ port: o.port, storeDir: o.dataDir, env: process.env, logger: o.logger });
+      url = server.url;
+      o.say(`nats-server ${server.version} listening on ${url} (pid ${server.pid})`);
+    } else {
+      o.say(`using the NATS server at ${url}`);
+    }
+
+    o.say(`provisioning streams and buckets under prefix '${o.prefix}' …`);
+    const conn = await connect({ servers: url, name: 'errand-up', logger: o.logger, waitOnFirstConnect: server === undefined });
+    let report: ProvisionReport;
+    try {
+      report = await provision(conn, { specs: resourceSpecs({ prefix: o.prefix, replicas: o.replicas }), logger: o.logger });
+    } finally {
+      await conn.close();
+    }
+
+    const env: Env = {
+      ...o.env,
+      // Without channels of their own, notifications become log lines of the notifier.
+      ERRAND_NOTIFY_CHANNELS: o.env.ERRAND_NOTIFY_CHANNELS || JSON.stringify({ console: { type: 'console' } }),
+      ERRAND_DEFAULT_NOTIFY: o.env.ERRAND_NOTIFY_CHANNELS ? o.env.ERRAND_DEFAULT_NOTIFY : JSON.stringify([{ channel: 'console', on: ['done', 'failed', 'approval', 'input', 'budget', 'stuck'] }]),
+      NATS_URL: url,
+      ERRAND_PREFIX: o.prefix,
+      ERRAND_WORKSPACE: o.workspace,
+      LOG_LEVEL: o.serviceLogLevel,
+      // One endpoint for the whole process (below), not one per service.
+      ERRAND_METRICS_PORT: undefined,
+    };
+    setupTracing('errand', env);
+    if (!env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) {
+      mock = await startMockLlm(o.script);
+      env.OPENAI_BASE_URL = mock.url;
+      o.say(`no OPENAI_API_KEY: the planner uses the scripted model at ${mock.url}`);
+    }
+    for (const definition of SERVICES) {
+      const started = await startService(definition, env, o.serviceLogger ? { logger: o.serviceLogger } : {});
+      services.push(started);
+      o.say(`  ${started.name.padEnd(12)} running (pid ${process.pid})`);
+    }
+    if (o.metricsPort !== undefined) metrics = await startMetricsServer({ port: o.metricsPort, host: '127.0.0.1' });
+    return { url, prefix: o.prefix, server, mock, services, metrics, report, env, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** The tool runner's workspace next to the data folder: `~/.errand/nats` → `~/.errand/workspace`. */
+export function defaultWorkspace(dataDir: string): string {
+  return join(dataDir, '..', 'workspace');
+}

@@ -1,0 +1,51 @@
+// The host service as a definition: `main.ts` runs it as a process, `errand up` beside the others.
+import { writeSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createRegistry, startHost, type AgentDefinition, type CrashPoint } from '@errand/runtime';
+import { ConfigError, type ServiceDefinition } from '@errand/service';
+import { parseConfig, type HostConfig } from './config.js';
+
+async function loadAgents(specifiers: readonly string[]): Promise<AgentDefinition[]> {
+  const all: AgentDefinition[] = [];
+  for (const spec of specifiers) {
+    const target = spec.startsWith('.') || isAbsolute(spec) ? pathToFileURL(resolve(spec)).href : spec;
+    const mod = (await import(target)) as { agents?: readonly AgentDefinition[] };
+    if (!Array.isArray(mod.agents)) throw new ConfigError(`ERRAND_AGENT_MODULES: '${spec}' has no 'agents' export (an array of defineAgent(...) results)`);
+    all.push(...mod.agents);
+  }
+  return all;
+}
+
+/** SIGKILLs the process the n-th time it reaches the configured crash point. */
+function crashHook(crashAt: HostConfig['crashAt']): (point: CrashPoint) => void {
+  let reached = 0;
+  return (point) => {
+    if (crashAt?.point !== point || ++reached < crashAt.nth) return;
+    // Written synchronously: the process dies on the next line, with anything buffered.
+    writeSync(2, `errand-host: crash point ${point} reached (ERRAND_CRASH_AT): SIGKILL\n`);
+    process.kill(process.pid, 'SIGKILL');
+  };
+}
+
+export const hostService: ServiceDefinition<HostConfig> = {
+  name: 'errand-host',
+  parseConfig,
+  logLevel: (c) => c.logLevel,
+  connect: (c) => c.connect,
+  start: async ({ config, conn, logger }) =>
+    startHost({
+      conn,
+      registry: createRegistry(await loadAgents(config.agentModules), { defaultAgent: config.defaultAgent }),
+      prefix: config.prefix,
+      logger,
+      concurrency: config.concurrency,
+      ackWaitMs: config.ackWaitMs,
+      timers: config.timers,
+      intake: config.intake,
+      defaultNotify: config.defaultNotify,
+      retentionMs: config.retentionMs,
+      gcIntervalMs: config.gcIntervalMs,
+      crash: crashHook(config.crashAt),
+    }),
+};

@@ -1,0 +1,2 @@
+export { notifierService } from './service.js';
+export { parseConfig, type NotifierConfig } from './config.js';

@@ -1,0 +1,123 @@
+// The notifier service as a definition: `main.ts` runs it as a process, `errand up` beside the others.
+import { writeSync } from 'node:fs';
+import { isRevisionConflict, openBucket } from '@errand/nats';
+import { DeliveryError, render, slackChannel, telegramChannel, webhookChannel, type Channel } from '@errand/notify';
+import { createSubjects, resourceNames, type Logger } from '@errand/protocols';
+import type { ServiceDefinition } from '@errand/service';
+import { effectKey, startCommandWorker, type CommandWorker } from '@errand/worker';
+import { startCallbackServer, telegramRequestKey, type CallbackServer } from './callbacks.js';
+import { parseConfig, type ChannelConfig, type NotifierConfig } from './config.js';
+import { countAgents, digestText } from './digest.js';
+
+function channelOf(name: string, c: ChannelConfig, logger: Logger): Channel {
+  switch (c.type) {
+    case 'console':
+      return {
+        name,
+        async send(message) {
+          logger.info({ channel: name, notification: true, agentId: message.approval?.agentId, title: message.title }, `${message.title}: ${message.text}`);
+        },
+      };
+    case 'slack':
+      return slackChannel({ name, token: c.token, channel: c.channel, ...(c.apiBase ? { apiBase: c.apiBase } : {}) });
+    case 'telegram':
+      return telegramChannel({ name, token: c.token, chatId: c.chatId, ...(c.apiBase ? { apiBase: c.apiBase } : {}) });
+    case 'webhook':
+      return webhookChannel({ name, url: c.url, secret: c.secret });
+  }
+}
+
+export const notifierService: ServiceDefinition<NotifierConfig> = {
+  name: 'errand-notifier',
+  parseConfig,
+  logLevel: (c) => c.logLevel,
+  connect: (c) => c.connect,
+  start: async ({ config, conn, logger }) => {
+    const subjects = createSubjects(config.prefix);
+    const effects = await openBucket(conn, resourceNames(config.prefix).buckets.effects);
+    // One consumer per channel: a channel that keeps failing does not hold up the others.
+    const workers: CommandWorker[] = [];
+    for (const [name, c] of Object.entries(config.channels)) {
+      const channel = channelOf(name, c, logger);
+      workers.push(
+        await startCommandWorker({
+          conn,
+          prefix: config.prefix,
+          name: `notify-${name}`,
+          filterSubject: subjects.workNotify(name),
+          expect: 'notify.request',
+          concurrency: 4,
+          ackWaitMs: config.ackWaitMs,
+          logger,
+          execute: async (command, { signal }) => {
+            const message = render(command, config.dashboardUrl);
+            if (c.type === 'telegram' && message.approval) {
+              await effects.put(telegramRequestKey(message.approval.requestId), JSON.stringify(message.approval));
+            }
+            // A mark before sending: a notifier that died after sending but before recording it must
+            // not send again. A webhook is the exception: its Idempotency-Key lets the receiver drop a repeat.
+            try {
+              await effects.create(`sending.${effectKey(command.key)}`, String(Date.now()));
+            } catch (err) {
+              if (!isRevisionConflict(err)) throw err;
+              if (c.type !== 'webhook') {
+                logger.warn({ channel: name, agentId: command.agentId, key: command.key }, 'a notification that may already have been sent is delivered again: not sending it twice');
+                return undefined;
+              }
+            }
+            try {
+              await channel.send(message, { key: command.key, signal });
+              if (config.crashAfterSend) {
+                writeSync(2, 'errand-notifier: crash point notifier.after-send reached (ERRAND_CRASH_AT): SIGKILL\n');
+                process.kill(process.pid, 'SIGKILL');
+              }
+            } catch (err) {
+              // It failed, so it may be tried again: clear the mark.
+              await effects.delete(`sending.${effectKey(command.key)}`).catch(() => {});
+              // Thrown, the command is retried with back-off (and dead-lettered with the reason in the end).
+              if (err instanceof DeliveryError) logger.warn({ channel: name, agentId: command.agentId, code: err.code, retryable: err.retryable }, err.message);
+              throw err;
+            }
+            return undefined;
+          },
+        }),
+      );
+    }
+    // Digests: one per period and channel, whichever replica claims the period first sends it.
+    const agentsKv = await openBucket(conn, resourceNames(config.prefix).buckets.agents);
+    const digestTimers: NodeJS.Timeout[] = [];
+    for (const [name, c] of Object.entries(config.channels)) {
+      if (!c.digest) continue;
+      const channel = channelOf(name, c, logger);
+      const every = c.digest.everyMs;
+      const send = async () => {
+        const period = Math.floor(Date.now() / every);
+        const key = `digest.${name}.${period}`;
+        try {
+          await effects.create(key, String(Date.now()));
+        } catch (err) {
+          if (isRevisionConflict(err)) return;
+          throw err;
+        }
+        const text = digestText(await countAgents(agentsKv));
+        await channel.send({ title: 'Errand digest', text, link: config.dashboardUrl, approval: undefined }, { key, signal: AbortSignal.timeout(30_000) });
+        logger.info({ channel: name, text }, 'digest sent');
+      };
+      digestTimers.push(setInterval(() => void send().catch((err: unknown) => logger.warn({ err, channel: name }, 'digest failed')), every));
+    }
+    let callbacks: CallbackServer | undefined;
+    const polls = Object.values(config.channels).some((c) => c.type === 'telegram' && c.poll);
+    if (config.callbackPort !== undefined || polls) {
+      const agents = await openBucket(conn, resourceNames(config.prefix).buckets.agents);
+      callbacks = await startCallbackServer({ port: config.callbackPort ?? 0, conn, subjects, channels: config.channels, effects, agents, logger });
+    }
+    logger.info({ channels: Object.keys(config.channels), callbackPort: callbacks?.port }, 'notifier ready');
+    return {
+      async stop() {
+        for (const t of digestTimers) clearInterval(t);
+        await callbacks?.close();
+        await Promise.all(workers.map((w) => w.stop()));
+      },
+    };
+  },
+};

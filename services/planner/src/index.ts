@@ -1,0 +1,2 @@
+export { plannerService } from './service.js';
+export { parseConfig, type PlannerConfig } from './config.js';

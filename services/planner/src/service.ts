@@ -1,0 +1,35 @@
+// The planner service as a definition: `main.ts` runs it as a process, `errand up` beside the others.
+import { createOpenAIModel } from '@errand/llm';
+import { openBucket } from '@errand/nats';
+import { createSubjects, resourceNames } from '@errand/protocols';
+import type { ServiceDefinition } from '@errand/service';
+import { startCommandWorker } from '@errand/worker';
+import { parseConfig, type PlannerConfig } from './config.js';
+import { createPlanExecutor, createRateLimiter } from './planner.js';
+import { SpendLedger } from './spend.js';
+
+export const plannerService: ServiceDefinition<PlannerConfig> = {
+  name: 'errand-planner',
+  parseConfig,
+  logLevel: (c) => c.logLevel,
+  connect: (c) => c.connect,
+  start: async ({ config, conn, logger }) => {
+    const subjects = createSubjects(config.prefix);
+    const spend = Object.keys(config.dailyCaps).length
+      ? new SpendLedger(await openBucket(conn, resourceNames(config.prefix).buckets.effects), config.dailyCaps)
+      : undefined;
+    const model = createOpenAIModel({ baseURL: config.baseURL, apiKey: config.apiKey, timeoutMs: config.timeoutMs, prices: config.prices });
+    const worker = await startCommandWorker({
+      conn,
+      prefix: config.prefix,
+      name: 'planner',
+      filterSubject: subjects.workPlan(),
+      expect: 'plan.request',
+      concurrency: config.concurrency,
+      logger,
+      execute: createPlanExecutor({ model, spend, defaultModel: config.model, nc: conn.nc, subjects, rateLimit: createRateLimiter(config.requestsPerMinute) }),
+    });
+    logger.info({ baseURL: config.baseURL ?? 'https://api.openai.com/v1', model: config.model }, 'planner ready');
+    return worker;
+  },
+};

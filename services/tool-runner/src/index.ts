@@ -1,0 +1,2 @@
+export { toolRunnerService } from './service.js';
+export { parseConfig, type ToolRunnerConfig } from './config.js';
