@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerAgentCommands } from './commands/agents.js';
+import { registerDemo } from './commands/demo.js';
 import { registerGc } from './commands/gc.js';
 import { registerMcp } from './commands/mcp.js';
 import { registerMockLlm } from './commands/mock-llm.js';
@@ -35,6 +36,7 @@ Environment:
 Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 NATS unavailable.`,
   );
 
+registerDemo(program);
 registerUp(program);
 registerWorker(program);
 registerProvision(program);

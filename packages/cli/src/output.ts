@@ -30,7 +30,9 @@ export function exitCodeOf(err: unknown): ExitCode {
 
 /** Prints an error once, at the edge: as JSON with `--json`, as a sentence otherwise. */
 export function printError(err: unknown, json: boolean): void {
-  const code = err instanceof ErrandError || isConfigError(err) ? (err as { code: string }).code : 'ERR_UNEXPECTED';
+  // A CliError wrapping a typed error reports the wrapped code (ERR_AGENT_NOT_FOUND beats ERR_CLI).
+  const source = err instanceof CliError && err.cause instanceof ErrandError ? err.cause : err;
+  const code = source instanceof ErrandError || isConfigError(source) ? (source as { code: string }).code : 'ERR_UNEXPECTED';
   const message = err instanceof Error ? err.message : String(err);
   if (json) {
     process.stdout.write(`${JSON.stringify({ ok: false, error: { code, message } })}\n`);

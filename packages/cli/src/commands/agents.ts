@@ -17,7 +17,9 @@ async function withClient<T>(cmd: Command, fn: (client: ErrandClient, opts: Glob
   } catch (err) {
     if (err instanceof ClientError) {
       const exit = err.code === ClientErrorCode.NotFound ? ExitCode.NotFound : err.code === ClientErrorCode.NoHost ? ExitCode.Unavailable : ExitCode.Failed;
-      throw new CliError(exit, err.message, { cause: err });
+      const hint =
+        err.code === ClientErrorCode.NotFound ? ' (`errand ls` lists the agents)' : err.code === ClientErrorCode.NothingPending ? ` (\`errand show ${err.agentId}\` says what it waits for)` : '';
+      throw new CliError(exit, `${err.message}${hint}`, { cause: err });
     }
     throw err;
   } finally {

@@ -1,0 +1,172 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import { createClient, summarize } from '@errand/client';
+import { connect } from '@errand/nats';
+import { type AgentRecord, type ProgressEvent } from '@errand/protocols';
+import { createServiceLogger } from '@errand/service';
+import type { GlobalOptions } from '../context.js';
+import { DEMO_FILES, DEMO_GOAL, DEMO_SCRIPT } from '../demo-script.js';
+import { ExitCode } from '../exit-codes.js';
+import { followAgent } from '../follow.js';
+import { createLogger } from '../logger.js';
+import { CliError, printJson } from '../output.js';
+import { duration, formatLine, ProgressModel } from '../progress.js';
+import { startStack } from '../stack.js';
+import { parsePort } from './options.js';
+
+interface DemoOptions extends GlobalOptions {
+  dataDir?: string;
+  port: number;
+  interactive?: boolean;
+  approveAfter: number;
+  timeout: number;
+}
+
+const DEMO_PREFIX = 'demo';
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('see Errand work: an embedded nats-server, every service and a scripted model run one sample goal from start to finish')
+    .option('--data-dir <dir>', 'keep the demo\'s NATS data and workspace here (default: a temporary folder, removed at the end)')
+    .option('--port <port>', 'client port of the embedded server (0: any free port)', parsePort, 0)
+    .option('-i, --interactive', 'you approve the file overwrite yourself (default: approved automatically once shown)')
+    .option('--approve-after <seconds>', 'without --interactive: how long the approval is shown before it is approved', Number, 1)
+    .option('--timeout <seconds>', 'give up when the goal is not finished after this long', Number, 120)
+    .addHelpText(
+      'after',
+      `
+The sample goal asks the built-in assistant agent to compare two release notes and update a
+summary. The agent plans (a task tree), reads two files at once, hits a wrong file name and
+corrects itself, and asks before it overwrites summary.md. The model is scripted, so no API key or
+network is needed; the rest — NATS, the host, planner, tool runner and notifier — is the real thing.
+It ends with a summary and exits 0 when the goal was done, 1 otherwise.
+
+Examples:
+  $ errand demo
+  $ errand demo --interactive
+  $ errand demo --data-dir ./demo-data --json`,
+    )
+    .action(async (_opts: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<DemoOptions>();
+      if (!(opts.approveAfter >= 0) || !(opts.timeout > 0)) throw new CliError(ExitCode.Usage, '--approve-after must be 0 or more seconds and --timeout more than 0 (see errand demo --help)');
+      if (opts.interactive && !process.stdin.isTTY) throw new CliError(ExitCode.Usage, '--interactive needs a terminal to ask you in; run without it to approve automatically');
+      const say = (line = '') => {
+        if (!opts.json) process.stdout.write(`${line}\n`);
+      };
+      const temporary = opts.dataDir === undefined;
+      const root = temporary ? await mkdtemp(join(tmpdir(), 'errand-demo-')) : resolve(opts.dataDir!);
+      const workspace = join(root, 'workspace');
+      for (const [path, text] of Object.entries(DEMO_FILES)) {
+        await mkdir(dirname(join(workspace, path)), { recursive: true });
+        await writeFile(join(workspace, path), text);
+      }
+      const level = opts.logLevel ?? 'error';
+      const stack = await startStack({
+        external: undefined,
+        dataDir: join(root, 'nats'),
+        port: opts.port,
+        replicas: 1,
+        prefix: DEMO_PREFIX,
+        workspace,
+        // The demo's model is always the script; real channels and keys stay out of it.
+        env: { ...process.env, OPENAI_API_KEY: undefined, OPENAI_BASE_URL: undefined, ERRAND_NOTIFY_CHANNELS: undefined, ERRAND_DEFAULT_NOTIFY: undefined, ERRAND_CONFIG: undefined },
+        script: DEMO_SCRIPT,
+        serviceLogLevel: level,
+        metricsPort: undefined,
+        logger: createLogger(level, 'demo'),
+        serviceLogger: (service, l) => createServiceLogger(service, l, { stdout: !opts.json }),
+        say: (line) => say(`  ${line}`),
+      });
+      const conn = await connect({ servers: stack.url, name: 'errand-demo', logger: createLogger(level, 'demo') });
+      let record: AgentRecord | undefined;
+      const started = Date.now();
+      const approvals: string[] = [];
+      try {
+        const client = await createClient(conn, DEMO_PREFIX);
+        const agentId = `demo-${Date.now().toString(36)}`;
+        const model = new ProgressModel(agentId, client.subjects);
+        say();
+        say(`goal: ${DEMO_GOAL}`);
+        say(`workspace: ${workspace}`);
+        say();
+        const abort = new AbortController();
+        const timer = setTimeout(() => abort.abort(), opts.timeout * 1000);
+        const deciding = new Set<string>();
+        const follow = followAgent({
+          conn,
+          prefix: DEMO_PREFIX,
+          model,
+          live: true,
+          signal: abort.signal,
+          logger: createLogger(level, 'demo'),
+          onEvent: (event: ProgressEvent, lines) => {
+            for (const l of lines) say(`  ${formatLine(model, l)}`);
+            if (event.kind === 'event.approval' && event.status === 'requested' && !deciding.has(event.requestId)) {
+              deciding.add(event.requestId);
+              void decide(event.requestId).catch((err: unknown) => say(`  could not decide the approval: ${(err as Error).message}`));
+            }
+          },
+          onRecord: (_r, lines) => {
+            for (const l of lines) say(`  ${formatLine(model, l)}`);
+          },
+        });
+        const decide = async (requestId: string) => {
+          let approve = true;
+          if (opts.interactive) {
+            const rl = createInterface({ input: process.stdin, output: process.stdout });
+            const answer = await rl.question(`  approve ${requestId}? [Y/n] `);
+            rl.close();
+            approve = !/^n/i.test(answer.trim());
+          } else {
+            say(`  (the demo approves it in ${opts.approveAfter} s, as a person would with: errand approve ${agentId}; --interactive to decide yourself)`);
+            await new Promise((r) => setTimeout(r, opts.approveAfter * 1000));
+          }
+          await client.decide(agentId, approve ? 'approve' : 'deny', { id: process.env.USER ?? 'demo', channel: 'cli', name: 'the demo' }, requestId);
+          approvals.push(`${requestId} ${approve ? 'approved' : 'denied'}`);
+        };
+        await client.submit(DEMO_GOAL, { agentId, agent: 'assistant', tools: ['fs_list', 'fs_read', 'fs_write'], labels: { demo: 'true' } });
+        await follow;
+        clearTimeout(timer);
+        record = await client.record(agentId);
+        if (abort.signal.aborted && record?.status !== 'done') {
+          throw new CliError(ExitCode.Failed, `the demo goal did not finish within ${opts.timeout} s (last state: ${record ? `${record.status} at step ${record.step}` : 'no record'})`);
+        }
+        const s = record ? summarize(record) : undefined;
+        const output = (record?.output ?? {}) as { answer?: string; usage?: { inputTokens: number; outputTokens: number; costUsd: number }; rounds?: number };
+        const tools = [...model.agents.values()].flatMap((v) => v.tools);
+        const summary = {
+          ok: record?.status === 'done',
+          agentId,
+          status: record?.status,
+          steps: record?.step,
+          rounds: output.rounds,
+          toolCalls: { ok: tools.filter((t) => t.status === 'ok').length, failed: tools.filter((t) => t.status === 'error').length },
+          approvals,
+          tokens: output.usage ? output.usage.inputTokens + output.usage.outputTokens : undefined,
+          costUsd: output.usage?.costUsd,
+          answer: output.answer,
+          error: s?.error,
+          seconds: Math.round((Date.now() - started) / 100) / 10,
+        };
+        if (opts.json) printJson(summary);
+        else {
+          say();
+          say(`${summary.ok ? '✔ done' : `✘ ${summary.status}`} in ${duration(Date.now() - started)}: ${summary.steps} steps, ${summary.rounds ?? '?'} model rounds, ` +
+            `${summary.toolCalls.ok} tool calls ok and ${summary.toolCalls.failed} failed (and corrected), ${approvals.length} approval(s), ${summary.tokens ?? 0} tokens`);
+          if (summary.answer) say(`answer: ${summary.answer}`);
+          if (summary.error) say(`error: ${summary.error.message}`);
+          say();
+          say('Next: `errand up` runs all of this for your own goals (set OPENAI_API_KEY for a real model); see the README.');
+        }
+        process.exitCode = summary.ok ? ExitCode.Ok : ExitCode.Failed;
+      } finally {
+        await conn.close();
+        await stack.stop();
+        if (temporary) await rm(root, { recursive: true, force: true });
+      }
+    });
+}
