@@ -73,6 +73,18 @@ export function summarize(r: AgentRecord): AgentSummary {
   };
 }
 
+/** Which agents {@link ErrandClient.list} returns. */
+export interface ListFilter {
+  /** One status, or any of several. */
+  status?: string | readonly string[];
+  /** Every label given must be on the agent, with that value. */
+  labels?: Record<string, string>;
+  /** The agent definition (machine id), e.g. `sleeper`. */
+  agent?: string;
+  /** At most this many (default 50). */
+  limit?: number;
+}
+
 export type SubmitOptions = Omit<Message<'submit.request'>, 'v' | 'kind' | 'goal'>;
 
 /** The Errand client: everything a user does to agents, over NATS. */
@@ -86,7 +98,8 @@ export interface ErrandClient {
   /** The agent's record, or undefined. */
   record(agentId: string): Promise<AgentRecord | undefined>;
   get(agentId: string): Promise<AgentSummary>;
-  list(filter?: { status?: string; limit?: number }): Promise<AgentSummary[]>;
+  /** Agents matching every part of `filter`, most recently updated first. Records this build cannot read are left out. */
+  list(filter?: ListFilter): Promise<AgentSummary[]>;
   /** Decides the approval the agent waits for (the exact request and arguments it shows). */
   decide(agentId: string, decision: 'approve' | 'deny', by: Principal, requestId?: string): Promise<{ requestId: string }>;
   /** Answers the agent's question, or tells a working agent something (`interrupt` stops the step in flight). */
@@ -126,11 +139,17 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
     record,
     get: async (agentId) => summarize(await must(agentId)),
     async list(filter = {}) {
+      const statuses = filter.status === undefined ? undefined : typeof filter.status === 'string' ? [filter.status] : filter.status;
+      const labels = Object.entries(filter.labels ?? {});
       const out: AgentSummary[] = [];
       const keys = await agents.keys();
       for await (const key of keys) {
-        const r = await record(key);
-        if (r && (!filter.status || r.status === filter.status)) out.push(summarize(r));
+        const r = await record(key).catch(() => undefined);
+        if (!r) continue;
+        if (statuses?.length && !statuses.includes(r.status)) continue;
+        if (filter.agent && r.machine.id !== filter.agent) continue;
+        if (labels.some(([k, v]) => r.labels?.[k] !== v)) continue;
+        out.push(summarize(r));
       }
       out.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
       return out.slice(0, filter.limit ?? 50);
