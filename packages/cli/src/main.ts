@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAgentCommands } from './commands/agents.js';
 import { registerDemo } from './commands/demo.js';
 import { registerGc } from './commands/gc.js';
+import { registerLogs } from './commands/logs.js';
 import { registerLs } from './commands/ls.js';
 import { registerMcp } from './commands/mcp.js';
 import { registerMockLlm } from './commands/mock-llm.js';
@@ -47,6 +48,7 @@ registerWatch(program);
 registerLs(program);
 registerAgentCommands(program);
 registerGc(program);
+registerLogs(program);
 registerMockLlm(program);
 registerMcp(program);
 

@@ -40,6 +40,7 @@ export { ensureConsumer, isRevisionConflict, openBucket, openObjectStore, type D
 export type { ObjectStore } from '@nats-io/obj';
 // The NATS client types other packages work with; @nats-io/* itself is imported only here.
 export type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+export { DeliverPolicy } from '@nats-io/jetstream';
 export type { KV, KvEntry } from '@nats-io/kv';
 export { KvWatchInclude } from '@nats-io/kv';
 export { headers } from '@nats-io/transport-node';

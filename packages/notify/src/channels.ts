@@ -1,3 +1,4 @@
+import type { Logger } from '@errand/protocols';
 import { createHmac } from 'node:crypto';
 import type { Rendered } from './render.js';
 
@@ -15,7 +16,8 @@ export class DeliveryError extends Error {
 
 export interface Channel {
   readonly name: string;
-  send(message: Rendered, context: { key: string; signal: AbortSignal }): Promise<void>;
+  /** `log` is bound to the agent and trace of the notification, for channels that log. */
+  send(message: Rendered, context: { key: string; signal: AbortSignal; log?: Logger }): Promise<void>;
 }
 
 async function post(url: string, init: RequestInit, what: string): Promise<Response> {

@@ -106,19 +106,28 @@ export interface ServiceLogger {
   shipper: LogShipper;
 }
 
+const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+
 /**
- * The process's root logger for a service: JSON lines on stdout (pretty on a terminal unless
- * `LOG_FORMAT=json`), bound to the service, secrets redacted, and shipped to NATS through
- * the returned {@link LogShipper}.
+ * The process's root logger for a service: JSON lines on stdout at `level` (pretty on a terminal
+ * unless `LOG_FORMAT=json`), bound to the service, secrets redacted, and shipped to NATS through
+ * the returned {@link LogShipper} at `shipLevel` (default info, so `errand logs` has the story even
+ * when the terminal shows only warnings).
  */
-export function createServiceLogger(service: string, level: string, options: { stdout?: boolean; pretty?: boolean } = {}): ServiceLogger {
+export function createServiceLogger(
+  service: string,
+  level: string,
+  options: { stdout?: boolean; pretty?: boolean; shipLevel?: string } = {},
+): ServiceLogger {
+  const shipLevel = options.shipLevel ?? 'info';
   const shipper = new LogShipper();
-  const streams: { level: string; stream: { write(line: string): void } }[] = [{ level, stream: shipper }];
+  const streams: { level: string; stream: { write(line: string): void } }[] = [{ level: shipLevel, stream: shipper }];
   if (options.stdout !== false) {
     const pretty = options.pretty ?? (process.stdout.isTTY === true && process.env.LOG_FORMAT !== 'json');
     streams.push({ level, stream: pretty ? pinoPretty({ destination: 1, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }) : pino.destination(1) });
   }
-  const logger = pino({ level, base: { service, pid: process.pid }, redact: { paths: REDACT, censor: '[redacted]' } }, pino.multistream(streams)) as unknown as Logger;
+  const lowest = streams.reduce((min, st) => ((LEVEL_VALUES[st.level] ?? 30) < (LEVEL_VALUES[min] ?? 30) ? st.level : min), streams[0]!.level);
+  const logger = pino({ level: lowest, base: { service, pid: process.pid }, redact: { paths: REDACT, censor: '[redacted]' } }, pino.multistream(streams)) as unknown as Logger;
   return { logger, shipper };
 }
 

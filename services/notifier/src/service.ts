@@ -14,8 +14,8 @@ function channelOf(name: string, c: ChannelConfig, logger: Logger): Channel {
     case 'console':
       return {
         name,
-        async send(message) {
-          logger.info({ channel: name, notification: true, agentId: message.approval?.agentId, title: message.title }, `${message.title}: ${message.text}`);
+        async send(message, context: { key: string; signal: AbortSignal; log?: Logger }) {
+          (context.log ?? logger).info({ channel: name, notification: true, title: message.title }, `${message.title}: ${message.text}`);
         },
       };
     case 'slack':
@@ -49,7 +49,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
           concurrency: 4,
           ackWaitMs: config.ackWaitMs,
           logger,
-          execute: async (command, { signal }) => {
+          execute: async (command, { signal, log }) => {
             const message = render(command, config.dashboardUrl);
             if (c.type === 'telegram' && message.approval) {
               await effects.put(telegramRequestKey(message.approval.requestId), JSON.stringify(message.approval));
@@ -61,12 +61,12 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
             } catch (err) {
               if (!isRevisionConflict(err)) throw err;
               if (c.type !== 'webhook') {
-                logger.warn({ channel: name, agentId: command.agentId, key: command.key }, 'a notification that may already have been sent is delivered again: not sending it twice');
+                log.warn({ channel: name }, 'a notification that may already have been sent is delivered again: not sending it twice');
                 return undefined;
               }
             }
             try {
-              await channel.send(message, { key: command.key, signal });
+              await channel.send(message, { key: command.key, signal, log });
               if (config.crashAfterSend) {
                 writeSync(2, 'errand-notifier: crash point notifier.after-send reached (ERRAND_CRASH_AT): SIGKILL\n');
                 process.kill(process.pid, 'SIGKILL');
@@ -75,7 +75,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
               // It failed, so it may be tried again: clear the mark.
               await effects.delete(`sending.${effectKey(command.key)}`).catch(() => {});
               // Thrown, the command is retried with back-off (and dead-lettered with the reason in the end).
-              if (err instanceof DeliveryError) logger.warn({ channel: name, agentId: command.agentId, code: err.code, retryable: err.retryable }, err.message);
+              if (err instanceof DeliveryError) log.warn({ channel: name, code: err.code, retryable: err.retryable }, err.message);
               throw err;
             }
             return undefined;

@@ -1,0 +1,174 @@
+import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMockLlm, type MockLlm } from '@errand/llm';
+import { freePort, runProcess, startProcess, type TestProcess } from '@errand/testing';
+
+// The built CLI, as a user runs it (`pnpm test` builds before testing).
+const cli = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+let home: string;
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'errand-up-home-'));
+});
+afterAll(async () => {
+  await rm(home, { recursive: true, force: true });
+});
+
+/** A user with an empty home and no NATS configured: the CLI finds `errand up` through ~/.errand. */
+function userEnv(extra: Record<string, string> = {}): Record<string, string | undefined> {
+  const { NATS_URL: _u, NATS_CREDS: _c, ERRAND_PREFIX: _p, OPENAI_API_KEY: _k, OPENAI_BASE_URL: _b, ...rest } = process.env;
+  return { ...rest, HOME: home, ...extra };
+}
+
+const errand = (args: string[], extra: Record<string, string> = {}) => runProcess(process.execPath, [cli, ...args], { env: userEnv(extra) });
+
+async function up(dataDir: string, workspace: string, model: MockLlm): Promise<TestProcess> {
+  const p = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir, '--workspace', workspace, '--log-level', 'warn'], {
+    env: userEnv({ OPENAI_BASE_URL: model.url }),
+  });
+  await p.waitForLine(/Errand is up/, 30_000);
+  return p;
+}
+
+async function stop(p: TestProcess): Promise<void> {
+  p.signal('SIGINT');
+  const exit = await p.exited;
+  expect(exit.code, p.stderr()).toBe(0);
+  expect(p.stdout()).toContain('stopped');
+}
+
+describe('errand up and the CLI, as a user runs them', () => {
+  it('submit → approval survives a restart of `errand up` → watch → approve → done; errors have their exit codes', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'errand-up-'));
+    const workspace = join(root, 'workspace');
+    await mkdir(workspace, { recursive: true });
+    await writeFile(join(workspace, 'plan.txt'), 'old plan\n');
+    // The test's model outlives both runs of `errand up`.
+    const model = await startMockLlm({
+      steps: [
+        { match: 'Rewrite plan.txt', reply: { toolCalls: [{ name: 'fs_write', arguments: { path: 'plan.txt', content: 'new plan\n', overwrite: true } }] } },
+        { match: 'Rewrite plan.txt', expect: { contains: ['plan.txt'] }, reply: { content: 'plan.txt is rewritten.' } },
+      ],
+    });
+    let first: TestProcess | undefined;
+    let second: TestProcess | undefined;
+    try {
+      first = await up(join(root, 'nats'), workspace, model);
+
+      const submitted = await errand(['submit', 'Rewrite plan.txt', '--agent', 'assistant', '--tools', 'fs_write', '--label', 'suite=up', '--json']);
+      expect(submitted.code, submitted.stderr).toBe(0);
+      const { agentId } = JSON.parse(submitted.stdout) as { ok: boolean; agentId: string };
+      expect(agentId).toMatch(/^a-/);
+
+      // The overwrite needs a person: wait (bounded) until the agent shows the request.
+      let waiting: { status: string; waitingForApproval?: { requestId: string; what: string } } | undefined;
+      for (let i = 0; i < 100 && !waiting?.waitingForApproval; i++) {
+        const shown = await errand(['show', agentId, '--json']);
+        expect(shown.code, shown.stderr).toBe(0);
+        waiting = JSON.parse(shown.stdout) as typeof waiting;
+        if (!waiting?.waitingForApproval) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(waiting?.waitingForApproval?.what).toContain('plan.txt');
+      const requestId = waiting!.waitingForApproval!.requestId;
+
+      // Ctrl-C, and up again on the same data: the agent is still waiting for the same request.
+      await stop(first);
+      first = undefined;
+      second = await up(join(root, 'nats'), workspace, model);
+      const after = JSON.parse((await errand(['show', agentId, '--json'])).stdout) as { status: string; waitingForApproval?: { requestId: string } };
+      expect(after).toMatchObject({ status: 'running', waitingForApproval: { requestId } });
+      expect(await readFile(join(workspace, 'plan.txt'), 'utf8')).toBe('old plan\n');
+
+      // watch follows it (NDJSON with --json) while a person approves from another terminal.
+      const watch = startProcess(process.execPath, [cli, 'watch', agentId, '--json'], { env: userEnv() });
+      await watch.waitForLine(/"kind":"event\.approval"/, 20_000);
+      const approved = await errand(['approve', agentId, '--json']);
+      expect(approved.code, approved.stderr).toBe(0);
+      expect(JSON.parse(approved.stdout)).toEqual({ ok: true, agentId, decision: 'approve', requestId });
+      const watched = await watch.exited;
+      expect(watched.code, watch.stderr()).toBe(0);
+      const events = watch
+        .stdout()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { kind: string; status?: string; tool?: string });
+      expect(events.some((e) => e.kind === 'event.approval' && e.status === 'approved')).toBe(true);
+      expect(events.some((e) => e.kind === 'event.tool' && e.tool === 'fs_write' && e.status === 'ok')).toBe(true);
+      expect(events.some((e) => e.kind === 'event.done')).toBe(true);
+
+      const done = JSON.parse((await errand(['show', agentId, '--json'])).stdout) as { status: string; output: { answer: string } };
+      expect(done).toMatchObject({ status: 'done', output: { answer: 'plan.txt is rewritten.' } });
+      expect(await readFile(join(workspace, 'plan.txt'), 'utf8')).toBe('new plan\n');
+      expect(model.failures).toEqual([]);
+
+      // The services' logs, read back from NATS: this agent's lines from each service, and filters.
+      const logs = await errand(['logs', '--agent', agentId, '--json']);
+      expect(logs.code, logs.stderr).toBe(0);
+      const lines = logs.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { service: string; agentId: string; level: number; traceId?: string });
+      // The notifier's console channel told of the approval and of the end.
+      expect(new Set(lines.map((l) => l.service))).toEqual(new Set(['host', 'planner', 'tool-runner', 'notifier']));
+      expect(lines.every((l) => l.agentId === agentId)).toBe(true);
+      expect(new Set(lines.map((l) => l.traceId)).size).toBe(1);
+      const planner = await errand(['logs', '--service', 'planner', '--agent', agentId]);
+      expect(planner.stdout).toMatch(/INFO  planner +\[a-[^\]]+\] command done/);
+      expect(planner.stdout).not.toMatch(/ host /);
+      const warnings = await errand(['logs', '--agent', agentId, '--level', 'error', '--json']);
+      expect(warnings.stdout.trim()).toBe('');
+      const badLevel = await errand(['logs', '--level', 'loud']);
+      expect(badLevel.code).toBe(2);
+      expect(badLevel.stderr).toMatch(/levels are trace, debug, info, warn, error, fatal/);
+
+      // Each error path: its exit code, and a message that says what to do.
+      const again = await errand(['approve', agentId]);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/is not waiting for an approval.*errand show/);
+      const missing = await errand(['show', 'a-nobody-here']);
+      expect(missing.code).toBe(3);
+      expect(missing.stderr).toMatch(/no agent a-nobody-here.*errand ls/);
+      const missingJson = await errand(['show', 'a-nobody-here', '--json']);
+      expect(missingJson.code).toBe(3);
+      expect(JSON.parse(missingJson.stdout)).toMatchObject({ ok: false, error: { code: 'ERR_AGENT_NOT_FOUND' } });
+      const unknownAgent = await errand(['submit', 'x', '--agent', 'no-such-agent']);
+      expect(unknownAgent.code).toBe(3);
+      expect(unknownAgent.stderr).toMatch(/no agent 'no-such-agent' is registered \(known: assistant/);
+      const noGoal = await errand(['submit']);
+      expect(noGoal.code).toBe(2);
+      expect(noGoal.stderr).toMatch(/no goal given/);
+      const badWorker = await errand(['worker', 'nope']);
+      expect(badWorker.code).toBe(2);
+      expect(badWorker.stderr).toMatch(/the services are host, planner, tool-runner, notifier/);
+
+      await stop(second);
+      second = undefined;
+      const down = await errand(['show', agentId, '--server', `nats://127.0.0.1:${await freePort()}`]);
+      expect(down.code).toBe(4);
+      expect(down.stderr).toMatch(/cannot connect to NATS/);
+    } finally {
+      first?.signal('SIGKILL');
+      second?.signal('SIGKILL');
+      await model.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('errand demo runs its sample goal to the end on a fresh data folder and exits 0', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'errand-demo-test-'));
+    try {
+      const r = await errand(['demo', '--data-dir', root, '--approve-after', '0', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const summary = JSON.parse(r.stdout) as Record<string, unknown>;
+      expect(summary).toMatchObject({ ok: true, status: 'done', rounds: 6, toolCalls: { ok: 4, failed: 1 } });
+      expect(summary.approvals).toEqual([expect.stringMatching(/ approved$/)]);
+      // The approved overwrite really happened in the demo's workspace.
+      expect(await readFile(join(root, 'workspace', 'summary.md'), 'utf8')).toContain('Approvals from Slack and Telegram');
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
