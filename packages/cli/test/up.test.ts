@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm, type MockLlm } from '@errand/llm';
-import { freePort, runProcess, startProcess, type TestProcess } from '@errand/testing';
+import { createDeployment, freePort, runProcess, startProcess, startTestServer, type TestProcess } from '@errand/testing';
 
 // The built CLI, as a user runs it (`pnpm test` builds before testing).
 const cli = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -171,4 +171,21 @@ describe('errand up and the CLI, as a user runs them', () => {
       await rm(root, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it('errand worker runs one service against a given server, which serves agents until SIGTERM stops it cleanly', async () => {
+    const srv = await startTestServer();
+    try {
+      const d = await createDeployment(srv);
+      const worker = startProcess(process.execPath, [cli, 'worker', 'host', '--server', srv.url, '--prefix', d.prefix], { env: userEnv({ LOG_FORMAT: 'json' }) });
+      await worker.waitForLine(/"msg":"host ready"/, 30_000);
+      const agentId = await d.submit({ goal: 'count', agent: 'tally', input: { expect: 1 } });
+      await d.send({ v: 1, kind: 'input', agentId, text: '1', by: { id: 'test', channel: 'cli' }, at: Date.now() });
+      expect((await d.waitForStatus(agentId, ['done', 'failed'])).status).toBe('done');
+      worker.signal('SIGTERM');
+      expect((await worker.exited).code).toBe(0);
+      expect(worker.stdout()).toMatch(/"service":"host".*"msg":"host stopped"/);
+    } finally {
+      await srv.stop();
+    }
+  });
 });
