@@ -46,7 +46,9 @@ export {
   type AgentStatus,
   type Budget,
   type ChatMessage,
+  ForkSeedSchema,
   type ErrorInfo,
+  type ForkSeed,
   type InboxMessage,
   type Message,
   type MessageInput,
@@ -93,3 +95,4 @@ export {
   type CatalogTool,
   type ToolPolicyName,
 } from './catalog.js';
+export { redactDeep, redactSecrets, REDACTED, SECRET_PATTERNS } from './redact.js';

@@ -134,6 +134,23 @@ const goalFields = {
   notify: z.array(NotifyRuleSchema).optional(),
 };
 
+/** What a fork starts from: see {@link GoalMessageSchema} `fork` and docs/replay.md. */
+export const ForkSeedSchema = z.object({
+  from: z.object({ agentId, step: z.number().int().nonnegative() }),
+  /** The machine that wrote `snapshot`. */
+  machine: z.object({ id: token, version: z.number().int().nonnegative() }),
+  /** XState's persisted snapshot after step `from.step`. */
+  snapshot: z.unknown(),
+  /**
+   * Commands still outstanding at that step (plan/tool requests, timers, child goals), as the
+   * original sent them; the host re-issues them under the fork's id so the fork continues.
+   */
+  reissue: z.array(z.looseObject({ kind: nonEmpty })).default([]),
+  /** An event applied at once as the fork's next step (a human-edited result, say). */
+  event: MachineEventSchema.optional(),
+});
+export type ForkSeed = z.infer<typeof ForkSeedSchema>;
+
 export const GoalMessageSchema = z.object({
   v,
   kind: z.literal('goal'),
@@ -142,6 +159,11 @@ export const GoalMessageSchema = z.object({
   /** Set when a parent agent delegated this goal. */
   parent: z.object({ agentId, ref: nonEmpty }).optional(),
   submittedBy: PrincipalSchema.optional(),
+  /**
+   * Set by `errand fork`: start from another agent's snapshot at a step (obtained by replaying its
+   * journal) instead of from the machine's initial state. Optional; older hosts ignore it.
+   */
+  fork: ForkSeedSchema.optional(),
   at: epochMs,
 });
 

@@ -49,6 +49,8 @@ export const AgentRecordSchema = z.object({
   goal: z.string(),
   labels: z.record(z.string(), z.string()).optional(),
   parent: z.object({ agentId, ref: z.string().min(1) }).optional(),
+  /** For a fork (`errand fork`): the agent and step it was forked from. Absent in older records. */
+  origin: z.object({ agentId, step: z.number().int().nonnegative() }).optional(),
   /** The W3C `traceparent` the goal arrived with: the agent's trace, for messages that carry none. */
   trace: z.string().optional(),
   /** Children by the parent's reference for them. */

@@ -1,4 +1,4 @@
-import type { Message } from '@errand/protocols';
+import { redactSecrets, type Message } from '@errand/protocols';
 
 /** What every channel shows: plain, safe text and, for approvals, the decision buttons. */
 export interface Rendered {
@@ -9,15 +9,6 @@ export interface Rendered {
   approval: { agentId: string; requestId: string; argsHash: string } | undefined;
 }
 
-const SECRET_PATTERNS: RegExp[] = [
-  /\bsk-[A-Za-z0-9_-]{16,}\b/g, // OpenAI-style keys
-  /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, // Slack tokens
-  /\bgh[pousr]_[A-Za-z0-9]{20,}\b/g, // GitHub tokens
-  /\bAKIA[0-9A-Z]{16}\b/g, // AWS access keys
-  /\b\d{8,10}:[A-Za-z0-9_-]{35}\b/g, // Telegram bot tokens
-  /\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b/g, // JWTs
-  /\b(?:password|passwd|secret|token|api[_-]?key)\s*[:=]\s*\S+/gi,
-];
 const URL_PATTERN = /\b(?:https?|ftp):\/\/[^\s<>"')\]]+/gi;
 
 /**
@@ -25,8 +16,7 @@ const URL_PATTERN = /\b(?:https?|ftp):\/\/[^\s<>"')\]]+/gi;
  * injected link must not reach a person's chat, where a click or a preview fetch could leak data.
  */
 export function sanitize(text: string, maxChars = 1500): string {
-  let out = text;
-  for (const p of SECRET_PATTERNS) out = out.replace(p, '[redacted]');
+  let out = redactSecrets(text);
   out = out.replace(URL_PATTERN, '[link removed]');
   return out.length > maxChars ? `${out.slice(0, maxChars)}…` : out;
 }

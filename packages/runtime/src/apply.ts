@@ -8,6 +8,7 @@ import {
   type AgentRecord,
   type AgentStatus,
   type ErrorInfo,
+  type ForkSeed,
   type InboxMessage,
   type Message,
   type MessageInput,
@@ -135,6 +136,7 @@ export function decide(current: AgentRecord | undefined, message: InboxMessage, 
 }
 
 function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
+  if (goal.fork) return startFork(goal, goal.fork, ctx);
   const def = ctx.registry.latest(goal.agent ?? ctx.registry.defaultAgent);
   const input: AgentInput = {
     agentId: ctx.agentId,
@@ -171,6 +173,126 @@ function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
   const step = new Draft(record, ctx, def);
   step.init(input);
   return step.finishRecord(true);
+}
+
+/** The machine event a fork's first journal entry carries: everything needed to rebuild it. */
+export const FORK_EVENT = 'errand.fork';
+
+/**
+ * A fork (`errand fork`): the record starts at the original's step from its snapshot, re-issues
+ * the commands outstanding there under the fork's id, and applies an edited event at once if one
+ * was given. The first journal entry (step `from.step`) is a {@link FORK_EVENT} holding the seed,
+ * so the fork's own journal replays without the original's.
+ */
+function startFork(goal: Message<'goal'>, fork: ForkSeed, ctx: StepContext): AgentRecord {
+  const draft = seedFork(goal, fork, ctx);
+  if (fork.event) {
+    // An edited result names the original's command key; the fork's is the same key under its id.
+    const from = `${fork.from.agentId}:`;
+    const event = { ...fork.event };
+    if (typeof event.key === 'string' && event.key.startsWith(from)) event.key = `${ctx.agentId}:${event.key.slice(from.length)}`;
+    settleJournaled(draft.record, event, ctx.inboxId);
+    draft.apply(ctx.inboxId, event);
+  }
+  return draft.finishRecord(true);
+}
+
+function seedFork(goal: Pick<Message<'goal'>, 'goal' | 'labels'>, fork: ForkSeed, ctx: StepContext): Draft {
+  const record: AgentRecord = {
+    ...emptyRecord(ctx, fork.machine),
+    step: fork.from.step,
+    snapshot: fork.snapshot,
+    goal: goal.goal,
+    labels: goal.labels,
+    origin: { agentId: fork.from.agentId, step: fork.from.step },
+  };
+  const draft = new Draft(record, ctx);
+  draft.reissue(fork.from.agentId, fork.reissue);
+  const { event: _edited, ...seed } = fork;
+  draft.journalFork({ type: FORK_EVENT, ...seed, goal: goal.goal, ...(goal.labels ? { labels: goal.labels } : {}) });
+  return draft;
+}
+
+function emptyRecord(ctx: StepContext, machine: { id: string; version: number }): AgentRecord {
+  return {
+    format: RECORD_FORMAT,
+    agentId: ctx.agentId,
+    machine: { id: machine.id, version: machine.version },
+    status: 'running',
+    step: 0,
+    snapshot: undefined,
+    goal: '',
+    children: {},
+    timers: {},
+    pending: {},
+    applied: [],
+    outbox: [],
+    deferred: [],
+    createdAt: ctx.now,
+    updatedAt: ctx.now,
+  };
+}
+
+/** One entry of an agent's journal (`event.step`), as far as replaying it needs. */
+export interface JournaledStep {
+  readonly step: number;
+  readonly inboxId: string;
+  readonly machine: { readonly id: string; readonly version: number };
+  readonly event: { type: string; [key: string]: unknown };
+  /** When the host took the step (the `at` of the journal entry): the step's `now`. */
+  readonly at: number;
+}
+
+/**
+ * Replays one journal entry exactly as the host computed it: the goal's `xstate.init` (its input
+ * is journaled) through `initialTransition`, a fork seed, or any other event through `transition`
+ * — with the same bookkeeping (pending commands, timers, children) and the same outbox. Pure;
+ * `ctx.now` should be the entry's `at` and `ctx.inboxId` its `inboxId`. Throws
+ * {@link RuntimeError} `ERR_MACHINE_VERSION` when the registry lacks the journaled machine version.
+ */
+export function replayJournaled(current: AgentRecord | undefined, entry: JournaledStep, ctx: StepContext): AgentRecord {
+  const { id, version } = entry.machine;
+  if (!ctx.registry.find(id, version)) {
+    const known = ctx.registry.has(id) ? `${id}@${ctx.registry.list().filter((d) => d.id === id).map((d) => d.version).join(', @')}` : `no '${id}' at all`;
+    throw new RuntimeError(
+      RuntimeErrorCode.MachineVersion,
+      `step ${entry.step} of agent ${ctx.agentId} was taken by machine ${id}@${version}, which is not registered here (have ${known}); ` +
+        `load the module that defines ${id}@${version} (ERRAND_AGENT_MODULES) to replay it`,
+      { agentId: ctx.agentId },
+    );
+  }
+  if (entry.event.type === FORK_EVENT) {
+    const seed = entry.event as unknown as ForkSeed & { goal?: string; labels?: Record<string, string> };
+    return seedFork({ goal: seed.goal ?? '', labels: seed.labels }, { ...seed, reissue: seed.reissue ?? [] }, ctx).finishRecord(true);
+  }
+  if (current === undefined) {
+    if (entry.event.type !== 'xstate.init') {
+      throw new RuntimeError(RuntimeErrorCode.AgentNotFound, `the journal of ${ctx.agentId} starts at step ${entry.step} with '${entry.event.type}', not with its goal or a fork`, { agentId: ctx.agentId });
+    }
+    const def = ctx.registry.find(id, version)!;
+    const input = entry.event.input as AgentInput;
+    const record: AgentRecord = { ...emptyRecord(ctx, def), goal: input.goal, labels: Object.keys(input.labels ?? {}).length ? input.labels : undefined, parent: input.parent };
+    const draft = new Draft(record, ctx, def);
+    draft.init(input);
+    return draft.finishRecord(true);
+  }
+  const draft = new Draft(current, ctx);
+  settleJournaled(draft.record, entry.event, ctx.inboxId);
+  draft.apply(ctx.inboxId, entry.event);
+  return draft.finishRecord();
+}
+
+/** The bookkeeping `decide` does before applying a message, from the machine event alone. */
+function settleJournaled(record: AgentRecord, event: { type: string; [key: string]: unknown }, inboxId: string): void {
+  if ((event.type === 'plan.result' || event.type === 'tool.result') && typeof event.key === 'string') delete record.pending[event.key];
+  if (event.type === 'child.result' && typeof event.ref === 'string') {
+    const child = record.children[event.ref];
+    if (child && typeof event.outcome === 'string') child.status = event.outcome as AgentStatus;
+  }
+  if (inboxId.startsWith('timer:')) {
+    const key = inboxId.slice('timer:'.length);
+    for (const [timerId, t] of Object.entries(record.timers)) if (t.key === key) delete record.timers[timerId];
+  }
 }
 
 type Action = { type: string; params?: unknown };
@@ -246,6 +368,51 @@ class Draft {
     }
     this.afterTransition(def, next, actions, event);
     return !TERMINAL_STATUSES.has(this.record.status);
+  }
+
+  /** Journals the fork's seed as this record's current step (no transition happens). */
+  journalFork(event: Record<string, unknown> & { type: string }): void {
+    this.journal(event);
+  }
+
+  /**
+   * Sends again, under this agent's id and fresh keys, the commands another agent (`fromId`) had
+   * outstanding: plan and tool requests become pending here, timers live here, child goals start
+   * children of this agent.
+   */
+  reissue(fromId: string, commands: readonly Record<string, unknown>[]): void {
+    const { agentId, subjects } = this.ctx;
+    const rekey = (key: unknown) => (typeof key === 'string' && key.startsWith(`${fromId}:`) ? `${agentId}:${key.slice(fromId.length + 1)}` : `${agentId}:fork:${String(key)}`);
+    for (const c of commands) {
+      switch (c.kind) {
+        case 'plan.request':
+        case 'tool.request': {
+          const key = rekey(c.key);
+          const message = { ...c, agentId, key } as MessageInput<'plan.request' | 'tool.request'>;
+          const subject = message.kind === 'plan.request' ? subjects.workPlan() : subjects.workTool((message as { tool: string }).tool);
+          this.push(subject, key, message);
+          this.record.pending[key] = { kind: message.kind, at: this.ctx.now };
+          break;
+        }
+        case 'timer.request': {
+          const key = rekey(c.key);
+          const message = { ...c, agentId, key } as MessageInput<'timer.request'>;
+          this.push(subjects.workTimer(), key, message);
+          this.record.timers[String(c.timerId)] = { key, dueAt: Number(c.dueAt) };
+          break;
+        }
+        case 'goal': {
+          const parent = c.parent as { ref: string } | undefined;
+          if (!parent) break;
+          const childId = childAgentId(agentId, parent.ref);
+          this.push(subjects.agentIn(childId, 'goal'), `goal:${childId}`, { ...(c as MessageInput<'goal'>), agentId: childId, parent: { agentId, ref: parent.ref }, at: this.ctx.now });
+          this.record.children[parent.ref] = { agentId: childId, status: 'running' };
+          break;
+        }
+        default:
+          break;
+      }
+    }
   }
 
   cancel(reason: string): void {

@@ -21,7 +21,7 @@ export {
   type AgentRegistry,
   type SnapshotMigration,
 } from './agent-definition.js';
-export { decide, machineEventOf, TERMINAL_STATUSES, type Decision, type StepContext } from './apply.js';
+export { decide, FORK_EVENT, machineEventOf, replayJournaled, TERMINAL_STATUSES, type Decision, type JournaledStep, type StepContext } from './apply.js';
 export { CRASH_POINTS, isCrashPoint, type CrashHook, type CrashPoint } from './crash-points.js';
 export { RuntimeError, RuntimeErrorCode } from './errors.js';
 export { defaultHostOptions, INBOX_CONSUMER, inboxIdOf, startHost, TIMER_CONSUMER, type Host, type HostOptions } from './host.js';
