@@ -117,14 +117,15 @@ const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, w
 export function createServiceLogger(
   service: string,
   level: string,
-  options: { stdout?: boolean; pretty?: boolean; shipLevel?: string } = {},
+  options: { stdout?: boolean; pretty?: boolean; shipLevel?: string; /** 2: stderr instead of stdout. */ fd?: 1 | 2 } = {},
 ): ServiceLogger {
   const shipLevel = options.shipLevel ?? 'info';
   const shipper = new LogShipper();
   const streams: { level: string; stream: { write(line: string): void } }[] = [{ level: shipLevel, stream: shipper }];
   if (options.stdout !== false) {
-    const pretty = options.pretty ?? (process.stdout.isTTY === true && process.env.LOG_FORMAT !== 'json');
-    streams.push({ level, stream: pretty ? pinoPretty({ destination: 1, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }) : pino.destination(1) });
+    const fd = options.fd ?? 1;
+    const pretty = options.pretty ?? ((fd === 1 ? process.stdout : process.stderr).isTTY === true && process.env.LOG_FORMAT !== 'json');
+    streams.push({ level, stream: pretty ? pinoPretty({ destination: fd, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }) : pino.destination(fd) });
   }
   const lowest = streams.reduce((min, st) => ((LEVEL_VALUES[st.level] ?? 30) < (LEVEL_VALUES[min] ?? 30) ? st.level : min), streams[0]!.level);
   const logger = pino({ level: lowest, base: { service, pid: process.pid }, redact: { paths: REDACT, censor: '[redacted]' } }, pino.multistream(streams)) as unknown as Logger;

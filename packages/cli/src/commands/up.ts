@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { parseMockScript, type MockScript } from '@errand/llm';
 import { defaultDataDir } from '@errand/nats';
+import { createServiceLogger } from '@errand/service';
 import { DEFAULT_PREFIX } from '@errand/protocols';
 import { explicitServer, removeUpState, writeUpState, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
@@ -42,10 +43,12 @@ export function registerUp(program: Command): void {
       'after',
       `
 Every service runs in this one process, each with its own NATS connection, and logs to stdout
-(pretty on a terminal, JSON otherwise; --log-level sets the level, default info). Without
-OPENAI_API_KEY or OPENAI_BASE_URL the planner talks to a scripted model. Notifications go to the
-log as 'console' channel lines unless ERRAND_NOTIFY_CHANNELS configures real channels. Every
-service setting in docs/operations.md can be given in the environment.
+(stderr with --json; pretty on a terminal, JSON otherwise; --log-level sets the level, default
+info; \`errand logs\` reads them back from NATS). Prometheus metrics of all of them are served at
+the printed /metrics URL. Without OPENAI_API_KEY or OPENAI_BASE_URL the planner talks to a
+scripted model. Notifications go to the log as 'console' channel lines unless
+ERRAND_NOTIFY_CHANNELS configures real channels. Every service setting in docs/operations.md can
+be given in the environment.
 
 Stop it with Ctrl-C; started again it finds its data where it left it, and every agent continues
 where it was. Other errand commands, in other terminals, find the server it started on their own.
@@ -75,6 +78,8 @@ Examples:
         script: opts.llmScript ? await readScript(opts.llmScript) : FALLBACK_SCRIPT,
         serviceLogLevel: opts.logLevel ?? 'info',
         metricsPort: opts.metricsPort,
+        // With --json, stdout carries only the JSON report: the services log to stderr.
+        ...(opts.json ? { serviceLogger: (service: string, level: string) => createServiceLogger(service, level, { fd: 2 }) } : {}),
         logger,
         say,
       });
