@@ -13,6 +13,22 @@ import {
   type Principal,
   type Subjects,
 } from '@errand/protocols';
+import {
+  diffRuns,
+  forkOrigin,
+  forkSeed,
+  orderJournal,
+  replayJournal,
+  verifyReplay,
+  withOrigin,
+  writeExport,
+  type ForkOptions,
+  type JournalEntry,
+  type ReplayResult,
+  type RunDiff,
+  type Verification,
+} from '@errand/replay';
+import { newAgentId, type AgentRegistry } from '@errand/runtime';
 
 export const ClientErrorCode = {
   NotFound: 'ERR_AGENT_NOT_FOUND',
@@ -105,6 +121,24 @@ export interface ErrandClient {
   /** Answers the agent's question, or tells a working agent something (`interrupt` stops the step in flight). */
   answer(agentId: string, text: string, by: Principal, options?: { interrupt?: boolean }): Promise<void>;
   control(agentId: string, action: 'cancel' | 'pause' | 'resume', by: Principal, reason?: string): Promise<void>;
+  /** The agent's journal, in step order, each step once. Throws `ERR_AGENT_NOT_FOUND` when there is neither journal nor record. */
+  journal(agentId: string): Promise<JournalEntry[]>;
+  /**
+   * Replays the agent's journal through the machines of `registry` (nothing runs, nothing is
+   * published) and, unless stopped early at `stopAt`, verifies the result against the stored record.
+   * Throws `ReplayError` of @errand/replay.
+   */
+  replay(agentId: string, options: { registry: AgentRegistry; stopAt?: number }): Promise<{ result: ReplayResult; record: AgentRecord | undefined; verification: Verification | undefined }>;
+  /**
+   * Starts a new agent from the agent's snapshot at step `at` (by replay), re-issuing the commands
+   * outstanding there, with the overrides of `options`. The original is not touched. Resolves with
+   * the new agent's id; a host picks the fork up like any goal.
+   */
+  fork(agentId: string, options: ForkOptions & { registry: AgentRegistry; at: number; forkId?: string }): Promise<{ agentId: string }>;
+  /** A self-contained, redacted JSON-lines export of the agent (see @errand/replay `writeExport`). */
+  export(agentId: string, options?: { registry?: AgentRegistry }): Promise<string>;
+  /** Two runs side by side from the step where they diverge (a fork's shared steps come from its origin). */
+  diff(a: string, b: string): Promise<RunDiff>;
 }
 
 export async function createClient(conn: ErrandConnection, prefix: string): Promise<ErrandClient> {
@@ -119,8 +153,80 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
     if (!r) throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
     return r;
   };
+  const eventsStream = resourceNames(prefix).streams.events;
+  const readJournal = async (agentId: string): Promise<JournalEntry[]> => {
+    const consumer = await conn.js.consumers.get(eventsStream, { filter_subjects: subjects.agentEvent(agentId, 'step') });
+    const backlog = (await consumer.info(true)).num_pending;
+    const out: JournalEntry[] = [];
+    if (backlog === 0) return out;
+    const messages = await consumer.consume();
+    const timer = setTimeout(() => void messages.close(), 30_000);
+    try {
+      for await (const m of messages) {
+        out.push(decodeMessage(m.data, { contentType: m.headers?.get('Content-Type'), expect: 'event.step' }));
+        if (out.length >= backlog) break;
+      }
+    } finally {
+      clearTimeout(timer);
+      await messages.close();
+    }
+    return orderJournal(out);
+  };
+  const journal = async (agentId: string): Promise<JournalEntry[]> => {
+    // A record is committed before its step's journal entry is published: wait briefly for it.
+    for (let attempt = 0; ; attempt++) {
+      const [entries, r] = await Promise.all([readJournal(agentId), record(agentId)]);
+      if (entries.length === 0 && !r) throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId} (no record and no journal)`, agentId);
+      if (!r || (entries.at(-1)?.step ?? 0) >= r.step || attempt >= 20) return entries;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  /** A fork's journal with its origin's shared steps in front (recursively). */
+  const fullJournal = async (agentId: string, depth = 0): Promise<JournalEntry[]> => {
+    const own = await journal(agentId);
+    const from = forkOrigin(own);
+    if (!from || depth > 16) return own;
+    return withOrigin(own, await fullJournal(from.agentId, depth + 1).catch(() => []));
+  };
   return {
     subjects,
+    journal,
+    async replay(agentId, options) {
+      const entries = await journal(agentId);
+      const r = await record(agentId);
+      const result = replayJournal(entries, { registry: options.registry, prefix, stopAt: options.stopAt });
+      const verification = options.stopAt === undefined && r ? verifyReplay(result, r) : undefined;
+      return { result, record: r, verification };
+    },
+    async fork(agentId, options) {
+      const original = await must(agentId);
+      const result = replayJournal(await journal(agentId), { registry: options.registry, prefix, stopAt: options.at });
+      const seed = forkSeed(result, options);
+      const forkId = options.forkId ?? newAgentId(Date.now());
+      const message: Message<'goal'> = {
+        v: MESSAGE_VERSION,
+        kind: 'goal',
+        agentId: forkId,
+        goal: original.goal,
+        agent: seed.machine.id,
+        ...(original.labels ? { labels: original.labels } : {}),
+        fork: seed,
+        at: Date.now(),
+      };
+      await conn.js.publish(subjects.agentIn(forkId, 'goal'), encodeMessage(message).data, { msgID: `goal:${forkId}` });
+      return { agentId: forkId };
+    },
+    async export(agentId, options = {}) {
+      const entries = await journal(agentId);
+      const r = await record(agentId);
+      const machine = r?.machine ?? entries.at(-1)?.machine;
+      const definition = machine ? options.registry?.find(machine.id, machine.version) : undefined;
+      return writeExport({ agentId, prefix, journal: entries, record: r, definition });
+    },
+    async diff(a, b) {
+      const [ja, jb] = await Promise.all([fullJournal(a), fullJournal(b)]);
+      return diffRuns({ agentId: a, journal: ja }, { agentId: b, journal: jb });
+    },
     async submit(goal, options = {}, trace = {}) {
       const request: Message<'submit.request'> = { v: MESSAGE_VERSION, kind: 'submit.request', goal, ...options };
       const traceparent = trace.traceparent ?? newTraceparent();

@@ -1,2 +1,2 @@
-export { hostService } from './service.js';
+export { hostService, loadAgents } from './service.js';
 export { parseConfig, type HostConfig } from './config.js';

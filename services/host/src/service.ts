@@ -6,7 +6,8 @@ import { createRegistry, startHost, type AgentDefinition, type CrashPoint } from
 import { ConfigError, type ServiceDefinition } from '@errand/service';
 import { parseConfig, type HostConfig } from './config.js';
 
-async function loadAgents(specifiers: readonly string[]): Promise<AgentDefinition[]> {
+/** Imports the `agents` export of each module (package names, or paths relative to the working directory). */
+export async function loadAgents(specifiers: readonly string[]): Promise<AgentDefinition[]> {
   const all: AgentDefinition[] = [];
   for (const spec of specifiers) {
     const target = spec.startsWith('.') || isAbsolute(spec) ? pathToFileURL(resolve(spec)).href : spec;
