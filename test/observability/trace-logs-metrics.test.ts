@@ -104,6 +104,8 @@ describe('observability across services (real processes)', () => {
         for (const l of lines) expect(l).toMatchObject({ service, agentId, traceId });
       }
       expect(traced(runner.stdout()).map((l) => l.msg)).toContain('tool call running');
+      // A worker's lines also name the step that sent the command.
+      expect(traced(planner.stdout()).every((l) => Number.isInteger((l as { step?: number }).step))).toBe(true);
 
       // The metrics endpoint counts exactly the steps this agent took.
       const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();

@@ -177,7 +177,9 @@ export async function startCommandWorker<K extends CommandKind>(
     handle: async (command, msg) => {
       const cmd = command as Message<K> & { key: string; agentId: string };
       const span = startSpan(`errand.${o.expect}`, traceparentFrom(msg.headers), { 'errand.agent_id': cmd.agentId, 'errand.key': cmd.key, 'errand.worker': o.name });
-      const callLog = log.child({ agentId: cmd.agentId, key: cmd.key, traceId: span.traceId });
+      // Keys are `<agentId>:<step>:<n>`: the step that sent the command.
+      const step = Number(cmd.key.split(':').at(-2));
+      const callLog = log.child({ agentId: cmd.agentId, ...(Number.isInteger(step) ? { step } : {}), key: cmd.key, traceId: span.traceId });
       try {
         await run(cmd, msg, span.traceparent, callLog);
         span.end();
