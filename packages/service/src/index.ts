@@ -61,12 +61,22 @@ export class LogShipper {
   private subject = '';
   private early: string[] = [];
   private dropped = 0;
+  private away = false;
 
   constructor(private readonly maxEarly = 1000) {}
 
   attach(nc: NatsConnection, subject: string): void {
     this.nc = nc;
     this.subject = subject;
+    this.away = false;
+    // While disconnected the client would buffer every publish in memory: drop and count instead.
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (this.nc !== nc) break;
+        if (s.type === 'disconnect') this.away = true;
+        else if (s.type === 'reconnect') this.away = false;
+      }
+    })().catch(() => {});
     const early = this.early;
     this.early = [];
     for (const line of early) this.write(line);
@@ -84,7 +94,7 @@ export class LogShipper {
       else this.dropped += 1;
       return;
     }
-    if (nc.isClosed() || nc.isDraining()) {
+    if (this.away || nc.isClosed() || nc.isDraining()) {
       this.dropped += 1;
       return;
     }

@@ -57,4 +57,32 @@ describe('the service logger ships its lines to NATS', () => {
     await inbox.done;
     expect(inbox.got.map((l) => l.msg)).toEqual(['5 log lines were not shipped (NATS was away or slow)', 'back']);
   });
+
+  it('while the server is down, lines are dropped (not buffered) and counted; after the reconnect shipping resumes', async () => {
+    const subject = `${uniquePrefix()}.logs.tool-runner`;
+    const writer = await srv.connect({ reconnectTimeWaitMs: 50 });
+    const { logger, shipper } = createServiceLogger('tool-runner', 'error', { stdout: false });
+    shipper.attach(writer.nc, subject);
+    const waitFor = (type: string) =>
+      new Promise<void>((resolve) => {
+        void (async () => {
+          for await (const s of writer.nc.status()) {
+            if (s.type === type) return resolve();
+          }
+        })();
+      });
+    const disconnected = waitFor('disconnect');
+    await srv.kill();
+    await disconnected;
+    for (let i = 0; i < 3; i++) logger.info({}, `while down ${i}`);
+    const reconnected = waitFor('reconnect');
+    await srv.restart();
+    await reconnected;
+    const reader = await srv.connect();
+    const inbox = await collect(reader, subject, 2);
+    logger.info({}, 'after');
+    await writer.nc.flush();
+    await inbox.done;
+    expect(inbox.got.map((l) => l.msg)).toEqual(['3 log lines were not shipped (NATS was away or slow)', 'after']);
+  });
 });
