@@ -1,0 +1,87 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMockLlm } from '@errand/llm';
+import { MESSAGE_VERSION } from '@errand/protocols';
+import { createDeployment, runProcess, startTestServer, startTestToolRunner, type TestServer } from '@errand/testing';
+import { contextOf, stateOf, toolDef } from '../agent/setup.js';
+
+const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
+
+let srv: TestServer;
+let home: string;
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'errand-replay-home-'));
+  srv = await startTestServer();
+});
+afterAll(async () => {
+  await srv?.stop();
+  await rm(home, { recursive: true, force: true });
+});
+
+describe('replay of a built-in agent run', () => {
+  it('a run with a model retry, an approval, a host crash after a commit and a child agent replays with --verify to the stored snapshot', async () => {
+    const mock = await startMockLlm({
+      steps: [
+        { match: 'REPLAY-PARENT', error: { status: 500 } },
+        { match: 'REPLAY-PARENT', reply: { content: 'I will ask a helper.', toolCalls: [{ name: 'delegate', arguments: { goal: 'REPLAY-CHILD: name a prime' } }] } },
+        { match: 'REPLAY-CHILD', reply: { content: 'seven' } },
+        { match: 'REPLAY-PARENT', expect: { contains: ['seven'] }, reply: { toolCalls: [{ name: 'echo', arguments: { n: 7 } }] } },
+        { match: 'REPLAY-PARENT', reply: { content: 'The helper said seven, and echo agreed.' } },
+      ],
+    });
+    const d = await createDeployment(srv, { env: { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1' } });
+    const echo = await startTestToolRunner(d, 'echo', (r) => ({ output: r.args }));
+    try {
+      await d.start('planner');
+      // The first host dies right after its third commit, before publishing that step's commands.
+      const doomed = d.spawn('host', { ERRAND_CRASH_AT: 'host.after-commit:3' });
+      await doomed.waitForLine(/"msg":"host ready"/);
+      const agentId = await d.submit({
+        goal: 'REPLAY-PARENT: find a prime and echo it',
+        input: { toolDefinitions: [toolDef('echo')], toolPolicies: { echo: 'ask' }, settings: { backoffBaseMs: 200 } },
+      });
+      expect((await doomed.exited).signal).toBe('SIGKILL');
+      await d.start('host');
+
+      const waiting = await d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingApproval');
+      const approval = contextOf(waiting).approval as { requestId: string; argsHash: string };
+      await d.send({ v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: approval.requestId, argsHash: approval.argsHash, decision: 'approve', by: { id: 'boss', channel: 'test' }, at: Date.now() });
+      const done = await d.waitForStatus(agentId, ['done', 'failed'], 60_000);
+      expect(done.error).toBeUndefined();
+      expect(done.output).toMatchObject({ answer: 'The helper said seven, and echo agreed.' });
+      expect(mock.failures).toEqual([]);
+      const child = Object.values(done.children)[0]!;
+      expect(child.status).toBe('done');
+
+      const journal = await d.journal(agentId);
+      const types = journal.map((j) => j.event.type);
+      expect(types).toContain('retry.plan');
+      expect(types).toContain('approval');
+      expect(types).toContain('child.result');
+      expect(types).toContain('tool.result');
+
+      const { NATS_URL: _u, ERRAND_PREFIX: _p, ERRAND_AGENT_MODULES: _m, ...rest } = process.env;
+      const env = { ...rest, HOME: home, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix };
+      for (const id of [agentId, child.agentId]) {
+        const r = await runProcess(process.execPath, [cli, 'replay', id, '--verify'], { env });
+        expect(r.stderr).toBe('');
+        expect(r.code).toBe(0);
+        expect(r.stdout).toContain(`verified: replaying ${id} gives the stored snapshot`);
+      }
+      const parent = (await runProcess(process.execPath, [cli, 'replay', agentId], { env })).stdout;
+      // The model's reasoning, the retry, the decision and the child's outcome, in short form.
+      expect(parent).toContain('model error ERR_');
+      expect(parent).toContain('"I will ask a helper." calls delegate(');
+      expect(parent).toContain('approval');
+      expect(parent).toContain(`child ${child.agentId} (call_1): done`);
+      expect(parent).toContain('tool echo');
+    } finally {
+      await echo.stop();
+      await d.stopAll();
+      await mock.close();
+    }
+  }, 90_000);
+});
