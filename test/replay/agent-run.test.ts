@@ -30,6 +30,8 @@ describe('replay of a built-in agent run', () => {
         { match: 'REPLAY-CHILD', reply: { content: 'seven' } },
         { match: 'REPLAY-PARENT', expect: { contains: ['seven'] }, reply: { toolCalls: [{ name: 'echo', arguments: { n: 7 } }] } },
         { match: 'REPLAY-PARENT', reply: { content: 'The helper said seven, and echo agreed.' } },
+        // For the fork: the same question, asked again of another model with another system prompt.
+        { match: 'REPLAY-PARENT', reply: { content: 'Seven.' } },
       ],
     });
     const d = await createDeployment(srv, { env: { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1' } });
@@ -78,6 +80,24 @@ describe('replay of a built-in agent run', () => {
       expect(parent).toContain('approval');
       expect(parent).toContain(`child ${child.agentId} (call_1): done`);
       expect(parent).toContain('tool echo');
+
+      // Fork after the tool result, where a model call is outstanding: the fork asks it again,
+      // of another model with another system prompt, and finishes on its own answer.
+      const at = journal.find((j) => j.event.type === 'tool.result')!.step;
+      const before = await d.agents.get(agentId);
+      const f = await runProcess(process.execPath, [cli, 'fork', agentId, '--at', String(at), '--model', 'mock-2', '--system', 'You are terse.'], { env });
+      expect(f.stderr).toBe('');
+      const fork = f.stdout.trim();
+      const forked = await d.waitForStatus(fork, ['done', 'failed'], 30_000);
+      expect(forked.output).toMatchObject({ answer: 'Seven.' });
+      expect(forked.origin).toEqual({ agentId, step: at });
+      const asked = mock.requests.at(-1)!;
+      expect(asked.model).toBe('mock-2');
+      expect(asked.messages[0]).toMatchObject({ role: 'system', content: 'You are terse.' });
+      expect((await d.agents.get(agentId))?.revision).toBe(before?.revision);
+      const diff = await runProcess(process.execPath, [cli, 'diff', agentId, fork], { env });
+      expect(diff.stdout).toContain(`first divergence at step ${at + 1}`);
+      expect((await runProcess(process.execPath, [cli, 'replay', fork, '--verify'], { env })).code).toBe(0);
     } finally {
       await echo.stop();
       await d.stopAll();
