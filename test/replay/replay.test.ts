@@ -8,6 +8,7 @@ import { createDeployment, runProcess, startTestServer, startTestToolRunner, typ
 // The built CLI, as a user runs it (`pnpm test` builds first).
 const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
 const changedPipeline = fileURLToPath(new URL('../fixtures/pipeline-changed.mjs', import.meta.url));
+const pipelineV2 = fileURLToPath(new URL('../fixtures/pipeline-v2.mjs', import.meta.url));
 
 let srv: TestServer;
 let d: Deployment;
@@ -66,6 +67,14 @@ describe('errand replay, export, fork and diff (host process, built CLI)', () =>
     expect(r.stdout).toContain('verification failed: step 2 diverges');
     expect(r.stdout).toContain('final snapshot (- stored, + replayed):');
     expect(r.stderr).toContain('first diverging step: 2');
+  });
+
+  it('a journal whose machine version the registry lacks is refused with the version to load', async () => {
+    const agentId = await finishedPipeline();
+    const r = await errand(['replay', agentId], { ERRAND_AGENT_MODULES: pipelineV2 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('was taken by machine pipeline@1, which is not registered here (have pipeline@2)');
+    expect(r.stderr).toContain('ERRAND_AGENT_MODULES');
   });
 
   it('a fork at step 2 with a corrected tool result takes another path; the original is unchanged; diff names step 3', async () => {

@@ -340,6 +340,9 @@ class Draft {
   init(input: AgentInput): void {
     const def = this.definition();
     this.record.step += 1;
+    // Keys are numbered per step (not per commit: a resume applies several steps in one), so a
+    // replay that applies one journaled step at a time computes the same keys.
+    this.n = 0;
     let next: AnyMachineSnapshot;
     let actions: Action[];
     try {
@@ -356,6 +359,9 @@ class Draft {
   apply(_id: string, event: { type: string; [key: string]: unknown }): boolean {
     const def = this.definition();
     this.record.step += 1;
+    // Keys are numbered per step (not per commit: a resume applies several steps in one), so a
+    // replay that applies one journaled step at a time computes the same keys.
+    this.n = 0;
     let next: AnyMachineSnapshot;
     let actions: Action[];
     try {
