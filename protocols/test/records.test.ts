@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { CodecError, decodeRecord, encodeRecord, RECORD_FORMAT, type AgentRecord } from '@errand/protocols';
+import { CodecError, decodeMessage, decodeRecord, encodeMessage, encodeRecord, MESSAGE_VERSION, RECORD_FORMAT, redactDeep, type AgentRecord, type Message } from '@errand/protocols';
 
 const record: AgentRecord = {
   format: RECORD_FORMAT,
@@ -37,5 +37,36 @@ describe('agent records', () => {
     expect(() => decodeRecord(damaged)).toThrow(/step/);
     const bytes = encodeRecord(record);
     expect(() => decodeRecord(bytes.subarray(0, bytes.length - 10))).toThrow(/not valid msgpack/);
+  });
+
+  it('a fork keeps its origin; a record without one (written before forks) still reads', () => {
+    const fork = { ...record, origin: { agentId: 'a-0', step: 2 } };
+    expect(decodeRecord(encodeRecord(fork)).origin).toEqual({ agentId: 'a-0', step: 2 });
+    expect(decodeRecord(encodeRecord(record)).origin).toBeUndefined();
+  });
+});
+
+describe('fork seeds on goals', () => {
+  it('a goal may carry a fork seed; reissue defaults to none', () => {
+    const goal: Message<'goal'> = {
+      v: MESSAGE_VERSION,
+      kind: 'goal',
+      agentId: 'a-2',
+      goal: 'count to three',
+      fork: { from: { agentId: 'a-1', step: 3 }, machine: { id: 'counter', version: 2 }, snapshot: record.snapshot, reissue: [], event: { type: 'tool.result', callId: 'c1' } },
+      at: 1_700_000_000_000,
+    };
+    expect(decodeMessage(encodeMessage(goal).data)).toEqual(goal);
+    const { reissue: _r, ...bare } = goal.fork!;
+    expect((decodeMessage(encodeMessage({ ...goal, fork: bare as never }).data) as Message<'goal'>).fork?.reissue).toEqual([]);
+  });
+});
+
+describe('redaction', () => {
+  it('redacts secrets in every string of a value, keys included', () => {
+    const key = 'sk-abcdefghijklmnopqrstuvwx123456';
+    const out = redactDeep({ goal: `use ${key}`, list: [key, 1, null], [key]: { token: 'ghp_abcdefghijklmnopqrstuvwxyz0123' } });
+    expect(JSON.stringify(out)).not.toMatch(/sk-abc|ghp_/);
+    expect(out.list).toEqual(['[redacted]', 1, null]);
   });
 });
