@@ -9,6 +9,8 @@ export const ReplayErrorCode = {
   MachineVersion: 'ERR_MACHINE_VERSION',
   /** A step asked for (`--step`, `--at`) is not in the journal. */
   NoSuchStep: 'ERR_NO_SUCH_STEP',
+  /** A fork at a step where the agent had already ended. */
+  CannotFork: 'ERR_CANNOT_FORK',
   /** An export file that cannot be read. */
   BadExport: 'ERR_BAD_EXPORT',
 } as const;

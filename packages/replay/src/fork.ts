@@ -1,4 +1,5 @@
 import type { ForkSeed } from '@errand/protocols';
+import { ReplayError, ReplayErrorCode } from './errors.js';
 import type { IssuedCommand, ReplayResult } from './fold.js';
 
 export interface ForkOptions {
@@ -26,6 +27,14 @@ function withSystem(messages: unknown, system: string): unknown {
  */
 export function forkSeed(replay: ReplayResult, options: ForkOptions = {}): ForkSeed {
   const last = replay.steps.at(-1)!;
+  if (replay.record.status !== 'running') {
+    const lastRunning = [...replay.steps].reverse().find((s) => s.status === 'running');
+    throw new ReplayError(
+      ReplayErrorCode.CannotFork,
+      `agent ${replay.agentId} had already ended (${replay.record.status}) at step ${last.step}: nothing would continue; fork at an earlier step${lastRunning ? ` (the last running one is ${lastRunning.step})` : ''}`,
+      { agentId: replay.agentId, step: last.step },
+    );
+  }
   let snapshot = structuredClone(replay.record.snapshot) as { context?: Record<string, unknown> } | undefined;
   let reissue: IssuedCommand[] = replay.outstanding.map((c) => structuredClone(c));
   const edited = options.event;

@@ -123,6 +123,11 @@ describe('replay', () => {
     expect(d.firstDivergentStep).toBe(3);
   });
 
+  it('a fork at a step where the agent had ended is refused, naming the last running step', () => {
+    const orig = runPipeline('p8');
+    expect(() => forkSeed(replayJournal(orig.journal, { registry }))).toThrow(expect.objectContaining({ code: ReplayErrorCode.CannotFork, message: expect.stringContaining('the last running one is 3') }));
+  });
+
   it('a fork without an edited event re-issues the pending command under its own id', () => {
     const orig = runPipeline('p7');
     const seed = forkSeed(replayJournal(orig.journal, { registry, stopAt: 2 }));

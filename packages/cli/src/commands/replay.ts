@@ -56,7 +56,7 @@ async function withClient<T>(cmd: Command, fn: (client: ErrandClient, opts: Glob
 function cliErrorOf(err: unknown): unknown {
   if (err instanceof ClientError && err.code === ClientErrorCode.NotFound) return new CliError(ExitCode.NotFound, `${err.message} (\`errand ls\` lists the agents)`, { cause: err });
   if (err instanceof ReplayError) {
-    const exit = err.code === ReplayErrorCode.NoSuchStep || err.code === ReplayErrorCode.EmptyJournal ? ExitCode.NotFound : err.code === ReplayErrorCode.BadExport ? ExitCode.Usage : ExitCode.Failed;
+    const exit = err.code === ReplayErrorCode.NoSuchStep || err.code === ReplayErrorCode.EmptyJournal ? ExitCode.NotFound : err.code === ReplayErrorCode.BadExport || err.code === ReplayErrorCode.CannotFork ? ExitCode.Usage : ExitCode.Failed;
     return new CliError(exit, err.message, { cause: err });
   }
   return err;
