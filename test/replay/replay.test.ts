@@ -60,6 +60,20 @@ describe('errand replay, export, fork and diff (host process, built CLI)', () =>
     expect(missing.stderr).toContain('has no step 9');
   });
 
+  it('every command has help with examples; replay needs an agent or a file', async () => {
+    for (const c of ['replay', 'export', 'fork', 'diff']) {
+      const h = await errand([c, '--help']);
+      expect(h.code).toBe(0);
+      expect(h.stdout).toContain('Examples:');
+    }
+    const none = await errand(['replay']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('name an agent');
+    const unknown = await errand(['replay', 'no-such-agent']);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toContain('errand ls');
+  });
+
   it('a changed machine makes --verify fail with a diff naming the first diverging step', async () => {
     const agentId = await finishedPipeline();
     const r = await errand(['replay', agentId, '--verify'], { ERRAND_AGENT_MODULES: changedPipeline });

@@ -128,6 +128,22 @@ describe('replay', () => {
     expect(() => forkSeed(replayJournal(orig.journal, { registry }))).toThrow(expect.objectContaining({ code: ReplayErrorCode.CannotFork, message: expect.stringContaining('the last running one is 3') }));
   });
 
+  it('a fork while children run starts them again as its own children', () => {
+    const orig = new Sim('p9');
+    orig.step({ v: MESSAGE_VERSION, kind: 'goal', agentId: 'p9', goal: 'two helpers', agent: 'parent', input: { children: 2, childInput: { delayMs: 10 } }, at: clock }, 'goal:p9');
+    const seed = forkSeed(replayJournal(orig.journal, { registry, stopAt: 1 }));
+    expect(seed.reissue.map((c) => c.kind)).toEqual(['goal', 'goal']);
+    const fork = new Sim('f9');
+    const r = fork.step({ v: MESSAGE_VERSION, kind: 'goal', agentId: 'f9', goal: 'two helpers', fork: seed, at: clock }, 'goal:f9');
+    const goals = r.outbox.filter((o) => o.message.kind === 'goal').map((o) => o.message as Message<'goal'>);
+    expect(goals).toHaveLength(2);
+    for (const g of goals) {
+      expect(g.parent?.agentId).toBe('f9');
+      expect(g.agentId.startsWith('f9-')).toBe(true);
+    }
+    expect(Object.values(r.children).map((c) => c.agentId).sort()).toEqual(goals.map((g) => g.agentId).sort());
+  });
+
   it('a fork without an edited event re-issues the pending command under its own id', () => {
     const orig = runPipeline('p7');
     const seed = forkSeed(replayJournal(orig.journal, { registry, stopAt: 2 }));
