@@ -79,13 +79,13 @@ export class StepExecutor {
 
   private async step(message: InboxMessage, inboxId: string, traceparent: string | undefined, seen: { machine?: string; span?: ErrandSpan }): Promise<StepOutcome> {
     const { agentId } = message;
-    let log = this.o.logger.child({ agentId });
+    let log = this.o.logger;
     for (let attempt = 1; ; attempt++) {
       const loaded = await this.load(agentId, attempt > 1);
       this.o.crash('host.after-load');
       if (!seen.span) {
         seen.span = startSpan('errand.step', traceparent ?? loaded?.record.trace, { 'errand.agent_id': agentId, 'errand.event': message.kind });
-        log = log.child({ traceId: seen.span.traceId });
+        log = this.o.logger.child({ agentId, traceId: seen.span.traceId });
       }
       const span = seen.span;
       seen.machine = loaded?.record.machine.id ?? seen.machine;
