@@ -151,25 +151,7 @@ function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
     parent: goal.parent,
     startedAt: goal.at,
   };
-  const record: AgentRecord = {
-    format: RECORD_FORMAT,
-    agentId: ctx.agentId,
-    machine: { id: def.id, version: def.version },
-    status: 'running',
-    step: 0,
-    snapshot: undefined,
-    goal: goal.goal,
-    labels: goal.labels,
-    parent: goal.parent,
-    children: {},
-    timers: {},
-    pending: {},
-    applied: [],
-    outbox: [],
-    deferred: [],
-    createdAt: ctx.now,
-    updatedAt: ctx.now,
-  };
+  const record: AgentRecord = { ...emptyRecord(ctx, def), goal: goal.goal, labels: goal.labels, parent: goal.parent };
   const step = new Draft(record, ctx, def);
   step.init(input);
   return step.finishRecord(true);

@@ -52,6 +52,17 @@ function parseNotify(raw: string | undefined): NotifyRule[] {
   return parsed.data;
 }
 
+/** The modules whose `agents` a host registers when ERRAND_AGENT_MODULES names none. */
+export const DEFAULT_AGENT_MODULES = '@errand/agent,@errand/example-agents';
+
+/** ERRAND_AGENT_MODULES (comma-separated specifiers or paths), or the default. */
+export function agentModulesOf(env: Readonly<Record<string, string | undefined>>): string[] {
+  return (env.ERRAND_AGENT_MODULES || DEFAULT_AGENT_MODULES)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
 export function parseConfig(env: Readonly<Record<string, string | undefined>>): HostConfig {
   let crashAt: HostConfig['crashAt'];
   if (env.ERRAND_CRASH_AT) {
@@ -66,10 +77,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     prefix: envPrefix(env),
     concurrency: envInt(env, 'ERRAND_HOST_CONCURRENCY', 64),
     ackWaitMs: envInt(env, 'ERRAND_HOST_ACK_WAIT_MS', 30_000, 100),
-    agentModules: (env.ERRAND_AGENT_MODULES || '@errand/agent,@errand/example-agents')
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
+    agentModules: agentModulesOf(env),
     defaultAgent: env.ERRAND_DEFAULT_AGENT || undefined,
     timers: envFlag(env, 'ERRAND_HOST_TIMERS', true),
     intake: envFlag(env, 'ERRAND_HOST_INTAKE', true),

@@ -1,2 +1,2 @@
 export { hostService, loadAgents } from './service.js';
-export { parseConfig, type HostConfig } from './config.js';
+export { agentModulesOf, DEFAULT_AGENT_MODULES, parseConfig, type HostConfig } from './config.js';

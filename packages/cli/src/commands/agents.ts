@@ -1,31 +1,9 @@
 import type { Command } from 'commander';
-import { ClientError, ClientErrorCode, createClient, type AgentSummary, type ErrandClient } from '@errand/client';
-import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
-import { ExitCode } from '../exit-codes.js';
-import { createLogger } from '../logger.js';
-import { CliError, printJson } from '../output.js';
+import type { AgentSummary } from '@errand/client';
+import { printJson } from '../output.js';
+import { withClient } from '../with-client.js';
 
 const me = () => ({ id: process.env.USER || 'cli', channel: 'cli' });
-
-/** Runs `fn` with a client; client errors become exit codes that mean something. */
-async function withClient<T>(cmd: Command, fn: (client: ErrandClient, opts: GlobalOptions) => Promise<T>): Promise<T> {
-  const opts = cmd.optsWithGlobals<GlobalOptions>();
-  const target = await resolveTarget(opts);
-  const conn = await connectTo(target, createLogger(opts.logLevel ?? 'error'));
-  try {
-    return await fn(await createClient(conn, target.prefix), opts);
-  } catch (err) {
-    if (err instanceof ClientError) {
-      const exit = err.code === ClientErrorCode.NotFound ? ExitCode.NotFound : err.code === ClientErrorCode.NoHost ? ExitCode.Unavailable : ExitCode.Failed;
-      const hint =
-        err.code === ClientErrorCode.NotFound ? ' (`errand ls` lists the agents)' : err.code === ClientErrorCode.NothingPending ? ` (\`errand show ${err.agentId}\` says what it waits for)` : '';
-      throw new CliError(exit, `${err.message}${hint}`, { cause: err });
-    }
-    throw err;
-  } finally {
-    await conn.close();
-  }
-}
 
 function describe(s: AgentSummary): string {
   const lines = [

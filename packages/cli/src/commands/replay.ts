@@ -1,7 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
-import { ClientError, ClientErrorCode, createClient, type ErrandClient } from '@errand/client';
-import { loadAgents } from '@errand/host';
+import { agentModulesOf, DEFAULT_AGENT_MODULES, loadAgents } from '@errand/host';
 import { INBOX_MESSAGE_KINDS, messageSchemas, type AgentRecord, type InboxMessage } from '@errand/protocols';
 import {
   definitionHash,
@@ -9,57 +8,26 @@ import {
   describeEvent,
   readExport,
   replayJournal,
-  ReplayError,
-  ReplayErrorCode,
   verifyReplay,
   type ReplayResult,
   type RunDiff,
   type Verification,
 } from '@errand/replay';
 import { createRegistry, machineEventOf, type AgentRegistry } from '@errand/runtime';
-import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
+import type { GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
-import { createLogger } from '../logger.js';
 import { CliError, printJson } from '../output.js';
-
-const DEFAULT_AGENT_MODULES = '@errand/agent,@errand/example-agents';
+import { cliErrorOf, withClient } from '../with-client.js';
 
 /** The agent definitions replay folds through: the host's default modules, or ERRAND_AGENT_MODULES. */
 async function loadRegistry(): Promise<AgentRegistry> {
-  const modules = (process.env.ERRAND_AGENT_MODULES || DEFAULT_AGENT_MODULES)
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  return createRegistry(await loadAgents(modules));
+  return createRegistry(await loadAgents(agentModulesOf(process.env)));
 }
 
 function parseStep(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a step is a whole number from 1 (see `errand replay <agentId>` for the steps).');
   return n;
-}
-
-/** Runs `fn` with a client; client and replay errors become exit codes that mean something. */
-async function withClient<T>(cmd: Command, fn: (client: ErrandClient, opts: GlobalOptions) => Promise<T>): Promise<T> {
-  const opts = cmd.optsWithGlobals<GlobalOptions>();
-  const target = await resolveTarget(opts);
-  const conn = await connectTo(target, createLogger(opts.logLevel ?? 'error'));
-  try {
-    return await fn(await createClient(conn, target.prefix), opts);
-  } catch (err) {
-    throw cliErrorOf(err);
-  } finally {
-    await conn.close();
-  }
-}
-
-function cliErrorOf(err: unknown): unknown {
-  if (err instanceof ClientError && err.code === ClientErrorCode.NotFound) return new CliError(ExitCode.NotFound, `${err.message} (\`errand ls\` lists the agents)`, { cause: err });
-  if (err instanceof ReplayError) {
-    const exit = err.code === ReplayErrorCode.NoSuchStep || err.code === ReplayErrorCode.EmptyJournal ? ExitCode.NotFound : err.code === ReplayErrorCode.BadExport || err.code === ReplayErrorCode.CannotFork ? ExitCode.Usage : ExitCode.Failed;
-    return new CliError(exit, err.message, { cause: err });
-  }
-  return err;
 }
 
 const json = (v: unknown) => JSON.stringify(v);
