@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
 import { CodecError, CodecErrorCode } from './errors.js';
-import { AGENT_STATUSES, ErrorInfoSchema, MachineEventSchema, messageSchemas, type MessageKind } from './messages.js';
+import { AGENT_STATUSES, ErrorInfoSchema, MachineEventSchema, messageSchemas, NotifyRuleSchema, type MessageKind } from './messages.js';
 import { isAgentId } from './subjects.js';
 
 /**
@@ -51,6 +51,8 @@ export const AgentRecordSchema = z.object({
   parent: z.object({ agentId, ref: z.string().min(1) }).optional(),
   /** For a fork (`errand fork`): the agent and step it was forked from. Absent in older records. */
   origin: z.object({ agentId, step: z.number().int().nonnegative() }).optional(),
+  /** The goal's notification rules: the runtime tells them of ends the machine never saw (a cancel, a machine error). */
+  notify: z.array(NotifyRuleSchema).optional(),
   /** The W3C `traceparent` the goal arrived with: the agent's trace, for messages that carry none. */
   trace: z.string().optional(),
   /** Children by the parent's reference for them. */

@@ -151,7 +151,7 @@ function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
     parent: goal.parent,
     startedAt: goal.at,
   };
-  const record: AgentRecord = { ...emptyRecord(ctx, def), goal: goal.goal, labels: goal.labels, parent: goal.parent };
+  const record: AgentRecord = { ...emptyRecord(ctx, def), goal: goal.goal, labels: goal.labels, parent: goal.parent, notify: goal.notify?.length ? goal.notify : undefined };
   const step = new Draft(record, ctx, def);
   step.init(input);
   return step.finishRecord(true);
@@ -179,19 +179,20 @@ function startFork(goal: Message<'goal'>, fork: ForkSeed, ctx: StepContext): Age
   return draft.finishRecord(true);
 }
 
-function seedFork(goal: Pick<Message<'goal'>, 'goal' | 'labels'>, fork: ForkSeed, ctx: StepContext): Draft {
+function seedFork(goal: Pick<Message<'goal'>, 'goal' | 'labels' | 'notify'>, fork: ForkSeed, ctx: StepContext): Draft {
   const record: AgentRecord = {
     ...emptyRecord(ctx, fork.machine),
     step: fork.from.step,
     snapshot: fork.snapshot,
     goal: goal.goal,
     labels: goal.labels,
+    notify: goal.notify?.length ? goal.notify : undefined,
     origin: { agentId: fork.from.agentId, step: fork.from.step },
   };
   const draft = new Draft(record, ctx);
   draft.reissue(fork.from.agentId, fork.reissue);
   const { event: _edited, ...seed } = fork;
-  draft.journalFork({ type: FORK_EVENT, ...seed, goal: goal.goal, ...(goal.labels ? { labels: goal.labels } : {}) });
+  draft.journalFork({ type: FORK_EVENT, ...seed, goal: goal.goal, ...(goal.labels ? { labels: goal.labels } : {}), ...(goal.notify?.length ? { notify: goal.notify } : {}) });
   return draft;
 }
 
@@ -244,8 +245,8 @@ export function replayJournaled(current: AgentRecord | undefined, entry: Journal
     );
   }
   if (entry.event.type === FORK_EVENT) {
-    const seed = entry.event as unknown as ForkSeed & { goal?: string; labels?: Record<string, string> };
-    return seedFork({ goal: seed.goal ?? '', labels: seed.labels }, { ...seed, reissue: seed.reissue ?? [] }, ctx).finishRecord(true);
+    const seed = entry.event as unknown as ForkSeed & { goal?: string; labels?: Record<string, string>; notify?: Message<'goal'>['notify'] };
+    return seedFork({ goal: seed.goal ?? '', labels: seed.labels, notify: seed.notify }, { ...seed, reissue: seed.reissue ?? [] }, ctx).finishRecord(true);
   }
   if (current === undefined) {
     if (entry.event.type !== 'xstate.init') {
@@ -253,7 +254,13 @@ export function replayJournaled(current: AgentRecord | undefined, entry: Journal
     }
     const def = ctx.registry.find(id, version)!;
     const input = entry.event.input as AgentInput;
-    const record: AgentRecord = { ...emptyRecord(ctx, def), goal: input.goal, labels: Object.keys(input.labels ?? {}).length ? input.labels : undefined, parent: input.parent };
+    const record: AgentRecord = {
+      ...emptyRecord(ctx, def),
+      goal: input.goal,
+      labels: Object.keys(input.labels ?? {}).length ? input.labels : undefined,
+      parent: input.parent,
+      notify: input.notify?.length ? [...input.notify] : undefined,
+    };
     const draft = new Draft(record, ctx, def);
     draft.init(input);
     return draft.finishRecord(true);
@@ -331,6 +338,7 @@ class Draft {
       [next, actions] = initialTransition(def.machine, input) as [AnyMachineSnapshot, Action[]];
     } catch (err) {
       this.fail(machineError(err, 'starting the machine'));
+      this.notifyUnseen();
       this.journal({ type: 'xstate.init', input });
       return;
     }
@@ -351,6 +359,7 @@ class Draft {
       [next, actions] = transition(def.machine, restored, event as never) as [AnyMachineSnapshot, Action[]];
     } catch (err) {
       this.fail(machineError(err, `handling '${event.type}'`));
+      this.notifyUnseen();
       this.journal(event);
       return false;
     }
@@ -411,11 +420,41 @@ class Draft {
     this.record.error = { code: 'ERR_CANCELLED', message: reason, retryable: false };
     this.stopChildren(reason);
     this.tellParent('cancelled');
+    this.notifyUnseen();
+  }
+
+  /**
+   * Tells the goal's `failed` notification rules of an end the machine never saw — a cancel, a
+   * machine that threw or asked for an invalid command — so it could not notify anyone itself.
+   * Keys name the step and the channel: a cancel takes no step of its own.
+   */
+  private notifyUnseen(): void {
+    const r = this.record;
+    const error = r.error;
+    if (!error) return;
+    const what = r.status === 'cancelled' ? 'was cancelled' : 'failed';
+    for (const rule of r.notify ?? []) {
+      if (!rule.on.includes('failed')) continue;
+      const key = `${this.ctx.agentId}:${r.step}:${r.status}-${rule.channel}`;
+      this.push(this.ctx.subjects.workNotify(rule.channel), key, {
+        v: MESSAGE_VERSION,
+        kind: 'notify.request',
+        agentId: this.ctx.agentId,
+        key,
+        step: r.step,
+        channel: rule.channel,
+        topic: 'failed',
+        title: `Agent ${this.ctx.agentId} ${what}`,
+        text: `${error.message}\nGoal: ${r.goal}`,
+        at: this.ctx.now,
+      } as MessageInput<'notify.request'>);
+    }
   }
 
   private afterTransition(def: AgentDefinition, next: AnyMachineSnapshot, actions: Action[], event: Record<string, unknown> & { type: string }): void {
     if (next.status === 'error') {
       this.fail(machineError(next.error, `handling '${event.type}'`));
+      this.notifyUnseen();
       this.journal(event);
       return;
     }
@@ -423,6 +462,7 @@ class Draft {
     const problems = this.commands(actions);
     if (problems.length > 0) {
       this.fail({ code: RuntimeErrorCode.MachineError, message: `invalid command: ${problems.join('; ')}`, retryable: false });
+      this.notifyUnseen();
     } else if (next.status === 'done' && isFailureOutput(next.output)) {
       this.fail(next.output[FAILURE_OUTPUT_KEY]);
     } else if (next.status === 'done') {

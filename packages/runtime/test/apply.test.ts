@@ -145,6 +145,29 @@ describe('decide: the pure half of a step', () => {
     expect(kinds(r)).toEqual(expect.arrayContaining(['event.failed', 'event.state', 'event.step']));
   });
 
+  it('tells the goal\'s "failed" rules of ends the machine never saw: an exception, a cancel; not the machine\'s own end', () => {
+    const rules = { notify: [{ channel: 'ops', on: ['failed' as const] }, { channel: 'team', on: ['done' as const, 'approval' as const] }] };
+    const begun = committed(decide(undefined, goal(rules), ctx('g1')));
+    expect(begun.notify).toEqual(rules.notify);
+    const notices = (r: AgentRecord) => r.outbox.filter((e) => e.message.kind === 'notify.request').map((e) => ({ subject: e.subject, ...e.message }));
+
+    const thrown = committed(decide(begun, input('boom'), ctx('i-boom')));
+    expect(notices(thrown)).toEqual([
+      expect.objectContaining({ subject: subjects.workNotify('ops'), topic: 'failed', title: 'Agent a1 failed', text: expect.stringMatching(/exploded[\s\S]*Goal: say hello/) }),
+    ]);
+    const cancelled = committed(decide(begun, control('cancel'), ctx('c1')));
+    expect(notices(cancelled)).toEqual([expect.objectContaining({ subject: subjects.workNotify('ops'), topic: 'failed', title: 'Agent a1 was cancelled' })]);
+    // Its key differs from every command key of the step it was cancelled at.
+    expect(new Set(cancelled.outbox.map((e) => e.msgId)).size).toBe(cancelled.outbox.length);
+    expect(begun.outbox.map((e) => e.msgId)).not.toContain(notices(cancelled)[0]!.key);
+
+    // A finish the machine reached itself notifies nobody from the runtime; nor does a goal without rules.
+    const done = committed(decide(begun, { v: MESSAGE_VERSION, kind: 'tool.result', agentId: 'a1', key: Object.keys(begun.pending)[0]!, callId: 'c1', tool: 'echo', attempt: 1, result: { output: 1 }, durationMs: 1, at: AT }, ctx('t1')));
+    expect(done.status).toBe('done');
+    expect(notices(done)).toEqual([]);
+    expect(notices(committed(decide(started(), input('boom'), ctx('i-boom'))))).toEqual([]);
+  });
+
   it('fails the agent when an action asks for an invalid command', () => {
     const r = committed(decide(started(), input('bad-tool'), ctx('i-bad')));
     expect(r.status).toBe('failed');
