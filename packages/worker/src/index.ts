@@ -23,6 +23,50 @@ export function effectKey(key: string): string {
     : `h.${createHash('sha256').update(key).digest('hex')}`;
 }
 
+type CancelHandler = (agentId: string) => void;
+/** One subscription to agents' control messages per connection and subject, shared by its workers. */
+const cancelListeners = new WeakMap<ErrandConnection, Map<string, { handlers: Set<CancelHandler>; stop(): void }>>();
+
+/**
+ * Calls `handler` with the agent id of every cancel published on `subject` (the inbox control
+ * subjects: a core subscription sees every publish). Every worker on one connection shares one
+ * subscription, so a cancel is decoded once per process rather than once per tool. Returns the
+ * function that stops listening; the subscription ends with its last handler.
+ */
+function listenForCancels(conn: ErrandConnection, subject: string, handler: CancelHandler): () => void {
+  let bySubject = cancelListeners.get(conn);
+  if (!bySubject) cancelListeners.set(conn, (bySubject = new Map()));
+  let listener = bySubject.get(subject);
+  if (!listener) {
+    const handlers = new Set<CancelHandler>();
+    const sub = conn.nc.subscribe(subject);
+    void (async () => {
+      for await (const m of sub) {
+        let agentId: string;
+        try {
+          const control = decodeMessage(m.data, { contentType: m.headers?.get('Content-Type'), expect: 'control' });
+          if (control.action !== 'cancel') continue;
+          agentId = control.agentId;
+        } catch {
+          continue; // the host dead-letters what does not decode; here it only means nothing to cancel
+        }
+        for (const h of handlers) h(agentId);
+      }
+    })();
+    listener = { handlers, stop: () => sub.unsubscribe() };
+    bySubject.set(subject, listener);
+  }
+  const own = listener;
+  own.handlers.add(handler);
+  return () => {
+    own.handlers.delete(handler);
+    if (own.handlers.size === 0 && bySubject.get(subject) === own) {
+      bySubject.delete(subject);
+      own.stop();
+    }
+  };
+}
+
 export type CommandKind = 'plan.request' | 'tool.request' | 'notify.request';
 type ResultOf<K extends CommandKind> = K extends 'plan.request' ? Message<'plan.result'> : K extends 'tool.request' ? Message<'tool.result'> : undefined;
 
@@ -80,19 +124,9 @@ export async function startCommandWorker<K extends CommandKind>(
   // Commands in flight by agent, so that a cancel reaches them.
   const running = new Map<string, Set<AbortController>>();
   const stopAll = new AbortController();
-  // Cancels are read from the inbox subjects directly (a core subscription sees every publish).
-  const controls = conn.nc.subscribe(subjects.agentInAll(undefined, 'control'));
-  void (async () => {
-    for await (const m of controls) {
-      try {
-        const control = decodeMessage(m.data, { contentType: m.headers?.get('Content-Type'), expect: 'control' });
-        if (control.action !== 'cancel') continue;
-        for (const c of running.get(control.agentId) ?? []) c.abort(new Error(`agent ${control.agentId} was cancelled`));
-      } catch {
-        // the host dead-letters what does not decode; here it only means nothing to cancel
-      }
-    }
-  })();
+  const stopListening = listenForCancels(conn, subjects.agentInAll(undefined, 'control'), (agentId) => {
+    for (const c of running.get(agentId) ?? []) c.abort(new Error(`agent ${agentId} was cancelled`));
+  });
 
   const send = async (result: InboxMessage, key: string, traceparent: string | undefined) => {
     const token = INBOX_KIND_OF[result.kind as keyof typeof INBOX_KIND_OF];
@@ -196,7 +230,7 @@ export async function startCommandWorker<K extends CommandKind>(
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
-      controls.unsubscribe();
+      stopListening();
       const drained = consumer.stop();
       const grace = new Promise<void>((resolve) => setTimeout(resolve, o.stopGraceMs).unref());
       await Promise.race([drained, grace]);
