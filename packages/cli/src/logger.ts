@@ -1,20 +1,11 @@
-import { pino } from 'pino';
 import type { Logger } from '@errand/protocols';
+import { createServiceLogger } from '@errand/service';
 
 /**
- * The CLI's root logger: human-readable on a terminal, JSON lines otherwise, always on stderr so
- * that stdout carries only command output (and `--json` stays parseable).
+ * The CLI's root logger: the services' logger (pretty on a terminal, JSON lines otherwise,
+ * secrets redacted) on stderr, so that stdout carries only command output and `--json` stays
+ * parseable. Nothing is shipped to NATS: a command's own diagnostics stay with the person.
  */
 export function createLogger(level: string, service = 'cli'): Logger {
-  const pretty = process.stderr.isTTY;
-  return pino(
-    {
-      level,
-      base: { service },
-      redact: { paths: ['*.password', '*.token', '*.secret', '*.apiKey', 'headers.authorization'], censor: '[redacted]' },
-    },
-    pretty
-      ? pino.transport({ target: 'pino-pretty', options: { destination: 2, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' } })
-      : pino.destination(2),
-  ) as unknown as Logger;
+  return createServiceLogger(service, level, { fd: 2, shipLevel: 'silent' }).logger;
 }

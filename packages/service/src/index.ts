@@ -131,13 +131,13 @@ export function createServiceLogger(
 ): ServiceLogger {
   const shipLevel = options.shipLevel ?? 'info';
   const shipper = new LogShipper();
-  const streams: { level: string; stream: { write(line: string): void } }[] = [{ level: shipLevel, stream: shipper }];
+  const streams: { level: string; stream: { write(line: string): void } }[] = shipLevel === 'silent' ? [] : [{ level: shipLevel, stream: shipper }];
   if (options.stdout !== false) {
     const fd = options.fd ?? 1;
     const pretty = options.pretty ?? ((fd === 1 ? process.stdout : process.stderr).isTTY === true && process.env.LOG_FORMAT !== 'json');
     streams.push({ level, stream: pretty ? pinoPretty({ destination: fd, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }) : pino.destination(fd) });
   }
-  const lowest = streams.reduce((min, st) => ((LEVEL_VALUES[st.level] ?? 30) < (LEVEL_VALUES[min] ?? 30) ? st.level : min), streams[0]!.level);
+  const lowest = streams.reduce((min, st) => ((LEVEL_VALUES[st.level] ?? 30) < (LEVEL_VALUES[min] ?? 30) ? st.level : min), streams[0]?.level ?? 'silent');
   const logger = pino({ level: lowest, base: { service, pid: process.pid }, redact: { paths: REDACT, censor: '[redacted]' } }, pino.multistream(streams)) as unknown as Logger;
   return { logger, shipper };
 }
