@@ -3,7 +3,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDeployment, startProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { createDeployment, runProcess, startProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
 
@@ -73,5 +73,39 @@ describe('errand mcp', () => {
       p.signal('SIGINT');
       expect((await p.exited).code).toBe(0);
     }
+  });
+
+  it('over HTTP with ERRAND_MCP_TOKEN: no token or a wrong one is refused (401), a foreign origin too (403); the token lets a client in', async () => {
+    const p = startProcess(process.execPath, [cli, 'mcp', '--http', '0'], { env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix, ERRAND_MCP_TOKEN: 'let-me-in-0123456789' } });
+    const url = /(http:\/\/\S+\/mcp)/.exec(await p.waitForLine(/Errand MCP server at .*bearer token required/))![1]!;
+    const init = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
+    const post = (headers: Record<string, string>) =>
+      fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, body: JSON.stringify(init) });
+    try {
+      const none = await post({});
+      expect(none.status).toBe(401);
+      expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      expect(await none.json()).toEqual({ error: expect.stringContaining('ERRAND_MCP_TOKEN') });
+      expect((await post({ authorization: 'Bearer wrong' })).status).toBe(401);
+      expect((await post({ authorization: 'Bearer let-me-in-0123456789', origin: 'http://evil.example' })).status).toBe(403);
+
+      const client = new Client({ name: 'test-client', version: '1.0.0' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: 'Bearer let-me-in-0123456789' } } }));
+      try {
+        const tools = await client.listTools();
+        expect(tools.tools.map((t) => t.name)).toContain('submit_goal');
+      } finally {
+        await client.close();
+      }
+    } finally {
+      p.signal('SIGINT');
+      expect((await p.exited).code).toBe(0);
+    }
+  });
+
+  it('refuses to listen beyond loopback without a token, and says what to set', async () => {
+    const r = await runProcess(process.execPath, [cli, 'mcp', '--http', '0', '--host', '0.0.0.0'], { env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix, ERRAND_MCP_TOKEN: '' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/set ERRAND_MCP_TOKEN/);
   });
 });

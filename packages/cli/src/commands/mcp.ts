@@ -1,31 +1,71 @@
-import { createServer } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { createErrandMcpServer } from '@errand/mcp';
 import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
+import { ExitCode } from '../exit-codes.js';
 import { createLogger } from '../logger.js';
+import { CliError } from '../output.js';
 import { parsePort } from './options.js';
 
 interface McpOptions extends GlobalOptions {
   http?: number;
+  host: string;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** Equal strings in time that does not depend on where they differ. */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/**
+ * Why a request may not use the server, or undefined. With ERRAND_MCP_TOKEN set it must carry
+ * `Authorization: Bearer <token>`. A browser's request (it has an Origin) is let in only from the
+ * server's own origin, so a web page cannot reach a local server through DNS rebinding.
+ */
+function refusal(headers: IncomingHttpHeaders, token: string | undefined, ownOrigins: readonly string[]): { status: number; message: string } | undefined {
+  const origin = headers.origin;
+  if (origin !== undefined && !ownOrigins.includes(origin)) return { status: 403, message: `requests from the origin ${origin} are not accepted` };
+  if (token !== undefined) {
+    const auth = headers.authorization ?? '';
+    if (!auth.startsWith('Bearer ') || !sameSecret(auth.slice('Bearer '.length), token)) {
+      return { status: 401, message: 'this Errand MCP server needs Authorization: Bearer <ERRAND_MCP_TOKEN>' };
+    }
+  }
+  return undefined;
 }
 
 export function registerMcp(program: Command): void {
   program
     .command('mcp')
     .description('serve Errand as an MCP server (stdio, or Streamable HTTP with --http): submit_goal, get_agent, list_agents, approve, answer, cancel')
-    .option('--http <port>', 'serve Streamable HTTP on 127.0.0.1:<port>/mcp instead of stdio (0: any free port)', parsePort)
+    .option('--http <port>', 'serve Streamable HTTP on <host>:<port>/mcp instead of stdio (0: any free port)', parsePort)
+    .option('--host <address>', 'with --http: the address to listen on; other than loopback it needs ERRAND_MCP_TOKEN', '127.0.0.1')
     .addHelpText(
       'after',
       `
+Over HTTP, set ERRAND_MCP_TOKEN to require \`Authorization: Bearer <token>\` on every request
+(required when --host is not a loopback address). Requests from a browser page of another origin
+are refused.
+
 Examples:
   $ errand mcp                     # for an MCP client that starts it: {"command": "errand", "args": ["mcp"]}
-  $ errand mcp --http 4020         # then point the client at http://127.0.0.1:4020/mcp`,
+  $ errand mcp --http 4020         # then point the client at http://127.0.0.1:4020/mcp
+  $ ERRAND_MCP_TOKEN=$(openssl rand -hex 24) errand mcp --http 4020 --host 0.0.0.0`,
     )
     .action(async (_opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<McpOptions>();
+      const token = process.env.ERRAND_MCP_TOKEN || undefined;
+      if (opts.http !== undefined && !LOOPBACK.has(opts.host) && token === undefined) {
+        throw new CliError(ExitCode.Usage, `serving MCP on ${opts.host} would let anyone who reaches it submit goals and approve calls: set ERRAND_MCP_TOKEN, or leave --host at 127.0.0.1`);
+      }
       const logger = createLogger(opts.logLevel ?? 'warn', 'mcp');
       const target = await resolveTarget(opts);
       const conn = await connectTo(target, logger, 'errand-mcp');
@@ -42,8 +82,15 @@ Examples:
         await conn.close();
         return;
       }
+      let ownOrigins: string[] = [];
       const http = createServer(async (req, res) => {
         if (!req.url?.startsWith('/mcp')) return void res.writeHead(404).end('Errand serves MCP at /mcp');
+        const refused = refusal(req.headers, token, ownOrigins);
+        if (refused) {
+          const headers: Record<string, string> = { 'content-type': 'application/json' };
+          if (refused.status === 401) headers['www-authenticate'] = 'Bearer realm="errand"';
+          return void res.writeHead(refused.status, headers).end(JSON.stringify({ error: refused.message }));
+        }
         const chunks: Buffer[] = [];
         for await (const c of req) chunks.push(c as Buffer);
         let body: unknown;
@@ -59,8 +106,11 @@ Examples:
         await server.connect(transport);
         await transport.handleRequest(req, res, body);
       });
-      await new Promise<void>((resolve) => http.listen(opts.http, '127.0.0.1', resolve));
-      process.stdout.write(`Errand MCP server at http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp (Ctrl-C to stop)\n`);
+      await new Promise<void>((resolve) => http.listen(opts.http, opts.host, resolve));
+      const port = (http.address() as AddressInfo).port;
+      const shown = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+      ownOrigins = [`http://${shown}:${port}`, `http://localhost:${port}`, `http://127.0.0.1:${port}`];
+      process.stdout.write(`Errand MCP server at http://${shown}:${port}/mcp${token ? ' (bearer token required)' : ''} (Ctrl-C to stop)\n`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
