@@ -11,6 +11,7 @@ import {
   type AgentRecord,
   type Message,
   type Principal,
+  type ProgressEvent,
   type Subjects,
 } from '@errand/protocols';
 import {
@@ -101,6 +102,8 @@ export interface ListFilter {
   limit?: number;
 }
 
+const TERMINAL: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
+
 export type SubmitOptions = Omit<Message<'submit.request'>, 'v' | 'kind' | 'goal'>;
 
 /** The Errand client: everything a user does to agents, over NATS. */
@@ -121,6 +124,14 @@ export interface ErrandClient {
   /** Answers the agent's question, or tells a working agent something (`interrupt` stops the step in flight). */
   answer(agentId: string, text: string, by: Principal, options?: { interrupt?: boolean }): Promise<void>;
   control(agentId: string, action: 'cancel' | 'pause' | 'resume', by: Principal, reason?: string): Promise<void>;
+  /**
+   * The agent's progress events (`event.step`, `.state`, `.plan`, `.tool`, `.approval`, `.usage`,
+   * `.done`, `.failed`): every one stored so far, then each new one, ending once the agent has
+   * ended and its last step's events have arrived (or when `signal` aborts). Events of the agent
+   * itself; a child agent is watched by its own id (the parent's record lists them).
+   * Throws `ERR_AGENT_NOT_FOUND` for an agent with neither record nor events.
+   */
+  watch(agentId: string, options?: { signal?: AbortSignal; settleMs?: number }): AsyncIterable<ProgressEvent>;
   /** The agent's journal, in step order, each step once. Throws `ERR_AGENT_NOT_FOUND` when there is neither journal nor record. */
   journal(agentId: string): Promise<JournalEntry[]>;
   /**
@@ -172,6 +183,40 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
     }
     return orderJournal(out);
   };
+  async function* watch(agentId: string, options: { signal?: AbortSignal; settleMs?: number } = {}): AsyncGenerator<ProgressEvent> {
+    const consumer = await conn.js.consumers.get(eventsStream, { filter_subjects: subjects.agentEventAll(agentId) });
+    if ((await consumer.info(true)).num_pending === 0 && !(await record(agentId))) {
+      throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
+    }
+    const messages = await consumer.consume();
+    const close = () => void messages.close();
+    options.signal?.addEventListener('abort', close, { once: true });
+    // The end: a terminal status was seen, the stream is caught up and nothing more came for
+    // `settleMs` (a step's events are published together, in no fixed order).
+    const settleMs = options.settleMs ?? 500;
+    let settle: NodeJS.Timeout | undefined;
+    let ended = false;
+    try {
+      for await (const m of messages) {
+        clearTimeout(settle);
+        if (options.signal?.aborted) break; // messages already pulled are not handed out after an abort
+        let event: ProgressEvent;
+        try {
+          event = decodeMessage(m.data, { contentType: m.headers?.get('Content-Type') }) as ProgressEvent;
+        } catch {
+          continue; // not ours to judge: hosts publish what they validated
+        }
+        if (event.kind === 'event.done' || event.kind === 'event.failed') ended = true;
+        if ((event.kind === 'event.state' || event.kind === 'event.step') && TERMINAL.has(event.status)) ended = true;
+        yield event;
+        if (ended && m.info.pending === 0) settle = setTimeout(close, settleMs);
+      }
+    } finally {
+      clearTimeout(settle);
+      options.signal?.removeEventListener('abort', close);
+      await messages.close();
+    }
+  }
   const journal = async (agentId: string): Promise<JournalEntry[]> => {
     // A record is committed before its step's journal entry is published: wait briefly for it.
     for (let attempt = 0; ; attempt++) {
@@ -191,6 +236,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
   return {
     subjects,
     journal,
+    watch,
     async replay(agentId, options) {
       const entries = await journal(agentId);
       const r = await record(agentId);
