@@ -36,6 +36,8 @@ Environment:
   NATS_CREDS       path of a NATS .creds file
   NATS_SERVER_BIN  the nats-server binary for the embedded server (default: PATH, /usr/sbin)
   ERRAND_PREFIX    subject prefix (default "errand")
+  OPENAI_API_KEY   the planner's model key (without it and OPENAI_BASE_URL, \`errand up\` uses a scripted model)
+  OPENAI_BASE_URL  any OpenAI-compatible server instead of OpenAI
 
 Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 NATS unavailable.`,
   );
