@@ -38,6 +38,12 @@ export interface ConsumeMessagesOptions<K extends MessageKind> {
   /** How many messages are handled at once. */
   concurrency: number;
   maxDeliveries: number;
+  /**
+   * Failures that must never dead-letter the message: it is retried (with the back-off) until it
+   * can be handled — for one that another process may handle, such as a machine version this host
+   * lacks during a rolling upgrade.
+   */
+  keepRetrying?(err: unknown): boolean;
   /** Delay before a failed message is redelivered, by how often it was delivered so far. */
   retryDelayMs(deliveries: number): number;
   logger: Logger;
@@ -99,7 +105,7 @@ export async function consumeMessages<K extends MessageKind>(
     } catch (err) {
       const deliveries = msg.info.deliveryCount;
       const agentId = (message as { agentId?: string }).agentId;
-      if (deliveries >= o.maxDeliveries) {
+      if (deliveries >= o.maxDeliveries && !o.keepRetrying?.(err)) {
         const reason = {
           code: err instanceof ErrandError ? err.code : ConsumeErrorCode.HandlerFailed,
           message: `handler failed ${deliveries} times; last error: ${(err as Error).message}`,

@@ -16,6 +16,7 @@ import {
 import { consumeMessages, ensureConsumer, openBucket, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
 import type { AgentRegistry } from './agent-definition.js';
 import type { CrashHook } from './crash-points.js';
+import { RuntimeError, RuntimeErrorCode } from './errors.js';
 import { startIntake } from './intake.js';
 import { collectGarbage, DEFAULT_GC_INTERVAL_MS, DEFAULT_RETENTION_MS } from './retention.js';
 import { StepExecutor } from './step-executor.js';
@@ -46,10 +47,12 @@ export interface HostOptions {
   retentionMs: number;
   /** How often this host sweeps for finished agents past `retentionMs`; 0: never (run `errand gc`). */
   gcIntervalMs: number;
+  /** The first retry delay of a message whose step failed; it doubles per delivery, up to 30 s. */
+  retryBaseMs: number;
 }
 
 export function defaultHostOptions(): Omit<HostOptions, 'conn' | 'registry'> {
-  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000, defaultNotify: [], retentionMs: DEFAULT_RETENTION_MS, gcIntervalMs: DEFAULT_GC_INTERVAL_MS };
+  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000, defaultNotify: [], retentionMs: DEFAULT_RETENTION_MS, gcIntervalMs: DEFAULT_GC_INTERVAL_MS, retryBaseMs: 500 };
 }
 
 /** A running host. */
@@ -91,6 +94,9 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     concurrency: o.concurrency,
     logger,
     validate: (message, msg) => checkEnvelope(subjects, message, msg),
+    // A machine version this host lacks (a rolling upgrade): wait for a host that has it, never dead-letter.
+    keepRetrying: (err) => err instanceof RuntimeError && err.code === RuntimeErrorCode.MachineVersion,
+    retryDelayMs: (deliveries) => Math.min(30_000, o.retryBaseMs * 2 ** (deliveries - 1)),
     handle: async (message, msg) => {
       await executor.run(message, inboxIdOf(msg), traceparentFrom(msg.headers));
       o.crash('host.before-ack');

@@ -24,6 +24,8 @@ export interface HostConfig {
   retentionMs: number;
   /** `ERRAND_GC_INTERVAL_MS`: how often the host removes finished agents past retention (0: never). */
   gcIntervalMs: number;
+  /** First retry delay of a failed step (doubling, up to 30 s). */
+  retryBaseMs: number;
 }
 
 /** `ERRAND_RETENTION`: a duration above 0 (removing agents the moment they end is `errand gc --older-than 0`'s job). */
@@ -86,5 +88,6 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     crashAt,
     retentionMs: parseRetention(env.ERRAND_RETENTION),
     gcIntervalMs: envInt(env, 'ERRAND_GC_INTERVAL_MS', DEFAULT_GC_INTERVAL_MS, 0),
+    retryBaseMs: envInt(env, 'ERRAND_HOST_RETRY_BASE_MS', 500, 10),
   };
 }

@@ -47,6 +47,7 @@ export const hostService: ServiceDefinition<HostConfig> = {
       defaultNotify: config.defaultNotify,
       retentionMs: config.retentionMs,
       gcIntervalMs: config.gcIntervalMs,
+      retryBaseMs: config.retryBaseMs,
       crash: crashHook(config.crashAt),
     }),
 };
