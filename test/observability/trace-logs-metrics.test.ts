@@ -17,7 +17,13 @@ interface OtlpSpan {
   spanId: string;
   parentSpanId?: string;
   name: string;
+  attributes?: { key: string; value: { stringValue?: string; intValue?: string | number } }[];
 }
+
+const attr = (s: OtlpSpan, key: string) => {
+  const v = s.attributes?.find((a) => a.key === key)?.value;
+  return v?.stringValue ?? (v?.intValue === undefined ? undefined : Number(v.intValue));
+};
 
 /** A loopback OTLP/HTTP receiver: collects the spans exporters POST to /v1/traces (JSON). */
 async function startOtlpReceiver() {
@@ -136,7 +142,15 @@ describe('observability across services (real processes)', () => {
       const ids = new Set(mine.map((s) => s.spanId));
       const orphans = mine.filter((s) => s.name !== 'errand.submit' && !ids.has(s.parentSpanId ?? ''));
       expect(orphans.map((s) => s.name)).toEqual([]);
-      expect(mine.filter((s) => s.name === 'errand.tool.request')).toHaveLength(2);
+      const tools = mine.filter((s) => s.name === 'errand.tool.request');
+      expect(tools.map((s) => attr(s, 'errand.tool')).sort()).toEqual(['fs_read', 'fs_write']);
+      // Model calls carry OpenTelemetry's GenAI attributes.
+      const plans = mine.filter((s) => s.name === 'errand.plan.request');
+      expect(plans).toHaveLength(3);
+      for (const p of plans) {
+        expect(attr(p, 'gen_ai.request.model')).toBe('gpt-4o-mini');
+        expect(attr(p, 'gen_ai.usage.input_tokens')).toBeGreaterThan(0);
+      }
     } finally {
       await d.stopAll();
       await otlp.close();

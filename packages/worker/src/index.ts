@@ -11,7 +11,7 @@ import {
   type MessageKind,
 } from '@errand/protocols';
 import { consumeMessages, ensureConsumer, headers, openBucket, type ErrandConnection, type JsMsg } from '@errand/nats';
-import { metrics, startSpan, TRACEPARENT, traceparentFrom } from '@errand/telemetry';
+import { metrics, startSpan, TRACEPARENT, traceparentFrom, type ErrandSpan } from '@errand/telemetry';
 
 import { createHash } from 'node:crypto';
 
@@ -137,7 +137,8 @@ export async function startCommandWorker<K extends CommandKind>(
   const count = (outcome: string) => metrics.commands.inc({ worker: o.name, outcome });
 
   /** Runs one command exactly once per key, and sends its result under the command's trace. */
-  const run = async (cmd: Message<K> & { key: string; agentId: string }, msg: JsMsg, traceparent: string, log: Logger) => {
+  const run = async (cmd: Message<K> & { key: string; agentId: string }, msg: JsMsg, span: ErrandSpan, log: Logger) => {
+    const { traceparent } = span;
     const stored = await effects.get(effectKey(cmd.key));
     if (stored?.operation === 'PUT') {
       if (stored.length > 0) await send(decodeMessage(stored.value) as InboxMessage, cmd.key, traceparent);
@@ -176,7 +177,7 @@ export async function startCommandWorker<K extends CommandKind>(
       await effects.put(effectKey(cmd.key), result ? encodeMessage(result as InboxMessage).data : new Uint8Array());
       if (result) await send(result as InboxMessage, cmd.key, traceparent);
       const ms = Date.now() - started;
-      record(result as InboxMessage | undefined, ms);
+      record(result as InboxMessage | undefined, ms, span);
       log.info({ ms }, 'command done');
     } finally {
       clearInterval(heartbeat);
@@ -186,19 +187,23 @@ export async function startCommandWorker<K extends CommandKind>(
     }
   };
 
-  const record = (result: InboxMessage | undefined, ms: number) => {
+  /** Metrics of a finished command, and what its span should say (OpenTelemetry GenAI names for model calls). */
+  const record = (result: InboxMessage | undefined, ms: number, span: ErrandSpan) => {
     const failed = result !== undefined && 'error' in result && result.error !== undefined;
     count(failed ? 'error' : 'ok');
+    if (failed) span.setAttributes({ 'errand.outcome': 'error', 'error.type': String((result as { error?: { code?: string } }).error?.code ?? 'error') });
     metrics.commandSeconds.observe({ worker: o.name }, ms / 1000);
     if (result?.kind === 'tool.result') {
       metrics.toolCalls.inc({ tool: result.tool, outcome: failed ? 'error' : 'ok' });
       metrics.toolSeconds.observe({ tool: result.tool }, (result.durationMs ?? ms) / 1000);
+      span.setAttributes({ 'errand.tool': result.tool, 'errand.tool.attempt': result.attempt });
     }
     if (result?.kind === 'plan.result' && result.usage) {
       const { model, inputTokens, outputTokens, costUsd } = result.usage;
       metrics.modelTokens.inc({ model, type: 'input' }, inputTokens);
       metrics.modelTokens.inc({ model, type: 'output' }, outputTokens);
       if (costUsd) metrics.modelCost.inc({ model }, costUsd);
+      span.setAttributes({ 'gen_ai.request.model': model, 'gen_ai.usage.input_tokens': inputTokens, 'gen_ai.usage.output_tokens': outputTokens, ...(costUsd ? { 'errand.cost_usd': costUsd } : {}) });
     }
   };
 
@@ -215,7 +220,7 @@ export async function startCommandWorker<K extends CommandKind>(
       const step = Number(cmd.key.split(':').at(-2));
       const callLog = log.child({ agentId: cmd.agentId, ...(Number.isInteger(step) ? { step } : {}), key: cmd.key, traceId: span.traceId });
       try {
-        await run(cmd, msg, span.traceparent, callLog);
+        await run(cmd, msg, span, callLog);
         span.end();
       } catch (err) {
         span.end(err);
