@@ -472,6 +472,8 @@ export const SubmitReplySchema = z
     agentId: agentId.optional(),
     /** True when `agentId` was given and that agent already existed: nothing new was started. */
     existing: z.boolean().optional(),
+    /** The id of the agent's trace: the submitter's, or for an agent that existed, the one it began with. */
+    traceId: z.string().optional(),
     error: z.object({ code: nonEmpty, message: z.string() }).optional(),
   })
   .refine((m) => (m.agentId === undefined) !== (m.error === undefined), {

@@ -93,6 +93,9 @@ describe('observability across services (real processes)', () => {
       const record = await d.waitForStatus(agentId, ['done', 'failed']);
       expect(record.status).toBe('done');
       expect(mock.failures).toEqual([]);
+      // Submitting the same id again says the agent exists, and names its trace (not a new one).
+      const again = await client.submit('Write a note and read it back', { agentId, tools: ['fs_write', 'fs_read'] });
+      expect(again).toEqual({ agentId, existing: true, traceId });
 
       // Log lines of every service carry the trace id, bound with the agent id.
       const traced = (out: string) =>

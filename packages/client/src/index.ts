@@ -286,7 +286,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       }
       const answer = decodeMessage(reply.data, { contentType: reply.headers?.get('Content-Type'), expect: 'submit.reply' });
       if (!answer.agentId) throw new ClientError(ClientErrorCode.Refused, `the host refused the goal: ${answer.error?.message}`, undefined, answer.error?.code);
-      return { agentId: answer.agentId, existing: answer.existing ?? false, traceId: traceIdOf(traceparent) ?? '' };
+      return { agentId: answer.agentId, existing: answer.existing ?? false, traceId: answer.traceId ?? traceIdOf(traceparent) ?? '' };
     },
     record,
     get: async (agentId) => summarize(await must(agentId)),

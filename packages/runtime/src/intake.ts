@@ -1,6 +1,7 @@
 import {
   CodecError,
   decodeMessage,
+  decodeRecord,
   encodeMessage,
   ErrandError,
   formatOf,
@@ -13,7 +14,7 @@ import {
   type Subjects,
   type WireFormat,
 } from '@errand/protocols';
-import { startSpan, TRACEPARENT, traceparentFrom } from '@errand/telemetry';
+import { startSpan, TRACEPARENT, traceIdOf, traceparentFrom } from '@errand/telemetry';
 import { deadLetter, headers, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
 import type { AgentRegistry } from './agent-definition.js';
 import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
@@ -77,8 +78,15 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
         throw new ErrandError('ERR_UNKNOWN_AGENT', `no agent '${agent}' is registered (known: ${o.registry.list().map((d) => d.id).join(', ')})`);
       }
       const agentId = request.agentId ?? newAgentId(o.now());
-      if (request.agentId !== undefined && (await o.agents.get(agentId))?.operation === 'PUT') {
-        reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', agentId, existing: true });
+      const found = request.agentId === undefined ? null : await o.agents.get(agentId);
+      if (found?.operation === 'PUT') {
+        let traceId: string | undefined;
+        try {
+          traceId = traceIdOf(decodeRecord(found.value).trace);
+        } catch {
+          traceId = undefined; // a record this host cannot read: it exists all the same
+        }
+        reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', agentId, existing: true, ...(traceId ? { traceId } : {}) });
         return;
       }
       const { v: _v, kind: _k, agentId: _a, ...goal } = request;
@@ -99,7 +107,7 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
         span.end();
       }
       log.info({ agentId, agent, traceId: span.traceId }, 'goal accepted');
-      reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', agentId });
+      reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', agentId, traceId: span.traceId });
     } catch (err) {
       const code = err instanceof ErrandError ? err.code : 'ERR_INTERNAL';
       const message = err instanceof Error ? err.message : String(err);
