@@ -64,6 +64,8 @@ export interface GcOptions {
   signal: AbortSignal | undefined;
   /** Records read (and agents removed) at once. */
   concurrency: number;
+  /** Delete markers of records older than this are purged from the bucket (default 30 min). */
+  markerAgeMs: number;
 }
 
 export interface GcResult {
@@ -76,7 +78,7 @@ export interface GcResult {
 }
 
 export function defaultGcOptions(): Omit<GcOptions, 'conn' | 'olderThanMs'> {
-  return { prefix: 'errand', now: Date.now(), dryRun: false, logger: silentLogger, onProgress: () => {}, signal: undefined, concurrency: 16 };
+  return { prefix: 'errand', now: Date.now(), dryRun: false, logger: silentLogger, onProgress: () => {}, signal: undefined, concurrency: 16, markerAgeMs: 30 * 60 * 1000 };
 }
 
 /** What a sweep remembers of one record: enough to decide, and the revision to delete it by. */
@@ -180,7 +182,22 @@ export async function collectGarbage(options: Pick<GcOptions, 'conn' | 'olderTha
       o.onProgress({ ...progress });
     });
   }
+  if (!o.dryRun && !o.signal?.aborted) await purgeOldDeleteMarkers(agents, o.markerAgeMs, log);
   return { scanned: progress.scanned, removed, kept: progress.scanned - removed.length };
+}
+
+/**
+ * Each removed record leaves a delete marker in the bucket; markers older than `olderMs` (by
+ * default 30 minutes: past any watcher that should see the delete) are purged, so the bucket does
+ * not grow with them.
+ */
+async function purgeOldDeleteMarkers(agents: KV, olderMs: number, log: Logger): Promise<void> {
+  const bucket = agents as KV & { purgeDeletes?(olderMillis?: number): Promise<unknown> };
+  try {
+    await bucket.purgeDeletes?.(olderMs);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not purge old delete markers of agent records; the next sweep tries again');
+  }
 }
 
 function isEventSubject(subjects: Subjects, subject: string): boolean {

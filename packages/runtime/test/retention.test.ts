@@ -155,6 +155,17 @@ describe('collecting finished agents', () => {
     expect(await inboxSize('gc-a-b')).toBe(1);
   });
 
+  it('purges the delete markers removed records leave, once they are old enough', async () => {
+    const kvStream = `KV_${resourceNames(d.prefix).buckets.agents}`;
+    const markers = async () => (await (await d.conn.jsm()).streams.info(kvStream, { subjects_filter: '>' })).state.subjects ?? {};
+    // The earlier sweep left markers for gc-a and gc-cancelled (younger than the default 30 minutes).
+    expect(Object.keys(await markers()).some((s) => s.endsWith('.gc-a'))).toBe(true);
+    await collectGarbage({ conn: d.conn, prefix: d.prefix, olderThanMs: DAY, markerAgeMs: 0 });
+    const left = Object.keys(await markers());
+    expect(left.some((s) => s.endsWith('.gc-a') || s.endsWith('.gc-cancelled'))).toBe(false);
+    expect(left.some((s) => s.endsWith('.gc-a-b'))).toBe(true);
+  });
+
   it('never touches a running agent, nor a finished child of a running parent, even with olderThanMs 0', async () => {
     const r = await collectGarbage({ conn: d.conn, prefix: d.prefix, olderThanMs: 0 });
     expect(r.removed).toEqual(['gc-a-b']);
