@@ -3,15 +3,13 @@
  * same server. Run on demand with `pnpm bench`; results go to test/bench/results/ as JSON and
  * markdown. Nothing here asserts a time.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, it } from 'vitest';
 import { openBucket, provision, type ErrandConnection } from '@errand/nats';
 import { createSubjects, encodeMessage, MESSAGE_VERSION, resourceSpecs, type Message } from '@errand/protocols';
 import { assign, setup } from 'xstate';
 import { createRegistry, defineAgent, errandActions, startHost, StepExecutor, type AgentInput } from '@errand/runtime';
 import { startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
+import { writeReport } from './report.js';
 
 const STEPS_ONE = Number(process.env.BENCH_STEPS ?? 2000);
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
@@ -27,22 +25,11 @@ beforeAll(async () => {
   conn = await srv.connect();
 });
 afterAll(async () => {
-  const dir = fileURLToPath(new URL('./results/', import.meta.url));
-  await mkdir(dir, { recursive: true });
-  const machine = { node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, nats: conn.features.version.text, at: new Date().toISOString() };
-  await writeFile(`${dir}step.json`, `${JSON.stringify({ machine, rows }, null, 2)}\n`);
-  const md = [
-    `# Step benchmark (${machine.at})`,
-    '',
-    `Node ${machine.node}, ${machine.cpus} cores (${machine.cpu}), nats-server ${machine.nats}.`,
-    '',
-    '| run | steps | seconds | steps/s | what it does |',
-    '| --- | ---: | ---: | ---: | --- |',
-    ...rows.map((r) => `| ${r.name} | ${r.steps} | ${r.seconds.toFixed(2)} | ${Math.round(r.stepsPerSecond)} | ${r.note} |`),
-    '',
-  ].join('\n');
-  await writeFile(`${dir}step.md`, md);
-  process.stdout.write(`\n${md}\n`);
+  await writeReport('step', 'Step benchmark', conn.features.version.text, rows, {
+    header: ['run', 'steps', 'seconds', 'steps/s', 'what it does'],
+    align: ['---', '---:', '---:', '---:', '---'],
+    cells: (r) => [r.name, r.steps, r.seconds.toFixed(2), Math.round(r.stepsPerSecond), r.note],
+  });
   await srv.stop();
 });
 

@@ -4,15 +4,13 @@
  * step (KV update with revision + JetStream publish with ack) measured in the same run. Run on
  * demand with `pnpm bench`; results go to test/bench/results/telemetry.{json,md}. No time is asserted.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, it } from 'vitest';
 import { openBucket, provision, type ErrandConnection } from '@errand/nats';
 import { resourceSpecs } from '@errand/protocols';
 import { createServiceLogger } from '@errand/service';
 import { metrics, newTraceparent, startSpan } from '@errand/telemetry';
 import { startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
+import { writeReport } from './report.js';
 
 const N = Number(process.env.BENCH_TELEMETRY_N ?? 50_000);
 const FLOOR_STEPS = Number(process.env.BENCH_STEPS ?? 2000);
@@ -26,22 +24,11 @@ beforeAll(async () => {
   conn = await srv.connect();
 });
 afterAll(async () => {
-  const dir = fileURLToPath(new URL('./results/', import.meta.url));
-  await mkdir(dir, { recursive: true });
-  const machine = { node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, nats: conn.features.version.text, at: new Date().toISOString() };
-  await writeFile(`${dir}telemetry.json`, `${JSON.stringify({ machine, rows }, null, 2)}\n`);
-  const md = [
-    `# Telemetry cost per step (${machine.at})`,
-    '',
-    `Node ${machine.node}, ${machine.cpus} cores (${machine.cpu}), nats-server ${machine.nats}.`,
-    '',
-    '| what | iterations | µs each | |',
-    '| --- | ---: | ---: | --- |',
-    ...rows.map((r) => `| ${r.name} | ${r.iterations} | ${r.microsEach.toFixed(2)} | ${r.note} |`),
-    '',
-  ].join('\n');
-  await writeFile(`${dir}telemetry.md`, md);
-  process.stdout.write(`\n${md}\n`);
+  await writeReport('telemetry', 'Telemetry cost per step', conn.features.version.text, rows, {
+    header: ['what', 'iterations', 'µs each', ''],
+    align: ['---', '---:', '---:', '---'],
+    cells: (r) => [r.name, r.iterations, r.microsEach.toFixed(2), r.note],
+  });
   await srv.stop();
 });
 
