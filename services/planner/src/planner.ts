@@ -15,7 +15,16 @@ export function createRateLimiter(requestsPerMinute: number): (model: string, si
     if (at > now) {
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(resolve, at - now);
-        signal.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
+        signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(t);
+            // Give the slot back when no later call was spaced after it.
+            if (next.get(model) === at + interval) next.set(model, at);
+            reject(signal.reason);
+          },
+          { once: true },
+        );
       });
     }
   };

@@ -29,13 +29,18 @@ describe('the per-model rate limiter (per planner process)', () => {
     expect(released).toEqual(['a1', 'b1', 'a2', 'a3']);
   });
 
-  it('a call whose command is cancelled while it waits stops waiting with the reason', async () => {
+  it('a call whose command is cancelled while it waits stops waiting with the reason, and gives its slot back', async () => {
     const limit = createRateLimiter(60);
     await limit('gpt-a', new AbortController().signal);
     const abort = new AbortController();
     const waiting = limit('gpt-a', abort.signal);
     abort.abort(new Error('agent cancelled'));
     await expect(waiting).rejects.toThrow('agent cancelled');
+    // The next call takes the freed slot (1 s after the first), not the one after it (2 s).
+    let released = false;
+    void limit('gpt-a', new AbortController().signal).then(() => (released = true));
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(released).toBe(true);
   });
 
   it('0 means no limit', async () => {
