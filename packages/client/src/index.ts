@@ -6,6 +6,7 @@ import {
   decodeRecord,
   encodeMessage,
   ErrandError,
+  Header,
   MESSAGE_VERSION,
   resourceNames,
   type AgentRecord,
@@ -174,7 +175,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
     const timer = setTimeout(() => void messages.close(), 30_000);
     try {
       for await (const m of messages) {
-        out.push(decodeMessage(m.data, { contentType: m.headers?.get('Content-Type'), expect: 'event.step' }));
+        out.push(decodeMessage(m.data, { contentType: m.headers?.get(Header.ContentType), expect: 'event.step' }));
         if (out.length >= backlog) break;
       }
     } finally {
@@ -202,7 +203,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
         if (options.signal?.aborted) break; // messages already pulled are not handed out after an abort
         let event: ProgressEvent;
         try {
-          event = decodeMessage(m.data, { contentType: m.headers?.get('Content-Type') }) as ProgressEvent;
+          event = decodeMessage(m.data, { contentType: m.headers?.get(Header.ContentType) }) as ProgressEvent;
         } catch {
           continue; // not ours to judge: hosts publish what they validated
         }
@@ -284,7 +285,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       } catch (err) {
         throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}); start one with \`errand up\` or the host service`);
       }
-      const answer = decodeMessage(reply.data, { contentType: reply.headers?.get('Content-Type'), expect: 'submit.reply' });
+      const answer = decodeMessage(reply.data, { contentType: reply.headers?.get(Header.ContentType), expect: 'submit.reply' });
       if (!answer.agentId) throw new ClientError(ClientErrorCode.Refused, `the host refused the goal: ${answer.error?.message}`, undefined, answer.error?.code);
       return { agentId: answer.agentId, existing: answer.existing ?? false, traceId: answer.traceId ?? traceIdOf(traceparent) ?? '' };
     },

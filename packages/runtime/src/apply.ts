@@ -326,19 +326,24 @@ class Draft {
     this.event('state', { kind: 'event.state', step: this.record.step, state: stateValue(this.record.snapshot), status }, `${this.ctx.agentId}:${this.ctx.inboxId}:ev.state`);
   }
 
+  /**
+   * A new step. Keys are numbered per step (not per commit: a resume applies several steps in one),
+   * so a replay that applies one journaled step at a time computes the same keys.
+   */
+  private beginStep(): void {
+    this.record.step += 1;
+    this.n = 0;
+  }
+
   init(input: AgentInput): void {
     const def = this.definition();
-    this.record.step += 1;
-    // Keys are numbered per step (not per commit: a resume applies several steps in one), so a
-    // replay that applies one journaled step at a time computes the same keys.
-    this.n = 0;
+    this.beginStep();
     let next: AnyMachineSnapshot;
     let actions: Action[];
     try {
       [next, actions] = initialTransition(def.machine, input) as [AnyMachineSnapshot, Action[]];
     } catch (err) {
-      this.fail(machineError(err, 'starting the machine'));
-      this.notifyUnseen();
+      this.failUnseen(machineError(err, 'starting the machine'));
       this.journal({ type: 'xstate.init', input });
       return;
     }
@@ -348,18 +353,14 @@ class Draft {
   /** Applies one event; returns false when the agent stopped (failed or finished). */
   apply(_id: string, event: { type: string; [key: string]: unknown }): boolean {
     const def = this.definition();
-    this.record.step += 1;
-    // Keys are numbered per step (not per commit: a resume applies several steps in one), so a
-    // replay that applies one journaled step at a time computes the same keys.
-    this.n = 0;
+    this.beginStep();
     let next: AnyMachineSnapshot;
     let actions: Action[];
     try {
       const restored = def.machine.resolveState(this.record.snapshot as never);
       [next, actions] = transition(def.machine, restored, event as never) as [AnyMachineSnapshot, Action[]];
     } catch (err) {
-      this.fail(machineError(err, `handling '${event.type}'`));
-      this.notifyUnseen();
+      this.failUnseen(machineError(err, `handling '${event.type}'`));
       this.journal(event);
       return false;
     }
@@ -453,16 +454,14 @@ class Draft {
 
   private afterTransition(def: AgentDefinition, next: AnyMachineSnapshot, actions: Action[], event: Record<string, unknown> & { type: string }): void {
     if (next.status === 'error') {
-      this.fail(machineError(next.error, `handling '${event.type}'`));
-      this.notifyUnseen();
+      this.failUnseen(machineError(next.error, `handling '${event.type}'`));
       this.journal(event);
       return;
     }
     this.record.snapshot = def.machine.getPersistedSnapshot(next);
     const problems = this.commands(actions);
     if (problems.length > 0) {
-      this.fail({ code: RuntimeErrorCode.MachineError, message: `invalid command: ${problems.join('; ')}`, retryable: false });
-      this.notifyUnseen();
+      this.failUnseen({ code: RuntimeErrorCode.MachineError, message: `invalid command: ${problems.join('; ')}`, retryable: false });
     } else if (next.status === 'done' && isFailureOutput(next.output)) {
       this.fail(next.output[FAILURE_OUTPUT_KEY]);
     } else if (next.status === 'done') {
@@ -475,6 +474,12 @@ class Draft {
       this.tellParent('done');
     }
     this.journal(event);
+  }
+
+  /** Fails the agent for a reason the machine never saw (it threw, or asked for an invalid command), and says so. */
+  private failUnseen(error: ErrorInfo): void {
+    this.fail(error);
+    this.notifyUnseen();
   }
 
   private fail(error: ErrorInfo): void {

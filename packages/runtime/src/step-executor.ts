@@ -2,6 +2,7 @@ import {
   decodeRecord,
   encodeMessage,
   encodeRecord,
+  Header,
   silentLogger,
   type AgentRecord,
   type InboxMessage,
@@ -147,7 +148,7 @@ export class StepExecutor {
         const encoded = encodeMessage(entry.message as MessageInput);
         const h = headers();
         if (entry.traceparent) h.set(TRACEPARENT, entry.traceparent);
-        if (encoded.contentType) h.set('Content-Type', encoded.contentType);
+        if (encoded.contentType) h.set(Header.ContentType, encoded.contentType);
         return this.o.js.publish(entry.subject, encoded.data, { msgID: entry.msgId, headers: h });
       }),
     );

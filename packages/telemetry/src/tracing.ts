@@ -13,6 +13,9 @@ import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
  */
 export const TRACEPARENT = 'traceparent';
 
+/** The API's proxy tracer: it starts delegating once a provider is registered (setupTracing). */
+const tracer = trace.getTracer('errand');
+
 const TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 /** A fresh root context: a new trace id, sampled. */
@@ -61,7 +64,7 @@ export function startSpan(name: string, parent: string | undefined, attributes: 
   const parentContext = match
     ? trace.setSpanContext(ROOT_CONTEXT, { traceId: match[1]!, spanId: match[2]!, traceFlags: Number.parseInt(match[3]!, 16), isRemote: true })
     : ROOT_CONTEXT;
-  const span: Span = trace.getTracer('errand').startSpan(name, { kind, attributes }, parentContext);
+  const span: Span = tracer.startSpan(name, { kind, attributes }, parentContext);
   const sc = span.spanContext();
   let traceparent: string;
   if (isSpanContextValid(sc) && sc.spanId !== match?.[2]) {
@@ -100,7 +103,7 @@ let installed: (Tracing & { provider: TracerProvider }) | undefined;
  * `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; otherwise
  * nothing is recorded and only the context propagates. Later calls return the first one.
  */
-export function setupTracing(serviceName: string, env: Readonly<Record<string, string | undefined>> = process.env): Tracing {
+export function setupTracing(serviceName: string, env: Readonly<Record<string, string | undefined>>): Tracing {
   if (installed) return installed;
   const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
   if (!endpoint) {

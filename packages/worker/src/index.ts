@@ -2,6 +2,7 @@ import {
   createSubjects,
   decodeMessage,
   encodeMessage,
+  Header,
   INBOX_KIND_OF,
   resourceNames,
   silentLogger,
@@ -44,7 +45,7 @@ function listenForCancels(conn: ErrandConnection, subject: string, handler: Canc
       for await (const m of sub) {
         let agentId: string;
         try {
-          const control = decodeMessage(m.data, { contentType: m.headers?.get('Content-Type'), expect: 'control' });
+          const control = decodeMessage(m.data, { contentType: m.headers?.get(Header.ContentType), expect: 'control' });
           if (control.action !== 'cancel') continue;
           agentId = control.agentId;
         } catch {
