@@ -36,7 +36,7 @@ export {
   type ConsumeMessagesOptions,
   type MessageConsumer,
 } from './consume.js';
-export { ensureConsumer, isRevisionConflict, openBucket, openObjectStore, type DurableConsumerSpec } from './jetstream.js';
+export { ensureConsumer, isRevisionConflict, openBucket, openObjectStore, purgeOldKvMarkers, type DurableConsumerSpec } from './jetstream.js';
 export type { ObjectStore } from '@nats-io/obj';
 // The NATS client types other packages work with; @nats-io/* itself is imported only here.
 export type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';

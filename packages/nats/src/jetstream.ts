@@ -70,3 +70,32 @@ export async function ensureConsumer(conn: ErrandConnection, spec: DurableConsum
   const { durable_name: _n, deliver_policy: _d, ...update } = config;
   return jsm.consumers.update(spec.stream, spec.name, update);
 }
+
+/**
+ * Purges a KV bucket's delete and purge markers older than `olderMs`, leaving `liveKeys` alone.
+ * It reads the stream's subject list and the last message of each subject that is not a live key
+ * (a marker has no value), never the records themselves; a marker is purged by its own sequence,
+ * so a value written meanwhile under the same key stays. Returns how many markers went.
+ */
+export async function purgeOldKvMarkers(
+  conn: ErrandConnection,
+  bucket: string,
+  options: { liveKeys: ReadonlySet<string>; olderMs: number; now?: number; signal?: AbortSignal },
+): Promise<number> {
+  const jsm = await conn.jsm();
+  const stream = `KV_${bucket}`;
+  const prefix = `$KV.${bucket}.`;
+  const info = await jsm.streams.info(stream, { subjects_filter: '>' });
+  const before = (options.now ?? Date.now()) - options.olderMs;
+  let purged = 0;
+  for (const subject of Object.keys(info.state.subjects ?? {})) {
+    if (options.signal?.aborted) break;
+    if (options.liveKeys.has(subject.slice(prefix.length))) continue;
+    const last = await jsm.streams.getMessage(stream, { last_by_subj: subject }).catch(() => null);
+    const operation = last?.header?.get('KV-Operation');
+    if (!last || (operation !== 'DEL' && operation !== 'PURGE') || last.time.getTime() > before) continue;
+    await jsm.streams.purge(stream, { filter: subject, seq: last.seq + 1 });
+    purged += 1;
+  }
+  return purged;
+}

@@ -1,5 +1,5 @@
 import { createSubjects, decodeRecord, Header, resourceNames, silentLogger, type AgentStatus, type Logger, type Subjects } from '@errand/protocols';
-import { isRevisionConflict, openBucket, openObjectStore, type ErrandConnection, type KV, type ObjectStore } from '@errand/nats';
+import { isRevisionConflict, openBucket, openObjectStore, purgeOldKvMarkers, type ErrandConnection, type KV, type ObjectStore } from '@errand/nats';
 import { TERMINAL_STATUSES } from './apply.js';
 
 const SECOND = 1000;
@@ -182,23 +182,17 @@ export async function collectGarbage(options: Pick<GcOptions, 'conn' | 'olderTha
       o.onProgress({ ...progress });
     });
   }
-  if (!o.dryRun && !o.signal?.aborted) await purgeOldDeleteMarkers(agents, o.markerAgeMs, log);
+  if (!o.dryRun && !o.signal?.aborted) {
+    // The markers removed records left: keys read in pass 1, less the ones removed just now, are live.
+    const liveKeys = new Set(ids);
+    for (const id of removed) liveKeys.delete(id);
+    await purgeOldKvMarkers(o.conn, names.buckets.agents, { liveKeys, olderMs: o.markerAgeMs, now: o.now, signal: o.signal }).catch((err: unknown) =>
+      log.warn({ err: (err as Error).message }, 'could not purge old delete markers of agent records; the next sweep tries again'),
+    );
+  }
   return { scanned: progress.scanned, removed, kept: progress.scanned - removed.length };
 }
 
-/**
- * Each removed record leaves a delete marker in the bucket; markers older than `olderMs` (by
- * default 30 minutes: past any watcher that should see the delete) are purged, so the bucket does
- * not grow with them.
- */
-async function purgeOldDeleteMarkers(agents: KV, olderMs: number, log: Logger): Promise<void> {
-  const bucket = agents as KV & { purgeDeletes?(olderMillis?: number): Promise<unknown> };
-  try {
-    await bucket.purgeDeletes?.(olderMs);
-  } catch (err) {
-    log.warn({ err: (err as Error).message }, 'could not purge old delete markers of agent records; the next sweep tries again');
-  }
-}
 
 function isEventSubject(subjects: Subjects, subject: string): boolean {
   try {
