@@ -44,6 +44,8 @@ export const CodecErrorCode = {
   Invalid: 'ERR_INVALID',
   /** A `Content-Type` other than msgpack or JSON. */
   UnsupportedContentType: 'ERR_UNSUPPORTED_CONTENT_TYPE',
+  /** A work command without a valid signature of the deployment's host key: nothing of it runs. */
+  BadSignature: 'ERR_BAD_SIGNATURE',
 } as const;
 export type CodecErrorCode = (typeof CodecErrorCode)[keyof typeof CodecErrorCode];
 

@@ -77,6 +77,9 @@ export {
 export {
   AgentRecordSchema,
   APPLIED_IDS_KEPT,
+  APPROVALS_KEPT,
+  ApprovalRecordSchema,
+  type ApprovalRecord,
   decodeRecord,
   encodeRecord,
   isMessageKind,
@@ -96,3 +99,18 @@ export {
   type ToolPolicyName,
 } from './catalog.js';
 export { redactDeep, redactSecrets, REDACTED, SECRET_PATTERNS } from './redact.js';
+export { approvalHash, callHash, canonicalJson, type ApprovalCall } from './approval-hash.js';
+export {
+  createCommandSigner,
+  createCommandVerifier,
+  generateCommandKeys,
+  parsePublicKey,
+  PUBLIC_KEY_PREFIX,
+  publicKeyOf,
+  SignatureError,
+  SignatureErrorCode,
+  type CommandKeyPair,
+  type CommandSigner,
+  type CommandVerifier,
+  type SignatureCheck,
+} from './command-signature.js';

@@ -330,6 +330,21 @@ export const ToolRequestSchema = z.object({
   args: z.unknown(),
   attempt: z.number().int().positive(),
   timeoutMs: z.number().int().positive().optional(),
+  /**
+   * Set by the host only when a person approved exactly this call (a request of the agent's that
+   * was decided `approve` and names this tool with these arguments). The tool-runner runs an `ask`
+   * tool only with it, on a validly signed command, and only when `argsHash` equals
+   * `callHash(tool, args)` of the arguments it is about to run.
+   */
+  approval: z
+    .object({
+      requestId: nonEmpty,
+      /** `callHash(tool, args)` of this call. */
+      argsHash: nonEmpty,
+      by: PrincipalSchema,
+      at: epochMs,
+    })
+    .optional(),
 });
 
 export const NotifyRequestSchema = z.object({

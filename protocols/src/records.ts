@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
 import { CodecError, CodecErrorCode } from './errors.js';
-import { AGENT_STATUSES, ErrorInfoSchema, MachineEventSchema, messageSchemas, NotifyRuleSchema, type MessageKind } from './messages.js';
+import { AGENT_STATUSES, ErrorInfoSchema, MachineEventSchema, messageSchemas, NotifyRuleSchema, PrincipalSchema, type MessageKind } from './messages.js';
 import { isAgentId } from './subjects.js';
 
 /**
@@ -20,9 +20,30 @@ export const READABLE_RECORD_FORMATS: readonly number[] = [1];
  * theirs, so this list only has to cover human input and agent messages.
  */
 export const APPLIED_IDS_KEPT = 256;
+/** How many of the agent's approval requests a record remembers (the newest; one is open at a time in practice). */
+export const APPROVALS_KEPT = 8;
 
 const agentId = z.string().refine(isAgentId, { message: 'invalid agent id' });
 const epochMs = z.number().int().nonnegative();
+
+/**
+ * An approval request of the agent's, as the runtime keeps it (not the machine): an `approval`
+ * message is applied only when it names an open request and its exact `argsHash`, and a tool call
+ * carries approval evidence only when it is one of `calls` of a request decided `approve`.
+ */
+export const ApprovalRecordSchema = z.object({
+  requestId: z.string().min(1),
+  /** The hash the person was shown (the machine's; the built-in agent's is `approvalHash(calls)`). */
+  argsHash: z.string().min(1),
+  /** `callHash(tool, args)` of each call the request asks about (none for a budget question). */
+  calls: z.array(z.string()),
+  requestedAt: epochMs,
+  /** Absent while open. `expired`: the machine gave up waiting; no decision applies any more. */
+  decision: z.enum(['approve', 'deny', 'expired']).optional(),
+  by: PrincipalSchema.optional(),
+  decidedAt: epochMs.optional(),
+});
+export type ApprovalRecord = z.infer<typeof ApprovalRecordSchema>;
 
 /** A command of the last step, kept until the next step replaces it. */
 export const OutboxEntrySchema = z.object({
@@ -58,9 +79,11 @@ export const AgentRecordSchema = z.object({
   /** Children by the parent's reference for them. */
   children: z.record(z.string(), z.object({ agentId, status: z.enum(AGENT_STATUSES) })),
   /** Live timers by XState send id; a firing whose key differs was cancelled or superseded. */
-  timers: z.record(z.string(), z.object({ key: z.string().min(1), dueAt: epochMs })),
+  timers: z.record(z.string(), z.object({ key: z.string().min(1), dueAt: epochMs, /** The event it delivers (absent in older records). */ type: z.string().optional() })),
   /** Plan and tool commands still waiting for their result, by idempotency key. */
   pending: z.record(z.string(), z.object({ kind: z.enum(['plan.request', 'tool.request']), at: epochMs })),
+  /** The agent's latest approval requests, oldest first (at most {@link APPROVALS_KEPT}). Absent in older records. */
+  approvals: z.array(ApprovalRecordSchema).optional(),
   /** Ids of recently applied inbox messages, newest last. */
   applied: z.array(z.string()),
   outbox: z.array(OutboxEntrySchema),
