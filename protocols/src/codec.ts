@@ -1,5 +1,6 @@
 import { Packr } from 'msgpackr';
 import type { z } from 'zod';
+import { jsonNestsDeeper, MAX_NESTING_DEPTH, msgpackNestsDeeper } from './depth.js';
 import { CodecError, CodecErrorCode } from './errors.js';
 import { Header } from './headers.js';
 import { MESSAGE_VERSION, messageSchemas, type Message, type MessageInput, type MessageKind } from './messages.js';
@@ -79,12 +80,16 @@ export interface DecodeOptions<K extends MessageKind> {
    */
   expect: K | readonly K[];
   maxBytes: number;
+  /** The deepest the body may nest (objects and arrays; the body is level 1). */
+  maxDepth: number;
 }
 
 /**
- * Decodes and validates one message. Throws {@link CodecError}: `ERR_TOO_LARGE`, `ERR_UNDECODABLE`
- * (not msgpack/JSON, or not an object), `ERR_UNKNOWN_KIND`, `ERR_UNSUPPORTED_VERSION`, `ERR_INVALID`
- * (schema violations, listed in `issues`), `ERR_UNSUPPORTED_CONTENT_TYPE`.
+ * Decodes and validates one message. Size and nesting are checked on the bytes, before anything
+ * parses or walks them, so no body can overflow the stack. Throws {@link CodecError}:
+ * `ERR_TOO_LARGE`, `ERR_UNDECODABLE` (not msgpack/JSON, or not an object), `ERR_UNKNOWN_KIND`,
+ * `ERR_UNSUPPORTED_VERSION`, `ERR_INVALID` (nested deeper than `maxDepth`, or schema violations
+ * listed in `issues`), `ERR_UNSUPPORTED_CONTENT_TYPE`.
  */
 export function decodeMessage<K extends MessageKind = MessageKind>(
   data: Uint8Array,
@@ -95,6 +100,14 @@ export function decodeMessage<K extends MessageKind = MessageKind>(
     throw new CodecError(CodecErrorCode.TooLarge, `message is ${data.byteLength} bytes; the limit is ${maxBytes}`);
   }
   const format = formatOf(options.contentType, data);
+  const maxDepth = options.maxDepth ?? MAX_NESTING_DEPTH;
+  if (format === 'json' ? jsonNestsDeeper(data, maxDepth) : msgpackNestsDeeper(data, maxDepth)) {
+    throw new CodecError(
+      CodecErrorCode.Invalid,
+      `message nests deeper than ${maxDepth} levels of objects and arrays; flatten the data (or send it as a string or by reference)`,
+      { issues: [`(message): nests deeper than ${maxDepth} levels`] },
+    );
+  }
   const body = parseBody(data, format);
 
   const expected = options.expect === undefined ? undefined : typeof options.expect === 'string' ? [options.expect] : options.expect;

@@ -1,5 +1,6 @@
 export { CodecError, CodecErrorCode, ErrandError, SubjectError, SubjectErrorCode } from './errors.js';
 export { Header } from './headers.js';
+export { jsonNestsDeeper, MAX_GOAL_DEPTH, MAX_NESTING_DEPTH, msgpackNestsDeeper, valueNestsDeeper } from './depth.js';
 export { silentLogger, type Logger } from './logger.js';
 export {
   assertAgentId,

@@ -105,6 +105,13 @@ export interface ResourceOptions {
   logsMaxAgeMs: number;
   logsMaxBytes: number;
   dlqMaxAgeMs: number;
+  /**
+   * Bytes of commands waiting in the work stream. When full, a new command is refused (discard
+   * new): the publisher gets an error and retries, rather than an older command being dropped.
+   */
+  workMaxBytes: number;
+  /** Bytes of dead letters kept; the oldest go first when full (discard old). */
+  dlqMaxBytes: number;
   /** -1 for unlimited; the journal lives here, so keep it unbounded unless you run `errand gc`. */
   eventsMaxBytes: number;
   /** How long services remember a completed command (and its result) to answer a repeat. */
@@ -122,6 +129,8 @@ export function defaultResourceOptions(): ResourceOptions {
     logsMaxAgeMs: 7 * DAY,
     logsMaxBytes: 1024 * 1024 * 1024,
     dlqMaxAgeMs: 30 * DAY,
+    workMaxBytes: 1024 * 1024 * 1024,
+    dlqMaxBytes: 256 * 1024 * 1024,
     eventsMaxBytes: -1,
     effectsTtlMs: 7 * DAY,
     resultsTtlMs: 30 * DAY,
@@ -175,7 +184,7 @@ export function resourceSpecs(options: Partial<ResourceOptions> = {}): ResourceS
       subjects: [`${o.prefix}.work.>`],
       retention: 'workqueue',
       maxAgeMs: 0,
-      maxBytes: -1,
+      maxBytes: o.workMaxBytes,
       discard: 'new',
       compress: false,
     },
@@ -197,7 +206,7 @@ export function resourceSpecs(options: Partial<ResourceOptions> = {}): ResourceS
       subjects: [s.dlq()],
       retention: 'limits',
       maxAgeMs: o.dlqMaxAgeMs,
-      maxBytes: -1,
+      maxBytes: o.dlqMaxBytes,
       // A dead letter is the original body plus headers saying why: allow up to the server's max_payload.
       maxMsgSize: -1,
       discard: 'old',

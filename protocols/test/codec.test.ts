@@ -677,3 +677,63 @@ describe('JSON without a Content-Type header', () => {
     expect(decodeMessage(body)).toEqual(samples.control);
   });
 });
+
+describe('decodeMessage: nesting depth', () => {
+  /** `{"x":{"x":…{"x":1}…}}`, `levels` objects deep. */
+  const nested = (levels: number): unknown => {
+    let v: unknown = 1;
+    for (let i = 0; i < levels; i++) v = { x: v };
+    return v;
+  };
+  const submit = (input: unknown) => ({ goal: 'deep', input });
+  const packr = new Packr({ useRecords: false });
+  const captureError = (f: () => unknown): CodecError => {
+    try {
+      f();
+    } catch (err) {
+      return err as CodecError;
+    }
+    throw new Error('expected an error');
+  };
+
+  /** msgpack of `{goal:'deep', input:{x:{x:…1}}}` written by hand: msgpackr's own packer would overflow. */
+  const deepMsgpack = (levels: number): Uint8Array => {
+    const str = (t: string) => [0xa0 | t.length, ...new TextEncoder().encode(t)];
+    const head = [0x82, ...str('goal'), ...str('deep'), ...str('input')];
+    const body: number[] = [];
+    for (let i = 0; i < levels; i++) body.push(0x81, ...str('x'));
+    return Uint8Array.from([...head, ...body, 0x01]);
+  };
+
+  it.each([
+    ['json', (levels: number) => new TextEncoder().encode(`{"goal":"deep","input":${'{"x":'.repeat(levels)}1${'}'.repeat(levels)}}`), JSON_HEADER],
+    ['msgpack', deepMsgpack, {}],
+  ] as const)('refuses a %s body nested 2,000 deep with ERR_INVALID, not a stack overflow', (_f, bytes, header) => {
+    const err = captureError(() => decodeMessage(bytes(2000), { ...header, expect: 'submit.request' }));
+    expect(err).toBeInstanceOf(CodecError);
+    expect(err.code).toBe(CodecErrorCode.Invalid);
+    expect(err.message).toMatch(/nests deeper than 64 levels/);
+  });
+
+  it.each([
+    ['json', (v: unknown) => jsonBytes(v), JSON_HEADER],
+    ['msgpack', (v: unknown) => packr.pack(v) as Uint8Array, {}],
+  ] as const)('counts the body as level 1: a %s body of exactly the limit decodes, one more level does not', (_f, bytes, header) => {
+    // submit (1) → input (2) → …: input nested 62 more levels reaches 64.
+    expect(decodeMessage(bytes(submit(nested(63))), { ...header, expect: 'submit.request' }).goal).toBe('deep');
+    expect(() => decodeMessage(bytes(submit(nested(64))), { ...header, expect: 'submit.request' })).toThrowError(/nests deeper than 64/);
+    expect(() => decodeMessage(bytes(submit(nested(10))), { ...header, expect: 'submit.request', maxDepth: 8 })).toThrowError(/nests deeper than 8/);
+  });
+
+  it('reads hand-written msgpack the same way: 63 levels of input decode, 64 do not', () => {
+    expect(decodeMessage(deepMsgpack(63), { expect: 'submit.request' }).goal).toBe('deep');
+    expect(() => decodeMessage(deepMsgpack(64), { expect: 'submit.request' })).toThrowError(/nests deeper than 64/);
+  });
+
+  it('is not fooled by brackets inside JSON strings, nor by arrays and long strings in msgpack', () => {
+    const tricky = submit({ text: '[[[[{{{{"\\"[[[[', list: [[['a'.repeat(70_000)]], new Array(300).fill([1, [2]])] });
+    expect(decodeMessage(jsonBytes(tricky), { ...JSON_HEADER, expect: 'submit.request', maxDepth: 8 }).input).toEqual(tricky.input);
+    expect(decodeMessage(packr.pack(tricky) as Uint8Array, { expect: 'submit.request', maxDepth: 8 }).input).toEqual(tricky.input);
+    expect(() => decodeMessage(packr.pack(tricky) as Uint8Array, { expect: 'submit.request', maxDepth: 4 })).toThrowError(/nests deeper than 4/);
+  });
+});

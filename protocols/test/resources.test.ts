@@ -237,6 +237,8 @@ describe('resourceSpecs', () => {
       logsMaxBytes: 2048,
       dlqMaxAgeMs: 3000,
       eventsMaxBytes: 4096,
+      workMaxBytes: 8192,
+      dlqMaxBytes: 16384,
     });
     const byName = Object.fromEntries(specs.streams.map((s) => [s.name, s]));
     for (const name of ['ERRAND_INBOX', 'ERRAND_EVENTS', 'ERRAND_WORK']) {
@@ -244,14 +246,16 @@ describe('resourceSpecs', () => {
     }
     // The server refuses a duplicate window longer than max age, so those two are cut to their max age.
     expect(byName.ERRAND_LOGS).toMatchObject({ maxAgeMs: 1000, maxBytes: 2048, duplicateWindowMs: 1000 });
-    expect(byName.ERRAND_DLQ).toMatchObject({ maxAgeMs: 3000, duplicateWindowMs: 3000 });
+    expect(byName.ERRAND_DLQ).toMatchObject({ maxAgeMs: 3000, maxBytes: 16384, duplicateWindowMs: 3000 });
     expect(byName.ERRAND_EVENTS).toMatchObject({ maxBytes: 4096 });
+    expect(byName.ERRAND_WORK).toMatchObject({ maxBytes: 8192 });
   });
 
-  it('keeps work queues and the journal unbounded by age and refuses new work rather than dropping it', () => {
+  it('keeps work queues and the journal unbounded by age, bounds work and dead letters by bytes, and refuses new work rather than dropping it', () => {
     const byName = Object.fromEntries(resourceSpecs().streams.map((s) => [s.name, s]));
     expect(byName.ERRAND_INBOX).toMatchObject({ maxAgeMs: 0, maxBytes: -1, discard: 'new' });
-    expect(byName.ERRAND_WORK).toMatchObject({ maxAgeMs: 0, maxBytes: -1, discard: 'new' });
+    expect(byName.ERRAND_WORK).toMatchObject({ maxAgeMs: 0, maxBytes: 1024 * 1024 * 1024, discard: 'new' });
+    expect(byName.ERRAND_DLQ).toMatchObject({ maxBytes: 256 * 1024 * 1024, discard: 'old' });
     expect(byName.ERRAND_EVENTS).toMatchObject({ maxAgeMs: 0, maxBytes: -1, discard: 'old' });
   });
 
