@@ -33,6 +33,7 @@ async function nextPost(path: string, after = 0): Promise<{ path: string; body: 
 }
 
 const SIGNING = 'slack-signing-secret';
+const TG_SECRET = 'telegram-secret-token-0123';
 const signed = (body: string, ts = Math.floor(Date.now() / 1000)) => ({
   'content-type': 'application/x-www-form-urlencoded',
   'x-slack-request-timestamp': String(ts),
@@ -52,8 +53,8 @@ describe('the notifier, end to end', () => {
         OPENAI_BASE_URL: mock.url,
         ERRAND_MODEL: 'mock-1',
         ERRAND_NOTIFY_CHANNELS: JSON.stringify({
-          ops: { type: 'slack', token: 'xoxb-test', channel: 'C42', signingSecret: SIGNING, apiBase: `${apiBase}/slack` },
-          tg: { type: 'telegram', token: '1:t', chatId: '7', allowUsers: [1001], apiBase: `${apiBase}/tg` },
+          ops: { type: 'slack', token: 'xoxb-test', channel: 'C42', signingSecret: SIGNING, allowUsers: ['U7', 'U8'], apiBase: `${apiBase}/slack` },
+          tg: { type: 'telegram', token: '1:t', chatId: '7', secretToken: TG_SECRET, allowUsers: [1001], apiBase: `${apiBase}/tg` },
         }),
         ERRAND_NOTIFIER_PORT: '0',
       },
@@ -78,13 +79,15 @@ describe('the notifier, end to end', () => {
       const stale = await fetch(url, { method: 'POST', headers: signed(body, Math.floor(Date.now() / 1000) - 600), body });
       expect(stale.status).toBe(401);
       // A Telegram press from someone not on the allow-list changes nothing.
+      const tgApprove = (tg.body.reply_markup as { inline_keyboard: { callback_data: string }[][] }).inline_keyboard[0]![0]!.callback_data;
       const stranger = await fetch(`http://127.0.0.1:${port}/telegram/tg/webhook`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ callback_query: { id: 'q', from: { id: 666 }, data: 'a|tools-1' } }),
+        headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': TG_SECRET },
+        body: JSON.stringify({ callback_query: { id: 'q', from: { id: 666 }, data: tgApprove } }),
       });
       expect(stranger.status).toBe(200);
-      await notifier.waitForLine(/Telegram decision ignored: user not on the allow-list/);
+      expect(await stranger.json()).toEqual({ method: 'answerCallbackQuery', callback_query_id: 'q', text: 'Telegram user 666 may not approve this.' });
+      await notifier.waitForLine(/Telegram decision refused: user not on the allow-list/);
       expect((await d.record(agentId))?.snapshot).toMatchObject({ value: 'awaitingApproval' });
 
       // Two approvers race: one decision is applied, the other is told who decided.

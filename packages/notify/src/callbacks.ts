@@ -1,12 +1,14 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** How old a signed callback may be: Slack's own limit. */
 export const MAX_CALLBACK_AGE_SECONDS = 300;
 
-function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+/** Equal strings, compared in time that does not depend on where they differ. */
+export function safeEqual(a: string, b: string): boolean {
+  // Digests first: equal-length buffers for timingSafeEqual, and not even the length leaks.
+  const x = createHash('sha256').update(a).digest();
+  const y = createHash('sha256').update(b).digest();
+  return timingSafeEqual(x, y) && a === b;
 }
 
 export type Verdict = { ok: true } | { ok: false; reason: string };
@@ -38,28 +40,100 @@ export interface Decision {
   requestId: string;
   argsHash: string;
   decision: 'approve' | 'deny';
+  /** Who pressed, as Slack's signed payload says — never a value the button carried. */
   by: { id: string; name?: string };
 }
 
+/** A Slack button press: the decision and where it was pressed (to answer in the same place). */
+export interface SlackAction extends Decision {
+  /** The conversation and the message the button was on, when the payload names them. */
+  channelId: string | undefined;
+  messageTs: string | undefined;
+}
+
 /** The decision in a Slack block-actions payload (`payload=<json>`, form-encoded). */
-export function parseSlackAction(rawBody: string): Decision | undefined {
+export function parseSlackAction(rawBody: string): SlackAction | undefined {
   const payload = new URLSearchParams(rawBody).get('payload');
   if (!payload) return undefined;
   try {
-    const p = JSON.parse(payload) as { user?: { id?: string; username?: string; name?: string }; actions?: { value?: string }[] };
+    const p = JSON.parse(payload) as {
+      user?: { id?: string; username?: string; name?: string };
+      actions?: { value?: string }[];
+      channel?: { id?: string };
+      container?: { channel_id?: string; message_ts?: string };
+      message?: { ts?: string };
+    };
     const value = JSON.parse(p.actions?.[0]?.value ?? '{}') as Partial<Decision>;
-    if (!p.user?.id || !value.agentId || !value.requestId || !value.argsHash || (value.decision !== 'approve' && value.decision !== 'deny')) return undefined;
-    return { agentId: value.agentId, requestId: value.requestId, argsHash: value.argsHash, decision: value.decision, by: { id: p.user.id, ...(p.user.username ?? p.user.name ? { name: p.user.username ?? p.user.name } : {}) } };
+    if (!p.user?.id || !str(value.agentId) || !str(value.requestId) || !str(value.argsHash) || (value.decision !== 'approve' && value.decision !== 'deny')) return undefined;
+    const name = p.user.username ?? p.user.name;
+    return {
+      agentId: value.agentId,
+      requestId: value.requestId,
+      argsHash: value.argsHash,
+      decision: value.decision,
+      by: { id: p.user.id, ...(name ? { name } : {}) },
+      channelId: p.channel?.id ?? p.container?.channel_id,
+      messageTs: p.container?.message_ts ?? p.message?.ts,
+    };
   } catch {
     return undefined;
   }
 }
 
-/** A Telegram callback query: who pressed which button. */
-export function parseTelegramCallback(update: unknown): { fromId: number; fromName: string | undefined; decision: 'approve' | 'deny'; requestId: string; callbackId: string } | undefined {
-  const q = (update as { callback_query?: { id?: string; from?: { id?: number; username?: string }; data?: string } })?.callback_query;
+const str = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+
+/** Who may decide through a channel: listed user ids, or `'*'` for anyone who can press the button. */
+export type AllowList = '*' | readonly (string | number)[] | undefined;
+
+/** Whether `userId` is on the allow-list. No list (or an empty one) allows nobody. */
+export function mayDecide(allow: AllowList, userId: string | number): boolean {
+  if (allow === '*') return true;
+  return (allow ?? []).some((u) => String(u) === String(userId));
+}
+
+/** A Telegram callback query: who pressed which button, in which chat. `data` is unverified. */
+export interface TelegramPress {
+  fromId: number;
+  fromName: string | undefined;
+  /** The chat of the message the button was on, when Telegram says. */
+  chatId: string | undefined;
+  data: string;
+  callbackId: string;
+}
+
+/** Reads a Telegram update; undefined for anything but a callback query. Check `data` with {@link verifyTelegramCallbackData}. */
+export function parseTelegramCallback(update: unknown): TelegramPress | undefined {
+  const q = (update as { callback_query?: { id?: string; from?: { id?: number; username?: string }; data?: string; message?: { chat?: { id?: number | string } } } } | null)
+    ?.callback_query;
   if (!q?.id || typeof q.from?.id !== 'number' || typeof q.data !== 'string') return undefined;
-  const [d, requestId] = q.data.split('|');
-  if ((d !== 'a' && d !== 'd') || !requestId) return undefined;
-  return { fromId: q.from.id, fromName: q.from.username, decision: d === 'a' ? 'approve' : 'deny', requestId, callbackId: q.id };
+  const chat = q.message?.chat?.id;
+  return { fromId: q.from.id, fromName: q.from.username, chatId: chat === undefined ? undefined : String(chat), data: q.data, callbackId: q.id };
+}
+
+/**
+ * Telegram gives a button 64 bytes of `callback_data`: too few for an agent id, a request id and
+ * an args hash. So a button carries `<a|d>.<id>.<mac>` (41 bytes): a random id under which the
+ * notifier stored the whole approval, and an HMAC over the channel, the decision and the id, so
+ * a forged or edited button is refused before anything is looked up.
+ */
+export function newCallbackId(): string {
+  return randomBytes(12).toString('base64url');
+}
+
+function callbackMac(secret: string, channel: string, d: string, id: string): string {
+  return createHmac('sha256', secret).update(`errand.telegram.v1|${channel}|${d}|${id}`).digest().subarray(0, 16).toString('base64url');
+}
+
+/** The `callback_data` of one button (at most 64 bytes). `secret` is the notifier's (the bot token). */
+export function signTelegramCallbackData(secret: string, channel: string, decision: 'approve' | 'deny', id: string): string {
+  const d = decision === 'approve' ? 'a' : 'd';
+  return `${d}.${id}.${callbackMac(secret, channel, d, id)}`;
+}
+
+/** Checks a button's `callback_data` made by {@link signTelegramCallbackData} for this channel. */
+export function verifyTelegramCallbackData(secret: string, channel: string, data: string): { ok: true; decision: 'approve' | 'deny'; id: string } | { ok: false; reason: string } {
+  const [d, id, mac, ...rest] = data.split('.');
+  if ((d !== 'a' && d !== 'd') || !id || !mac || rest.length || !/^[A-Za-z0-9_-]{16}$/.test(id)) return { ok: false, reason: 'malformed callback_data' };
+  if (!safeEqual(callbackMac(secret, channel, d, id), mac)) return { ok: false, reason: 'bad callback_data signature' };
+  return { ok: true, decision: d === 'a' ? 'approve' : 'deny', id };
 }

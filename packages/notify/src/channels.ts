@@ -1,5 +1,6 @@
 import type { Logger } from '@errand/protocols';
 import { createHmac } from 'node:crypto';
+import { signTelegramCallbackData } from './callbacks.js';
 import type { Rendered } from './render.js';
 
 /** Delivery failed; `retryable` says whether trying again later can help. */
@@ -14,10 +15,22 @@ export class DeliveryError extends Error {
   }
 }
 
+export interface SendContext {
+  /** The notification's idempotency key. */
+  key: string;
+  signal: AbortSignal;
+  /** Bound to the agent and trace of the notification, for channels that log. */
+  log?: Logger;
+  /**
+   * For an approval on a channel whose buttons cannot carry the whole approval (Telegram): the id
+   * under which the caller stored it, which the buttons carry instead (see `newCallbackId`).
+   */
+  callbackId?: string;
+}
+
 export interface Channel {
   readonly name: string;
-  /** `log` is bound to the agent and trace of the notification, for channels that log. */
-  send(message: Rendered, context: { key: string; signal: AbortSignal; log?: Logger }): Promise<void>;
+  send(message: Rendered, context: SendContext): Promise<void>;
 }
 
 async function post(url: string, init: RequestInit, what: string): Promise<Response> {
@@ -73,24 +86,31 @@ export function slackChannel(o: { name?: string; token: string; channel: string;
   };
 }
 
-/** Telegram `sendMessage`; approvals carry an inline keyboard; link previews off. */
-export function telegramChannel(o: { name?: string; token: string; chatId: string; apiBase?: string }): Channel {
+/**
+ * Telegram `sendMessage`; approvals carry an inline keyboard; link previews off. A button's
+ * `callback_data` is `signTelegramCallbackData(callbackSecret, name, …, context.callbackId)`: the
+ * approval itself does not fit Telegram's 64 bytes, so the caller stores it under `callbackId`.
+ */
+export function telegramChannel(o: { name?: string; token: string; chatId: string; apiBase?: string; callbackSecret?: string }): Channel {
   const base = (o.apiBase ?? 'https://api.telegram.org').replace(/\/$/, '');
+  const name = o.name ?? 'telegram';
   return {
-    name: o.name ?? 'telegram',
-    async send(m, { signal }) {
+    name,
+    async send(m, { signal, callbackId }) {
       const text = [m.title, m.text, m.link ? `Open in Errand: ${m.link}` : ''].filter(Boolean).join('\n\n');
-      // callback_data is limited to 64 bytes: the request and the decision; the args hash is checked on the host.
-      const keyboard = m.approval
-        ? {
-            inline_keyboard: [
-              [
-                { text: 'Approve', callback_data: `a|${m.approval.requestId}`.slice(0, 64) },
-                { text: 'Deny', callback_data: `d|${m.approval.requestId}`.slice(0, 64) },
-              ],
+      let keyboard: unknown;
+      if (m.approval) {
+        if (!callbackId || !o.callbackSecret) throw new DeliveryError('ERR_DELIVERY_TELEGRAM', 'an approval on Telegram needs a callbackId and a callbackSecret for its buttons', false);
+        const secret = o.callbackSecret;
+        keyboard = {
+          inline_keyboard: [
+            [
+              { text: 'Approve', callback_data: signTelegramCallbackData(secret, name, 'approve', callbackId) },
+              { text: 'Deny', callback_data: signTelegramCallbackData(secret, name, 'deny', callbackId) },
             ],
-          }
-        : undefined;
+          ],
+        };
+      }
       const res = await post(
         `${base}/bot${o.token}/sendMessage`,
         {
@@ -105,6 +125,26 @@ export function telegramChannel(o: { name?: string; token: string; chatId: strin
       if (body.ok !== true) throw new DeliveryError('ERR_DELIVERY_TELEGRAM', `Telegram refused the message: ${body.description ?? 'unknown error'}`, false);
     },
   };
+}
+
+/**
+ * Slack `chat.postEphemeral`: a message only `user` sees, in `channel` (in the thread of
+ * `threadTs` when given) — how a refused button press is answered where it was pressed.
+ */
+export async function slackEphemeral(o: { token: string; apiBase?: string }, m: { channel: string; user: string; text: string; threadTs?: string | undefined }, signal: AbortSignal): Promise<void> {
+  const base = (o.apiBase ?? 'https://slack.com/api').replace(/\/$/, '');
+  const res = await post(
+    `${base}/chat.postEphemeral`,
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json; charset=utf-8', authorization: `Bearer ${o.token}` },
+      body: JSON.stringify({ channel: m.channel, user: m.user, text: m.text, ...(m.threadTs ? { thread_ts: m.threadTs } : {}) }),
+      signal,
+    },
+    'Slack chat.postEphemeral',
+  );
+  const body = (await res.json().catch(() => ({}))) as { ok?: boolean; error?: string };
+  if (body.ok !== true) throw new DeliveryError('ERR_DELIVERY_SLACK', `Slack refused the message: ${body.error ?? 'unknown error'}`, body.error === 'ratelimited');
 }
 
 /** The signature header of a webhook: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. */

@@ -1,11 +1,19 @@
 export { render, sanitize, type Rendered } from './render.js';
-export { DeliveryError, signWebhook, slackChannel, telegramChannel, webhookChannel, WEBHOOK_SIGNATURE_HEADER, type Channel } from './channels.js';
+export { DeliveryError, signWebhook, slackChannel, slackEphemeral, telegramChannel, webhookChannel, WEBHOOK_SIGNATURE_HEADER, type Channel, type SendContext } from './channels.js';
 export {
   MAX_CALLBACK_AGE_SECONDS,
+  mayDecide,
+  newCallbackId,
   parseSlackAction,
   parseTelegramCallback,
+  safeEqual,
+  signTelegramCallbackData,
   verifySlackRequest,
+  verifyTelegramCallbackData,
   verifyWebhookSignature,
+  type AllowList,
   type Decision,
+  type SlackAction,
+  type TelegramPress,
   type Verdict,
 } from './callbacks.js';

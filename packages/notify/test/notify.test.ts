@@ -4,13 +4,19 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MESSAGE_VERSION, type Message } from '@errand/protocols';
 import {
+  mayDecide,
+  newCallbackId,
   parseSlackAction,
   parseTelegramCallback,
   render,
+  safeEqual,
   sanitize,
+  signTelegramCallbackData,
   slackChannel,
+  slackEphemeral,
   telegramChannel,
   verifySlackRequest,
+  verifyTelegramCallbackData,
   verifyWebhookSignature,
   webhookChannel,
   WEBHOOK_SIGNATURE_HEADER,
@@ -54,18 +60,53 @@ describe('callbacks', () => {
     expect(verifySlackRequest(secret, String(ts), `v0=${'0'.repeat(64)}`, body, now)).toEqual({ ok: false, reason: 'bad signature' });
     const old = ts - 600;
     expect(verifySlackRequest(secret, String(old), sign(old), body, now)).toEqual({ ok: false, reason: 'stale or invalid timestamp' });
-    expect(parseSlackAction(body)).toEqual({ agentId: 'a-1', requestId: 'tools-3', argsHash: 'h123', decision: 'approve', by: { id: 'U1', name: 'ana' } });
+    expect(parseSlackAction(body)).toEqual({ agentId: 'a-1', requestId: 'tools-3', argsHash: 'h123', decision: 'approve', by: { id: 'U1', name: 'ana' }, channelId: undefined, messageTs: undefined });
   });
 
   it('read a Telegram callback query', () => {
-    expect(parseTelegramCallback({ callback_query: { id: 'q1', from: { id: 42, username: 'bo' }, data: 'd|tools-3' } })).toEqual({
+    expect(parseTelegramCallback({ callback_query: { id: 'q1', from: { id: 42, username: 'bo' }, data: 'd.x.y', message: { chat: { id: -100 } } } })).toEqual({
       fromId: 42,
       fromName: 'bo',
-      decision: 'deny',
-      requestId: 'tools-3',
+      chatId: '-100',
+      data: 'd.x.y',
       callbackId: 'q1',
     });
     expect(parseTelegramCallback({ message: {} })).toBeUndefined();
+  });
+
+  it('sign Telegram buttons within 64 bytes, and refuse a forged, edited or misplaced one', () => {
+    const id = newCallbackId();
+    expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect(newCallbackId()).not.toBe(id);
+    const approve = signTelegramCallbackData('bot-token', 'tg', 'approve', id);
+    const deny = signTelegramCallbackData('bot-token', 'tg', 'deny', id);
+    expect(Buffer.byteLength(approve)).toBeLessThanOrEqual(64);
+    expect(verifyTelegramCallbackData('bot-token', 'tg', approve)).toEqual({ ok: true, decision: 'approve', id });
+    expect(verifyTelegramCallbackData('bot-token', 'tg', deny)).toEqual({ ok: true, decision: 'deny', id });
+    // The decision letter changed, the id changed, another channel, another secret, the old format.
+    expect(verifyTelegramCallbackData('bot-token', 'tg', `d${approve.slice(1)}`)).toEqual({ ok: false, reason: 'bad callback_data signature' });
+    const otherId = `${id.slice(0, -1)}${id.endsWith('A') ? 'B' : 'A'}`;
+    expect(verifyTelegramCallbackData('bot-token', 'tg', approve.replace(id, otherId))).toEqual({ ok: false, reason: 'bad callback_data signature' });
+    expect(verifyTelegramCallbackData('bot-token', 'other', approve)).toMatchObject({ ok: false });
+    expect(verifyTelegramCallbackData('another-token', 'tg', approve)).toMatchObject({ ok: false });
+    expect(verifyTelegramCallbackData('bot-token', 'tg', 'a|tools-1')).toEqual({ ok: false, reason: 'malformed callback_data' });
+  });
+
+  it('allow-lists: listed ids, "*" for anyone, nobody without a list', () => {
+    expect(mayDecide(['U1', 'U2'], 'U2')).toBe(true);
+    expect(mayDecide(['U1'], 'U3')).toBe(false);
+    expect(mayDecide([111], 111)).toBe(true);
+    expect(mayDecide([111], '111')).toBe(true);
+    expect(mayDecide('*', 'anyone')).toBe(true);
+    expect(mayDecide(undefined, 'U1')).toBe(false);
+    expect(mayDecide([], 'U1')).toBe(false);
+  });
+
+  it('compare secrets in constant time, whatever their lengths', () => {
+    expect(safeEqual('secret-token-123', 'secret-token-123')).toBe(true);
+    expect(safeEqual('secret-token-123', 'secret-token-124')).toBe(false);
+    expect(safeEqual('secret-token-123', 'short')).toBe(false);
+    expect(safeEqual('', 'x')).toBe(false);
   });
 });
 
@@ -102,11 +143,24 @@ describe('delivery, checked by loopback servers speaking each API', () => {
   });
 
   it('Telegram: sendMessage with an inline keyboard and link previews disabled', async () => {
-    await telegramChannel({ token: '123:abc', chatId: '99', apiBase: `${base}/telegram` }).send(render(command(), undefined), ctx);
+    const tg = telegramChannel({ name: 'phone', token: '123:abc', chatId: '99', apiBase: `${base}/telegram`, callbackSecret: 'mac-key' });
+    // An approval cannot be sent without the id its buttons carry.
+    await expect(tg.send(render(command(), undefined), ctx)).rejects.toMatchObject({ code: 'ERR_DELIVERY_TELEGRAM', retryable: false });
+    const id = newCallbackId();
+    await tg.send(render(command(), undefined), { ...ctx, callbackId: id });
     const req = got.find((g) => g.path === '/telegram/bot123:abc/sendMessage')!;
     const body = JSON.parse(req.body) as { chat_id: string; link_preview_options: { is_disabled: boolean }; reply_markup: { inline_keyboard: { callback_data: string }[][] } };
     expect(body.link_preview_options).toEqual({ is_disabled: true });
-    expect(body.reply_markup.inline_keyboard[0]!.map((b) => b.callback_data)).toEqual(['a|tools-3', 'd|tools-3']);
+    const data = body.reply_markup.inline_keyboard[0]!.map((b) => b.callback_data);
+    expect(data).toEqual([signTelegramCallbackData('mac-key', 'phone', 'approve', id), signTelegramCallbackData('mac-key', 'phone', 'deny', id)]);
+    expect(data.every((d) => Buffer.byteLength(d) <= 64)).toBe(true);
+  });
+
+  it('Slack: chat.postEphemeral shows a message to one user, in the thread of the approval', async () => {
+    await slackEphemeral({ token: 'xoxb-test', apiBase: `${base}/slack` }, { channel: 'C1', user: 'U9', text: '@eve may not approve this.', threadTs: '1.2' }, ctx.signal);
+    const req = got.find((g) => g.path === '/slack/chat.postEphemeral')!;
+    expect(req.headers.authorization).toBe('Bearer xoxb-test');
+    expect(JSON.parse(req.body)).toEqual({ channel: 'C1', user: 'U9', text: '@eve may not approve this.', thread_ts: '1.2' });
   });
 
   it('webhook: a JSON POST a receiver can verify; a failing receiver is a retryable error', async () => {

@@ -1,14 +1,38 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createHash } from 'node:crypto';
 import { KvWatchInclude, type ErrandConnection, type KV } from '@errand/nats';
-import { parseSlackAction, parseTelegramCallback, verifySlackRequest } from '@errand/notify';
+import { mayDecide, parseSlackAction, parseTelegramCallback, safeEqual, slackEphemeral, verifySlackRequest, verifyTelegramCallbackData, type AllowList } from '@errand/notify';
 import { decodeRecord, encodeMessage, MESSAGE_VERSION, type Logger, type Message, type Subjects } from '@errand/protocols';
 import type { ChannelConfig } from './config.js';
+import { BodyTooLargeError, readBody, tooLarge } from './http-body.js';
 
-/** Where a Telegram button's request id leads (callback_data has room for nothing else). */
-export function telegramRequestKey(requestId: string): string {
-  return `tg.${createHash('sha256').update(requestId).digest('hex').slice(0, 40)}`;
+/** The largest callback body read: Slack's and Telegram's are a few KiB. */
+export const MAX_CALLBACK_BODY_BYTES = 64 * 1024;
+
+/**
+ * Where a Telegram button's id leads: the approval (agent, request, args hash) it was sent for.
+ * The channel is part of the key, so a button is only good in the channel it was sent to.
+ */
+export function telegramApprovalKey(channel: string, callbackId: string): string {
+  return `tg.${channel}.${callbackId}`;
+}
+
+/** What a person who may not decide is told, where they pressed. */
+export const refusalText = (who: string) => `${who} may not approve this.`;
+
+/** Logs, for each channel that takes decisions, who may decide through it. */
+export function describeAllowLists(channels: Record<string, ChannelConfig>, logger: Logger): void {
+  for (const [name, c] of Object.entries(channels)) {
+    if (c.type !== 'telegram' && !(c.type === 'slack' && c.signingSecret)) continue;
+    const allow: AllowList = c.allowUsers;
+    if (allow === '*') logger.info({ channel: name }, `anyone who can press a button in channel ${name} may decide approvals (allowUsers: "*")`);
+    else if (!allow?.length) {
+      logger.warn(
+        { channel: name },
+        `channel ${name} has no allowUsers: every approval decision made through it is refused. List the ${c.type === 'slack' ? 'Slack' : 'Telegram'} user ids who may decide, or "*" to let anyone in the chat decide`,
+      );
+    }
+  }
 }
 
 export interface CallbackServer {
@@ -18,8 +42,10 @@ export interface CallbackServer {
 
 /**
  * Serves `POST /slack/<channel>/actions` and `POST /telegram/<channel>/webhook`: a verified button
- * press from an allowed person becomes an `approval` message in the agent's inbox, carrying who
- * decided and through which channel. Anything unverified is refused (401) and logged.
+ * press from a person on the channel's allow-list becomes an `approval` message in the agent's
+ * inbox, carrying who decided (as Slack or Telegram says) and through which channel. A request
+ * that is not verified is refused (401); a press by anyone else, or of a forged button, is refused,
+ * told so where it was pressed, and logged; a body over 64 KiB is refused (413) unread.
  */
 export async function startCallbackServer(o: {
   port: number;
@@ -32,6 +58,7 @@ export async function startCallbackServer(o: {
   logger: Logger;
 }): Promise<CallbackServer> {
   const log = o.logger.child({ component: 'callbacks' });
+  describeAllowLists(o.channels, log);
   /** Who decided `requestId` according to the agent's record, if anyone has. */
   const decidedBy = async (agentId: string, requestId: string): Promise<{ decision: string; by: string } | undefined> => {
     const e = await o.agents.get(agentId).catch(() => null);
@@ -65,22 +92,59 @@ export async function startCallbackServer(o: {
     return `Decision sent: ${d.decision}.`;
   };
 
-  /** One Telegram update (from the webhook or from polling): a decision, if allowed and known. */
+  /** One Telegram update (from the webhook or from polling): a decision, if allowed and genuine. */
   const telegramUpdate = async (name: string, channel: Extract<ChannelConfig, { type: 'telegram' }>, update: unknown): Promise<{ callback_query_id: string; text: string } | undefined> => {
     const q = parseTelegramCallback(update);
     if (!q) return undefined;
-    if (!channel.allowUsers.includes(q.fromId)) {
-      log.warn({ channel: name, userId: q.fromId, requestId: q.requestId }, 'Telegram decision ignored: user not on the allow-list');
-      return { callback_query_id: q.callbackId, text: 'You may not decide this.' };
+    const answer = (text: string) => ({ callback_query_id: q.callbackId, text });
+    const who = q.fromName ? `@${q.fromName}` : `Telegram user ${q.fromId}`;
+    if (!mayDecide(channel.allowUsers, q.fromId)) {
+      log.warn({ channel: name, userId: q.fromId }, 'Telegram decision refused: user not on the allow-list');
+      return answer(refusalText(who));
     }
-    const target = await o.effects.get(telegramRequestKey(q.requestId));
+    // A numeric chat id can be checked: a button pressed anywhere else (a forwarded message) is refused.
+    if (q.chatId !== undefined && /^-?\d+$/.test(channel.chatId) && q.chatId !== channel.chatId) {
+      log.warn({ channel: name, userId: q.fromId }, 'Telegram decision refused: pressed in another chat');
+      return answer('This button does not belong to this chat.');
+    }
+    const data = verifyTelegramCallbackData(channel.token, name, q.data);
+    if (!data.ok) {
+      log.warn({ channel: name, userId: q.fromId, reason: data.reason }, 'Telegram decision refused: forged or altered button');
+      return answer('This button is not valid.');
+    }
+    const target = await o.effects.get(telegramApprovalKey(name, data.id));
     if (!target || target.operation !== 'PUT') {
-      log.warn({ channel: name, requestId: q.requestId }, 'Telegram decision for an unknown request');
-      return { callback_query_id: q.callbackId, text: 'Unknown request.' };
+      log.warn({ channel: name, userId: q.fromId }, 'Telegram decision for an unknown or expired request');
+      return answer('Unknown or expired request.');
     }
     const t = target.json<{ agentId: string; requestId: string; argsHash: string }>();
-    const text = await decide({ ...t, decision: q.decision }, { id: String(q.fromId), channel: `telegram:${name}`, ...(q.fromName ? { name: q.fromName } : {}) });
-    return { callback_query_id: q.callbackId, text };
+    const text = await decide(
+      { agentId: t.agentId, requestId: t.requestId, argsHash: t.argsHash, decision: data.decision },
+      { id: String(q.fromId), channel: `telegram:${name}`, ...(q.fromName ? { name: q.fromName } : {}) },
+    );
+    return answer(text);
+  };
+
+  /** A Slack button press, signature already checked: a decision, if the presser may decide. */
+  const slackAction = async (name: string, channel: Extract<ChannelConfig, { type: 'slack' }>, raw: string): Promise<{ status: number; text: string }> => {
+    const d = parseSlackAction(raw);
+    if (!d) return { status: 400, text: 'not an Errand decision' };
+    if (!mayDecide(channel.allowUsers, d.by.id)) {
+      const text = refusalText(d.by.name ? `@${d.by.name}` : `<@${d.by.id}>`);
+      log.warn({ channel: name, userId: d.by.id, agentId: d.agentId, requestId: d.requestId }, 'Slack decision refused: user not on the allow-list');
+      // Slack ignores the body of a block_actions answer: the refusal is shown where the button was.
+      await slackEphemeral(
+        { token: channel.token, ...(channel.apiBase ? { apiBase: channel.apiBase } : {}) },
+        { channel: d.channelId ?? channel.channel, user: d.by.id, text, threadTs: d.messageTs },
+        AbortSignal.timeout(5000),
+      ).catch((err: unknown) => log.warn({ err, channel: name }, 'could not show the refusal in Slack'));
+      return { status: 200, text };
+    }
+    const text = await decide(
+      { agentId: d.agentId, requestId: d.requestId, argsHash: d.argsHash, decision: d.decision },
+      { id: d.by.id, channel: `slack:${name}`, ...(d.by.name ? { name: d.by.name } : {}) },
+    );
+    return { status: 200, text };
   };
 
   // Long polling for Telegram channels without a public URL.
@@ -111,34 +175,46 @@ export async function startCallbackServer(o: {
   }
 
   const server: Server = createServer(async (req, res) => {
-    let raw = '';
-    for await (const c of req) raw += String(c);
     const [, kind, name, action] = (req.url ?? '').split('?')[0]!.split('/');
     const channel = name ? o.channels[name] : undefined;
     try {
       if (req.method === 'POST' && kind === 'slack' && action === 'actions' && channel?.type === 'slack') {
         if (!channel.signingSecret) return void res.writeHead(404).end();
+        const raw = (await readBody(req, MAX_CALLBACK_BODY_BYTES)).toString('utf8');
         const verdict = verifySlackRequest(channel.signingSecret, header(req.headers['x-slack-request-timestamp']), header(req.headers['x-slack-signature']), raw);
         if (!verdict.ok) {
           log.warn({ channel: name, reason: verdict.reason }, 'Slack callback refused');
           return void res.writeHead(401).end(verdict.reason);
         }
-        const d = parseSlackAction(raw);
-        if (!d) return void res.writeHead(400).end('not an Errand decision');
-        const text = await decide(d, { id: d.by.id, channel: `slack:${name}`, ...(d.by.name ? { name: d.by.name } : {}) });
-        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ text }));
+        const r = await slackAction(name!, channel, raw);
+        if (r.status !== 200) return void res.writeHead(r.status).end(r.text);
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ text: r.text }));
       }
       if (req.method === 'POST' && kind === 'telegram' && action === 'webhook' && channel?.type === 'telegram') {
-        if (channel.secretToken && header(req.headers['x-telegram-bot-api-secret-token']) !== channel.secretToken) {
-          log.warn({ channel: name }, 'Telegram update refused: wrong secret token');
-          return void res.writeHead(401).end('bad secret token');
+        // Only Telegram knows the secret given to setWebhook; without one configured, nothing is served.
+        if (!channel.secretToken) return void res.writeHead(404).end();
+        const given = header(req.headers['x-telegram-bot-api-secret-token']);
+        if (given === undefined || !safeEqual(given, channel.secretToken)) {
+          log.warn({ channel: name }, 'Telegram update refused: missing or wrong secret token');
+          return void res.writeHead(401).end('missing or wrong X-Telegram-Bot-Api-Secret-Token');
         }
-        const answer = await telegramUpdate(name!, channel, JSON.parse(raw || '{}'));
+        const raw = (await readBody(req, MAX_CALLBACK_BODY_BYTES)).toString('utf8');
+        let update: unknown;
+        try {
+          update = JSON.parse(raw || '{}');
+        } catch {
+          return void res.writeHead(400).end('the body is not JSON');
+        }
+        const answer = await telegramUpdate(name!, channel, update);
         // Telegram shows the answer to the person who pressed the button.
         return void res.writeHead(200, { 'content-type': 'application/json' }).end(answer ? JSON.stringify({ method: 'answerCallbackQuery', ...answer }) : '');
       }
       res.writeHead(404).end();
     } catch (err) {
+      if (err instanceof BodyTooLargeError) {
+        log.warn({ channel: name, limit: err.limit }, 'callback refused: body too large');
+        return tooLarge(res, err);
+      }
       log.error({ err }, 'callback failed');
       if (!res.headersSent) res.writeHead(500).end();
     }

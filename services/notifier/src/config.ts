@@ -4,16 +4,36 @@ import { ConfigError, envConnect, envInt, envPrefix } from '@errand/service';
 
 /** A periodic summary on the channel: counts and today's spend, from the records — no model call. */
 const Digest = z.object({ everyMs: z.number().int().min(100) }).optional();
-const Slack = z.object({ type: z.literal('slack'), digest: Digest, token: z.string().min(1), channel: z.string().min(1), signingSecret: z.string().min(1).optional(), apiBase: z.string().url().optional() });
+/**
+ * Who may decide through a channel: their user ids, or `"*"` for anyone who can press the button.
+ * Absent or empty, every decision through the channel is refused (and the notifier warns at start).
+ */
+const allowUsers = <T extends z.ZodType>(id: T) => z.union([z.literal('*'), z.array(id)]).optional();
+const Slack = z.object({
+  type: z.literal('slack'),
+  digest: Digest,
+  token: z.string().min(1),
+  channel: z.string().min(1),
+  signingSecret: z.string().min(1).optional(),
+  /** Slack user ids (`U…`/`W…`) allowed to decide, or `"*"`. */
+  allowUsers: allowUsers(z.string().regex(/^[A-Z0-9]+$/, 'a Slack user id such as U0123ABCD')),
+  apiBase: z.string().url().optional(),
+});
 const Telegram = z.object({
   type: z.literal('telegram'),
   digest: Digest,
   token: z.string().min(1),
   chatId: z.string().min(1),
-  /** Checked against X-Telegram-Bot-Api-Secret-Token on webhook updates. */
-  secretToken: z.string().min(1).optional(),
-  /** Telegram user ids allowed to decide. */
-  allowUsers: z.array(z.number().int()).default([]),
+  /**
+   * Checked (in constant time) against X-Telegram-Bot-Api-Secret-Token on webhook updates; the
+   * same value goes to setWebhook's `secret_token`. Required in webhook mode.
+   */
+  secretToken: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{16,256}$/, 'Telegram allows 1-256 of A-Z a-z 0-9 _ -; use at least 16 random ones')
+    .optional(),
+  /** Telegram user ids allowed to decide, or `"*"`. */
+  allowUsers: allowUsers(z.number().int()),
   /** Read button presses by long polling (getUpdates) — no public URL needed — instead of a webhook. */
   poll: z.boolean().default(false),
   apiBase: z.string().url().optional(),
@@ -54,12 +74,21 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   } catch (err) {
     throw new ConfigError(`ERRAND_NOTIFY_CHANNELS: ${(err as Error).message}`);
   }
+  const callbackPort = env.ERRAND_NOTIFIER_PORT ? envInt(env, 'ERRAND_NOTIFIER_PORT', 0, 0) : undefined;
+  // Webhook mode: the listener serves /telegram/<channel>/webhook, so it must know Telegram's secret.
+  for (const [name, c] of Object.entries(channels)) {
+    if (c.type === 'telegram' && !c.poll && callbackPort !== undefined && !c.secretToken) {
+      throw new ConfigError(
+        `ERRAND_NOTIFY_CHANNELS: ${name}: a Telegram channel served by the callback listener (ERRAND_NOTIFIER_PORT) needs "secretToken" (the secret_token given to setWebhook), or "poll": true to read button presses with getUpdates instead`,
+      );
+    }
+  }
   return {
     connect: envConnect(env, 'errand-notifier'),
     prefix: envPrefix(env),
     channels,
     dashboardUrl: env.ERRAND_DASHBOARD_URL || undefined,
-    callbackPort: env.ERRAND_NOTIFIER_PORT ? envInt(env, 'ERRAND_NOTIFIER_PORT', 0, 0) : undefined,
+    callbackPort,
     ackWaitMs: envInt(env, 'ERRAND_NOTIFY_ACK_WAIT_MS', 30_000, 100),
     logLevel: env.LOG_LEVEL || 'info',
     crashAfterSend: env.ERRAND_CRASH_AT === 'notifier.after-send',

@@ -1,11 +1,11 @@
 // The notifier service as a definition: `main.ts` runs it as a process, `errand up` beside the others.
 import { writeSync } from 'node:fs';
 import { isRevisionConflict, openBucket } from '@errand/nats';
-import { DeliveryError, render, slackChannel, telegramChannel, webhookChannel, type Channel } from '@errand/notify';
+import { DeliveryError, newCallbackId, render, slackChannel, telegramChannel, webhookChannel, type Channel } from '@errand/notify';
 import { createSubjects, resourceNames, type Logger } from '@errand/protocols';
 import type { ServiceDefinition } from '@errand/service';
 import { effectKey, startCommandWorker, type CommandWorker } from '@errand/worker';
-import { startCallbackServer, telegramRequestKey, type CallbackServer } from './callbacks.js';
+import { startCallbackServer, telegramApprovalKey, type CallbackServer } from './callbacks.js';
 import { parseConfig, type ChannelConfig, type NotifierConfig } from './config.js';
 import { countAgents, digestText } from './digest.js';
 
@@ -14,14 +14,15 @@ function channelOf(name: string, c: ChannelConfig, logger: Logger): Channel {
     case 'console':
       return {
         name,
-        async send(message, context: { key: string; signal: AbortSignal; log?: Logger }) {
+        async send(message, context) {
           (context.log ?? logger).info({ channel: name, notification: true, title: message.title }, `${message.title}: ${message.text}`);
         },
       };
     case 'slack':
       return slackChannel({ name, token: c.token, channel: c.channel, ...(c.apiBase ? { apiBase: c.apiBase } : {}) });
     case 'telegram':
-      return telegramChannel({ name, token: c.token, chatId: c.chatId, ...(c.apiBase ? { apiBase: c.apiBase } : {}) });
+      // The bot token keys the buttons' MAC: every replica has it, and it never leaves for Telegram's chats.
+      return telegramChannel({ name, token: c.token, chatId: c.chatId, callbackSecret: c.token, ...(c.apiBase ? { apiBase: c.apiBase } : {}) });
     case 'webhook':
       return webhookChannel({ name, url: c.url, secret: c.secret });
   }
@@ -51,9 +52,6 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
           logger,
           execute: async (command, { signal, log }) => {
             const message = render(command, config.dashboardUrl);
-            if (c.type === 'telegram' && message.approval) {
-              await effects.put(telegramRequestKey(message.approval.requestId), JSON.stringify(message.approval));
-            }
             // A mark before sending: a notifier that died after sending but before recording it must
             // not send again. A webhook is the exception: its Idempotency-Key lets the receiver drop a repeat.
             try {
@@ -66,7 +64,13 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
               }
             }
             try {
-              await channel.send(message, { key: command.key, signal, log });
+              // Telegram's buttons carry a random id; the approval they decide is stored under it.
+              let callbackId: string | undefined;
+              if (c.type === 'telegram' && message.approval) {
+                callbackId = newCallbackId();
+                await effects.put(telegramApprovalKey(name, callbackId), JSON.stringify(message.approval));
+              }
+              await channel.send(message, { key: command.key, signal, log, ...(callbackId ? { callbackId } : {}) });
               if (config.crashAfterSend) {
                 writeSync(2, 'errand-notifier: crash point notifier.after-send reached (ERRAND_CRASH_AT): SIGKILL\n');
                 process.kill(process.pid, 'SIGKILL');
