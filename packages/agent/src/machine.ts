@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { enqueueActions, setup } from 'xstate';
-import type { Budget, ChatMessage, ErrorInfo, NotifyRule, Task, ToolCall, ToolDefinition, Usage } from '@errand/protocols';
+import { approvalHash, canonicalJson, MAX_GOAL_DEPTH, valueNestsDeeper, type Budget, type ChatMessage, type ErrorInfo, type NotifyRule, type Task, type ToolCall, type ToolDefinition, type Usage } from '@errand/protocols';
 import { errandActions, failureOutput, type AgentInput } from '@errand/runtime';
 import { BUILT_IN_NAMES, BUILT_IN_TOOLS, BuiltInTool } from './built-in-tools.js';
 import { budgetQuestion, DEFAULT_SYSTEM_PROMPT, reflectionPrompt, replanPrompt, strategyPrompt, toldPrompt } from './prompts.js';
@@ -73,6 +73,8 @@ export interface CallState {
   /** What the model is told. */
   content?: string;
   error?: ErrorInfo;
+  /** The approval request a person approved this call in (named on its tool command, so the host attaches the evidence). */
+  approval?: string;
 }
 
 export interface AgentContext {
@@ -133,7 +135,7 @@ type PlanResultEvent = {
 type ToolResultEvent = { type: 'tool.result'; callId: string; durationMs?: number; result?: { output?: unknown }; error?: ErrorInfo; at?: number };
 type ChildResultEvent = { type: 'child.result'; ref: string; outcome: 'done' | 'failed' | 'cancelled'; output?: unknown; error?: ErrorInfo; at?: number };
 type InputEvent = { type: 'input'; text: string; requestId?: string; interrupt?: boolean; at?: number };
-type ApprovalEvent = { type: 'approval'; requestId: string; decision: 'approve' | 'deny'; argsHash?: string; by?: { id: string; channel: string; name?: string }; at?: number };
+type ApprovalEvent = { type: 'approval'; requestId: string; decision: 'approve' | 'deny'; argsHash?: string; by?: { id: string; channel: string; name?: string }; at?: number; from?: string };
 type BudgetEvent = { type: 'control.budget'; budget?: Budget; at?: number };
 type AgentEvent =
   | PlanResultEvent
@@ -182,21 +184,18 @@ export function backoffDelay(s: AgentSettings, attempt: number, seed: string, re
   return Math.round(exp * (0.5 + unit(seed) / 2));
 }
 
-function canonical(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  return `{${Object.keys(value)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-    .join(',')}}`;
-}
+const canonical = canonicalJson;
 
 function parseArgs(text: string): { ok: true; value: unknown } | { ok: false; error: string } {
+  let value: unknown;
   try {
-    return { ok: true, value: text.trim() === '' ? {} : JSON.parse(text) };
+    value = text.trim() === '' ? {} : JSON.parse(text);
   } catch (err) {
     return { ok: false, error: `arguments are not valid JSON: ${(err as Error).message}` };
   }
+  // Arguments travel inside messages and are hashed and shown: keep them within the wire's nesting limit.
+  if (valueNestsDeeper(value, MAX_GOAL_DEPTH)) return { ok: false, error: `arguments nest deeper than ${MAX_GOAL_DEPTH} levels; flatten them` };
+  return { ok: true, value };
 }
 
 function clip(text: string, max: number): string {
@@ -254,6 +253,11 @@ function tellTime(c: AgentContext, e: { at?: number }): number {
 }
 
 // --- the machine -------------------------------------------------------------------------------
+
+/** The machine's own `go` events are raised by its handlers; one sent by another agent (it carries `from`) moves nothing. */
+function raised(event: object): boolean {
+  return (event as { from?: unknown }).from === undefined;
+}
 
 /**
  * The planner loop: planning → acting → (awaitingApproval | awaitingInput | backingOff) → planning
@@ -316,13 +320,13 @@ export const agentMachine = setup({
   initial: 'planning',
   on: {
     go: [
-      { guard: ({ event }) => event.to === 'planning', target: '.planning', reenter: true },
-      { guard: ({ event }) => event.to === 'acting', target: '.acting', reenter: true },
-      { guard: ({ event }) => event.to === 'backingOff', target: '.backingOff', reenter: true },
-      { guard: ({ event }) => event.to === 'awaitingInput', target: '.awaitingInput' },
-      { guard: ({ event }) => event.to === 'awaitingApproval', target: '.awaitingApproval' },
-      { guard: ({ event }) => event.to === 'done', target: '.done' },
-      { guard: ({ event }) => event.to === 'failed', target: '.failed' },
+      { guard: ({ event }) => raised(event) && event.to === 'planning', target: '.planning', reenter: true },
+      { guard: ({ event }) => raised(event) && event.to === 'acting', target: '.acting', reenter: true },
+      { guard: ({ event }) => raised(event) && event.to === 'backingOff', target: '.backingOff', reenter: true },
+      { guard: ({ event }) => raised(event) && event.to === 'awaitingInput', target: '.awaitingInput' },
+      { guard: ({ event }) => raised(event) && event.to === 'awaitingApproval', target: '.awaitingApproval' },
+      { guard: ({ event }) => raised(event) && event.to === 'done', target: '.done' },
+      { guard: ({ event }) => raised(event) && event.to === 'failed', target: '.failed' },
     ],
     'stuck.check': {
       actions: handler<{ type: 'stuck.check'; since: number }>((context, event, enqueue) => {
@@ -392,7 +396,8 @@ export const agentMachine = setup({
       entry: handler((context, _e, enqueue) => {
         const a = context.approval!;
         const tool = a.kind === 'budget' ? 'budget' : context.calls.filter((c) => c.status === 'approval').map((c) => c.tool).join(', ');
-        enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'requested', argsHash: a.argsHash, tool, reason: a.what } });
+        const calls = a.kind === 'budget' ? [] : context.calls.filter((c) => c.status === 'approval').map((c) => ({ tool: c.tool, args: c.args }));
+        enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'requested', argsHash: a.argsHash, calls, tool, reason: a.what } });
         const approval = { requestId: a.requestId, argsHash: a.argsHash, tool, summary: a.what, deadlineAt: context.now + context.settings.approvalTimeoutMs };
         enqueue.raise({ type: 'approval.reminder', requestId: a.requestId }, { id: 'approval-reminder', delay: Math.floor(context.settings.approvalTimeoutMs / 2) });
         enqueue.raise({ type: 'approval.deadline', requestId: a.requestId }, { id: 'approval-deadline', delay: context.settings.approvalTimeoutMs });
@@ -412,7 +417,9 @@ export const agentMachine = setup({
         },
         approval: {
           // A decision binds to the request and to the exact arguments the person was shown.
-          guard: ({ context, event }) => event.requestId === context.approval?.requestId && (event.argsHash === undefined || event.argsHash === context.approval?.argsHash),
+          // No hash, no decision: a missing argsHash never matches. Another agent (`from`) never decides.
+          guard: ({ context, event }) =>
+            context.approval !== undefined && event.from === undefined && event.requestId === context.approval.requestId && event.argsHash === context.approval.argsHash,
           actions: handler<ApprovalEvent>((context, event, enqueue) => {
             const a = context.approval!;
             const status = event.decision === 'approve' ? 'approved' : 'denied';
@@ -423,7 +430,7 @@ export const agentMachine = setup({
             enqueue.cancel('approval-deadline');
             if (a.kind === 'tools') {
               const calls = context.calls.map((c): CallState =>
-                c.status !== 'approval' ? c : event.decision === 'approve' ? { ...c, status: 'running' } : { ...c, status: 'error', content: 'ERROR: a person denied this call.' },
+                c.status !== 'approval' ? c : event.decision === 'approve' ? { ...c, status: 'running', approval: a.requestId } : { ...c, status: 'error', content: 'ERROR: a person denied this call.' },
               );
               enqueue.assign({ approval: undefined, calls, now: tellTime(context, event) });
               enqueue.raise({ type: 'go', to: 'acting' });
@@ -616,7 +623,7 @@ function onPlanResult(c: AgentContext, e: PlanResultEvent, enqueue: Enqueue): vo
     // Nothing of this round starts before a person has decided.
     const shown = asking.map((x) => ({ tool: x.tool, args: x.args }));
     const what = asking.map((x) => `${x.tool}(${canonical(x.args)})`).join('; ');
-    enqueue.assign({ approval: { kind: 'tools', requestId: `tools-${c.planSeq}`, argsHash: createHash('sha256').update(canonical(shown)).digest('hex'), what, exceeded: [] } });
+    enqueue.assign({ approval: { kind: 'tools', requestId: `tools-${c.planSeq}`, argsHash: approvalHash(shown), what, exceeded: [] } });
     enqueue.raise({ type: 'go', to: 'awaitingApproval' });
     return;
   }
@@ -651,13 +658,14 @@ function startCalls(c: AgentContext, enqueue: Enqueue): void {
             ref: call.id,
             goal,
             ...(typeof args.agent === 'string' ? { agent: args.agent } : {}),
-            input: { toolDefinitions: c.toolDefs, notify: [] },
+            // The child works under the same rules: the same tools, and the same approvals.
+            input: { toolDefinitions: c.toolDefs, toolPolicies: c.toolPolicies, toolTimeouts: c.toolTimeouts, toolAskIfArgs: c.toolAskIfArgs, notify: [] },
           },
         });
         return call;
       }
       case 'tool':
-        enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: call.attempts } });
+        enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: call.attempts, ...(call.approval ? { approval: call.approval } : {}) } });
         armDeadline(c, call, call.attempts, enqueue);
         enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'requested', attempt: call.attempts } });
         return call;
@@ -731,7 +739,7 @@ function retryTool(c: AgentContext, callId: string, enqueue: Enqueue): void {
   const call = c.calls.find((x) => x.id === callId);
   if (!call || call.status !== 'retrying') return;
   const attempts = call.attempts + 1;
-  enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: attempts } });
+  enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: attempts, ...(call.approval ? { approval: call.approval } : {}) } });
   armDeadline(c, call, attempts, enqueue);
   enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'requested', attempt: attempts } });
   enqueue.assign({ calls: c.calls.map((x) => (x.id === callId ? { ...x, status: 'running' as const, attempts } : x)) });

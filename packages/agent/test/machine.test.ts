@@ -1,5 +1,6 @@
+import { transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { createSubjects, MESSAGE_VERSION, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
+import { approvalHash, callHash, createSubjects, MESSAGE_VERSION, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
 import { createRegistry, decide, type Decision } from '@errand/runtime';
 import { assistant } from '@errand/agent';
 
@@ -289,5 +290,32 @@ describe('the built-in agent (pure steps)', () => {
     run.apply({ v: MESSAGE_VERSION, kind: 'timer.fired', agentId: 'a1', key: watch.key, timerId: watch.timerId, event: watch.event, dueAt: watch.dueAt, firedAt: watch.dueAt });
     expect(run.record!.outbox.find((e) => e.message.kind === 'notify.request')).toMatchObject({ message: { topic: 'stuck', text: expect.stringMatching(/^No progress on "find the answer" for 1 min \(step 0\)\./) } });
     expect(run.state()).toBe('planning');
+  });
+
+  it('an approval binds to the request and its exact hash: agent messages, a missing or wrong hash move nothing; the right one runs the call with evidence', () => {
+    const run = new Run();
+    run.start({ toolPolicies: { search: 'ask' } });
+    run.reply({ toolCalls: [call('s1', 'rm -rf')] });
+    expect(run.state()).toBe('awaitingApproval');
+    const a = (run.record!.snapshot as { context: { approval: { requestId: string; argsHash: string } } }).context.approval;
+    expect(a.argsHash).toBe(approvalHash([{ tool: 'search', args: { q: 'rm -rf' } }]));
+    const before = run.record!;
+    const d = (message: InboxMessage) => decide(before, message, { agentId: 'a1', inboxId: `x-${Math.random()}`, now: AT + 100, subjects, registry });
+    const by = { id: 'boss', channel: 'cli' };
+    // From another agent: never reaches the machine, whatever it carries (also the machine's own `go`).
+    for (const event of [{ type: 'approval', requestId: a.requestId, decision: 'approve' }, { type: 'approval', requestId: a.requestId, decision: 'approve', argsHash: a.argsHash }, { type: 'go', to: 'acting' }]) {
+      const r = d({ v: MESSAGE_VERSION, kind: 'agent.message', agentId: 'a1', from: 'other', event, at: AT });
+      if (r.type === 'commit') expect((r.record.snapshot as { value: unknown }).value).toBe('awaitingApproval');
+      else expect(r).toMatchObject({ type: 'ignore', refused: true });
+    }
+    expect(d({ v: MESSAGE_VERSION, kind: 'approval', agentId: 'a1', requestId: a.requestId, decision: 'approve', argsHash: 'f00d', by, at: AT })).toMatchObject({ type: 'ignore', refused: true });
+    // The guard itself: an approval event with no hash does not match.
+    const snapshot = assistant.machine.resolveState(before.snapshot as never);
+    const [next] = transition(assistant.machine, snapshot, { type: 'approval', requestId: a.requestId, decision: 'approve', by } as never);
+    expect(next.value).toBe('awaitingApproval');
+
+    run.apply({ v: MESSAGE_VERSION, kind: 'approval', agentId: 'a1', requestId: a.requestId, decision: 'approve', argsHash: a.argsHash, by, at: AT });
+    expect(run.state()).toBe('acting');
+    expect(run.tools()).toEqual([expect.objectContaining({ tool: 'search', args: { q: 'rm -rf' }, approval: { requestId: a.requestId, argsHash: callHash('search', { q: 'rm -rf' }), by, at: expect.any(Number) } })]);
   });
 });

@@ -46,6 +46,12 @@ export interface ToolCallParams {
   args: unknown;
   attempt?: number;
   timeoutMs?: number;
+  /**
+   * The approval request (its `requestId`) a person decided for this call. The host attaches
+   * approval evidence to the command only when that request was approved and names exactly this
+   * tool and these arguments; a tool-runner runs an `ask` tool only with that evidence.
+   */
+  approval?: string;
 }
 
 export interface NotifyParams {
@@ -73,6 +79,13 @@ export type EmitParams =
       requestId: string;
       status: 'requested' | 'approved' | 'denied' | 'expired' | 'refused';
       argsHash: string;
+      /**
+       * Required with `status: 'requested'`: the calls the request asks about (`[]` for a question
+       * that is not about tool calls, such as a budget). The host keeps the request in the record;
+       * an `approval` message is applied only when it names an open request and its `argsHash`.
+       * Not published with the event.
+       */
+      calls?: { tool: string; args: unknown }[];
       tool?: string;
       by?: Principal;
       reason?: string;

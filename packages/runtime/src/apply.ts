@@ -1,6 +1,8 @@
 import { initialTransition, transition, type AnyMachineSnapshot } from 'xstate';
 import {
   APPLIED_IDS_KEPT,
+  APPROVALS_KEPT,
+  callHash,
   EVENT_KIND_OF,
   messageSchemas,
   MESSAGE_VERSION,
@@ -13,6 +15,7 @@ import {
   type Message,
   type MessageInput,
   type MessageKind,
+  type Principal,
   type Subjects,
 } from '@errand/protocols';
 import { ErrandAction, FAILURE_OUTPUT_KEY, type CancelChildParams, type EmitParams, type NotifyParams, type PlanParams, type SendParams, type SpawnParams, type ToolCallParams } from './actions.js';
@@ -39,10 +42,34 @@ export type Decision =
   | { readonly type: 'commit'; readonly record: AgentRecord; readonly created: boolean }
   /** Already applied: re-publish the record's outbox (consumers de-duplicate), never recompute. */
   | { readonly type: 'duplicate' }
-  /** Nothing to apply (a late timer, a message to a finished agent); ack it. */
-  | { readonly type: 'ignore'; readonly reason: string };
+  /**
+   * Nothing to apply (a late timer, a message to a finished agent); ack it. `refused`: the message
+   * tried something it may not (an approval nobody asked for, a reserved event from an agent) —
+   * worth a warning in the log.
+   */
+  | { readonly type: 'ignore'; readonly reason: string; readonly refused?: boolean };
 
 export const TERMINAL_STATUSES: ReadonlySet<AgentStatus> = new Set(['done', 'failed', 'cancelled']);
+
+/** Event types only the runtime delivers (from their own inbox kinds); an `agent.message` may not carry them. */
+const RESERVED_EVENT_TYPES: ReadonlySet<string> = new Set(['approval', 'input', 'plan.result', 'tool.result', 'child.result', 'timer.fired', 'goal']);
+const RESERVED_EVENT_PREFIXES = ['control.', 'xstate.', 'errand.'] as const;
+
+/**
+ * Why an event another agent sent may not reach this agent's machine, or undefined when it may.
+ * Reserved: the events of other inbox kinds (a person's approval or input, results of commands,
+ * child outcomes), `control.*`, XState's and Errand's own (`xstate.*`, `errand.*`), and the events
+ * of the agent's live durable timers (deadlines, retries, reminders), which only the timers fire.
+ */
+export function reservedEventReason(type: string, record: Pick<AgentRecord, 'timers'>): string | undefined {
+  if (RESERVED_EVENT_TYPES.has(type) || RESERVED_EVENT_PREFIXES.some((p) => type.startsWith(p))) {
+    return `an agent.message may not carry a '${type}' event: it is reserved for the runtime (approvals come only through the approval inbox)`;
+  }
+  if (Object.values(record.timers).some((t) => t.type === type)) {
+    return `an agent.message may not carry a '${type}' event: the agent's own durable timer delivers it`;
+  }
+  return undefined;
+}
 
 /** The event a machine sees for an inbox message. */
 export function machineEventOf(message: InboxMessage): { type: string; [key: string]: unknown } {
@@ -122,6 +149,20 @@ export function decide(current: AgentRecord | undefined, message: InboxMessage, 
     // duplicate window) or a stray result finds no pending command and changes nothing.
     if (step.record.pending[message.key] === undefined) return { type: 'ignore', reason: 'no command is waiting for this result' };
     delete step.record.pending[message.key];
+  }
+  if (message.kind === 'agent.message') {
+    const reserved = reservedEventReason(message.event.type, step.record);
+    if (reserved) return { type: 'ignore', reason: reserved, refused: true };
+  }
+  if (message.kind === 'approval') {
+    // A decision applies only to a request the agent made and that is still open, about exactly
+    // the arguments the person was shown; anything else never reaches the machine.
+    const open = step.record.approvals?.find((a) => a.requestId === message.requestId);
+    if (!open) return { type: 'ignore', reason: `the agent has no approval request '${message.requestId}'`, refused: true };
+    if (open.decision) return { type: 'ignore', reason: `approval request '${message.requestId}' is already ${open.decision === 'expired' ? 'expired' : 'decided'}` };
+    if (open.argsHash !== message.argsHash) {
+      return { type: 'ignore', reason: `the argsHash does not match approval request '${message.requestId}': the decision was about other arguments`, refused: true };
+    }
   }
   if (message.kind === 'child.result') {
     const child = step.record.children[message.ref];
@@ -354,6 +395,7 @@ class Draft {
   apply(_id: string, event: { type: string; [key: string]: unknown }): boolean {
     const def = this.definition();
     this.beginStep();
+    this.settleApproval(event);
     let next: AnyMachineSnapshot;
     let actions: Action[];
     try {
@@ -366,6 +408,39 @@ class Draft {
     }
     this.afterTransition(def, next, actions, event);
     return !TERMINAL_STATUSES.has(this.record.status);
+  }
+
+  /**
+   * Records a person's decision on the agent's open request. Done where the event is applied (not
+   * where the message arrives), so replaying the journal, and a decision deferred while paused,
+   * keep the same bookkeeping. Events from other agents (`from`) never decide anything.
+   */
+  private settleApproval(event: { type: string; [key: string]: unknown }): void {
+    if (event.type !== 'approval' || event.from !== undefined) return;
+    const open = this.record.approvals?.find((a) => a.requestId === event.requestId && a.argsHash === event.argsHash && a.decision === undefined);
+    if (!open || (event.decision !== 'approve' && event.decision !== 'deny')) return;
+    open.decision = event.decision;
+    if (event.by !== undefined) open.by = event.by as Principal;
+    open.decidedAt = this.ctx.now;
+  }
+
+  /** Keeps an approval request the machine asks (replacing an older one of the same id), bounded. */
+  private recordApprovalRequest(requestId: string, argsHash: string, calls: readonly { tool: string; args: unknown }[]): void {
+    const kept = (this.record.approvals ?? []).filter((a) => a.requestId !== requestId);
+    kept.push({ requestId, argsHash, calls: calls.map((c) => callHash(c.tool, c.args)), requestedAt: this.ctx.now });
+    this.record.approvals = kept.slice(-APPROVALS_KEPT);
+  }
+
+  /**
+   * The evidence a tool command carries: only when the machine names a request that a person
+   * approved and that asked about exactly this call.
+   */
+  private approvalEvidence(requestId: string | undefined, tool: string, args: unknown): Message<'tool.request'>['approval'] {
+    if (requestId === undefined) return undefined;
+    const approved = this.record.approvals?.find((a) => a.requestId === requestId && a.decision === 'approve');
+    const argsHash = callHash(tool, args);
+    if (!approved || !approved.calls.includes(argsHash)) return undefined;
+    return { requestId, argsHash, by: approved.by ?? { id: 'unknown', channel: 'unknown' }, at: approved.decidedAt ?? this.ctx.now };
   }
 
   /** Journals the fork's seed as this record's current step (no transition happens). */
@@ -386,7 +461,9 @@ class Draft {
         case 'plan.request':
         case 'tool.request': {
           const key = rekey(c.key);
-          const message = { ...c, agentId, key } as MessageInput<'plan.request' | 'tool.request'>;
+          // Approval evidence is the original's: the fork has approved nothing, so it is dropped.
+          const { approval: _evidence, ...command } = c;
+          const message = { ...command, agentId, key } as MessageInput<'plan.request' | 'tool.request'>;
           const subject = message.kind === 'plan.request' ? subjects.workPlan() : subjects.workTool((message as { tool: string }).tool);
           this.push(subject, key, message);
           this.record.pending[key] = { kind: message.kind, at: this.ctx.now };
@@ -396,7 +473,8 @@ class Draft {
           const key = rekey(c.key);
           const message = { ...c, agentId, key } as MessageInput<'timer.request'>;
           this.push(subjects.workTimer(), key, message);
-          this.record.timers[String(c.timerId)] = { key, dueAt: Number(c.dueAt) };
+          const type = (c.event as { type?: unknown } | undefined)?.type;
+          this.record.timers[String(c.timerId)] = { key, dueAt: Number(c.dueAt), ...(typeof type === 'string' ? { type } : {}) };
           break;
         }
         case 'goal': {
@@ -584,10 +662,12 @@ class Draft {
           break;
         }
         case ErrandAction.Tool: {
-          const p = params as unknown as ToolCallParams;
+          // `approval` names a request; the machine never supplies evidence itself.
+          const { approval: requestId, ...p } = params as unknown as ToolCallParams;
           const key = this.key();
           if (safeSubject(() => subjects.workTool(p.tool), problems)) {
-            note(this.push(subjects.workTool(p.tool), key, { ...base, kind: 'tool.request', key, attempt: 1, ...p }));
+            const approval = this.approvalEvidence(typeof requestId === 'string' ? requestId : undefined, p.tool, p.args);
+            note(this.push(subjects.workTool(p.tool), key, { ...base, kind: 'tool.request', key, attempt: 1, ...p, ...(approval ? { approval } : {}) }));
             this.record.pending[key] = { kind: 'tool.request', at: now };
           }
           break;
@@ -601,11 +681,26 @@ class Draft {
           break;
         }
         case ErrandAction.Emit: {
-          const { kind, ...rest } = params as unknown as EmitParams;
+          const { kind, ...emitted } = params as unknown as EmitParams;
           const token = kind as (typeof EVENT_KIND_OF)[keyof typeof EVENT_KIND_OF];
           if (!['plan', 'tool', 'approval', 'usage'].includes(kind)) {
             problems.push(`errand.emit: kind must be plan, tool, approval or usage, got '${String(kind)}'`);
             break;
+          }
+          let rest: Record<string, unknown> = emitted;
+          if (kind === 'approval') {
+            const { calls, ...event } = emitted as Extract<EmitParams, { kind: 'approval' }>;
+            rest = event;
+            if (event.status === 'requested') {
+              if (!Array.isArray(calls) || calls.some((c) => typeof (c as { tool?: unknown } | null)?.tool !== 'string')) {
+                problems.push("errand.emit: an approval request must name the calls it asks about as calls: [{ tool, args }] ([] when it asks about no tool call)");
+                break;
+              }
+              if (typeof event.requestId === 'string' && typeof event.argsHash === 'string') this.recordApprovalRequest(event.requestId, event.argsHash, calls);
+            } else if (event.status === 'expired') {
+              const open = this.record.approvals?.find((a) => a.requestId === event.requestId && a.decision === undefined);
+              if (open) (open.decision = 'expired'), (open.decidedAt = now);
+            }
           }
           const key = this.key();
           note(this.push(subjects.agentEvent(agentId, token), key, { v: MESSAGE_VERSION, agentId, at: now, step, kind: `event.${kind}`, ...rest } as MessageInput));
@@ -659,7 +754,7 @@ class Draft {
           const key = this.key();
           const timerId = p.id ?? key;
           const dueAt = now + Math.max(0, p.delay);
-          this.record.timers[timerId] = { key, dueAt };
+          this.record.timers[timerId] = { key, dueAt, type: p.event.type };
           note(this.push(subjects.workTimer(), key, { ...base, kind: 'timer.request', key, timerId, action: 'start', dueAt, event: p.event }));
           break;
         }

@@ -8,6 +8,8 @@ import {
   INBOX_MESSAGE_KINDS,
   resourceNames,
   silentLogger,
+  type CommandSigner,
+  type CommandVerifier,
   type InboxMessage,
   type Logger,
   type NotifyRule,
@@ -49,10 +51,17 @@ export interface HostOptions {
   gcIntervalMs: number;
   /** The first retry delay of a message whose step failed; it doubles per delivery, up to 30 s. */
   retryBaseMs: number;
+  /** Signs the work commands this host publishes (ERRAND_SIGNING_KEY); workers with the verify key refuse unsigned ones. */
+  signer: CommandSigner | undefined;
+  /**
+   * Verifies the durable timers this host fires (they are commands too); a timer request without a
+   * valid signature is dead-lettered. Usually the signer's own public key.
+   */
+  verifier: CommandVerifier | undefined;
 }
 
 export function defaultHostOptions(): Omit<HostOptions, 'conn' | 'registry'> {
-  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000, defaultNotify: [], retentionMs: DEFAULT_RETENTION_MS, gcIntervalMs: DEFAULT_GC_INTERVAL_MS, retryBaseMs: 500 };
+  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000, defaultNotify: [], retentionMs: DEFAULT_RETENTION_MS, gcIntervalMs: DEFAULT_GC_INTERVAL_MS, retryBaseMs: 500, signer: undefined, verifier: undefined };
 }
 
 /** A running host. */
@@ -86,7 +95,8 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     maxAckPending: 10_000,
     description: 'Errand hosts: agent steps',
   });
-  const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now });
+  const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now, signer: o.signer });
+  if (!o.signer) logger.warn({}, 'no signing key (ERRAND_SIGNING_KEY): work commands go out unsigned, and tool-runners refuse them');
   const inbox = await consumeMessages({
     consumer: await conn.js.consumers.get(names.streams.inbox, INBOX_CONSUMER),
     expect: INBOX_MESSAGE_KINDS,
@@ -123,6 +133,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
       // never given up on (a failed firing is retried with back-off).
       maxDeliveries: Number.POSITIVE_INFINITY,
       logger,
+      ...(o.verifier ? { validate: verifySignature(o.verifier) } : {}),
       handle: createTimerHandler({ js: conn.js, subjects, logger, now: o.now }),
     });
   }
@@ -133,6 +144,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
         js: conn.js,
         agents,
         tools: await openBucket(conn, names.buckets.tools),
+        effects: await openBucket(conn, names.buckets.effects),
         subjects,
         registry: o.registry,
         deadLetter: deadLetterTo('intake'),
@@ -203,6 +215,14 @@ function startGcLoop(o: HostOptions, logger: Logger): { stop(): Promise<void> } 
 /** The id a step remembers a message by: its Nats-Msg-Id, or where it sits in the stream. */
 export function inboxIdOf(msg: JsMsg): string {
   return msg.headers?.get(Header.MsgId) || `${msg.info.stream}:${msg.seq}`;
+}
+
+/** A command without a valid signature is dead-lettered with the reason. */
+function verifySignature(verifier: CommandVerifier) {
+  return (message: { agentId: string; kind: string }, msg: JsMsg): void => {
+    const check = verifier.check(msg.data, msg.headers?.get(Header.Signature));
+    if (!check.ok) throw new CodecError(CodecErrorCode.BadSignature, `refused ${message.kind}: ${check.reason}`, { agentId: message.agentId });
+  };
 }
 
 /** The subject and the body must name the same agent and kind; anything else is dead-lettered. */

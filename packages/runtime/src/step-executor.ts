@@ -4,7 +4,9 @@ import {
   encodeRecord,
   Header,
   silentLogger,
+  WORK_MESSAGE_KINDS,
   type AgentRecord,
+  type CommandSigner,
   type InboxMessage,
   type Logger,
   type MessageInput,
@@ -30,7 +32,14 @@ export interface StepExecutorOptions {
   cacheSize: number;
   /** Compare-and-set attempts before giving the message back for redelivery. */
   maxAttempts: number;
+  /**
+   * Signs every work command (plan, tool, notify, timer) as it is published, so workers can refuse
+   * commands no host issued. Without it commands go unsigned (and a tool-runner refuses them).
+   */
+  signer?: CommandSigner | undefined;
 }
+
+const WORK_KINDS: ReadonlySet<string> = new Set(WORK_MESSAGE_KINDS);
 
 interface Loaded {
   record: AgentRecord;
@@ -100,7 +109,8 @@ export class StepExecutor {
         // Dropping a message on the word of a cached record is not safe: another host may have
         // moved the agent on (started the timer that is firing, say). Decide again on a fresh read.
         if (loaded?.cached) continue;
-        if (decision.type === 'ignore') log.debug({ inboxId, kind: message.kind, reason: decision.reason }, 'message ignored');
+        if (decision.type === 'ignore' && decision.refused) log.warn({ inboxId, kind: message.kind, reason: decision.reason }, `message refused: ${decision.reason}`);
+        else if (decision.type === 'ignore') log.debug({ inboxId, kind: message.kind, reason: decision.reason }, 'message ignored');
         else log.debug({ inboxId, kind: message.kind }, 'message already applied');
         return decision.type;
       }
@@ -141,14 +151,17 @@ export class StepExecutor {
     }
   }
 
-  /** Publishes a record's outbox, each command under its idempotency key. */
+  /** Publishes a record's outbox, each command under its idempotency key, work commands signed. */
   private async publish(record: AgentRecord): Promise<void> {
+    const { signer } = this.o;
     await Promise.all(
       record.outbox.map((entry) => {
         const encoded = encodeMessage(entry.message as MessageInput);
         const h = headers();
         if (entry.traceparent) h.set(TRACEPARENT, entry.traceparent);
         if (encoded.contentType) h.set(Header.ContentType, encoded.contentType);
+        // The exact bytes published are what is signed: a re-published outbox is signed again.
+        if (signer && WORK_KINDS.has(entry.message.kind)) h.set(Header.Signature, signer.sign(encoded.data));
         return this.o.js.publish(entry.subject, encoded.data, { msgID: entry.msgId, headers: h });
       }),
     );

@@ -75,7 +75,7 @@ describe('decide: the pure half of a step', () => {
     expect(tool.subject).toBe('errand.work.tool.echo');
     expect(tool.msgId).toBe('a1:1:0');
     expect(tool.message).toMatchObject({ key: 'a1:1:0', callId: 'c1', args: { hello: 'world' }, attempt: 1 });
-    expect(r.timers.nudge).toEqual({ key: 'a1:1:1', dueAt: AT + 5000 });
+    expect(r.timers.nudge).toEqual({ key: 'a1:1:1', dueAt: AT + 5000, type: 'nudge' });
     expect(find(r, 'event.step')!.message).toMatchObject({ step: 1, event: { type: 'xstate.init' }, state: 'working', status: 'running' });
   });
 
