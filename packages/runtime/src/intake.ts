@@ -6,6 +6,7 @@ import {
   ErrandError,
   formatOf,
   Header,
+  MAX_GOAL_DEPTH,
   MESSAGE_VERSION,
   silentLogger,
   type Logger,
@@ -15,7 +16,7 @@ import {
   type WireFormat,
 } from '@errand/protocols';
 import { startSpan, TRACEPARENT, traceIdOf, traceparentFrom } from '@errand/telemetry';
-import { deadLetter, headers, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
+import { deadLetter, headers, isRevisionConflict, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
 import type { AgentRegistry } from './agent-definition.js';
 import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
 import { newAgentId } from './ids.js';
@@ -23,12 +24,38 @@ import { newAgentId } from './ids.js';
 /** How stale the tool catalog intake hands to goals may be (runners heartbeat every 5 s). */
 const CATALOG_MAX_AGE_MS = 2000;
 
+/**
+ * Goal input that says what tools may do. Only the catalog sets these: a submitter's values are
+ * replaced (a `toolPolicies` entry may only make a tool stricter), so no goal can switch an
+ * approval off.
+ */
+const CATALOG_INPUT_KEYS = ['toolDefinitions', 'toolPolicies', 'toolTimeouts', 'toolAskIfArgs'] as const;
+
+/**
+ * A submit claim older than this whose goal never reached the agents bucket is taken over: the
+ * host that claimed it died before publishing (publishing takes milliseconds). The goal's
+ * message id still makes a late publish of the first a duplicate.
+ */
+const CLAIM_STALE_MS = 30_000;
+
+/** The effects-bucket key that claims an agent id for the first submit (two tokens: no command key has so few). */
+const claimKey = (agentId: string) => `intake.${agentId}`;
+
 export interface IntakeOptions {
   nc: NatsConnection;
   js: JetStreamClient;
   agents: KV;
-  /** The tool catalog: goals get the live tools they may use (unless they bring their own). */
+  /**
+   * The tool catalog: goals get the live tools they may use, with the catalog's policies. Without
+   * it, a goal that brings its own tool definitions or policies is refused.
+   */
   tools: KV | undefined;
+  /**
+   * The effects bucket: a submit with a chosen agent id claims it there (an atomic create holding
+   * the trace id), so of two simultaneous submits exactly one starts the agent and the other is
+   * told it exists. Without it, only the goal's message id de-duplicates.
+   */
+  effects: KV | undefined;
   /** Notification rules for goals that bring none. */
   defaultNotify: NotifyRule[];
   subjects: Subjects;
@@ -47,7 +74,7 @@ export interface IntakeOptions {
  * answered with the reason and dead-lettered.
  */
 export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' | 'subjects' | 'registry' | 'deadLetter'> & Partial<IntakeOptions>): Subscription {
-  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, defaultNotify: [], ...options };
+  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, effects: undefined, defaultNotify: [], ...options };
   const log = o.logger.child({ component: 'intake' });
 
   // The catalog changes at heartbeat pace (seconds); reading every key of it for each submit would
@@ -67,34 +94,112 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
     msg.respond(encoded.data, { headers: h });
   };
 
+  const existingReply = (agentId: string, traceId: string | undefined): Message<'submit.reply'> => ({
+    v: MESSAGE_VERSION,
+    kind: 'submit.reply',
+    agentId,
+    existing: true,
+    ...(traceId ? { traceId } : {}),
+  });
+
+  /** The trace of the agent's record, '' for a record this host cannot read, undefined when there is none. */
+  const existingTrace = async (agentId: string): Promise<string | undefined> => {
+    const found = await o.agents.get(agentId);
+    if (found?.operation !== 'PUT') return undefined;
+    try {
+      return traceIdOf(decodeRecord(found.value).trace) ?? '';
+    } catch {
+      return ''; // a record this host cannot read: it exists all the same
+    }
+  };
+
+  /**
+   * Claims `agentId` for this submit with an atomic create in the effects bucket. Not ours: the
+   * first submit's trace. A stale claim whose goal never arrived is taken over by compare-and-set
+   * (`earlier` then names the trace it held, in case its goal was published after all).
+   */
+  const claim = async (agentId: string, traceId: string): Promise<{ ours: true; earlier?: string } | { ours: false; traceId: string | undefined }> => {
+    if (!o.effects) return { ours: true };
+    const key = claimKey(agentId);
+    const value = JSON.stringify({ traceId, at: o.now() });
+    try {
+      await o.effects.create(key, value);
+      return { ours: true };
+    } catch (err) {
+      if (!isRevisionConflict(err)) throw err;
+    }
+    const held = await o.effects.get(key);
+    if (held?.operation !== 'PUT') return { ours: false, traceId: undefined }; // removed meanwhile: the record is there or coming
+    let first: { traceId?: unknown; at?: unknown } = {};
+    try {
+      first = held.json<typeof first>();
+    } catch {
+      // not ours to read: it is a claim all the same
+    }
+    const firstTrace = typeof first.traceId === 'string' ? first.traceId : undefined;
+    const stale = typeof first.at === 'number' && o.now() - first.at > CLAIM_STALE_MS && (await existingTrace(agentId)) === undefined;
+    if (stale) {
+      try {
+        await o.effects.update(key, value, held.revision);
+        return { ours: true, ...(firstTrace ? { earlier: firstTrace } : {}) };
+      } catch (err) {
+        if (!isRevisionConflict(err)) throw err;
+        const taken = await o.effects.get(key);
+        try {
+          const t = taken?.operation === 'PUT' ? taken.json<{ traceId?: unknown }>().traceId : undefined;
+          return { ours: false, traceId: typeof t === 'string' ? t : firstTrace };
+        } catch {
+          return { ours: false, traceId: firstTrace };
+        }
+      }
+    }
+    return { ours: false, traceId: (await existingTrace(agentId)) || firstTrace };
+  };
+
+  /**
+   * The goal's input with the tool keys set from the live catalog: definitions, timeouts and
+   * askIfArgs exactly as the catalog says; policies as the catalog says unless the goal's
+   * `toolPolicies` asks for stricter. Without a catalog a goal that brings any of them is refused.
+   */
+  const withCatalogTools = async (input: Record<string, unknown> | undefined, allowed: readonly string[] | undefined): Promise<Record<string, unknown> | undefined> => {
+    const brought = CATALOG_INPUT_KEYS.filter((k) => input?.[k] !== undefined);
+    if (!o.tools) {
+      if (!brought.length) return input;
+      throw new ErrandError(
+        'ERR_NO_CATALOG',
+        `this host has no tool catalog to check ${brought.map((k) => `input.${k}`).join(', ')} against, and tools and their policies come only from the catalog: leave them out, or submit to a host that reads the catalog`,
+      );
+    }
+    const { toolDefinitions: _d, toolPolicies, toolTimeouts: _t, toolAskIfArgs: _a, ...rest } = input ?? {};
+    const stricter: Record<string, 'ask' | 'deny'> = {};
+    if (toolPolicies !== null && typeof toolPolicies === 'object' && !Array.isArray(toolPolicies)) {
+      for (const [name, policy] of Object.entries(toolPolicies)) {
+        if (policy === 'ask' || policy === 'deny') stricter[name] = policy;
+        else if (policy !== 'auto') throw new ErrandError('ERR_INVALID', `input.toolPolicies.${name} is ${JSON.stringify(policy)}; a goal may ask for 'ask' or 'deny' (a tool can be made stricter than the catalog, never looser)`);
+      }
+    }
+    if (brought.some((k) => k !== 'toolPolicies')) log.info({ ignored: brought }, "a goal's own tool definitions/timeouts/askIfArgs were replaced by the catalog's");
+    const { definitions, policies, timeouts, askIfArgs } = toolsForGoal(await liveCatalog(o.tools), allowed, stricter);
+    return { ...rest, toolDefinitions: definitions, toolPolicies: policies, toolTimeouts: timeouts, toolAskIfArgs: askIfArgs };
+  };
+
   const handle = async (msg: Msg): Promise<void> => {
     const contentType = msg.headers?.get(Header.ContentType);
     let format: WireFormat = 'json';
     try {
       format = formatOf(contentType, msg.data);
-      const request = decodeMessage(msg.data, { contentType, expect: 'submit.request' });
+      const request = decodeMessage(msg.data, { contentType, expect: 'submit.request', maxDepth: MAX_GOAL_DEPTH });
       const agent = request.agent ?? o.registry.defaultAgent;
       if (!o.registry.has(agent)) {
         throw new ErrandError('ERR_UNKNOWN_AGENT', `no agent '${agent}' is registered (known: ${o.registry.list().map((d) => d.id).join(', ')})`);
       }
       const agentId = request.agentId ?? newAgentId(o.now());
-      const found = request.agentId === undefined ? null : await o.agents.get(agentId);
-      if (found?.operation === 'PUT') {
-        let traceId: string | undefined;
-        try {
-          traceId = traceIdOf(decodeRecord(found.value).trace);
-        } catch {
-          traceId = undefined; // a record this host cannot read: it exists all the same
-        }
-        reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', agentId, existing: true, ...(traceId ? { traceId } : {}) });
-        return;
+      if (request.agentId !== undefined) {
+        const traceId = await existingTrace(agentId);
+        if (traceId !== undefined) return reply(msg, format, existingReply(agentId, traceId));
       }
       const { v: _v, kind: _k, agentId: _a, ...goal } = request;
-      if (o.tools && goal.input?.toolDefinitions === undefined) {
-        const overrides = (goal.input?.toolPolicies ?? {}) as Record<string, 'auto' | 'ask' | 'deny'>;
-        const { definitions, policies, timeouts, askIfArgs } = toolsForGoal(await liveCatalog(o.tools), goal.tools, overrides);
-        goal.input = { ...goal.input, toolDefinitions: definitions, toolPolicies: policies, toolTimeouts: timeouts, toolAskIfArgs: askIfArgs };
-      }
+      goal.input = await withCatalogTools(goal.input, goal.tools);
       if (goal.notify === undefined && o.defaultNotify.length) goal.notify = o.defaultNotify;
       const message: Message<'goal'> = { v: MESSAGE_VERSION, kind: 'goal', agentId, ...goal, agent, at: o.now() };
       // The goal's trace starts at the submitter (or here): every step and command of the agent joins it.
@@ -102,7 +207,26 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
       const h = headers();
       h.set(TRACEPARENT, span.traceparent);
       try {
-        await o.js.publish(o.subjects.agentIn(agentId, 'goal'), encodeMessage(message).data, { msgID: `goal:${agentId}`, headers: h });
+        let earlier: string | undefined;
+        if (request.agentId !== undefined) {
+          const claimed = await claim(agentId, span.traceId);
+          if (!claimed.ours) return reply(msg, format, existingReply(agentId, claimed.traceId));
+          earlier = claimed.earlier;
+        }
+        let ack;
+        try {
+          ack = await o.js.publish(o.subjects.agentIn(agentId, 'goal'), encodeMessage(message).data, { msgID: `goal:${agentId}`, headers: h });
+        } catch (err) {
+          // Give the id back, so the caller's retry is not told the agent exists when it may not.
+          if (request.agentId !== undefined) await o.effects?.delete(claimKey(agentId)).catch(() => {});
+          throw err;
+        }
+        if (ack.duplicate) {
+          // The goal was published before (by a submit whose claim has expired or died, or a
+          // parent's delegation): this one was dropped, so say so, with the first trace if known.
+          log.info({ agentId }, 'submit of an agent whose goal was already published');
+          return reply(msg, format, existingReply(agentId, (await existingTrace(agentId)) ?? earlier));
+        }
       } finally {
         span.end();
       }

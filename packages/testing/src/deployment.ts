@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { consumeMessages, ensureConsumer, openBucket, provision, type ErrandConnection, type KV, type MessageConsumer } from '@errand/nats';
 import {
+  catalogKeys,
   createSubjects,
   decodeMessage,
   decodeRecord,
@@ -12,10 +13,14 @@ import {
   resourceSpecs,
   type AgentRecord,
   type AgentStatus,
+  type CatalogRunner,
+  type CatalogTool,
   type ErrorInfo,
   type Message,
   type ResourceOptions,
   type Subjects,
+  type ToolDefinition,
+  type ToolPolicyName,
 } from '@errand/protocols';
 import { startProcess, type TestProcess } from './process.js';
 import { uniquePrefix, type TestServer } from './servers.js';
@@ -165,13 +170,46 @@ export interface TestToolRunner {
   stop(): Promise<void>;
 }
 
+/** How a test tool is listed in the catalog. */
+export interface TestToolOptions {
+  /** Default: `the <tool> tool`, any object as arguments. */
+  definition: ToolDefinition;
+  /** Default: auto. */
+  policy: ToolPolicyName;
+  askIfArgs: Record<string, unknown>;
+  timeoutMs: number;
+}
+
 /**
  * A tool runner for tests: serves `tool` with `behaviour` (echo by default), counts each key's
- * effect, and answers into the agent's inbox under an id derived from the key.
+ * effect, and answers into the agent's inbox under an id derived from the key. It lists the tool
+ * and itself in the catalog as a tool-runner does (intake gives goals only catalog tools).
  */
-export async function startTestToolRunner(d: Deployment, tool = 'echo', behaviour: ToolBehaviour = (r) => ({ output: { echoed: r.args } })): Promise<TestToolRunner> {
+export async function startTestToolRunner(
+  d: Deployment,
+  tool = 'echo',
+  behaviour: ToolBehaviour = (r) => ({ output: { echoed: r.args } }),
+  options: Partial<TestToolOptions> = {},
+): Promise<TestToolRunner> {
   const names = resourceSpecs({ prefix: d.prefix }).names;
   const name = `test-tool-${tool}`;
+  const catalog = await openBucket(d.conn, names.buckets.tools);
+  const now = Date.now();
+  const entry: CatalogTool = {
+    v: 1,
+    definition: options.definition ?? { name: tool, description: `the ${tool} tool`, parameters: { type: 'object', properties: {}, additionalProperties: true } },
+    policy: options.policy ?? 'auto',
+    idempotent: true,
+    destructive: false,
+    ...(options.askIfArgs ? { askIfArgs: options.askIfArgs } : {}),
+    timeoutMs: options.timeoutMs ?? 60_000,
+    source: 'test',
+    updatedAt: now,
+  };
+  await catalog.put(catalogKeys.tool(tool), JSON.stringify(entry));
+  // One heartbeat that stays fresh for the length of any test.
+  const runnerEntry: CatalogRunner = { v: 1, runnerId: name, tools: [tool], heartbeatAt: now, heartbeatMs: 3_600_000, host: 'test', pid: process.pid };
+  await catalog.put(catalogKeys.runner(name), JSON.stringify(runnerEntry));
   await ensureConsumer(d.conn, { stream: names.streams.work, name, filterSubject: d.subjects.workTool(tool), ackWaitMs: 30_000, maxAckPending: 1000, description: 'test tool runner' });
   const effects = new Map<string, number>();
   const requests: Message<'tool.request'>[] = [];
@@ -200,7 +238,14 @@ export async function startTestToolRunner(d: Deployment, tool = 'echo', behaviou
       await d.conn.js.publish(d.subjects.agentIn(req.agentId, 'tool'), encodeMessage(result).data, { msgID: `result:${req.key}` });
     },
   });
-  return { effects, requests, stop: () => runner.stop() };
+  return {
+    effects,
+    requests,
+    async stop() {
+      await runner.stop();
+      await catalog.delete(catalogKeys.runner(name)).catch(() => {});
+    },
+  };
 }
 
 export function inputMessage(agentId: string, text: string, extra: Partial<Message<'input'>> = {}): Message<'input'> {

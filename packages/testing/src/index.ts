@@ -16,6 +16,7 @@ export {
   startTestToolRunner,
   type Deployment,
   type ServiceName,
+  type TestToolOptions,
   type TestToolRunner,
   type ToolBehaviour,
 } from './deployment.js';
