@@ -35,6 +35,7 @@ export const ToolErrorCode = {
   Cancelled: 'ERR_TOOL_CANCELLED',
   CommandNotAllowed: 'ERR_COMMAND_NOT_ALLOWED',
   CommandFailed: 'ERR_COMMAND_FAILED',
+  SandboxUnavailable: 'ERR_SANDBOX_UNAVAILABLE',
 } as const;
 export type ToolErrorCode = (typeof ToolErrorCode)[keyof typeof ToolErrorCode];
 
