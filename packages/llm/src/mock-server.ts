@@ -58,7 +58,12 @@ export interface MockRequest {
 export interface MockLlmOptions {
   port: number;
   host: string;
+  /** Request bodies larger than this are answered 413 without being read whole (default 16 MiB). */
+  maxBodyBytes: number;
 }
+
+/** The default request body limit: far above any scripted conversation, far below a memory problem. */
+export const MOCK_LLM_MAX_BODY_BYTES = 16 * 1024 * 1024;
 
 /** Checks a script's shape (for a script from a file); throws with what is wrong. */
 export function parseMockScript(value: unknown): MockScript {
@@ -88,9 +93,14 @@ export async function startMockLlm(script: MockScript, options: Partial<MockLlmO
     if (req.method !== 'POST' || !/\/chat\/completions$/.test(req.url ?? '')) {
       return json(res, 404, { error: { message: `mock-llm serves POST /v1/chat/completions, not ${req.method} ${req.url}`, type: 'not_found' } });
     }
+    const raw = await readBody(req, options.maxBodyBytes ?? MOCK_LLM_MAX_BODY_BYTES);
+    if (raw === undefined) {
+      const limit = options.maxBodyBytes ?? MOCK_LLM_MAX_BODY_BYTES;
+      return json(res, 413, { error: { message: `request body is larger than ${limit} bytes`, type: 'invalid_request_error', code: 'request_too_large' } }, { connection: 'close' });
+    }
     let body: MockRequest;
     try {
-      body = JSON.parse(await readBody(req)) as MockRequest;
+      body = JSON.parse(raw) as MockRequest;
     } catch {
       return json(res, 400, { error: { message: 'request body is not JSON', type: 'invalid_request_error' } });
     }
@@ -205,12 +215,28 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(JSON.stringify(body));
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+/** The body, or undefined once it passes `limit` (a larger Content-Length is not read at all). */
+function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) return resolve(undefined);
     const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+    let size = 0;
+    const stop = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) return void (stop(), resolve(undefined));
+      chunks.push(c);
+    };
+    const onEnd = () => (stop(), resolve(Buffer.concat(chunks).toString('utf8')));
+    const onError = (err: Error) => (stop(), reject(err));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
   });
 }
 

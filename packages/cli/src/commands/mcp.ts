@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
@@ -17,6 +17,37 @@ interface McpOptions extends GlobalOptions {
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** The largest MCP request body read (a JSON-RPC call; goals are far smaller). */
+export const MAX_MCP_BODY_BYTES = 1024 * 1024;
+
+/**
+ * The body, or undefined once it is larger than `limit`: a larger Content-Length is refused
+ * before a byte is read, and a chunked body as soon as it passes the limit (the rest is dropped).
+ */
+function readLimitedBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) return resolve(undefined);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) return void (stop(), resolve(undefined));
+      chunks.push(c);
+    };
+    const onEnd = () => (stop(), resolve(Buffer.concat(chunks)));
+    const onError = (err: Error) => (stop(), reject(err));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
 
 /** Equal strings in time that does not depend on where they differ. */
 function sameSecret(given: string, expected: string): boolean {
@@ -53,7 +84,7 @@ export function registerMcp(program: Command): void {
       `
 Over HTTP, set ERRAND_MCP_TOKEN to require \`Authorization: Bearer <token>\` on every request
 (required when --host is not a loopback address). Requests from a browser page of another origin
-are refused.
+are refused, and request bodies over 1 MiB are answered 413.
 
 Examples:
   $ errand mcp                     # for an MCP client that starts it: {"command": "errand", "args": ["mcp"]}
@@ -91,11 +122,22 @@ Examples:
           if (refused.status === 401) headers['www-authenticate'] = 'Bearer realm="errand"';
           return void res.writeHead(refused.status, headers).end(JSON.stringify({ error: refused.message }));
         }
-        const chunks: Buffer[] = [];
-        for await (const c of req) chunks.push(c as Buffer);
+        let raw: Buffer | undefined;
+        try {
+          raw = await readLimitedBody(req, MAX_MCP_BODY_BYTES);
+        } catch {
+          // The client went away mid-body: nobody to answer.
+          return void res.destroy();
+        }
+        if (raw === undefined) {
+          // Connection: close — the rest of an oversized body is not waited for.
+          return void res
+            .writeHead(413, { 'content-type': 'application/json', connection: 'close' })
+            .end(JSON.stringify({ error: `the request body is larger than ${MAX_MCP_BODY_BYTES} bytes: send less` }));
+        }
         let body: unknown;
         try {
-          body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined;
+          body = raw.length ? JSON.parse(raw.toString('utf8')) : undefined;
         } catch {
           return void res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"the body is not JSON"}');
         }
