@@ -13,6 +13,12 @@ export interface ToolRunnerConfig {
   tools: string[];
   httpAllow: string[];
   shellAllow: string[];
+  /** ERRAND_SHELL_NETWORK=1: the shell sandbox shares the runner's network. */
+  shellNetwork: boolean;
+  /** ERRAND_SHELL_ENV: the variables (names from the list, values from this environment) the shell sandbox gets. */
+  shellEnv: Record<string, string>;
+  /** ERRAND_SHELL_BWRAP: the bubblewrap binary (default `bwrap` on PATH). */
+  shellBwrap: string | undefined;
   settings: Record<string, ToolSettings>;
   runnerId: string | undefined;
   /** `errand.config.json` (ERRAND_CONFIG): the MCP servers whose tools this runner serves. */
@@ -30,6 +36,14 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   const unknown = tools.filter((t) => !(BUILT_IN_TOOLS as readonly string[]).includes(t));
   if (unknown.length) throw new ConfigError(`ERRAND_TOOLS: unknown tool ${unknown.join(', ')}; built-in tools are ${BUILT_IN_TOOLS.join(', ')}`);
   if (tools.includes('shell') && !shellAllow.length) throw new ConfigError('the shell tool needs ERRAND_SHELL_ALLOW: the commands it may run, comma-separated');
+  const shellEnv: Record<string, string> = {};
+  for (const name of list(env.ERRAND_SHELL_ENV)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new ConfigError(`ERRAND_SHELL_ENV: '${name}' is not a variable name; list names, comma-separated (ERRAND_SHELL_ENV=GIT_AUTHOR_NAME,TZ)`);
+    const value = env[name];
+    if (value === undefined) throw new ConfigError(`ERRAND_SHELL_ENV names ${name}, which is not set in the tool-runner's environment`);
+    shellEnv[name] = value;
+  }
+  if (env.ERRAND_SHELL_NETWORK !== undefined && !['0', '1', ''].includes(env.ERRAND_SHELL_NETWORK)) throw new ConfigError('ERRAND_SHELL_NETWORK must be 1 (the shell may reach the network) or 0 (it may not; the default)');
   let settings: Record<string, ToolSettings> = {};
   if (env.ERRAND_TOOL_SETTINGS) {
     try {
@@ -48,6 +62,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     tools,
     httpAllow: list(env.ERRAND_HTTP_ALLOW),
     shellAllow,
+    shellNetwork: env.ERRAND_SHELL_NETWORK === '1',
+    shellEnv,
+    shellBwrap: env.ERRAND_SHELL_BWRAP || undefined,
     settings,
     runnerId: env.ERRAND_RUNNER_ID || undefined,
     configFile: env.ERRAND_CONFIG ? resolve(env.ERRAND_CONFIG) : undefined,

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { connectMcpServer, loadErrandConfig, type McpToolSource } from '@errand/mcp';
 import { ConfigError, type ServiceDefinition } from '@errand/service';
 import { startToolRunner } from '@errand/tool-runner';
-import { fsTools, httpFetchTool, shellTool, type Tool } from '@errand/tools';
+import { fsTools, httpFetchTool, probeShellSandbox, shellTool, type ShellOptions, type Tool } from '@errand/tools';
 import { parseConfig, type ToolRunnerConfig } from './config.js';
 
 export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
@@ -13,10 +13,24 @@ export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
   connect: (c) => c.connect,
   start: async ({ config, conn, logger }) => {
     await mkdir(config.workspace, { recursive: true });
+    const shell: ShellOptions = {
+      allowCommands: config.shellAllow,
+      cwd: config.workspace,
+      timeoutMs: 120_000,
+      maxOutputBytes: 64 * 1024,
+      network: config.shellNetwork,
+      env: config.shellEnv,
+      ...(config.shellBwrap ? { bwrapPath: config.shellBwrap } : {}),
+    };
+    if (config.tools.includes('shell')) {
+      // Said once at start; without the sandbox every shell call is refused, never run bare.
+      const probe = await probeShellSandbox(shell);
+      if (!probe.ok) logger.error({ reason: probe.reason, detail: probe.detail }, 'the shell sandbox is unavailable: every shell call will be refused (install bubblewrap)');
+    }
     const builtIn: Tool[] = [
       ...fsTools({ root: config.workspace, maxReadBytes: 512 * 1024, maxWriteBytes: 512 * 1024 }),
       httpFetchTool({ allowHosts: config.httpAllow, maxBytes: 512 * 1024, timeoutMs: 30_000, maxRedirects: 5 }),
-      ...(config.shellAllow.length ? [shellTool({ allowCommands: config.shellAllow, cwd: config.workspace, timeoutMs: 120_000, maxOutputBytes: 64 * 1024 })] : []),
+      ...(config.shellAllow.length ? [shellTool(shell)] : []),
     ].filter((t) => config.tools.includes(t.definition.name));
 
     const mcp: McpToolSource[] = [];
@@ -37,6 +51,7 @@ export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
       concurrency: config.concurrency,
       ackWaitMs: config.ackWaitMs,
       logger,
+      verify: config.verify,
       ...(config.runnerId ? { runnerId: config.runnerId } : {}),
     });
     for (const m of mcp) m.onChange(() => void runner.update(all(), sources()).catch((err: unknown) => logger.error({ err, server: m.server }, 'could not serve the changed tool list')));
