@@ -99,7 +99,19 @@ export {
   type CatalogTool,
   type ToolPolicyName,
 } from './catalog.js';
-export { redactDeep, redactSecrets, REDACTED, SECRET_PATTERNS } from './redact.js';
+export {
+  createRedactor,
+  isSecretName,
+  MIN_SECRET_LENGTH,
+  patternRedactor,
+  redactDeep,
+  Redactor,
+  redactSecrets,
+  REDACTED,
+  SECRET_PATTERNS,
+  type RedactorOptions,
+  type SecretPattern,
+} from './redact.js';
 export { approvalHash, callHash, canonicalJson, type ApprovalCall } from './approval-hash.js';
 export {
   createCommandSigner,
