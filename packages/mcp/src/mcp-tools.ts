@@ -26,7 +26,9 @@ export interface McpToolSource {
 /**
  * Connects to an MCP server (stdio or Streamable HTTP) and exposes its tools. Each call carries its
  * idempotency key in `_meta`; a call that fails because the server went away is reported as a
- * retryable error, and the next call reconnects (starting a stdio server again).
+ * retryable error, and the next call reconnects (starting a stdio server again). A stdio server's
+ * environment is its config's `env` plus HOME, LOGNAME, PATH, SHELL, TERM and USER of this process
+ * (the SDK's `getDefaultEnvironment()`), never the rest of the runner's environment.
  */
 export async function connectMcpServer(server: string, config: McpServerConfig, options: { logger?: Logger } = {}): Promise<McpToolSource> {
   const log = (options.logger ?? silentLogger).child({ component: 'mcp', server });
@@ -39,8 +41,10 @@ export async function connectMcpServer(server: string, config: McpServerConfig, 
   const connect = (): Promise<Client> =>
     (connecting ??= (async () => {
       const c = new Client({ name: 'errand-tool-runner', version: '0.1.0' });
+      // Only the env the config names: the SDK adds its getDefaultEnvironment() (HOME, LOGNAME, PATH,
+      // SHELL, TERM, USER of this process) and nothing else, so the runner's secrets stay here.
       const transport = config.command
-        ? new StdioClientTransport({ command: config.command, args: config.args ?? [], env: { ...(process.env as Record<string, string>), ...config.env }, ...(config.cwd ? { cwd: config.cwd } : {}), stderr: 'ignore' })
+        ? new StdioClientTransport({ command: config.command, args: config.args ?? [], env: { ...config.env }, ...(config.cwd ? { cwd: config.cwd } : {}), stderr: 'ignore' })
         : new StreamableHTTPClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } });
       c.onclose = () => {
         if (client === c) client = undefined;
