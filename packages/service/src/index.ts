@@ -4,6 +4,9 @@ import { connect, connectOptionsFromEnv, type ConnectOptions, type ErrandConnect
 import { setupTracing, startMetricsServer, type MetricsServer } from '@errand/telemetry';
 import { assertPrefix, createSubjects, DEFAULT_PREFIX, type Logger } from '@errand/protocols';
 
+import { readFileSync } from 'node:fs';
+import { createCommandSigner, createCommandVerifier, type CommandSigner, type CommandVerifier } from '@errand/protocols';
+
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** A setting in the environment that cannot be used; the process exits 2 with the message. */
@@ -46,6 +49,50 @@ export function envFlag(env: Env, name: string, fallback: boolean): boolean {
 /** How a service connects: `NATS_URL` / `NATS_CREDS`, named, waiting for the server on start. */
 export function envConnect(env: Env, name: string): Partial<ConnectOptions> {
   return { ...connectOptionsFromEnv(env), name, waitOnFirstConnect: true };
+}
+
+/**
+ * `ERRAND_SIGNING_KEY`: the path of the host's PKCS#8 PEM private key, read and checked once; the
+ * signer of the work commands it publishes. Undefined when unset. Errors name the variable, never
+ * the path or the key.
+ */
+export function envSigningKey(env: Env): CommandSigner | undefined {
+  const path = env.ERRAND_SIGNING_KEY;
+  if (!path) return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`ERRAND_SIGNING_KEY names a file that cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); \`errand creds\` writes the deployment's signing key`);
+  }
+  try {
+    return createCommandSigner(pem);
+  } catch (err) {
+    throw new ConfigError(`ERRAND_SIGNING_KEY: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * `ERRAND_VERIFY_KEY`: the deployment's public key(s) (`ed25519:…`, comma-separated while keys
+ * rotate) that work commands must be signed with. With `required`, unset is a {@link ConfigError}
+ * that says how to get one.
+ */
+export function envVerifyKey(env: Env, service: string, options: { required: true }): CommandVerifier;
+export function envVerifyKey(env: Env, service: string, options?: { required?: boolean }): CommandVerifier | undefined;
+export function envVerifyKey(env: Env, service: string, options: { required?: boolean } = {}): CommandVerifier | undefined {
+  const raw = env.ERRAND_VERIFY_KEY;
+  if (!raw) {
+    if (!options.required) return undefined;
+    throw new ConfigError(
+      `the ${service} needs ERRAND_VERIFY_KEY, the deployment's public key that hosts sign work commands with (ed25519:…), so that it runs only what a host issued: ` +
+        '`errand creds` prints it (and `errand up` sets it for the services it starts); the hosts need the matching ERRAND_SIGNING_KEY',
+    );
+  }
+  try {
+    return createCommandVerifier(raw);
+  } catch (err) {
+    throw new ConfigError(`ERRAND_VERIFY_KEY: ${(err as Error).message}`);
+  }
 }
 
 const REDACT = ['apiKey', '*.apiKey', 'token', '*.token', '*.secret', '*.password', 'authorization', '*.authorization', 'headers.authorization', 'headers.cookie'];

@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import {
   type ToolDefinition,
   type ToolPolicyName,
 } from '@errand/protocols';
+import { createCommandSigner, generateCommandKeys, type CommandSigner } from '@errand/protocols';
 import { startProcess, type TestProcess } from './process.js';
 import { uniquePrefix, type TestServer } from './servers.js';
 
@@ -45,6 +46,12 @@ export interface Deployment {
   readonly agents: KV;
   /** The workspace folder its tool-runners use (unless a test sets ERRAND_WORKSPACE). */
   readonly workspace: string;
+  /**
+   * The deployment's command-signing keys, generated for it: every service it starts gets
+   * `ERRAND_SIGNING_KEY` (the file) and `ERRAND_VERIFY_KEY`; in-process hosts and runners take
+   * `signer` and the public key the same way.
+   */
+  readonly keys: { readonly signingKeyFile: string; readonly publicKey: string; readonly signer: CommandSigner };
   /** Starts a service process and waits until it is ready. */
   start(service: ServiceName, env?: Record<string, string>): Promise<TestProcess>;
   /** Starts a service process without waiting (for one that should crash). */
@@ -77,6 +84,12 @@ export async function createDeployment(
   const processes: TestProcess[] = [];
   // Each deployment's tool-runners get their own workspace folder, never the repository's.
   const workspace = await mkdtemp(join(tmpdir(), 'errand-test-workspace-'));
+  // Its own command-signing keys: hosts sign, workers verify (a test may override either variable).
+  const generated = generateCommandKeys();
+  const signingKeyFile = join(await mkdtemp(join(tmpdir(), 'errand-test-keys-')), 'signing.pem');
+  await writeFile(signingKeyFile, generated.privateKeyPem, { mode: 0o600 });
+  const keys = { signingKeyFile, publicKey: generated.publicKey, signer: createCommandSigner(generated.privateKeyPem) };
+  options = { ...options, env: { ERRAND_SIGNING_KEY: signingKeyFile, ERRAND_VERIFY_KEY: generated.publicKey, ...options.env } };
 
   const spawn = (service: ServiceName, env: Record<string, string> = {}) => {
     const p = startProcess(process.execPath, [serviceMain[service]], {
@@ -112,6 +125,7 @@ export async function createDeployment(
     conn,
     agents,
     workspace,
+    keys,
     spawn,
     async start(service, env = {}) {
       const p = spawn(service, env);

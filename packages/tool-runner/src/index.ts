@@ -1,13 +1,17 @@
 import { hostname } from 'node:os';
 import { isRevisionConflict, openBucket, openObjectStore, type ErrandConnection } from '@errand/nats';
 import {
+  callHash,
+  canonicalJson,
   catalogKeys,
   createSubjects,
+  ErrandError,
   MESSAGE_VERSION,
   resourceNames,
   silentLogger,
   type CatalogRunner,
   type CatalogTool,
+  type CommandVerifier,
   type Logger,
   type Message,
   type ToolPolicyName,
@@ -19,6 +23,14 @@ export const ToolRunnerErrorCode = {
   /** A runner died during this non-idempotent call: it may or may not have happened. */
   EffectUncertain: 'ERR_EFFECT_UNCERTAIN',
   Internal: 'ERR_TOOL_INTERNAL',
+  /** An `ask` call (by policy or by its arguments) without an approval of exactly these arguments: nothing ran. */
+  ApprovalRequired: 'ERR_APPROVAL_REQUIRED',
+  /** The runner's policy for the tool is `deny`: nothing ran. */
+  Denied: 'ERR_TOOL_DENIED',
+  /** The command names another tool than the subject it came on: nothing ran. */
+  WrongTool: 'ERR_TOOL_MISMATCH',
+  /** The runner was started without the deployment's verify key. */
+  NoVerifyKey: 'ERR_NO_VERIFY_KEY',
 } as const;
 
 /** Per-tool settings that override the tool's own defaults. */
@@ -45,6 +57,25 @@ export interface ToolRunnerOptions {
   /** Results larger than this (JSON characters) go to the object store; the model gets a preview. */
   maxInlineResult: number;
   previewChars: number;
+  /**
+   * The deployment's verify key(s): every command must carry a valid host signature, or it is
+   * dead-lettered and nothing runs. Required — a runner that trusted anyone able to publish on the
+   * work subjects would run destructive tools for them.
+   */
+  verify: CommandVerifier;
+}
+
+/**
+ * What the runner's own policy (its settings over the tool's defaults — not the agent's record or
+ * the catalog bucket, which others can write) asks of this call: `ask` when the policy is `ask` or
+ * when the arguments match the tool's `askIfArgs`.
+ */
+export function policyForCall(entry: Pick<CatalogTool, 'policy' | 'askIfArgs'>, args: unknown): 'auto' | 'ask' | 'deny' {
+  if (entry.policy !== 'auto') return entry.policy;
+  const askIf = entry.askIfArgs;
+  if (askIf === undefined || args === null || typeof args !== 'object' || Array.isArray(args)) return 'auto';
+  const a = args as Record<string, unknown>;
+  return Object.entries(askIf).every(([k, v]) => canonicalJson(a[k]) === canonicalJson(v)) ? 'ask' : 'auto';
 }
 
 export interface ToolRunner extends AsyncDisposable {
@@ -60,7 +91,10 @@ export interface ToolRunner extends AsyncDisposable {
  * of a non-idempotent tool runs, a "started" mark is written; a redelivered call that finds the
  * mark but no result is not re-run blindly: the agent is told the effect is uncertain.
  */
-export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 'prefix' | 'tools'> & Partial<ToolRunnerOptions>): Promise<ToolRunner> {
+export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 'prefix' | 'tools' | 'verify'> & Partial<ToolRunnerOptions>): Promise<ToolRunner> {
+  if (!(options.verify as CommandVerifier | undefined)) {
+    throw new ErrandError(ToolRunnerErrorCode.NoVerifyKey, 'a tool-runner needs the deployment\'s verify key (ERRAND_VERIFY_KEY) to tell commands a host issued from forged ones; `errand creds` prints it');
+  }
   const o: ToolRunnerOptions = {
     settings: {},
     runnerId: `${hostname()}-${process.pid}`,
@@ -129,6 +163,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
       concurrency: o.concurrency,
       ackWaitMs: o.ackWaitMs,
       logger: log,
+      verify: o.verify,
       execute: async (cmd, { signal, log: callLog }) => {
         const current = served.get(name);
         const started = Date.now();
@@ -146,6 +181,27 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
         });
         if (!current) return result({ error: { code: 'ERR_TOOL_UNAVAILABLE', message: `${name} is no longer served by this runner`, retryable: true } });
         const { tool, entry } = current;
+        // The runner's own policy, checked on every call before anything runs.
+        if (cmd.tool !== name) {
+          callLog.warn({ tool: name, named: cmd.tool }, 'refused: the command names another tool than its subject');
+          return result({ error: { code: ToolRunnerErrorCode.WrongTool, message: `a call of ${cmd.tool} arrived on ${name}'s subject; nothing ran`, retryable: false } });
+        }
+        const policy = policyForCall(entry, cmd.args);
+        if (policy === 'deny') {
+          callLog.warn({ tool: name }, 'refused: the policy is deny');
+          return result({ error: { code: ToolRunnerErrorCode.Denied, message: `${name} is denied by this tool-runner's policy; nothing ran`, retryable: false } });
+        }
+        if (policy === 'ask') {
+          const evidence = cmd.approval;
+          if (evidence?.argsHash !== callHash(name, cmd.args)) {
+            callLog.warn({ tool: name, evidence: evidence ? 'for other arguments' : 'none' }, 'refused: no approval of these exact arguments');
+            const what = evidence ? 'carries an approval of other arguments' : 'carries no approval';
+            return result({
+              error: { code: ToolRunnerErrorCode.ApprovalRequired, message: `${name} runs only with a person's approval of these exact arguments; this call ${what}, so nothing ran`, retryable: false },
+            });
+          }
+          callLog.info({ tool: name, requestId: evidence.requestId, by: evidence.by.id, channel: evidence.by.channel }, 'approved call');
+        }
         if (!entry.idempotent) {
           try {
             await effects.create(`started.${effectKey(cmd.key)}`, String(Date.now()));

@@ -1,4 +1,6 @@
 import {
+  CodecError,
+  CodecErrorCode,
   createSubjects,
   decodeMessage,
   encodeMessage,
@@ -6,6 +8,7 @@ import {
   INBOX_KIND_OF,
   resourceNames,
   silentLogger,
+  type CommandVerifier,
   type InboxMessage,
   type Logger,
   type Message,
@@ -22,6 +25,19 @@ export function effectKey(key: string): string {
   return /^[-/_=.a-zA-Z0-9]+$/.test(dotted) && !dotted.startsWith('.') && !dotted.endsWith('.') && !dotted.includes('..')
     ? dotted
     : `h.${createHash('sha256').update(key).digest('hex')}`;
+}
+
+/**
+ * A command's signature must verify over its exact bytes; otherwise it is refused before it runs
+ * (the consumer dead-letters the {@link CodecError} with its reason, logs and counts it).
+ */
+function refuseUnsigned(verifier: CommandVerifier, refused: () => void) {
+  return (message: { kind: string; agentId?: string }, msg: JsMsg): void => {
+    const check = verifier.check(msg.data, msg.headers?.get(Header.Signature));
+    if (check.ok) return;
+    refused();
+    throw new CodecError(CodecErrorCode.BadSignature, `refused ${message.kind}: ${check.reason}; nothing ran`, { agentId: message.agentId });
+  };
 }
 
 type CancelHandler = (agentId: string) => void;
@@ -91,6 +107,12 @@ export interface CommandWorkerOptions<K extends CommandKind> {
   /** On stop, how long commands in flight may finish before they are aborted and handed back. */
   stopGraceMs: number;
   logger: Logger;
+  /**
+   * The deployment's verify key(s) (ERRAND_VERIFY_KEY). When given, a command without a valid
+   * host signature over its exact bytes is refused before anything runs: dead-lettered with the
+   * reason (`ERR_BAD_SIGNATURE`), logged and counted. When absent, commands are not checked.
+   */
+  verify: CommandVerifier | undefined;
 }
 
 export interface CommandWorker extends AsyncDisposable {
@@ -107,7 +129,7 @@ export interface CommandWorker extends AsyncDisposable {
 export async function startCommandWorker<K extends CommandKind>(
   options: Pick<CommandWorkerOptions<K>, 'conn' | 'prefix' | 'name' | 'filterSubject' | 'expect' | 'execute'> & Partial<CommandWorkerOptions<K>>,
 ): Promise<CommandWorker> {
-  const o = { concurrency: 8, ackWaitMs: 30_000, stopGraceMs: 10_000, logger: silentLogger, ...options };
+  const o = { concurrency: 8, ackWaitMs: 30_000, stopGraceMs: 10_000, logger: silentLogger, verify: undefined, ...options };
   const { conn } = o;
   const subjects = createSubjects(o.prefix);
   const names = resourceNames(o.prefix);
@@ -214,6 +236,7 @@ export async function startCommandWorker<K extends CommandKind>(
     deadLetter: { js: conn.js, subjects, origin: o.name, maxPayload: conn.nc.info?.max_payload ?? 1024 * 1024 },
     concurrency: o.concurrency,
     logger: log,
+    ...(o.verify ? { validate: refuseUnsigned(o.verify, () => count('refused')) } : {}),
     handle: async (command, msg) => {
       const cmd = command as Message<K> & { key: string; agentId: string };
       const span = startSpan(`errand.${o.expect}`, traceparentFrom(msg.headers), { 'errand.agent_id': cmd.agentId, 'errand.key': cmd.key, 'errand.worker': o.name });

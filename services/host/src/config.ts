@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import type { ConnectOptions } from '@errand/nats';
-import { NotifyRuleSchema, type NotifyRule } from '@errand/protocols';
+import { createCommandVerifier, NotifyRuleSchema, type CommandSigner, type CommandVerifier, type NotifyRule } from '@errand/protocols';
 import { CRASH_POINTS, DEFAULT_GC_INTERVAL_MS, DEFAULT_RETENTION_MS, DURATION_FORMAT, isCrashPoint, parseDuration, type CrashPoint } from '@errand/runtime';
-import { ConfigError, envConnect, envFlag, envInt, envPrefix } from '@errand/service';
+import { ConfigError, envConnect, envFlag, envInt, envPrefix, envSigningKey } from '@errand/service';
 
 /** The host's configuration, parsed once from the environment. */
 export interface HostConfig {
@@ -26,6 +26,10 @@ export interface HostConfig {
   gcIntervalMs: number;
   /** First retry delay of a failed step (doubling, up to 30 s). */
   retryBaseMs: number;
+  /** `ERRAND_SIGNING_KEY` (a PEM file): signs every work command this host publishes. */
+  signer: CommandSigner | undefined;
+  /** Verifies the durable timers the host fires: the signer's own public key. */
+  verifier: CommandVerifier | undefined;
 }
 
 /** `ERRAND_RETENTION`: a duration above 0 (removing agents the moment they end is `errand gc --older-than 0`'s job). */
@@ -74,6 +78,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     }
     crashAt = { point, nth: Number(nth) };
   }
+  const signer = envSigningKey(env);
   return {
     connect: envConnect(env, 'errand-host'),
     prefix: envPrefix(env),
@@ -89,5 +94,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     retentionMs: parseRetention(env.ERRAND_RETENTION),
     gcIntervalMs: envInt(env, 'ERRAND_GC_INTERVAL_MS', DEFAULT_GC_INTERVAL_MS, 0),
     retryBaseMs: envInt(env, 'ERRAND_HOST_RETRY_BASE_MS', 500, 10),
+    signer,
+    verifier: signer ? createCommandVerifier(signer.publicKey) : undefined,
   };
 }

@@ -49,5 +49,7 @@ export const hostService: ServiceDefinition<HostConfig> = {
       gcIntervalMs: config.gcIntervalMs,
       retryBaseMs: config.retryBaseMs,
       crash: crashHook(config.crashAt),
+      signer: config.signer,
+      verifier: config.verifier,
     }),
 };

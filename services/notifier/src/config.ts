@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ConnectOptions } from '@errand/nats';
-import { ConfigError, envConnect, envInt, envPrefix } from '@errand/service';
+import { ConfigError, envConnect, envInt, envPrefix, envVerifyKey } from '@errand/service';
+import type { CommandVerifier } from '@errand/protocols';
 
 /** A periodic summary on the channel: counts and today's spend, from the records — no model call. */
 const Digest = z.object({ everyMs: z.number().int().min(100) }).optional();
@@ -56,6 +57,8 @@ export interface NotifierConfig {
   logLevel: string;
   /** `ERRAND_CRASH_AT=notifier.after-send`: SIGKILL right after a delivery, before it is recorded. */
   crashAfterSend: boolean;
+  /** `ERRAND_VERIFY_KEY`: when set, a notify command without a host's signature is refused. */
+  verify: CommandVerifier | undefined;
 }
 
 export function parseConfig(env: Readonly<Record<string, string | undefined>>): NotifierConfig {
@@ -92,5 +95,6 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     ackWaitMs: envInt(env, 'ERRAND_NOTIFY_ACK_WAIT_MS', 30_000, 100),
     logLevel: env.LOG_LEVEL || 'info',
     crashAfterSend: env.ERRAND_CRASH_AT === 'notifier.after-send',
+    verify: envVerifyKey(env, 'notifier'),
   };
 }

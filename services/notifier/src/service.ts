@@ -50,6 +50,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
           concurrency: 4,
           ackWaitMs: config.ackWaitMs,
           logger,
+          verify: config.verify,
           execute: async (command, { signal, log }) => {
             const message = render(command, config.dashboardUrl);
             // A mark before sending: a notifier that died after sending but before recording it must

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { PriceTable } from '@errand/llm';
 import type { ConnectOptions } from '@errand/nats';
-import { ConfigError, envConnect, envInt, envPrefix } from '@errand/service';
+import { ConfigError, envConnect, envInt, envPrefix, envVerifyKey } from '@errand/service';
+import type { CommandVerifier } from '@errand/protocols';
 
 export interface PlannerConfig {
   connect: Partial<ConnectOptions>;
@@ -18,6 +19,8 @@ export interface PlannerConfig {
   /** USD per day by label (`team=research`), enforced across every planner. */
   dailyCaps: Record<string, number>;
   logLevel: string;
+  /** `ERRAND_VERIFY_KEY`: when set, a plan command without a host's signature is refused. */
+  verify: CommandVerifier | undefined;
 }
 
 /** Built-in prices (USD per million tokens) for common models; ERRAND_PRICES adds or overrides. */
@@ -64,5 +67,6 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     prices,
     dailyCaps,
     logLevel: env.LOG_LEVEL || 'info',
+    verify: envVerifyKey(env, 'planner'),
   };
 }

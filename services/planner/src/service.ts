@@ -27,6 +27,7 @@ export const plannerService: ServiceDefinition<PlannerConfig> = {
       expect: 'plan.request',
       concurrency: config.concurrency,
       logger,
+      verify: config.verify,
       execute: createPlanExecutor({ model, spend, defaultModel: config.model, nc: conn.nc, subjects, rateLimit: createRateLimiter(config.requestsPerMinute) }),
     });
     logger.info({ baseURL: config.baseURL ?? 'https://api.openai.com/v1', model: config.model }, 'planner ready');

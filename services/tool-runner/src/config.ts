@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { ConnectOptions } from '@errand/nats';
-import { TOOL_POLICIES } from '@errand/protocols';
-import { ConfigError, envConnect, envInt, envPrefix } from '@errand/service';
+import { TOOL_POLICIES, type CommandVerifier } from '@errand/protocols';
+import { ConfigError, envConnect, envInt, envPrefix, envVerifyKey } from '@errand/service';
 import type { ToolSettings } from '@errand/tool-runner';
 
 export const BUILT_IN_TOOLS = ['fs_list', 'fs_read', 'fs_write', 'fs_delete', 'http_fetch', 'shell'] as const;
@@ -26,6 +26,8 @@ export interface ToolRunnerConfig {
   concurrency: number;
   ackWaitMs: number;
   logLevel: string;
+  /** `ERRAND_VERIFY_KEY` (required): only commands a host of this deployment signed run. */
+  verify: CommandVerifier;
 }
 
 const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
@@ -71,5 +73,6 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     concurrency: envInt(env, 'ERRAND_TOOL_CONCURRENCY', 4),
     ackWaitMs: envInt(env, 'ERRAND_TOOL_ACK_WAIT_MS', 30_000, 100),
     logLevel: env.LOG_LEVEL || 'info',
+    verify: envVerifyKey(env, 'tool-runner', { required: true }),
   };
 }
