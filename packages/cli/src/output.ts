@@ -1,6 +1,7 @@
 import { ErrandError } from '@errand/protocols';
 import { NatsErrorCode } from '@errand/nats';
 import { ExitCode } from './exit-codes.js';
+import { terminalSafe } from './terminal-safe.js';
 
 /** Thrown by a command to end with a specific exit code and message. */
 export class CliError extends ErrandError {
@@ -49,7 +50,8 @@ export function printError(err: unknown, json: boolean): void {
   if (json) {
     process.stdout.write(`${JSON.stringify({ ok: false, error: { code, message } })}\n`);
   } else {
-    process.stderr.write(`errand: ${message}${code === 'ERR_UNEXPECTED' && err instanceof Error && err.stack ? `\n${err.stack}` : ''}\n`);
+    // Messages can quote what an agent or a server said: shown, never obeyed by the terminal.
+    process.stderr.write(`errand: ${terminalSafe(message, { multiline: true })}${code === 'ERR_UNEXPECTED' && err instanceof Error && err.stack ? `\n${terminalSafe(err.stack, { multiline: true })}` : ''}\n`);
   }
 }
 

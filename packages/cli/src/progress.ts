@@ -1,5 +1,6 @@
 import { summarize } from '@errand/client';
 import type { AgentRecord, AgentStatus, ErrorInfo, ProgressEvent, Subjects, Task } from '@errand/protocols';
+import { terminalSafe } from './terminal-safe.js';
 
 /**
  * What `errand watch` and `errand submit --wait` know about an agent tree, folded from its records
@@ -318,7 +319,7 @@ export function clock(at: number): string {
 /** A line of the line log: `12:01:03 [child-1] step 4  tool fs_read ok 12 ms`. */
 export function formatLine(model: ProgressModel, l: ProgressLine): string {
   const label = model.agents.get(l.agentId)?.label;
-  return `${clock(l.at)} ${label ? `[${label}] ` : ''}${l.text}`;
+  return terminalSafe(`${clock(l.at)} ${label ? `[${label}] ` : ''}${l.text}`);
 }
 
 // --- the tree ---------------------------------------------------------------------------------
@@ -365,7 +366,7 @@ export function renderFrame(model: ProgressModel, o: FrameOptions): string[] {
     out.push(...(s.keep === 'tail' ? s.lines.slice(hidden) : s.lines.slice(0, s.shown)));
     if (s.keep !== 'tail' && hidden > 0) out.push(`${s.indent}… ${hidden} more`);
   }
-  return out.map((l) => cut(l, o.width));
+  return out.map((l) => cut(terminalSafe(l), o.width));
 }
 
 /** Shortens the longest shortenable section, one line at a time, until the frame fits. */

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { AgentSummary } from '@errand/client';
 import { printJson } from '../output.js';
+import { terminalSafe } from '../terminal-safe.js';
 import { withClient } from '../with-client.js';
 
 const me = () => ({ id: process.env.USER || 'cli', channel: 'cli' });
@@ -29,7 +30,8 @@ export function registerAgentCommands(program: Command): void {
       withClient(cmd, async (client, opts) => {
         const s = await client.get(agentId);
         if (opts.json) printJson(s);
-        else process.stdout.write(describe(s));
+        // The goal, questions, output and errors are agents' text: line breaks kept, control shown escaped.
+        else process.stdout.write(terminalSafe(describe(s), { multiline: true }));
       }),
     );
 

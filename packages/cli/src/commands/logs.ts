@@ -5,6 +5,7 @@ import { DURATION_FORMAT, parseDuration } from '@errand/runtime';
 import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
 import { createLogger } from '../logger.js';
 import { clock } from '../progress.js';
+import { terminalSafe } from '../terminal-safe.js';
 
 interface LogsOptions extends GlobalOptions {
   follow?: boolean;
@@ -55,7 +56,8 @@ export function formatLogLine(l: LogLine): string {
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
-  return `${time ? clock(time) : '--:--:--'} ${NAMES[level ?? 30] ?? String(level)} ${(service ?? '?').padEnd(11)} ${agentId ? `[${agentId}] ` : ''}${msg ?? ''}${extra ? `  ${extra}` : ''}`;
+  // Log lines carry goals, tool names and error texts from agents: shown, never obeyed by the terminal.
+  return terminalSafe(`${time ? clock(time) : '--:--:--'} ${NAMES[level ?? 30] ?? String(level)} ${(service ?? '?').padEnd(11)} ${agentId ? `[${agentId}] ` : ''}${msg ?? ''}${extra ? `  ${extra}` : ''}`);
 }
 
 export function registerLogs(program: Command): void {

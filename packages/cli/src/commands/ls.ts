@@ -5,6 +5,7 @@ import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { createLogger } from '../logger.js';
 import { CliError, printJson } from '../output.js';
+import { terminalSafe } from '../terminal-safe.js';
 import { collectLabel } from './submit.js';
 
 interface LsOptions extends GlobalOptions {
@@ -90,15 +91,18 @@ function age(iso: string, now: number): string {
 
 /** The agents as aligned columns; the goal takes what is left of `width` (60 characters off a terminal). */
 function table(agents: AgentSummary[], width: number | undefined, now: number): string {
-  const rows = agents.map((a) => [
-    a.agentId,
-    a.agent,
-    a.status,
-    String(a.step),
-    age(a.updatedAt, now),
-    Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
-    a.goal.replace(/\s+/g, ' ').trim(),
-  ]);
+  // Goals and labels are the submitter's text: shown escaped, on one line, never as terminal control.
+  const rows = agents.map((a) =>
+    [
+      a.agentId,
+      a.agent,
+      a.status,
+      String(a.step),
+      age(a.updatedAt, now),
+      Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+      a.goal.replace(/\s+/g, ' ').trim(),
+    ].map((cell) => terminalSafe(cell)),
+  );
   const head = ['ID', 'AGENT', 'STATUS', 'STEP', 'UPDATED', 'LABELS', 'GOAL'];
   const widths = head.slice(0, -1).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const used = widths.reduce((n, w) => n + w + 2, 0);

@@ -8,6 +8,7 @@ import { createLogger } from '../logger.js';
 import { followAgent } from '../follow.js';
 import { CliError, printJson } from '../output.js';
 import { formatLine, isTerminal, ProgressModel, type ProgressLine } from '../progress.js';
+import { terminalSafe } from '../terminal-safe.js';
 
 interface SubmitOptions extends GlobalOptions {
   agent?: string;
@@ -129,8 +130,8 @@ Examples:
         if (!opts.json) process.stdout.write(`${agentId}\n`);
         const record = await waitForEnd(conn, target.prefix, agentId, opts.timeout * 1000, opts.json ? undefined : (line) => process.stdout.write(`${line}\n`), logger);
         if (opts.json) printJson({ ok: record.status === 'done', agentId, status: record.status, output: record.output, error: record.error });
-        else if (record.status === 'done') process.stdout.write(`done: ${JSON.stringify(record.output)}\n`);
-        else process.stdout.write(`${record.status}: ${record.error?.message ?? ''}\n`);
+        else if (record.status === 'done') process.stdout.write(`done: ${terminalSafe(JSON.stringify(record.output) ?? '')}\n`);
+        else process.stdout.write(`${record.status}: ${terminalSafe(record.error?.message ?? '')}\n`);
         process.exitCode = record.status === 'done' ? ExitCode.Ok : ExitCode.Failed;
       } finally {
         await conn.close();
