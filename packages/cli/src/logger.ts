@@ -1,5 +1,5 @@
 import type { Logger } from '@errand/protocols';
-import { createServiceLogger } from '@errand/service';
+import { createServiceLogger, processRedactor } from '@errand/service';
 
 /**
  * The CLI's root logger: the services' logger (pretty on a terminal, JSON lines otherwise,
@@ -7,5 +7,5 @@ import { createServiceLogger } from '@errand/service';
  * parseable. Nothing is shipped to NATS: a command's own diagnostics stay with the person.
  */
 export function createLogger(level: string, service = 'cli'): Logger {
-  return createServiceLogger(service, level, { fd: 2, shipLevel: 'silent' }).logger;
+  return createServiceLogger(service, level, { fd: 2, shipLevel: 'silent', redactor: processRedactor(process.env) }).logger;
 }

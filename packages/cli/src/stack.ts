@@ -4,7 +4,7 @@ import { startMockLlm, type MockLlm, type MockScript } from '@errand/llm';
 import { connect, provision, startNatsServer, type NatsServer, type ProvisionReport } from '@errand/nats';
 import { notifierService } from '@errand/notifier';
 import { plannerService } from '@errand/planner';
-import { resourceSpecs, type Logger } from '@errand/protocols';
+import { resourceSpecs, type Logger, type Redactor } from '@errand/protocols';
 import { startService, type ServiceDefinition, type ServiceLogger, type StartedService } from '@errand/service';
 import { setupTracing, startMetricsServer, type MetricsServer } from '@errand/telemetry';
 import { toolRunnerService } from '@errand/tool-runner-service';
@@ -45,7 +45,7 @@ export interface StackOptions {
   /** Port of the one Prometheus endpoint for every service in this process (0: any free port). */
   metricsPort: number | undefined;
   logger: Logger;
-  serviceLogger?: (service: string, level: string) => ServiceLogger;
+  serviceLogger?: (service: string, level: string, redactor: Redactor) => ServiceLogger;
   /** Progress lines for a person. */
   say(line: string): void;
 }

@@ -13,6 +13,7 @@ import {
   type Message,
   type Principal,
   type ProgressEvent,
+  type Redactor,
   type Subjects,
 } from '@errand/protocols';
 import {
@@ -147,8 +148,8 @@ export interface ErrandClient {
    * the new agent's id; a host picks the fork up like any goal.
    */
   fork(agentId: string, options: ForkOptions & { registry: AgentRegistry; at: number; forkId?: string }): Promise<{ agentId: string }>;
-  /** A self-contained, redacted JSON-lines export of the agent (see @errand/replay `writeExport`). */
-  export(agentId: string, options?: { registry?: AgentRegistry }): Promise<string>;
+  /** A self-contained, redacted JSON-lines export of the agent (see @errand/replay `writeExport`); `redactor` adds the caller's own secrets. */
+  export(agentId: string, options?: { registry?: AgentRegistry; redactor?: Redactor }): Promise<string>;
   /** Two runs side by side from the step where they diverge (a fork's shared steps come from its origin). */
   diff(a: string, b: string): Promise<RunDiff>;
 }
@@ -268,7 +269,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       const r = await record(agentId);
       const machine = r?.machine ?? entries.at(-1)?.machine;
       const definition = machine ? options.registry?.find(machine.id, machine.version) : undefined;
-      return writeExport({ agentId, prefix, journal: entries, record: r, definition });
+      return writeExport({ agentId, prefix, journal: entries, record: r, definition, ...(options.redactor ? { redactor: options.redactor } : {}) });
     },
     async diff(a, b) {
       const [ja, jb] = await Promise.all([fullJournal(a), fullJournal(b)]);

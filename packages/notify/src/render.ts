@@ -1,4 +1,4 @@
-import { redactSecrets, type Message } from '@errand/protocols';
+import { patternRedactor, type Message, type Redactor } from '@errand/protocols';
 
 /** What every channel shows: plain, safe text and, for approvals, the decision buttons. */
 export interface Rendered {
@@ -12,21 +12,22 @@ export interface Rendered {
 const URL_PATTERN = /\b(?:https?|ftp):\/\/[^\s<>"')\]]+/gi;
 
 /**
- * Makes agent-produced text safe to send: secrets are replaced, and every URL is removed — an
- * injected link must not reach a person's chat, where a click or a preview fetch could leak data.
+ * Makes agent-produced text safe to send: secrets are replaced (the process's known secrets with
+ * `redactor`, the usual formats always), and every URL is removed — an injected link must not
+ * reach a person's chat, where a click or a preview fetch could leak data.
  */
-export function sanitize(text: string, maxChars = 1500): string {
-  let out = redactSecrets(text);
+export function sanitize(text: string, maxChars = 1500, redactor: Redactor = patternRedactor): string {
+  let out = redactor.redact(text);
   out = out.replace(URL_PATTERN, '[link removed]');
   return out.length > maxChars ? `${out.slice(0, maxChars)}…` : out;
 }
 
 /** The message for a notify command. The title and text come from the agent; both are sanitized. */
-export function render(command: Message<'notify.request'>, dashboardUrl: string | undefined): Rendered {
+export function render(command: Message<'notify.request'>, dashboardUrl: string | undefined, redactor: Redactor = patternRedactor): Rendered {
   const link = dashboardUrl ? `${dashboardUrl.replace(/\/$/, '')}/agents/${encodeURIComponent(command.agentId)}` : undefined;
   return {
-    title: sanitize(command.title, 200),
-    text: sanitize(command.text),
+    title: sanitize(command.title, 200, redactor),
+    text: sanitize(command.text, 1500, redactor),
     link,
     approval: command.approval ? { agentId: command.agentId, requestId: command.approval.requestId, argsHash: command.approval.argsHash } : undefined,
   };

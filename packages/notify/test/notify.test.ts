@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MESSAGE_VERSION, type Message } from '@errand/protocols';
+import { createRedactor, MESSAGE_VERSION, type Message } from '@errand/protocols';
 import {
   mayDecide,
   newCallbackId,
@@ -39,7 +39,10 @@ const command = (extra: Partial<Message<'notify.request'>> = {}): Message<'notif
 
 describe('what a notification says', () => {
   it('redacts secrets and removes every URL an agent wrote, keeping the dashboard link', () => {
-    expect(sanitize('token: abc123 and ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaa and http://x.io/a')).toBe('[redacted] and [redacted] and [link removed]');
+    expect(sanitize('token: abc123 and ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaa and http://x.io/a')).toBe('token: [redacted] and [redacted] and [link removed]');
+    // The process's own secrets, whatever they look like, with its redactor.
+    const redactor = createRedactor({ secrets: ['plain-secret-value-123456'] });
+    expect(render(command({ title: 'done', text: 'printenv: X=1 plain-secret-value-123456' }), undefined, redactor).text).toBe('printenv: X=1 [redacted]');
     const r = render(command(), 'https://errand.internal');
     expect(r.text).not.toMatch(/sk-|evil\.example/);
     expect(r.text).toContain('[redacted]');

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { messageSchemas, redactDeep, type AgentRecord, type AgentStatus } from '@errand/protocols';
+import { messageSchemas, patternRedactor, type AgentRecord, type AgentStatus, type Redactor } from '@errand/protocols';
 import type { AgentDefinition } from '@errand/runtime';
 import { canonical } from './canonical.js';
 import { ReplayError, ReplayErrorCode } from './errors.js';
@@ -51,7 +51,8 @@ export function definitionHash(def: Pick<AgentDefinition, 'id' | 'version' | 'ma
 /**
  * An export file: JSON lines — the header, every journal entry (each step once), then the stored
  * snapshot as a checkpoint. Every string in it (keys included) has API keys and other secrets
- * redacted, so the file can be shared.
+ * redacted — the usual formats always, the process's own secrets with `redactor` — so the file
+ * can be shared.
  */
 export function writeExport(input: {
   agentId: string;
@@ -60,6 +61,8 @@ export function writeExport(input: {
   record: Pick<AgentRecord, 'machine' | 'step' | 'status' | 'snapshot' | 'output' | 'error' | 'origin'> | undefined;
   definition: Pick<AgentDefinition, 'id' | 'version' | 'machine'> | undefined;
   now?: Date;
+  /** The secrets to remove beyond the usual formats (`@errand/service` `processRedactor`). */
+  redactor?: Redactor;
 }): string {
   const journal = orderJournal(input.journal);
   const last = journal.at(-1);
@@ -83,7 +86,8 @@ export function writeExport(input: {
     const checkpoint: ExportCheckpoint = { type: 'snapshot', step: r.step, status: r.status, snapshot: r.snapshot, ...(r.output !== undefined ? { output: r.output } : {}), ...(r.error ? { error: r.error } : {}) };
     lines.push(checkpoint);
   }
-  return `${lines.map((l) => JSON.stringify(redactDeep(canonical(l)))).join('\n')}\n`;
+  const redactor = input.redactor ?? patternRedactor;
+  return `${lines.map((l) => JSON.stringify(redactor.redactDeep(canonical(l)))).join('\n')}\n`;
 }
 
 /** Reads an export file. Throws {@link ReplayError} `ERR_BAD_EXPORT` naming the line that is wrong. */

@@ -13,6 +13,7 @@ import {
   type InboxMessage,
   type Logger,
   type NotifyRule,
+  type Redactor,
   type Subjects,
 } from '@errand/protocols';
 import { consumeMessages, ensureConsumer, openBucket, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
@@ -58,6 +59,8 @@ export interface HostOptions {
    * valid signature is dead-lettered. Usually the signer's own public key.
    */
   verifier: CommandVerifier | undefined;
+  /** Removes secrets from goals at intake (the process's known secrets and the usual formats). */
+  redactor?: Redactor;
 }
 
 export function defaultHostOptions(): Omit<HostOptions, 'conn' | 'registry'> {
@@ -151,6 +154,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
         logger,
         now: o.now,
         defaultNotify: o.defaultNotify,
+        ...(o.redactor ? { redactor: o.redactor } : {}),
       })
     : undefined;
   // Ready means reachable: the intake subscription must have reached the server.

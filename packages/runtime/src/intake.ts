@@ -8,10 +8,12 @@ import {
   Header,
   MAX_GOAL_DEPTH,
   MESSAGE_VERSION,
+  patternRedactor,
   silentLogger,
   type Logger,
   type Message,
   type NotifyRule,
+  type Redactor,
   type Subjects,
   type WireFormat,
 } from '@errand/protocols';
@@ -65,6 +67,8 @@ export interface IntakeOptions {
   /** Queue group shared by every host, so each request is answered once. */
   queue: string;
   now: () => number;
+  /** Removes secrets from the goal text and input before anything stores or plans with them; patterns only unless given. */
+  redactor?: Redactor;
 }
 
 /**
@@ -199,6 +203,10 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
         if (traceId !== undefined) return reply(msg, format, existingReply(agentId, traceId));
       }
       const { v: _v, kind: _k, agentId: _a, ...goal } = request;
+      // A secret pasted into a goal reaches neither the model nor the record, journal or events.
+      const redactor = o.redactor ?? patternRedactor;
+      goal.goal = redactor.redact(goal.goal);
+      if (goal.input !== undefined) goal.input = redactor.redactDeep(goal.input);
       goal.input = await withCatalogTools(goal.input, goal.tools);
       if (goal.notify === undefined && o.defaultNotify.length) goal.notify = o.defaultNotify;
       const message: Message<'goal'> = { v: MESSAGE_VERSION, kind: 'goal', agentId, ...goal, agent, at: o.now() };

@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
 import { connect, connectOptionsFromEnv, type ConnectOptions, type ErrandConnection, type NatsConnection } from '@errand/nats';
 import { setupTracing, startMetricsServer, type MetricsServer } from '@errand/telemetry';
-import { assertPrefix, createSubjects, DEFAULT_PREFIX, type Logger } from '@errand/protocols';
+import { assertPrefix, createRedactor, createSubjects, DEFAULT_PREFIX, patternRedactor, type Logger, type Redactor } from '@errand/protocols';
 
 import { readFileSync } from 'node:fs';
 import { createCommandSigner, createCommandVerifier, type CommandSigner, type CommandVerifier } from '@errand/protocols';
@@ -95,7 +95,53 @@ export function envVerifyKey(env: Env, service: string, options: { required?: bo
   }
 }
 
-const REDACT = ['apiKey', '*.apiKey', 'token', '*.token', '*.secret', '*.password', 'authorization', '*.authorization', 'headers.authorization', 'headers.cookie'];
+/** Environment variables whose values are secrets: `…_KEY`, `…_TOKEN`, `…_SECRET`, `…_PASSWORD`, `…_PASSWD`, `…_CREDENTIALS`, `…_NKEY`, `…_SEED`. */
+const SECRET_ENV = /(?:^|_)(?:API_?KEY|N?KEY|SEED|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS)$/i;
+/** …but not these: public keys, and settings that only name a file (whose contents the patterns find). */
+const NOT_SECRET_ENV = /(?:PUBLIC|VERIFY)_KEY$/i;
+
+/**
+ * The secret values a process knows from its environment, collected once at start: the values of
+ * variables named like secrets, the password of a `NATS_URL`, and the JWT and seed of the
+ * `NATS_CREDS` file when it can be read. Feed them to a {@link Redactor} (values under 8
+ * characters are not used by it).
+ */
+export function secretsFromEnv(env: Env): string[] {
+  const found: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (value && SECRET_ENV.test(name) && !NOT_SECRET_ENV.test(name)) found.push(value);
+  }
+  for (const url of (env.NATS_URL ?? '').split(',')) {
+    const password = /^[a-z]+:\/\/[^:@/]*:([^@/]+)@/i.exec(url.trim())?.[1];
+    if (password) found.push(password, decodeURIComponentSafe(password));
+  }
+  if (env.NATS_CREDS) {
+    try {
+      const creds = readFileSync(env.NATS_CREDS, 'utf8');
+      // The blocks of a .creds file: the user JWT and the NKey seed.
+      for (const m of creds.matchAll(/-{3,}BEGIN [A-Z ]+-{3,}\s*([A-Za-z0-9._=-]+)\s*-{3,}END/g)) found.push(m[1]!);
+    } catch {
+      // Unreadable here: connecting will say so; the patterns still find JWTs and seeds.
+    }
+  }
+  return found;
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/**
+ * The process's one {@link Redactor}: the secrets of `env` ({@link secretsFromEnv}) and `extra`
+ * (those a service's configuration names), plus the patterns for the usual secret formats.
+ */
+export function processRedactor(env: Env, extra: Iterable<string | undefined> = []): Redactor {
+  return createRedactor({ secrets: [...secretsFromEnv(env), ...extra] });
+}
 
 /**
  * Ships log lines to `<prefix>.logs.<service>` (the ERRAND_LOGS stream) without ever holding up
@@ -174,7 +220,15 @@ const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, w
 export function createServiceLogger(
   service: string,
   level: string,
-  options: { stdout?: boolean; pretty?: boolean; shipLevel?: string; /** 2: stderr instead of stdout. */ fd?: 1 | 2 } = {},
+  options: {
+    stdout?: boolean;
+    pretty?: boolean;
+    shipLevel?: string;
+    /** 2: stderr instead of stdout. */
+    fd?: 1 | 2;
+    /** Applied to every line, on the terminal and shipped alike; patterns only unless given. */
+    redactor?: Redactor;
+  } = {},
 ): ServiceLogger {
   const shipLevel = options.shipLevel ?? 'info';
   const shipper = new LogShipper();
@@ -185,7 +239,13 @@ export function createServiceLogger(
     streams.push({ level, stream: pretty ? pinoPretty({ destination: fd, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }) : pino.destination(fd) });
   }
   const lowest = streams.reduce((min, st) => ((LEVEL_VALUES[st.level] ?? 30) < (LEVEL_VALUES[min] ?? 30) ? st.level : min), streams[0]?.level ?? 'silent');
-  const logger = pino({ level: lowest, base: { service, pid: process.pid }, redact: { paths: REDACT, censor: '[redacted]' } }, pino.multistream(streams)) as unknown as Logger;
+  const redactor = options.redactor ?? patternRedactor;
+  // Redaction at the root, on the finished line: the message, every field, error stacks and
+  // bindings alike, before any destination (the terminal, NATS) sees it.
+  const logger = pino(
+    { level: lowest, base: { service, pid: process.pid }, hooks: { streamWrite: (line) => redactor.redactJsonLine(line) } },
+    pino.multistream(streams),
+  ) as unknown as Logger;
   return { logger, shipper };
 }
 
@@ -200,7 +260,10 @@ export interface ServiceDefinition<C> {
   parseConfig(env: Env): C;
   logLevel(config: C): string;
   connect(config: C): Partial<ConnectOptions>;
-  start(context: { config: C; conn: ErrandConnection; logger: Logger }): Promise<Running>;
+  /** Secrets the configuration holds beyond secret-named variables (a bot token inside a JSON setting). */
+  secrets?(config: C): Iterable<string | undefined>;
+  /** `redactor` knows every secret of the process: hand it to whatever emits text. */
+  start(context: { config: C; conn: ErrandConnection; logger: Logger; redactor: Redactor }): Promise<Running>;
 }
 
 /** A service started in this process. */
@@ -219,11 +282,12 @@ export interface StartedService extends Running {
 export async function startService<C>(
   definition: ServiceDefinition<C>,
   env: Env,
-  options: { logger?: (service: string, level: string) => ServiceLogger; connect?: Partial<ConnectOptions> } = {},
+  options: { logger?: (service: string, level: string, redactor: Redactor) => ServiceLogger; connect?: Partial<ConnectOptions> } = {},
 ): Promise<StartedService> {
   const config = definition.parseConfig(env);
   const service = definition.name.replace(/^errand-/, '');
-  const { logger, shipper } = (options.logger ?? createServiceLogger)(service, definition.logLevel(config));
+  const redactor = processRedactor(env, definition.secrets?.(config));
+  const { logger, shipper } = options.logger ? options.logger(service, definition.logLevel(config), redactor) : createServiceLogger(service, definition.logLevel(config), { redactor });
   const metricsPort = env.ERRAND_METRICS_PORT ? envInt(env, 'ERRAND_METRICS_PORT', 0, 0) : undefined;
   const tracing = setupTracing(definition.name, env);
   const conn = await connect({ ...definition.connect(config), ...options.connect, logger });
@@ -238,7 +302,7 @@ export async function startService<C>(
     await conn.close();
   };
   try {
-    running = await definition.start({ config, conn, logger });
+    running = await definition.start({ config, conn, logger, redactor });
     if (metricsPort !== undefined) {
       metricsServer = await startMetricsServer({ port: metricsPort });
       logger.info({ url: metricsServer.url }, `metrics at ${metricsServer.url}`);
@@ -265,7 +329,7 @@ export async function runService<C>(definition: ServiceDefinition<C>, env: Env =
       process.stderr.write(`${definition.name}: ${err.message}\n`);
       process.exit(2);
     }
-    createServiceLogger(definition.name.replace(/^errand-/, ''), 'error').logger.error(
+    createServiceLogger(definition.name.replace(/^errand-/, ''), 'error', { redactor: processRedactor(env) }).logger.error(
       { err, code: (err as { code?: string }).code },
       `${definition.name} failed to start: ${(err as Error).message}`,
     );

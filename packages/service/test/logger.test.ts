@@ -1,5 +1,8 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServiceLogger } from '@errand/service';
+import { createServiceLogger, processRedactor, secretsFromEnv } from '@errand/service';
 import { startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
 
 let srv: TestServer;
@@ -84,5 +87,53 @@ describe('the service logger ships its lines to NATS', () => {
     await writer.nc.flush();
     await inbox.done;
     expect(inbox.got.map((l) => l.msg)).toEqual(['3 log lines were not shipped (NATS was away or slow)', 'after']);
+  });
+});
+
+describe('secrets never reach a log line', () => {
+  it('the process redactor removes configured secret values and the usual formats from messages, fields and error stacks, on NATS too', async () => {
+    const subject = `${uniquePrefix()}.logs.tool-runner`;
+    const reader = await srv.connect();
+    const writer = await srv.connect();
+    const redactor = processRedactor({ OPENAI_API_KEY: 'plain-secret-value-123456', SHORT_TOKEN: 'abc', PATH: '/usr/bin' }, ['config-only-secret-99']);
+    const { logger, shipper } = createServiceLogger('tool-runner', 'error', { stdout: false, redactor });
+    const inbox = await collect(reader, subject, 3);
+    shipper.attach(writer.nc, subject);
+    logger.info({ output: 'OPENAI_API_KEY=plain-secret-value-123456\nPATH=/usr/bin', nested: { list: ['config-only-secret-99'] } }, 'read plain-secret-value-123456');
+    logger.error({ err: new Error('connect failed for nats://svc:pa55word-x@127.0.0.1 with config-only-secret-99') }, 'failed');
+    logger.info({ agentId: 'a-1' }, 'nothing secret here');
+    await writer.nc.flush();
+    await inbox.done;
+    const shipped = JSON.stringify(inbox.got);
+    for (const secret of ['plain-secret-value-123456', 'config-only-secret-99', 'pa55word-x']) expect(shipped).not.toContain(secret);
+    expect(inbox.got[0]).toMatchObject({ msg: 'read [redacted]', output: 'OPENAI_API_KEY=[redacted]\nPATH=/usr/bin', nested: { list: ['[redacted]'] } });
+    expect((inbox.got[1]!.err as { message: string }).message).toBe('connect failed for nats://svc:[redacted]@127.0.0.1 with [redacted]');
+    expect(inbox.got[2]).toMatchObject({ msg: 'nothing secret here', agentId: 'a-1' });
+  });
+
+  it('secretsFromEnv: secret-named variables, the NATS_URL password and the NATS_CREDS JWT and seed; not public keys', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'errand-creds-'));
+    const jwt = 'eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJzdWIiOiJVQUJDIn0.c2lnbmF0dXJlc2ln';
+    const seed = `SUA${'A'.repeat(55)}`;
+    const creds = join(dir, 'user.creds');
+    await writeFile(creds, `-----BEGIN NATS USER JWT-----\n${jwt}\n------END NATS USER JWT------\n\n*** IMPORTANT ***\n\n-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n`, { mode: 0o600 });
+    const found = secretsFromEnv({
+      OPENAI_API_KEY: 'k1-abcdefgh',
+      ERRAND_MCP_TOKEN: 't1-abcdefgh',
+      SLACK_SIGNING_SECRET: 's1-abcdefgh',
+      DB_PASSWORD: 'p1-abcdefgh',
+      GOOGLE_CREDENTIALS: 'c1-abcdefgh',
+      ERRAND_VERIFY_KEY: 'ed25519:public',
+      SOME_PUBLIC_KEY: 'public-abcdefgh',
+      HOME: '/root',
+      NATS_URL: 'nats://svc:u%40pass-99@127.0.0.1:4222',
+      NATS_CREDS: creds,
+    });
+    expect(found).toEqual(expect.arrayContaining(['k1-abcdefgh', 't1-abcdefgh', 's1-abcdefgh', 'p1-abcdefgh', 'c1-abcdefgh', 'u%40pass-99', 'u@pass-99', jwt, seed]));
+    expect(found).not.toContain('ed25519:public');
+    expect(found).not.toContain('public-abcdefgh');
+    expect(found).not.toContain('/root');
+    // An unreadable creds file is not an error here (connecting reports it).
+    expect(() => secretsFromEnv({ NATS_CREDS: join(dir, 'missing.creds') })).not.toThrow();
   });
 });

@@ -7,6 +7,7 @@ import {
   createSubjects,
   ErrandError,
   MESSAGE_VERSION,
+  patternRedactor,
   resourceNames,
   silentLogger,
   type CatalogRunner,
@@ -14,6 +15,7 @@ import {
   type CommandVerifier,
   type Logger,
   type Message,
+  type Redactor,
   type ToolPolicyName,
 } from '@errand/protocols';
 import { ToolError, type Tool } from '@errand/tools';
@@ -54,6 +56,11 @@ export interface ToolRunnerOptions {
   logger: Logger;
   /** Where each tool comes from, for the catalog (`mcp:<server>`); `builtin` otherwise. */
   sources?: Readonly<Record<string, string>>;
+  /**
+   * Removes secrets from every result and error before it is stored (object store, effects
+   * ledger) or sent, so the model, the record and the journal never see them. Patterns only unless given.
+   */
+  redactor: Redactor;
   /** Results larger than this (JSON characters) go to the object store; the model gets a preview. */
   maxInlineResult: number;
   previewChars: number;
@@ -104,6 +111,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
     logger: silentLogger,
     maxInlineResult: 64 * 1024,
     previewChars: 4000,
+    redactor: patternRedactor,
     ...options,
   };
   const { conn } = o;
@@ -115,7 +123,8 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
   const results = await openObjectStore(conn, names.objectStores.results);
 
   /** A result too large for a message is stored whole; the model gets its beginning and a reference. */
-  const fit = async (key: string, output: unknown): Promise<{ output: unknown; truncated?: boolean; ref?: string }> => {
+  const fit = async (key: string, raw: unknown): Promise<{ output: unknown; truncated?: boolean; ref?: string }> => {
+    const output = o.redactor.redactDeep(raw);
     const text = typeof output === 'string' ? output : JSON.stringify(output ?? null);
     if (text.length <= o.maxInlineResult) return { output };
     const name = effectKey(key);
@@ -176,7 +185,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
           tool: cmd.tool,
           attempt: cmd.attempt,
           durationMs: Date.now() - started,
-          ...('error' in outcome ? { error: outcome.error } : { result: outcome }),
+          ...('error' in outcome ? { error: o.redactor.redactDeep(outcome.error) } : { result: outcome }),
           at: Date.now(),
         });
         if (!current) return result({ error: { code: 'ERR_TOOL_UNAVAILABLE', message: `${name} is no longer served by this runner`, retryable: true } });

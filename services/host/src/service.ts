@@ -34,7 +34,7 @@ export const hostService: ServiceDefinition<HostConfig> = {
   parseConfig,
   logLevel: (c) => c.logLevel,
   connect: (c) => c.connect,
-  start: async ({ config, conn, logger }) =>
+  start: async ({ config, conn, logger, redactor }) =>
     startHost({
       conn,
       registry: createRegistry(await loadAgents(config.agentModules), { defaultAgent: config.defaultAgent }),
@@ -49,6 +49,7 @@ export const hostService: ServiceDefinition<HostConfig> = {
       gcIntervalMs: config.gcIntervalMs,
       retryBaseMs: config.retryBaseMs,
       crash: crashHook(config.crashAt),
+      redactor,
       signer: config.signer,
       verifier: config.verifier,
     }),

@@ -33,7 +33,12 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
   parseConfig,
   logLevel: (c) => c.logLevel,
   connect: (c) => c.connect,
-  start: async ({ config, conn, logger }) => {
+  // Channel credentials live in ERRAND_NOTIFY_CHANNELS (JSON), whose name does not say secret.
+  secrets: (c) =>
+    Object.values(c.channels).flatMap((ch) =>
+      ch.type === 'slack' ? [ch.token, ch.signingSecret] : ch.type === 'telegram' ? [ch.token, ch.secretToken] : ch.type === 'webhook' ? [ch.secret] : [],
+    ),
+  start: async ({ config, conn, logger, redactor }) => {
     const subjects = createSubjects(config.prefix);
     const effects = await openBucket(conn, resourceNames(config.prefix).buckets.effects);
     // One consumer per channel: a channel that keeps failing does not hold up the others.
@@ -52,7 +57,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
           logger,
           verify: config.verify,
           execute: async (command, { signal, log }) => {
-            const message = render(command, config.dashboardUrl);
+            const message = render(command, config.dashboardUrl, redactor);
             // A mark before sending: a notifier that died after sending but before recording it must
             // not send again. A webhook is the exception: its Idempotency-Key lets the receiver drop a repeat.
             try {

@@ -1,5 +1,5 @@
 import { LlmError, LlmErrorCode, type ChatModel } from '@errand/llm';
-import { MESSAGE_VERSION, type Message, type Subjects } from '@errand/protocols';
+import { MESSAGE_VERSION, patternRedactor, type Message, type Redactor, type Subjects } from '@errand/protocols';
 import type { NatsConnection } from '@errand/nats';
 import type { SpendLedger } from './spend.js';
 
@@ -38,6 +38,11 @@ export interface PlannerOptions {
   nc: NatsConnection;
   subjects: Subjects;
   rateLimit: (model: string, signal: AbortSignal) => Promise<void>;
+  /**
+   * Removes secrets from what the model says (its text, tool-call arguments, streamed chunks) and
+   * from errors, before the agent, the journal or a watcher sees them; patterns only unless given.
+   */
+  redactor?: Redactor;
 }
 
 /**
@@ -47,6 +52,7 @@ export interface PlannerOptions {
  */
 export function createPlanExecutor(o: PlannerOptions) {
   const encoder = new TextEncoder();
+  const redactor = o.redactor ?? patternRedactor;
   return async (command: Message<'plan.request'>, { signal }: { signal: AbortSignal }): Promise<Message<'plan.result'> | undefined> => {
     const model = command.model ?? o.defaultModel;
     const base = { v: MESSAGE_VERSION, kind: 'plan.result', agentId: command.agentId, key: command.key, ...(command.ref !== undefined ? { ref: command.ref } : {}) } as const;
@@ -67,14 +73,15 @@ export function createPlanExecutor(o: PlannerOptions) {
       const stream = o.subjects.agentStream(command.agentId);
       const completion = await o.model.complete(
         { model, messages: command.messages, tools: command.tools, temperature: command.temperature, maxOutputTokens: command.maxOutputTokens },
-        { signal, onToken: (text) => o.nc.publish(stream, encoder.encode(text)) },
+        // Chunk by chunk: a secret split across two chunks can pass the stream (ephemeral, never stored); the result below is whole.
+        { signal, onToken: (text) => o.nc.publish(stream, encoder.encode(redactor.redact(text))) },
       );
       await o.spend?.charge(command.labels, completion.usage.costUsd ?? 0);
-      return { ...base, result: { message: completion.message, finishReason: completion.finishReason }, usage: completion.usage, at: Date.now() };
+      return { ...base, result: { message: redactor.redactDeep(completion.message), finishReason: completion.finishReason }, usage: completion.usage, at: Date.now() };
     } catch (err) {
       if (signal.aborted) return undefined;
       const error = err instanceof LlmError ? err : new LlmError(LlmErrorCode.Connection, (err as Error).message, { retryable: true, cause: err });
-      return { ...base, error: error.toErrorInfo(), at: Date.now() };
+      return { ...base, error: redactor.redactDeep(error.toErrorInfo()), at: Date.now() };
     }
   };
 }

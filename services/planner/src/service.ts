@@ -13,7 +13,8 @@ export const plannerService: ServiceDefinition<PlannerConfig> = {
   parseConfig,
   logLevel: (c) => c.logLevel,
   connect: (c) => c.connect,
-  start: async ({ config, conn, logger }) => {
+  secrets: (c) => [c.apiKey],
+  start: async ({ config, conn, logger, redactor }) => {
     const subjects = createSubjects(config.prefix);
     const spend = Object.keys(config.dailyCaps).length
       ? new SpendLedger(await openBucket(conn, resourceNames(config.prefix).buckets.effects), config.dailyCaps)
@@ -28,7 +29,7 @@ export const plannerService: ServiceDefinition<PlannerConfig> = {
       concurrency: config.concurrency,
       logger,
       verify: config.verify,
-      execute: createPlanExecutor({ model, spend, defaultModel: config.model, nc: conn.nc, subjects, rateLimit: createRateLimiter(config.requestsPerMinute) }),
+      execute: createPlanExecutor({ model, spend, defaultModel: config.model, nc: conn.nc, subjects, rateLimit: createRateLimiter(config.requestsPerMinute), redactor }),
     });
     logger.info({ baseURL: config.baseURL ?? 'https://api.openai.com/v1', model: config.model }, 'planner ready');
     return worker;

@@ -11,7 +11,7 @@ export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
   parseConfig,
   logLevel: (c) => c.logLevel,
   connect: (c) => c.connect,
-  start: async ({ config, conn, logger }) => {
+  start: async ({ config, conn, logger, redactor }) => {
     await mkdir(config.workspace, { recursive: true });
     const shell: ShellOptions = {
       allowCommands: config.shellAllow,
@@ -52,6 +52,7 @@ export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
       ackWaitMs: config.ackWaitMs,
       logger,
       verify: config.verify,
+      redactor,
       ...(config.runnerId ? { runnerId: config.runnerId } : {}),
     });
     for (const m of mcp) m.onChange(() => void runner.update(all(), sources()).catch((err: unknown) => logger.error({ err, server: m.server }, 'could not serve the changed tool list')));

@@ -78,7 +78,7 @@ Examples:
         serviceLogLevel: level,
         metricsPort: undefined,
         logger: createLogger(level, 'demo'),
-        serviceLogger: (service, l) => createServiceLogger(service, l, { stdout: !opts.json }),
+        serviceLogger: (service, l, redactor) => createServiceLogger(service, l, { stdout: !opts.json, redactor }),
         say: (line) => say(`  ${line}`),
       });
       const conn = await connect({ servers: stack.url, name: 'errand-demo', logger: createLogger(level, 'demo') });

@@ -14,6 +14,7 @@ import {
   type Verification,
 } from '@errand/replay';
 import { createRegistry, machineEventOf, type AgentRegistry } from '@errand/runtime';
+import { processRedactor } from '@errand/service';
 import type { GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { CliError, printJson } from '../output.js';
@@ -172,7 +173,8 @@ Examples:
     .addHelpText('after', '\nExamples:\n  $ errand export a-mwv4snjw-a370a48e -o run.jsonl\n  $ errand replay --file run.jsonl --verify')
     .action((agentId: string, o: { output?: string }, cmd: Command) =>
       withClient(cmd, async (client, opts) => {
-        const text = await client.export(agentId, { registry: await loadRegistry() });
+        // The secrets this environment knows (OPENAI_API_KEY…) are removed as well as the usual formats.
+        const text = await client.export(agentId, { registry: await loadRegistry(), redactor: processRedactor(process.env) });
         const steps = readExport(text).journal.length;
         if (o.output) {
           await writeFile(o.output, text);

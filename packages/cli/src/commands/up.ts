@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { parseMockScript, type MockScript } from '@errand/llm';
 import { defaultDataDir } from '@errand/nats';
 import { createServiceLogger } from '@errand/service';
-import { DEFAULT_PREFIX } from '@errand/protocols';
+import { DEFAULT_PREFIX, type Redactor } from '@errand/protocols';
 import { explicitServer, removeUpState, writeUpState, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { createLogger } from '../logger.js';
@@ -79,7 +79,7 @@ Examples:
         serviceLogLevel: opts.logLevel ?? 'info',
         metricsPort: opts.metricsPort,
         // With --json, stdout carries only the JSON report: the services log to stderr.
-        ...(opts.json ? { serviceLogger: (service: string, level: string) => createServiceLogger(service, level, { fd: 2 }) } : {}),
+        ...(opts.json ? { serviceLogger: (service: string, level: string, redactor: Redactor) => createServiceLogger(service, level, { fd: 2, redactor }) } : {}),
         logger,
         say,
       });
