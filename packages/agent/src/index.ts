@@ -6,8 +6,9 @@ export { agentMachine, backoffDelay, compact, defaultAgentSettings, type AgentCo
 export { DEFAULT_SYSTEM_PROMPT } from './prompts.js';
 
 /**
- * The built-in LLM agent, `assistant`. Goal input it reads: `system` (prompt), `toolDefinitions`
- * (the tools it may call, as OpenAI function definitions), `notify` (rules), `settings` (see
+ * The built-in LLM agent, `assistant`. Goal input it reads: `system` (prompt), `toolDefinitions`,
+ * `toolPolicies`, `toolTimeouts`, `toolAskIfArgs` (the tools it may call and how; intake sets them
+ * from the tool catalog, never from the submitter), `notify` (rules), `settings` (see
  * `AgentSettings`); budget, model and allowed tool names come from the goal itself.
  */
 export const assistant = defineAgent({
