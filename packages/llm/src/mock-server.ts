@@ -96,7 +96,8 @@ export async function startMockLlm(script: MockScript, options: Partial<MockLlmO
     const raw = await readBody(req, options.maxBodyBytes ?? MOCK_LLM_MAX_BODY_BYTES);
     if (raw === undefined) {
       const limit = options.maxBodyBytes ?? MOCK_LLM_MAX_BODY_BYTES;
-      return json(res, 413, { error: { message: `request body is larger than ${limit} bytes`, type: 'invalid_request_error', code: 'request_too_large' } }, { connection: 'close' });
+      discardRest(req);
+      return json(res, 413, { error: { message: `request body is larger than ${limit} bytes`, type: 'invalid_request_error', code: 'request_too_large' } });
     }
     let body: MockRequest;
     try {
@@ -215,7 +216,17 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(JSON.stringify(body));
 }
 
-/** The body, or undefined once it passes `limit` (a larger Content-Length is not read at all). */
+/** Drops the rest of a refused body as it arrives, so the client reads the 413 rather than a reset; cut off after 5 s. */
+function discardRest(req: IncomingMessage): void {
+  if (req.complete) return;
+  const timer = setTimeout(() => req.destroy(), 5000);
+  timer.unref();
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
+}
+
+/** The body, or undefined once it passes `limit` (a larger Content-Length is not kept at all). */
 function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);

@@ -213,7 +213,7 @@ export async function startCallbackServer(o: {
     } catch (err) {
       if (err instanceof BodyTooLargeError) {
         log.warn({ channel: name, limit: err.limit }, 'callback refused: body too large');
-        return tooLarge(res, err);
+        return tooLarge(req, res, err);
       }
       log.error({ err }, 'callback failed');
       if (!res.headersSent) res.writeHead(500).end();

@@ -11,8 +11,8 @@ export class BodyTooLargeError extends Error {
 
 /**
  * Reads a request body of at most `limit` bytes. A larger declared Content-Length is refused before
- * a byte is read; a body that grows past the limit (chunked) is refused as soon as it does, and
- * the rest is left unread (Node discards it once the response is sent). Throws BodyTooLargeError.
+ * a byte is kept; a body that grows past the limit (chunked) is refused as soon as it does. The
+ * caller answers with {@link tooLarge}, which drops the rest. Throws BodyTooLargeError.
  */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -41,8 +41,26 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-/** Answers 413 and closes the connection, so the unread rest of the body is not waited for. */
-export function tooLarge(res: ServerResponse, err: BodyTooLargeError): void {
+/** How long the unread rest of a refused body may keep arriving (discarded) before the connection is cut. */
+export const DISCARD_GRACE_MS = 5000;
+
+/**
+ * Answers 413. The rest of the body is discarded as it arrives, never kept: closing the socket
+ * at once would reset it under a client still sending, which then sees a broken pipe instead of
+ * the 413. A sender that keeps going past DISCARD_GRACE_MS is cut off.
+ */
+export function tooLarge(req: IncomingMessage, res: ServerResponse, err: BodyTooLargeError): void {
   if (res.headersSent) return void res.destroy();
-  res.writeHead(413, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify({ error: `${err.message}: send less`, code: err.code }));
+  discardRest(req);
+  res.writeHead(413, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `${err.message}: send less`, code: err.code }));
+}
+
+/** Reads and drops what is left of a request body, for at most DISCARD_GRACE_MS. */
+export function discardRest(req: IncomingMessage): void {
+  if (req.complete) return;
+  const timer = setTimeout(() => req.destroy(), DISCARD_GRACE_MS);
+  timer.unref();
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
 }

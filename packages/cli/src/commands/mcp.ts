@@ -22,8 +22,21 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 export const MAX_MCP_BODY_BYTES = 1024 * 1024;
 
 /**
+ * Drops what is left of a refused body as it arrives (closing at once would reset a client still
+ * sending, which then sees a broken pipe instead of the 413); a sender still going after 5 s is cut off.
+ */
+function discardRest(req: IncomingMessage): void {
+  if (req.complete) return;
+  const timer = setTimeout(() => req.destroy(), 5000);
+  timer.unref();
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
+}
+
+/**
  * The body, or undefined once it is larger than `limit`: a larger Content-Length is refused
- * before a byte is read, and a chunked body as soon as it passes the limit (the rest is dropped).
+ * before a byte is kept, and a chunked body as soon as it passes the limit (then `discardRest`).
  */
 function readLimitedBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
@@ -130,10 +143,8 @@ Examples:
           return void res.destroy();
         }
         if (raw === undefined) {
-          // Connection: close — the rest of an oversized body is not waited for.
-          return void res
-            .writeHead(413, { 'content-type': 'application/json', connection: 'close' })
-            .end(JSON.stringify({ error: `the request body is larger than ${MAX_MCP_BODY_BYTES} bytes: send less` }));
+          discardRest(req);
+          return void res.writeHead(413, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `the request body is larger than ${MAX_MCP_BODY_BYTES} bytes: send less` }));
         }
         let body: unknown;
         try {
