@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMessage, MESSAGE_VERSION, type Message } from '@errand/protocols';
-import { createDeployment, startTestServer, type TestServer } from '@errand/testing';
+import { headers } from '@errand/nats';
+import { encodeMessage, Header, MESSAGE_VERSION, type Message } from '@errand/protocols';
+import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 import { startRecordingApi, type RecordingApi } from './recording-api.js';
 
 let srv: TestServer;
@@ -25,6 +26,14 @@ afterAll(async () => {
 /** The bodies that were delivered (answered 200). */
 const received = () => api.requests.filter((r) => r.status === 200).map((r) => r.body);
 
+/** Publishes a notify command signed with the deployment's key, as a host would (workers refuse unsigned ones). */
+async function publishNotice(d: Deployment, message: Message<'notify.request'>, msgID?: string): Promise<void> {
+  const data = encodeMessage(message).data;
+  const h = headers();
+  h.set(Header.Signature, d.keys.signer.sign(data));
+  await d.conn.js.publish(d.subjects.workNotify(message.channel), data, { headers: h, ...(msgID ? { msgID } : {}) });
+}
+
 const notice = (key: string, text: string): Message<'notify.request'> => ({
   v: MESSAGE_VERSION, kind: 'notify.request', key, agentId: 'a-9', step: 1, at: Date.now(), channel: 'ops', topic: 'done', title: 'Done', text,
 });
@@ -34,7 +43,7 @@ describe('delivery', () => {
     const d = await createDeployment(srv, { env: { ERRAND_NOTIFY_CHANNELS: JSON.stringify({ ops: { type: 'slack', token: 'x', channel: 'C1', apiBase: `${apiBase}/slack` } }) } });
     try {
       const doomed = await d.start('notifier', { ERRAND_CRASH_AT: 'notifier.after-send', ERRAND_NOTIFY_ACK_WAIT_MS: '1000' });
-      await d.conn.js.publish(d.subjects.workNotify('ops'), encodeMessage(notice('a-9:1:0', 'only once please')).data);
+      await publishNotice(d, notice('a-9:1:0', 'only once please'));
       expect((await doomed.exited).signal).toBe('SIGKILL');
       const next = await d.start('notifier', { ERRAND_NOTIFY_ACK_WAIT_MS: '1000' });
       await next.waitForLine(/may already have been sent is delivered again: not sending it twice/);
@@ -49,7 +58,7 @@ describe('delivery', () => {
     try {
       const n = await d.start('notifier');
       failNext = 2;
-      await d.conn.js.publish(d.subjects.workNotify('ops'), encodeMessage(notice('a-9:2:0', 'after two failures')).data);
+      await publishNotice(d, notice('a-9:2:0', 'after two failures'));
       await n.waitForLine(/"key":"a-9:2:0".*"msg":"command done"/);
       expect(received().filter((r) => r.includes('after two failures'))).toHaveLength(1);
     } finally {
@@ -61,10 +70,10 @@ describe('delivery', () => {
     const d = await createDeployment(srv, { env: { ERRAND_NOTIFY_CHANNELS: JSON.stringify({ ops: { type: 'slack', token: 'x', channel: 'C1', apiBase: `${apiBase}/slack` } }) } });
     try {
       const n = await d.start('notifier');
-      const data = encodeMessage(notice('a-9:3:0', 'said once')).data;
-      await d.conn.js.publish(d.subjects.workNotify('ops'), data, { msgID: 'first-publish' });
+      const said = notice('a-9:3:0', 'said once');
+      await publishNotice(d, said, 'first-publish');
       await n.waitForLine(/"key":"a-9:3:0".*"msg":"command done"/);
-      await d.conn.js.publish(d.subjects.workNotify('ops'), data, { msgID: 'republished-later' });
+      await publishNotice(d, said, 'republished-later');
       await n.waitForLine(/"key":"a-9:3:0".*"msg":"repeat of a completed command: answered from the effects bucket"/);
       expect(received().filter((r) => r.includes('said once'))).toHaveLength(1);
     } finally {
