@@ -57,13 +57,13 @@ beforeAll(async () => {
   });
   d = await createDeployment(srv, { env: { OPENAI_BASE_URL: mock.url, OPENAI_API_KEY: VALUE_SECRET, ERRAND_MODEL: 'mock-1' } });
   const reader = await srv.connect();
-  const sub = reader.nc.subscribe(`${d.prefix}.logs.>`, {
+  // Every shipped log line, live (the connection closes with the server).
+  reader.nc.subscribe(`${d.prefix}.logs.>`, {
     callback: (_err, msg) => {
       if (msg) logLines.push(msg.string());
     },
   });
   await reader.nc.flush();
-  void sub;
   await Promise.all([d.start('host'), d.start('planner'), d.start('tool-runner')]);
 });
 afterAll(async () => {
