@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { ClientError, createClient } from '@errand/client';
 import { decodeRecord, Header, resourceNames } from '@errand/protocols';
-import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { createDeployment, runProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+
+const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
 
 /**
  * The submit edge: duplicate ids, deep and huge goals. The server allows 4 MiB payloads so that a
@@ -123,5 +127,22 @@ describe('deep and huge goals', () => {
     }
     expect(found.map((l) => l.code)).toEqual(['ERR_INVALID']);
     expect(await d.record('deep-inbox')).toBeUndefined();
+  });
+
+  it('the SDK and the CLI refuse a deep or huge goal before sending it, saying what is wrong', async () => {
+    const client = await createClient(d.conn, d.prefix);
+    let deep: unknown = 1;
+    for (let i = 0; i < 2000; i++) deep = { a: deep };
+    const deepErr = await client.submit('deep', { agent: 'sleeper', input: { deep } }).catch((e: unknown) => e);
+    expect(deepErr).toBeInstanceOf(ClientError);
+    expect(deepErr).toMatchObject({ reason: 'ERR_INVALID', message: expect.stringMatching(/nests deeper than 48/) });
+    const hugeErr = await client.submit('x'.repeat(2 * 1024 * 1024), { agent: 'sleeper' }).catch((e: unknown) => e);
+    expect(hugeErr).toMatchObject({ reason: 'ERR_TOO_LARGE', message: expect.stringMatching(/the limit is 1048576/) });
+
+    const r = await runProcess(process.execPath, [cli, 'submit', 'deep', '--agent', 'sleeper', '--input', `{"a":${'['.repeat(2000)}${']'.repeat(2000)}}`], {
+      env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/nests deeper than 48 levels/);
   });
 });

@@ -1,14 +1,17 @@
 import { headers, openBucket, type ErrandConnection, type KV } from '@errand/nats';
 import { newTraceparent, TRACEPARENT, traceIdOf } from '@errand/telemetry';
 import {
+  CodecError,
   createSubjects,
   decodeMessage,
   decodeRecord,
   encodeMessage,
   ErrandError,
   Header,
+  MAX_GOAL_DEPTH,
   MESSAGE_VERSION,
   resourceNames,
+  valueNestsDeeper,
   type AgentRecord,
   type Message,
   type Principal,
@@ -277,12 +280,23 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
     },
     async submit(goal, options = {}, trace = {}) {
       const request: Message<'submit.request'> = { v: MESSAGE_VERSION, kind: 'submit.request', goal, ...options };
+      // The host would refuse it; say so before encoding walks it.
+      if (valueNestsDeeper(request, MAX_GOAL_DEPTH)) {
+        throw new ClientError(ClientErrorCode.Refused, `the goal nests deeper than ${MAX_GOAL_DEPTH} levels of objects and arrays; flatten its input`, options.agentId, 'ERR_INVALID');
+      }
       const traceparent = trace.traceparent ?? newTraceparent();
       const h = headers();
       h.set(TRACEPARENT, traceparent);
+      let data: Uint8Array;
+      try {
+        data = encodeMessage(request).data;
+      } catch (err) {
+        if (!(err instanceof CodecError)) throw err;
+        throw new ClientError(ClientErrorCode.Refused, `the goal cannot be sent: ${err.message}`, options.agentId, err.code);
+      }
       let reply;
       try {
-        reply = await conn.nc.request(subjects.submit(), encodeMessage(request).data, { timeout: 10_000, headers: h });
+        reply = await conn.nc.request(subjects.submit(), data, { timeout: 10_000, headers: h });
       } catch (err) {
         throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}); start one with \`errand up\` or the host service`);
       }
