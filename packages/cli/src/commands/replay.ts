@@ -19,6 +19,7 @@ import type { GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { CliError, printJson } from '../output.js';
 import { cliErrorOf, withClient } from '../with-client.js';
+import { terminalSafe } from '../terminal-safe.js';
 
 /** The agent definitions replay folds through: the host's default modules, or ERRAND_AGENT_MODULES. */
 async function loadRegistry(): Promise<AgentRegistry> {
@@ -155,8 +156,9 @@ Examples:
       if (opts.verify && opts.step === undefined && !stored) throw new CliError(ExitCode.NotFound, `there is no stored snapshot of ${result.agentId} to verify against (was its record removed?)`);
       if (opts.json) printJson(replayJson(result, verification, opts.step !== undefined));
       else {
-        process.stdout.write(replayText(result, opts.step !== undefined));
-        if (verification) process.stdout.write(verificationText(verification, result.agentId));
+        // Replayed events and states carry agents' text: shown, never obeyed by the terminal.
+        process.stdout.write(terminalSafe(replayText(result, opts.step !== undefined), { multiline: true }));
+        if (verification) process.stdout.write(terminalSafe(verificationText(verification, result.agentId), { multiline: true }));
       }
       if (verification && !verification.ok) {
         // The details are printed above; the exit status and this line are for scripts.
@@ -231,7 +233,7 @@ Examples:
       withClient(cmd, async (client, opts) => {
         const d = await client.diff(a, b);
         if (opts.json) printJson({ ok: true, ...d });
-        else process.stdout.write(diffText(d));
+        else process.stdout.write(terminalSafe(diffText(d), { multiline: true }));
       }),
     );
 }
