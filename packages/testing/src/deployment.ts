@@ -22,7 +22,8 @@ import {
   type ToolDefinition,
   type ToolPolicyName,
 } from '@errand/protocols';
-import { createCommandSigner, generateCommandKeys, type CommandSigner } from '@errand/protocols';
+import { createCommandSigner, generateCommandKeys, Header, type CommandSigner, type MessageInput } from '@errand/protocols';
+import { headers as natsHeaders, type MsgHdrs } from '@errand/nats';
 import { startProcess, type TestProcess } from './process.js';
 import { uniquePrefix, type TestServer } from './servers.js';
 
@@ -52,6 +53,8 @@ export interface Deployment {
    * `signer` and the public key the same way.
    */
   readonly keys: { readonly signingKeyFile: string; readonly publicKey: string; readonly signer: CommandSigner };
+  /** A work command encoded and signed with the deployment's key, as a host publishes it (workers refuse unsigned ones). */
+  signed(message: MessageInput<'plan.request' | 'tool.request' | 'notify.request' | 'timer.request'>): { data: Uint8Array; headers: MsgHdrs };
   /** Starts a service process and waits until it is ready. */
   start(service: ServiceName, env?: Record<string, string>): Promise<TestProcess>;
   /** Starts a service process without waiting (for one that should crash). */
@@ -126,6 +129,12 @@ export async function createDeployment(
     agents,
     workspace,
     keys,
+    signed(message) {
+      const data = encodeMessage(message).data;
+      const h = natsHeaders();
+      h.set(Header.Signature, keys.signer.sign(data));
+      return { data, headers: h };
+    },
     spawn,
     async start(service, env = {}) {
       const p = spawn(service, env);

@@ -35,7 +35,9 @@ const request: Message<'plan.request'> = {
 describe('the planner service', () => {
   it('answers a plan command with the model, and a repeat of its key from the effects bucket without calling again', async () => {
     const names = resourceNames(d.prefix);
-    await d.conn.js.publish(d.subjects.workPlan(), encodeMessage(request).data, { msgID: 'first' });
+    // Commands are signed as a host signs them: the planner verifies (ERRAND_VERIFY_KEY).
+    const first = d.signed(request);
+    await d.conn.js.publish(d.subjects.workPlan(), first.data, { msgID: 'first', headers: first.headers });
     // No host runs here: the test reads the agent's inbox (a work queue) with its own consumer.
     const jsm = await d.conn.jsm();
     await jsm.consumers.add(names.streams.inbox, { durable_name: 'test-reader', ack_policy: AckPolicy.Explicit, filter_subject: d.subjects.agentIn('agent-7', 'plan') });
@@ -46,7 +48,8 @@ describe('the planner service', () => {
     expect(answer!.headers?.get(Header.MsgId)).toBe('result:agent-7:3:0');
 
     // The same command again (a re-published outbox after the duplicate window): no second model call.
-    await d.conn.js.publish(d.subjects.workPlan(), encodeMessage(request).data, { msgID: 'second' });
+    const again = d.signed(request);
+    await d.conn.js.publish(d.subjects.workPlan(), again.data, { msgID: 'second', headers: again.headers });
     await planner.waitForLine(/repeat of a completed command: answered from the effects bucket/);
     expect(mock.requests).toHaveLength(1);
     expect(mock.failures).toEqual([]);
@@ -59,6 +62,18 @@ describe('the planner service', () => {
     const dead = await dlq.next({ expires: 10_000 });
     expect(dead?.headers?.get(Header.DeadLetterCode)).toBe('ERR_INVALID');
     expect(dead?.headers?.get(Header.DeadLetterReason)).toMatch(/messages/);
+  });
+
+  it('refuses a plan command no host signed: dead-lettered, no model call', async () => {
+    const calls = mock.requests.length;
+    await d.conn.js.publish(d.subjects.workPlan(), encodeMessage({ ...request, key: 'agent-7:5:0' }).data);
+    const dlq = await d.conn.js.consumers.get(resourceNames(d.prefix).streams.dlq, { filter_subjects: d.subjects.dlq('planner') });
+    let dead = await dlq.next({ expires: 10_000 });
+    // The previous test's entry comes first on this subject.
+    if (dead?.headers?.get(Header.DeadLetterCode) === 'ERR_INVALID') dead = await dlq.next({ expires: 10_000 });
+    expect(dead?.headers?.get(Header.DeadLetterCode)).toBe('ERR_BAD_SIGNATURE');
+    expect(dead?.headers?.get(Header.DeadLetterReason)).toMatch(/no signature/);
+    expect(mock.requests).toHaveLength(calls);
   });
 });
 
@@ -86,7 +101,8 @@ describe('daily cost caps per label', () => {
       await jsm.consumers.add(names.streams.inbox, { durable_name: 'reader', ack_policy: AckPolicy.Explicit, filter_subject: cd.subjects.agentInAll('agent-8') });
       const inbox = await cd.conn.js.consumers.get(names.streams.inbox, 'reader');
       const ask = async (n: number, extra: Partial<Message<'plan.request'>> = {}) => {
-        await cd.conn.js.publish(cd.subjects.workPlan(), encodeMessage({ ...request, agentId: 'agent-8', key: `agent-8:${n}:0`, labels: { team: 'research' }, ...extra }).data);
+        const { data, headers } = cd.signed({ ...request, agentId: 'agent-8', key: `agent-8:${n}:0`, labels: { team: 'research' }, ...extra });
+        await cd.conn.js.publish(cd.subjects.workPlan(), data, { headers });
         const m = await inbox.next({ expires: 10_000 });
         m!.ack();
         return decodeMessage(m!.data, { expect: 'plan.result' });
