@@ -25,6 +25,8 @@ import { newAgentId } from './ids.js';
 
 /** How stale the tool catalog intake hands to goals may be (runners heartbeat every 5 s). */
 const CATALOG_MAX_AGE_MS = 2000;
+/** How stale it may be when a goal names a tool it lacks. */
+const CATALOG_MISS_MAX_AGE_MS = 250;
 
 /**
  * Goal input that says what tools may do. Only the catalog sets these: a submitter's values are
@@ -84,9 +86,9 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
   // The catalog changes at heartbeat pace (seconds); reading every key of it for each submit would
   // put a scan of the bucket on the intake path. Read it at most every CATALOG_MAX_AGE_MS.
   let catalog: { at: number; tools: LiveTool[] } | undefined;
-  const liveCatalog = async (kv: KV): Promise<LiveTool[]> => {
+  const liveCatalog = async (kv: KV, maxAgeMs = CATALOG_MAX_AGE_MS): Promise<LiveTool[]> => {
     const now = o.now();
-    if (!catalog || now - catalog.at > CATALOG_MAX_AGE_MS) catalog = { at: now, tools: await readCatalog(kv, now) };
+    if (!catalog || now - catalog.at > maxAgeMs) catalog = { at: now, tools: await readCatalog(kv, now) };
     return catalog.tools;
   };
 
@@ -174,7 +176,7 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
         `this host has no tool catalog to check ${brought.map((k) => `input.${k}`).join(', ')} against, and tools and their policies come only from the catalog: leave them out, or submit to a host that reads the catalog`,
       );
     }
-    const { toolDefinitions: _d, toolPolicies, toolTimeouts: _t, toolAskIfArgs: _a, ...rest } = input ?? {};
+    const { toolDefinitions, toolPolicies, toolTimeouts: _t, toolAskIfArgs: _a, ...rest } = input ?? {};
     const stricter: Record<string, 'ask' | 'deny'> = {};
     if (toolPolicies !== null && typeof toolPolicies === 'object' && !Array.isArray(toolPolicies)) {
       for (const [name, policy] of Object.entries(toolPolicies)) {
@@ -183,7 +185,15 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
       }
     }
     if (brought.some((k) => k !== 'toolPolicies')) log.info({ ignored: brought }, "a goal's own tool definitions/timeouts/askIfArgs were replaced by the catalog's");
-    const { definitions, policies, timeouts, askIfArgs } = toolsForGoal(await liveCatalog(o.tools), allowed, stricter);
+    // A goal that names a tool the cached catalog lacks (a runner that just started) reads it again,
+    // though never more often than CATALOG_MISS_MAX_AGE_MS, so naming missing tools cannot make
+    // every submit scan the bucket.
+    const named = [...(allowed ?? []), ...(Array.isArray(toolDefinitions) ? toolDefinitions.map((t) => (t as { name?: unknown })?.name) : [])];
+    let live = await liveCatalog(o.tools);
+    if (named.some((n) => typeof n === 'string' && !live.some((t) => t.definition.name === n && t.runners.length > 0))) {
+      live = await liveCatalog(o.tools, CATALOG_MISS_MAX_AGE_MS);
+    }
+    const { definitions, policies, timeouts, askIfArgs } = toolsForGoal(live, allowed, stricter);
     return { ...rest, toolDefinitions: definitions, toolPolicies: policies, toolTimeouts: timeouts, toolAskIfArgs: askIfArgs };
   };
 

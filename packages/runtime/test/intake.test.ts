@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setup } from 'xstate';
 import { openBucket, type KV, type Subscription } from '@errand/nats';
-import { resourceNames } from '@errand/protocols';
+import { catalogKeys, decodeMessage, resourceNames, type CatalogRunner, type CatalogTool } from '@errand/protocols';
 import { createRegistry, defineAgent, errandActions, startIntake, type AgentInput } from '@errand/runtime';
 import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
@@ -97,3 +97,52 @@ describe('the submit claim', () => {
     expect(again).toMatchObject({ agentId: 'published-1', existing: true });
   });
 });
+
+describe('intake with a tool catalog', () => {
+  it('reads the catalog again for a goal naming a tool the cached copy lacks, at most every 250 ms', async () => {
+    const c = await createDeployment(srv);
+    const tools = await openBucket(c.conn, resourceNames(c.prefix).buckets.tools);
+    let now = Date.now();
+    intakes.push(
+      startIntake({
+        nc: c.conn.nc,
+        js: c.conn.js,
+        agents: c.agents,
+        tools,
+        effects: await openBucket(c.conn, resourceNames(c.prefix).buckets.effects),
+        subjects: c.subjects,
+        registry: createRegistry([idle]),
+        deadLetter: { js: c.conn.js, subjects: c.subjects, origin: 'intake', maxPayload: 1024 * 1024 },
+        queue: 'test-intake',
+        now: () => now,
+      }),
+    );
+    await c.conn.nc.flush();
+    const submitTo = async (body: Record<string, unknown>) =>
+      JSON.parse((await c.conn.nc.request(c.subjects.submit(), new TextEncoder().encode(JSON.stringify(body)), { timeout: 10_000 })).string()) as Reply;
+    const toolsOf = async (agentId: string) => {
+      // No host runs: read the goal the intake published from the inbox stream.
+      const m = await (await c.conn.jsm()).streams.getMessage(resourceNames(c.prefix).streams.inbox, { last_by_subj: c.subjects.agentIn(agentId, 'goal') });
+      return decodeMessage(m.data, { expect: 'goal' }).input as { toolDefinitions: { name: string }[]; toolPolicies: Record<string, string> };
+    };
+
+    // The first submit caches an empty catalog.
+    expect((await toolsOf((await submitTo({ goal: 'one', agent: 'idle' })).agentId!)).toolDefinitions).toEqual([]);
+    const entry: CatalogTool = { v: 1, definition: { name: 'probe', description: 'the probe', parameters: {} }, policy: 'ask', idempotent: true, destructive: false, timeoutMs: 5000, source: 'test', updatedAt: now };
+    const runner: CatalogRunner = { v: 1, runnerId: 'r1', tools: ['probe'], heartbeatAt: now, heartbeatMs: 3_600_000, host: 'test', pid: 1 };
+    await tools.put(catalogKeys.tool('probe'), JSON.stringify(entry));
+    await tools.put(catalogKeys.runner('r1'), JSON.stringify(runner));
+
+    now += 100;
+    // Within 250 ms the cache stands, even for a goal naming the tool.
+    expect((await toolsOf((await submitTo({ goal: 'two', agent: 'idle', tools: ['probe'] })).agentId!)).toolDefinitions).toEqual([]);
+    now += 200;
+    // A goal not naming it still gets the cached catalog (2 s)…
+    expect((await toolsOf((await submitTo({ goal: 'three', agent: 'idle' })).agentId!)).toolDefinitions).toEqual([]);
+    // …one naming it (in tools, or in its own definitions) reads the catalog again, and gets the catalog's policy.
+    const four = await toolsOf((await submitTo({ goal: 'four', agent: 'idle', input: { toolDefinitions: [{ name: 'probe', description: 'mine', parameters: {} }], toolPolicies: { probe: 'auto' } } })).agentId!);
+    expect(four.toolDefinitions).toEqual([entry.definition]);
+    expect(four.toolPolicies).toEqual({ probe: 'ask' });
+  });
+});
+
