@@ -1,4 +1,8 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createCommandVerifier, generateCommandKeys } from '@errand/protocols';
 import { runProcess, serviceMain } from '@errand/testing';
 import { parseConfig } from '../src/config.js';
 
@@ -17,6 +21,24 @@ describe('host configuration', () => {
   it('reads default notification rules for goals that bring none', () => {
     expect(parseConfig({ ERRAND_DEFAULT_NOTIFY: '[{"channel":"ops","on":["failed","approval"]}]' }).defaultNotify).toEqual([{ channel: 'ops', on: ['failed', 'approval'] }]);
     expect(() => parseConfig({ ERRAND_DEFAULT_NOTIFY: '{oops' })).toThrow(/ERRAND_DEFAULT_NOTIFY must be JSON like/);
+  });
+
+  it('reads the signing key from ERRAND_SIGNING_KEY; an unreadable or wrong file is refused without showing the path or the key', async () => {
+    expect(parseConfig({}).signer).toBeUndefined();
+    const dir = await mkdtemp(join(tmpdir(), 'errand-host-key-'));
+    const keys = generateCommandKeys();
+    await writeFile(join(dir, 'signing.pem'), keys.privateKeyPem, { mode: 0o600 });
+    const c = parseConfig({ ERRAND_SIGNING_KEY: join(dir, 'signing.pem') });
+    expect(c.signer?.publicKey).toBe(keys.publicKey);
+    const body = new TextEncoder().encode('a command');
+    expect(createCommandVerifier(keys.publicKey).check(body, c.signer!.sign(body)).ok).toBe(true);
+    expect(c.verifier?.publicKeys).toEqual([keys.publicKey]);
+
+    const missing = join(dir, 'nope.pem');
+    expect(() => parseConfig({ ERRAND_SIGNING_KEY: missing })).toThrow(/ERRAND_SIGNING_KEY names a file that cannot be read \(ENOENT\)/);
+    expect(() => parseConfig({ ERRAND_SIGNING_KEY: missing })).not.toThrow(new RegExp(dir));
+    await writeFile(join(dir, 'public.key'), keys.publicKey);
+    expect(() => parseConfig({ ERRAND_SIGNING_KEY: join(dir, 'public.key') })).toThrow(/ERRAND_SIGNING_KEY: the signing key is not a PEM private key/);
   });
 
   it('exits 2 with the reason on a bad setting', async () => {
