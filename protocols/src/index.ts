@@ -127,3 +127,4 @@ export {
   type CommandVerifier,
   type SignatureCheck,
 } from './command-signature.js';
+export { inboxPrefixFor, ROLE_PURPOSE, rolePermissions, ROLES, type Role, type RolePermissions, type SubjectPermission } from './permissions.js';

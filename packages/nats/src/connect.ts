@@ -4,6 +4,7 @@ import { connect as natsConnect, credsAuthenticator, type NatsConnection, type S
 import { silentLogger, type Logger } from '@errand/protocols';
 import { NatsError, NatsErrorCode } from './errors.js';
 import { serverFeatures, warnAboutDurability, type ServerFeatures } from './features.js';
+import { credsInfo } from './identity.js';
 
 const warnedAbout = new Set<string>();
 
@@ -14,6 +15,12 @@ export interface ConnectOptions {
   servers: string | readonly string[];
   /** Path of a `.creds` file (JWT + NKey seed). */
   credsFile: string | undefined;
+  /**
+   * TLS: the CA that signed the server's certificate (a self-signed deployment's own CA), and a
+   * client certificate and key where the server asks for one. Unset: plain TCP unless the URL is
+   * `tls://` or the server requires TLS (then the system's CAs are used).
+   */
+  tls: { caFile?: string; certFile?: string; keyFile?: string } | undefined;
   /** The client name the server shows (`nats server report connections`). */
   name: string;
   logger: Logger;
@@ -31,6 +38,7 @@ export function defaultConnectOptions(): ConnectOptions {
   return {
     servers: DEFAULT_NATS_URL,
     credsFile: undefined,
+    tls: undefined,
     name: 'errand',
     logger: silentLogger,
     waitOnFirstConnect: false,
@@ -40,13 +48,21 @@ export function defaultConnectOptions(): ConnectOptions {
 }
 
 /**
- * Reads `NATS_URL` and `NATS_CREDS` from the environment it is given (call it at the process edge
- * with `process.env`; libraries do not read the environment themselves).
+ * Reads `NATS_URL`, `NATS_CREDS` and the TLS files `NATS_CA`, `NATS_CERT`, `NATS_KEY` (the names
+ * the `nats` CLI uses) from the environment it is given (call it at the process edge with
+ * `process.env`; libraries do not read the environment themselves).
  */
 export function connectOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): Partial<ConnectOptions> {
   const options: Partial<ConnectOptions> = {};
   if (env.NATS_URL) options.servers = env.NATS_URL;
   if (env.NATS_CREDS) options.credsFile = env.NATS_CREDS;
+  if (env.NATS_CA || env.NATS_CERT || env.NATS_KEY) {
+    options.tls = {
+      ...(env.NATS_CA ? { caFile: env.NATS_CA } : {}),
+      ...(env.NATS_CERT ? { certFile: env.NATS_CERT } : {}),
+      ...(env.NATS_KEY ? { keyFile: env.NATS_KEY } : {}),
+    };
+  }
   return options;
 }
 
@@ -77,7 +93,10 @@ export async function connect(options: Partial<ConnectOptions> = {}): Promise<Er
   const o = { ...defaultConnectOptions(), ...options };
   const servers = serverList(o.servers);
   const logger = o.logger.child({ component: 'nats' });
-  const authenticator = o.credsFile ? credsAuthenticator(await readCreds(o.credsFile)) : undefined;
+  const creds = o.credsFile ? await readCreds(o.credsFile) : undefined;
+  const authenticator = creds ? credsAuthenticator(creds) : undefined;
+  // An Errand identity may read replies only under its own inbox prefix (see rolePermissions).
+  const inboxPrefix = creds ? inboxPrefixOf(creds, o.credsFile!) : undefined;
 
   let nc: NatsConnection;
   try {
@@ -89,8 +108,18 @@ export async function connect(options: Partial<ConnectOptions> = {}): Promise<Er
       waitOnFirstConnect: o.waitOnFirstConnect,
       timeout: o.timeoutMs,
       ...(authenticator ? { authenticator } : {}),
+      ...(inboxPrefix ? { inboxPrefix } : {}),
+      ...(o.tls ? { tls: { ...o.tls } } : {}),
     });
   } catch (cause) {
+    if (isAuthError(cause)) {
+      throw new NatsError(
+        NatsErrorCode.AuthFailed,
+        `the NATS server at ${servers.join(', ')} refused ${o.credsFile ? `the credentials in '${o.credsFile}'` : 'a connection without credentials'}: ` +
+          `${(cause as Error).message}. Set NATS_CREDS to a .creds file this server trusts (\`errand creds\` mints them; \`errand up\` finds its own)`,
+        { cause },
+      );
+    }
     throw new NatsError(
       NatsErrorCode.ConnectFailed,
       `cannot connect to NATS at ${servers.join(', ')}: ${(cause as Error).message}. ` +
@@ -129,6 +158,23 @@ export async function connect(options: Partial<ConnectOptions> = {}): Promise<Er
   };
 }
 
+function isAuthError(err: unknown): boolean {
+  const e = err as { name?: string; code?: string; message?: string; cause?: unknown } | undefined;
+  if (!e) return false;
+  if (e.name === 'AuthorizationError' || e.name === 'UserAuthenticationExpiredError') return true;
+  if (typeof e.message === 'string' && /authorization violation|authentication/i.test(e.message)) return true;
+  return e.cause !== undefined && e.cause !== err && isAuthError(e.cause);
+}
+
+function inboxPrefixOf(creds: Uint8Array, path: string): string | undefined {
+  try {
+    const info = credsInfo(new TextDecoder().decode(creds));
+    return info.role ? info.inboxPrefix : undefined;
+  } catch (cause) {
+    throw new NatsError(NatsErrorCode.Identity, `'${path}' (NATS_CREDS) is not a NATS credentials file: ${(cause as Error).message}`, { cause });
+  }
+}
+
 async function readCreds(path: string): Promise<Uint8Array> {
   try {
     return await readFile(path);
@@ -140,6 +186,7 @@ async function readCreds(path: string): Promise<Uint8Array> {
 }
 
 async function logStatus(nc: NatsConnection, logger: Logger): Promise<void> {
+  const refused = new Set<string>();
   for await (const s of nc.status() as AsyncIterable<Status>) {
     switch (s.type) {
       case 'disconnect':
@@ -151,9 +198,20 @@ async function logStatus(nc: NatsConnection, logger: Logger): Promise<void> {
       case 'ldm':
         logger.warn({ server: s.server }, 'NATS server entering lame duck mode; will move to another server');
         break;
-      case 'error':
+      case 'error': {
+        // A refused publish would be refused again on every retry, and the log line about it may
+        // itself be shipped over NATS: say it once per subject, never in a loop.
+        const v = s.error as { name?: string; operation?: string; subject?: string };
+        if (v.name === 'PermissionViolationError') {
+          const key = `${v.operation}:${v.subject}`;
+          if (refused.has(key)) break;
+          refused.add(key);
+          logger.error({ operation: v.operation, subject: v.subject }, `NATS refused this identity's ${v.operation ?? 'operation'} on ${v.subject ?? 'a subject'}: its permissions do not allow it (see docs/security.md)`);
+          break;
+        }
         logger.error({ err: s.error }, 'NATS connection error');
         break;
+      }
       case 'staleConnection':
         logger.warn({}, 'NATS connection stale; reconnecting');
         break;

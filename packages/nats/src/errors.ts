@@ -15,6 +15,10 @@ export const NatsErrorCode = {
   ServerStartFailed: 'ERR_NATS_SERVER_START',
   /** Another embedded server is using the same data folder. */
   ServerDataInUse: 'ERR_NATS_SERVER_DATA_IN_USE',
+  /** The server refused the credentials (none given, unknown, revoked or expired). */
+  AuthFailed: 'ERR_NATS_AUTH',
+  /** Identities or credentials that cannot be read, minted or used as asked. */
+  Identity: 'ERR_NATS_IDENTITY',
 } as const;
 export type NatsErrorCode = (typeof NatsErrorCode)[keyof typeof NatsErrorCode];
 

@@ -28,6 +28,22 @@ export {
   type NatsServer,
   type NatsServerOptions,
 } from './nats-server.js';
+export {
+  addUser,
+  credsInfo,
+  credsOf,
+  IdentityFiles,
+  mintIdentities,
+  mintUserIdentity,
+  readIdentities,
+  rotateUsers,
+  serverAuthConfig,
+  writeIdentities,
+  type CredsInfo,
+  type Identities,
+  type KeyIdentity,
+  type UserIdentity,
+} from './identity.js';
 export { deadLetter, deadMessageOf, type DeadLetterReason, type DeadLetterTarget, type DeadMessage } from './dead-letter.js';
 export {
   consumeMessages,

@@ -1,13 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect as natsConnect } from '@nats-io/transport-node';
+import { connect as natsConnect, credsAuthenticator } from '@nats-io/transport-node';
 import { silentLogger, type Logger } from '@errand/protocols';
 import { NatsError, NatsErrorCode } from './errors.js';
+import { credsInfo } from './identity.js';
 
 /** Where `errand up` keeps its server's data unless told otherwise. */
 export function defaultDataDir(): string {
@@ -71,6 +72,8 @@ export interface ClusterOptions {
   port: number;
   /** Route URLs of the other nodes (`nats://127.0.0.1:6222`). */
   routes: readonly string[];
+  /** Routes authenticate with this user and password (secret); other nodes must use the same. */
+  auth?: { user: string; password: string };
 }
 
 export interface NatsServerOptions extends FindNatsServerOptions {
@@ -92,6 +95,17 @@ export interface NatsServerOptions extends FindNatsServerOptions {
   logger: Logger;
   /** Extra command-line arguments for nats-server. */
   args: readonly string[];
+  /**
+   * Configuration text for the server (the auth block `errand creds` writes, a `tls {}` block),
+   * written to `nats-server.conf` in the data folder and given with `-c`; the command-line
+   * settings above (host, port, JetStream, cluster) still apply.
+   */
+  config: string | undefined;
+  /**
+   * How the start-up check connects when the config requires it: a `.creds` file the server
+   * trusts, and the CA of its TLS certificate.
+   */
+  client: { credsFile?: string; caFile?: string } | undefined;
 }
 
 export function defaultNatsServerOptions(): NatsServerOptions {
@@ -108,6 +122,8 @@ export function defaultNatsServerOptions(): NatsServerOptions {
     stopTimeoutMs: 10_000,
     logger: silentLogger,
     args: [],
+    config: undefined,
+    client: undefined,
   };
 }
 
@@ -157,8 +173,17 @@ export async function startNatsServer(options: Partial<NatsServerOptions> = {}):
     const args = ['-a', o.host, '-p', port === 0 ? '-1' : String(port), '-js', '-sd', storeDir, '--ports_file_dir', portsDir];
     if (o.serverName) args.push('--server_name', o.serverName);
     if (o.cluster) {
-      args.push('--cluster_name', o.cluster.name, '--cluster', `nats://${o.host}:${o.cluster.port}`);
-      if (o.cluster.routes.length > 0) args.push('--routes', o.cluster.routes.join(','));
+      // Credentials in the route URLs: the listen URL sets what routes must present, the others what this node presents.
+      const auth = o.cluster.auth ? `${encodeURIComponent(o.cluster.auth.user)}:${encodeURIComponent(o.cluster.auth.password)}@` : '';
+      const withAuth = (url: string) => (auth ? url.replace(/^(nats(?:-route)?:\/\/)(?:[^@/]*@)?/, `$1${auth}`) : url);
+      args.push('--cluster_name', o.cluster.name, '--cluster', `nats://${auth}${o.host}:${o.cluster.port}`);
+      if (o.cluster.routes.length > 0) args.push('--routes', o.cluster.routes.map(withAuth).join(','));
+    }
+    if (o.config !== undefined) {
+      const configFile = join(storeDir, 'nats-server.conf');
+      await writeFile(configFile, o.config, { mode: 0o600 });
+      await chmod(configFile, 0o600);
+      args.unshift('-c', configFile);
     }
     args.push(...o.args);
 
@@ -202,7 +227,7 @@ export async function startNatsServer(options: Partial<NatsServerOptions> = {}):
         if (url === undefined) await sleep(20);
       }
       port = Number(new URL(url).port);
-      version = await waitForJetStream(`nats://${o.host}:${port}`, deadline, () => exitInfo, fail);
+      version = await waitForJetStream(`nats://${o.host}:${port}`, o.client, deadline, () => exitInfo, fail);
     } catch (err) {
       proc.kill('SIGKILL');
       await exited;
@@ -284,6 +309,7 @@ async function readClientUrl(portsFile: string): Promise<string | undefined> {
 /** Polls until the server answers a JetStream account request; returns the server version. */
 async function waitForJetStream(
   url: string,
+  client: NatsServerOptions['client'],
   deadline: number,
   exitInfo: () => string | undefined,
   fail: (why: string) => NatsError,
@@ -291,7 +317,14 @@ async function waitForJetStream(
   let lastError = '';
   while (Date.now() < deadline) {
     if (exitInfo() !== undefined) throw fail(`exited during start-up (${exitInfo()})`);
-    const nc = await natsConnect({ servers: url, timeout: 2000, reconnect: false }).catch((err: Error) => {
+    const creds = client?.credsFile ? await readFile(client.credsFile) : undefined;
+    const nc = await natsConnect({
+      servers: url,
+      timeout: 2000,
+      reconnect: false,
+      ...(creds ? { authenticator: credsAuthenticator(creds), ...replyPrefix(creds) } : {}),
+      ...(client?.caFile ? { tls: { caFile: client.caFile } } : {}),
+    }).catch((err: Error) => {
       lastError = err.message;
       return undefined;
     });
@@ -309,6 +342,11 @@ async function waitForJetStream(
     await sleep(100);
   }
   throw fail(`did not get JetStream ready in time (last error: ${lastError})`);
+}
+
+function replyPrefix(creds: Uint8Array): { inboxPrefix?: string } {
+  const info = credsInfo(new TextDecoder().decode(creds));
+  return info.role ? { inboxPrefix: info.inboxPrefix } : {};
 }
 
 /** Refuses a data folder that a live server (of ours) is still using: two servers on one store corrupt it. */
