@@ -93,10 +93,13 @@ export async function createDeployment(
   await writeFile(signingKeyFile, generated.privateKeyPem, { mode: 0o600 });
   const keys = { signingKeyFile, publicKey: generated.publicKey, signer: createCommandSigner(generated.privateKeyPem) };
   options = { ...options, env: { ERRAND_SIGNING_KEY: signingKeyFile, ERRAND_VERIFY_KEY: generated.publicKey, ...options.env } };
+  // On a server that requires credentials, each service connects as its own role.
+  const creds: Partial<Record<ServiceName, string>> = {};
+  if (srv.auth) for (const service of Object.keys(serviceMain) as ServiceName[]) creds[service] = await srv.auth.credsFile(service, prefix);
 
   const spawn = (service: ServiceName, env: Record<string, string> = {}) => {
     const p = startProcess(process.execPath, [serviceMain[service]], {
-      env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ERRAND_WORKSPACE: workspace, ...options.env, ...env },
+      env: { ...process.env, NATS_URL: srv.url, ...(creds[service] ? { NATS_CREDS: creds[service] } : {}), ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ERRAND_WORKSPACE: workspace, ...options.env, ...env },
     });
     processes.push(p);
     return p;

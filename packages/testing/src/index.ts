@@ -6,7 +6,9 @@ export {
   uniquePrefix,
   type TestCluster,
   type TestClusterOptions,
+  type TestAuth,
   type TestServer,
+  type TestServerOptions,
 } from './servers.js';
 export { runProcess, startProcess, type ProcessExit, type StartProcessOptions, type TestProcess } from './process.js';
 export {

@@ -1,6 +1,21 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, startNatsServer, type ConnectOptions, type ErrandConnection, type NatsServer } from '@errand/nats';
+import {
+  connect,
+  credsOf,
+  mintIdentities,
+  mintUserIdentity,
+  serverAuthConfig,
+  startNatsServer,
+  type ConnectOptions,
+  type ErrandConnection,
+  type Identities,
+  type NatsServer,
+} from '@errand/nats';
+import type { Role } from '@errand/protocols';
 import { freePort } from './free-port.js';
 
 /** A subject prefix no other test uses (`t-3fa9c1d2`), so files and tests never share streams. */
@@ -8,10 +23,28 @@ export function uniquePrefix(label = 't'): string {
   return `${label}-${randomBytes(4).toString('hex')}`;
 }
 
+/** The identities a test server with `auth` trusts, and `.creds` files of any role for any prefix. */
+export interface TestAuth {
+  readonly identities: Identities;
+  /** A `.creds` file of `role` for a deployment under `prefix` (minted once per pair, in a temp folder). */
+  credsFile(role: Role, prefix: string): Promise<string>;
+}
+
+export interface TestServerOptions {
+  /** Require credentials, as `errand up` does: an operator, an account and users per role. */
+  auth: boolean;
+  /** Configuration text added to the server's (a `tls {}` block, say). */
+  config: string;
+  /** How the start-up check and `connect()` reach a server with `config` (its CA). */
+  client: { caFile?: string };
+}
+
 /** A nats-server for one test file, with a temporary store that `stop()` removes. */
 export interface TestServer extends AsyncDisposable {
   readonly server: NatsServer;
   readonly url: string;
+  /** Set when the server requires credentials; `connect()` then uses the `admin` identity unless told otherwise. */
+  readonly auth: TestAuth | undefined;
   /** Connects to it; every connection is closed by `stop()`. */
   connect(options?: Partial<ConnectOptions>): Promise<ErrandConnection>;
   /** Stops it cleanly and starts it again on the same port with the same data. */
@@ -40,24 +73,68 @@ function tracker() {
  * Starts a real nats-server with JetStream on a free loopback port and a temporary store.
  * `await using srv = await startTestServer()` or call `stop()` in `afterAll`.
  */
-export async function startTestServer(): Promise<TestServer> {
-  const server = await startNatsServer({ port: 0, storeDir: 'temporary', env: process.env });
+export async function startTestServer(options: Partial<TestServerOptions> = {}): Promise<TestServer> {
+  const auth = (options.auth ?? process.env.ERRAND_TEST_AUTH === '1') ? await testAuth() : undefined;
+  const adminCreds = auth ? await auth.auth.credsFile('admin', 'errand') : undefined;
+  const config = [auth ? serverAuthConfig(auth.auth.identities) : '', options.config ?? ''].join('\n');
+  const client = { ...(adminCreds ? { credsFile: adminCreds } : {}), ...options.client };
+  let server: NatsServer;
+  try {
+    server = await startNatsServer({
+      port: 0,
+      storeDir: 'temporary',
+      env: process.env,
+      ...(auth || options.config ? { config, client } : {}),
+    });
+  } catch (err) {
+    await auth?.cleanup();
+    throw err;
+  }
   const conns = tracker();
   const stop = async () => {
     await conns.closeAll();
     await server.stop();
+    await auth?.cleanup();
   };
   return {
     server,
     get url() {
       return server.url;
     },
-    connect: (options = {}) => conns.open({ servers: server.url, ...options }),
+    auth: auth?.auth,
+    connect: (opts = {}) =>
+      conns.open({
+        servers: server.url,
+        ...(adminCreds ? { credsFile: adminCreds } : {}),
+        ...(options.client?.caFile ? { tls: { caFile: options.client.caFile } } : {}),
+        ...opts,
+      }),
     restart: () => server.restart(),
     kill: () => server.kill(),
     stop,
     [Symbol.asyncDispose]: stop,
   };
+}
+
+async function testAuth(): Promise<{ auth: TestAuth; cleanup(): Promise<void> }> {
+  const identities = await mintIdentities({ prefix: 'errand' });
+  const dir = await mkdtemp(join(tmpdir(), 'errand-test-creds-'));
+  const files = new Map<string, Promise<string>>();
+  const credsFile = (role: Role, prefix: string) => {
+    const id = `${role}@${prefix}`;
+    let file = files.get(id);
+    if (!file) {
+      file = (async () => {
+        const user = await mintUserIdentity(identities, role, { name: role, prefix });
+        const path = join(dir, `${role}-${prefix}.creds`);
+        await writeFile(path, credsOf(user), { mode: 0o600 });
+        return path;
+      })();
+      files.set(id, file);
+    }
+    return file;
+  };
+  return { auth: { identities, credsFile }, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
 /** A cluster of nats-servers on loopback (routes between them, JetStream with replicas). */
