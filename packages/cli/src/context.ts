@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { connect, connectOptionsFromEnv, DEFAULT_NATS_URL, defaultDataDir, type ErrandConnection } from '@errand/nats';
-import { DEFAULT_PREFIX, type Logger } from '@errand/protocols';
+import { DEFAULT_PREFIX, type Logger, type Role } from '@errand/protocols';
 
 /** Options every command that talks to NATS accepts. */
 export interface GlobalOptions {
@@ -16,6 +16,8 @@ interface UpState {
   url: string;
   prefix: string;
   pid: number;
+  /** Its credentials folder (one `.creds` per role); absent when it runs `--insecure`. */
+  credsDir?: string;
 }
 
 function upStatePath(dataDir = defaultDataDir()): string {
@@ -45,6 +47,8 @@ async function readUpState(): Promise<UpState | undefined> {
 export interface Target {
   servers: string;
   prefix: string;
+  /** The credentials folder of the `errand up` found, whose `<role>.creds` a command connects with. */
+  credsDir?: string;
   /** Where the URL came from, for messages. */
   source: '--server' | 'NATS_URL' | 'errand up' | 'default';
 }
@@ -60,10 +64,16 @@ export async function resolveTarget(options: GlobalOptions, env = process.env): 
   if (options.server) return { servers: options.server, prefix: prefix ?? DEFAULT_PREFIX, source: '--server' };
   if (env.NATS_URL) return { servers: env.NATS_URL, prefix: prefix ?? DEFAULT_PREFIX, source: 'NATS_URL' };
   const up = await readUpState();
-  if (up) return { servers: up.url, prefix: prefix ?? up.prefix, source: 'errand up' };
+  if (up) return { servers: up.url, prefix: prefix ?? up.prefix, source: 'errand up', ...(up.credsDir ? { credsDir: up.credsDir } : {}) };
   return { servers: DEFAULT_NATS_URL, prefix: prefix ?? DEFAULT_PREFIX, source: 'default' };
 }
 
-export async function connectTo(target: Target, logger: Logger, name = 'errand-cli'): Promise<ErrandConnection> {
-  return connect({ ...connectOptionsFromEnv(process.env), servers: target.servers, name, logger });
+/**
+ * Connects as `role` (a person's CLI is an `operator`; provisioning and gc need `admin`): with
+ * NATS_CREDS when it is set, else with that role's `.creds` of the `errand up` found.
+ */
+export async function connectTo(target: Target, logger: Logger, name = 'errand-cli', role: Role = 'operator'): Promise<ErrandConnection> {
+  const fromEnv = connectOptionsFromEnv(process.env);
+  const creds = fromEnv.credsFile === undefined && target.credsDir ? { credsFile: join(target.credsDir, `${role}.creds`) } : {};
+  return connect({ ...fromEnv, ...creds, servers: target.servers, name, logger });
 }

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerAgentCommands } from './commands/agents.js';
+import { registerCreds } from './commands/creds.js';
 import { registerDemo } from './commands/demo.js';
 import { registerGc } from './commands/gc.js';
 import { registerLogs } from './commands/logs.js';
@@ -46,6 +47,7 @@ registerDemo(program);
 registerUp(program);
 registerWorker(program);
 registerProvision(program);
+registerCreds(program);
 registerSubmit(program);
 registerWatch(program);
 registerLs(program);

@@ -1,13 +1,15 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostService } from '@errand/host';
 import { startMockLlm, type MockLlm, type MockScript } from '@errand/llm';
 import { connect, provision, startNatsServer, type NatsServer, type ProvisionReport } from '@errand/nats';
 import { notifierService } from '@errand/notifier';
 import { plannerService } from '@errand/planner';
-import { resourceSpecs, type Logger, type Redactor } from '@errand/protocols';
+import { resourceSpecs, type Logger, type Redactor, type Role } from '@errand/protocols';
 import { startService, type ServiceDefinition, type ServiceLogger, type StartedService } from '@errand/service';
 import { setupTracing, startMetricsServer, type MetricsServer } from '@errand/telemetry';
 import { toolRunnerService } from '@errand/tool-runner-service';
+import { serviceEnv, type DeploymentCredentials } from './credentials.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -31,6 +33,13 @@ export const FALLBACK_SCRIPT: MockScript = {
 export interface StackOptions {
   /** The NATS server to use; when undefined an embedded one is started. */
   external: string | undefined;
+  /**
+   * The deployment's credentials: each service connects as its role and hosts sign commands.
+   * With `insecure`, the server requires no credentials (the signing key is still used).
+   */
+  credentials: DeploymentCredentials;
+  /** Run the embedded server without authentication (and connect without credentials). */
+  insecure: boolean;
   dataDir: string;
   port: number;
   replicas: number;
@@ -86,7 +95,13 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     let url = o.external ?? '';
     if (o.external === undefined) {
       o.say(`starting nats-server (data in ${o.dataDir}) …`);
-      server = await startNatsServer({ port: o.port, storeDir: o.dataDir, env: process.env, logger: o.logger });
+      server = await startNatsServer({
+        port: o.port,
+        storeDir: o.dataDir,
+        env: process.env,
+        logger: o.logger,
+        ...(o.insecure ? {} : { config: await readFile(o.credentials.serverConfigFile, 'utf8'), client: { credsFile: o.credentials.credsFile('admin') } }),
+      });
       url = server.url;
       o.say(`nats-server ${server.version} listening on ${url} (pid ${server.pid})`);
     } else {
@@ -94,7 +109,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     }
 
     o.say(`provisioning streams and buckets under prefix '${o.prefix}' …`);
-    const conn = await connect({ servers: url, name: 'errand-up', logger: o.logger, waitOnFirstConnect: server === undefined });
+    const admin = o.insecure ? {} : { credsFile: o.credentials.credsFile('admin') };
+    const conn = await connect({ servers: url, name: 'errand-up', logger: o.logger, waitOnFirstConnect: server === undefined, ...admin });
     let report: ProvisionReport;
     try {
       report = await provision(conn, { specs: resourceSpecs({ prefix: o.prefix, replicas: o.replicas }), logger: o.logger });
@@ -121,7 +137,10 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       o.say(`no OPENAI_API_KEY: the planner uses the scripted model at ${mock.url}`);
     }
     for (const definition of SERVICES) {
-      const started = await startService(definition, env, o.serviceLogger ? { logger: o.serviceLogger } : {});
+      // Each service connects as its own role; hosts sign the commands they publish, workers check them.
+      const identity = serviceEnv(o.credentials, roleOf(definition.name));
+      if (o.insecure) delete identity.NATS_CREDS;
+      const started = await startService(definition, { ...env, ...identity }, o.serviceLogger ? { logger: o.serviceLogger } : {});
       services.push(started);
       o.say(`  ${started.name.padEnd(12)} running (pid ${process.pid})`);
     }
@@ -131,6 +150,13 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     await stop();
     throw err;
   }
+}
+
+/** The identity a service of `errand up` connects as. */
+export function roleOf(service: string): Role {
+  const role = service.replace(/^errand-/, '');
+  if (role === 'host' || role === 'planner' || role === 'tool-runner' || role === 'notifier' || role === 'gateway') return role;
+  throw new Error(`no NATS role for service ${service}`);
 }
 
 /** The tool runner's workspace next to the data folder: `~/.errand/nats` → `~/.errand/workspace`. */

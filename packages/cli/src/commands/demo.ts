@@ -15,6 +15,7 @@ import { createLogger } from '../logger.js';
 import { CliError, printJson } from '../output.js';
 import { duration, formatLine, ProgressModel } from '../progress.js';
 import { startStack } from '../stack.js';
+import { loadDeploymentCredentials } from './up.js';
 import { parsePort } from './options.js';
 
 interface DemoOptions extends GlobalOptions {
@@ -65,8 +66,11 @@ Examples:
         await writeFile(join(workspace, path), text);
       }
       const level = opts.logLevel ?? 'error';
+      const credentials = await loadDeploymentCredentials(join(root, 'creds'), DEMO_PREFIX);
       const stack = await startStack({
         external: undefined,
+        credentials,
+        insecure: false,
         dataDir: join(root, 'nats'),
         port: opts.port,
         replicas: 1,
@@ -81,7 +85,7 @@ Examples:
         serviceLogger: (service, l, redactor) => createServiceLogger(service, l, { stdout: !opts.json, redactor }),
         say: (line) => say(`  ${line}`),
       });
-      const conn = await connect({ servers: stack.url, name: 'errand-demo', logger: createLogger(level, 'demo') });
+      const conn = await connect({ servers: stack.url, name: 'errand-demo', logger: createLogger(level, 'demo'), credsFile: credentials.credsFile('operator') });
       let record: AgentRecord | undefined;
       const started = Date.now();
       const approvals: string[] = [];

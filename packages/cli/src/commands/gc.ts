@@ -45,7 +45,7 @@ Examples:
     .action(async (_opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<GcCommandOptions>();
       const target = await resolveTarget(opts);
-      const conn = await connectTo(target, createLogger(opts.logLevel ?? 'error'));
+      const conn = await connectTo(target, createLogger(opts.logLevel ?? 'error'), 'errand-cli', 'admin');
       // Ctrl-C stops between agents and still reports what was removed.
       const abort = new AbortController();
       const onSignal = () => abort.abort();

@@ -29,7 +29,7 @@ Examples:
       const opts = cmd.optsWithGlobals<ProvisionCommandOptions>();
       const logger = createLogger(opts.logLevel ?? 'error');
       const target = await resolveTarget(opts);
-      const conn = await connectTo(target, logger);
+      const conn = await connectTo(target, logger, 'errand-cli', 'admin');
       try {
         const report = await provision(conn, {
           specs: resourceSpecs({ prefix: target.prefix, replicas: opts.replicas }),

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseMockScript, type MockScript } from '@errand/llm';
 import { defaultDataDir } from '@errand/nats';
@@ -8,12 +9,15 @@ import { explicitServer, removeUpState, writeUpState, type GlobalOptions } from 
 import { ExitCode } from '../exit-codes.js';
 import { createLogger } from '../logger.js';
 import { CliError, printJson } from '../output.js';
+import { defaultCredsDir, loadCredentials, type DeploymentCredentials } from '../credentials.js';
 import { defaultWorkspace, FALLBACK_SCRIPT, startStack } from '../stack.js';
 import { formatReport } from './provision.js';
 import { parsePort, parseReplicas } from './options.js';
 
 interface UpOptions extends GlobalOptions {
   dataDir: string;
+  credsDir?: string;
+  insecure?: boolean;
   port: number;
   replicas: number;
   workspace?: string;
@@ -37,6 +41,8 @@ export function registerUp(program: Command): void {
     .option('--port <port>', 'client port of the embedded server (0: any free port)', parsePort, 0)
     .option('--replicas <n>', 'JetStream replicas when NATS_URL points at a cluster', parseReplicas, 1)
     .option('--workspace <dir>', 'the folder the fs_* tools work in (default: next to the data folder)')
+    .option('--creds-dir <dir>', 'where the deployment\'s credentials are kept, minted on first start (default: next to the data folder)')
+    .option('--insecure', 'run the embedded server without authentication: any client that reaches it may do anything (not for shared machines)')
     .option('--metrics-port <port>', 'port of the Prometheus /metrics endpoint on 127.0.0.1 (0: any free port)', parsePort, 0)
     .option('--llm-script <file>', 'without OPENAI_API_KEY: the scripted model\'s script (default: one fixed answer)')
     .addHelpText(
@@ -49,6 +55,14 @@ the printed /metrics URL. Without OPENAI_API_KEY or OPENAI_BASE_URL the planner 
 scripted model. Notifications go to the log as 'console' channel lines unless
 ERRAND_NOTIFY_CHANNELS configures real channels. Every service setting in docs/operations.md can
 be given in the environment.
+
+The embedded server requires credentials: on first start \`errand up\` mints one NATS identity
+per role (host, planner, tool-runner, notifier, gateway, operator, submitter, admin) into the
+credentials folder (mode 0700, files 0600), and each service connects as its own role, allowed
+only the subjects that role needs. Other errand commands use the operator's .creds from there;
+applications get submitter.creds (NATS_CREDS). Hosts sign every command with the folder's
+signing key and workers refuse what no host signed. \`errand creds\` manages the folder;
+docs/security.md says what each role may do.
 
 Stop it with Ctrl-C; started again it finds its data where it left it, and every agent continues
 where it was. Other errand commands, in other terminals, find the server it started on their own.
@@ -67,8 +81,16 @@ Examples:
       };
       const external = explicitServer(opts);
       const prefix = opts.prefix ?? process.env.ERRAND_PREFIX ?? DEFAULT_PREFIX;
+      const credsDir = resolve(opts.credsDir ?? defaultCredsDir(opts.dataDir));
+      const credentials = await loadDeploymentCredentials(credsDir, prefix);
+      if (credentials.created) say(`minted this deployment's credentials in ${credsDir}`);
+      if (opts.insecure) {
+        logger.warn({}, '--insecure: the embedded nats-server accepts every client without credentials; anyone who reaches it can approve, run tools and read everything');
+      }
       const stack = await startStack({
         external,
+        credentials,
+        insecure: opts.insecure === true,
         dataDir: opts.dataDir,
         port: opts.port,
         replicas: opts.replicas,
@@ -93,13 +115,15 @@ Examples:
         say('stopped');
       };
       try {
-        if (stack.server) await writeUpState({ url: stack.url, prefix, pid: process.pid });
+        if (stack.server) await writeUpState({ url: stack.url, prefix, pid: process.pid, ...(opts.insecure ? {} : { credsDir }) });
         if (opts.json) {
           printJson({
             ok: true,
             url: stack.url,
             prefix,
             embedded: stack.server !== undefined,
+            auth: opts.insecure ? 'none' : 'credentials',
+            credsDir,
             dataDir: stack.server?.storeDir,
             workspace: stack.env.ERRAND_WORKSPACE,
             model: stack.mock ? { scripted: stack.mock.url } : { baseURL: stack.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1' },
@@ -112,6 +136,7 @@ Examples:
           process.stdout.write(formatReport(stack.report, stack.url));
           say(`workspace for the fs_* tools: ${stack.env.ERRAND_WORKSPACE}`);
           say(`metrics: ${stack.metrics?.url}`);
+          say(opts.insecure ? 'WARNING: --insecure: the server accepts any client without credentials' : `credentials: ${credsDir} (applications: NATS_CREDS=${credentials.credsFile('submitter')})`);
           say(`Errand is up. NATS_URL=${stack.url}  (Ctrl-C to stop)`);
           say(`try: errand submit "take a nap" --agent sleeper --input '{"delayMs":2000}' --wait`);
         }
@@ -120,6 +145,18 @@ Examples:
         await stop();
       }
     });
+}
+
+/** The credentials in `dir`, minted on first use; refused when they belong to another prefix. */
+export async function loadDeploymentCredentials(dir: string, prefix: string): Promise<DeploymentCredentials> {
+  const credentials = (await loadCredentials(dir, { prefix, create: true }))!;
+  if (credentials.identities.prefix !== prefix) {
+    throw new CliError(
+      ExitCode.Usage,
+      `the credentials in ${dir} are for prefix '${credentials.identities.prefix}', not '${prefix}'; choose another folder with --creds-dir (each deployment has its own)`,
+    );
+  }
+  return credentials;
 }
 
 function untilSignal(): Promise<void> {

@@ -2,7 +2,8 @@ import { resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { runService } from '@errand/service';
 import { resolveTarget, type GlobalOptions } from '../context.js';
-import { SERVICES } from '../stack.js';
+import { loadCredentials, serviceEnv } from '../credentials.js';
+import { roleOf, SERVICES } from '../stack.js';
 
 interface WorkerOptions extends GlobalOptions {
   config?: string;
@@ -41,7 +42,12 @@ Examples:
       const opts = cmd.optsWithGlobals<WorkerOptions>();
       const target = await resolveTarget(opts);
       const definition = SERVICES.find((s) => s.name === `errand-${service}`)!;
+      // Beside a running `errand up`, a worker joins it as its role, with its keys; elsewhere
+      // NATS_CREDS, ERRAND_SIGNING_KEY and ERRAND_VERIFY_KEY come from the environment.
+      const credentials = target.credsDir ? await loadCredentials(target.credsDir, { prefix: target.prefix, create: false }) : undefined;
+      const identity = credentials ? serviceEnv(credentials, roleOf(definition.name)) : {};
       await runService(definition, {
+        ...identity,
         ...process.env,
         NATS_URL: target.servers,
         ERRAND_PREFIX: target.prefix,
