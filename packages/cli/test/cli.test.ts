@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,7 +87,14 @@ describe('errand CLI', () => {
     expect(JSON.parse(failed.stdout)).toMatchObject({ ok: true, agentId: expect.any(String) });
     const tagged = await errand(['submit', 'count', '--agent', 'tally', '--label', 'team=core', '--model', 'm1', '--max-cost', '2', '--max-steps', '5', '--notify', 'ops:done,failed', '--json']);
     const taggedId = (JSON.parse(tagged.stdout) as { agentId: string }).agentId;
-    const probe = await connect({ servers: url });
+    // The embedded server requires credentials: up minted them next to its data, private to this user.
+    const credsDir = join(home, 'creds');
+    await expect(connect({ servers: url })).rejects.toMatchObject({ code: 'ERR_NATS_AUTH' });
+    expect((await stat(credsDir)).mode & 0o777).toBe(0o700);
+    expect((await stat(join(credsDir, 'admin.creds'))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(credsDir, 'command-signing.pem'))).mode & 0o777).toBe(0o600);
+    const admin = { credsFile: join(credsDir, 'admin.creds') };
+    const probe = await connect({ servers: url, ...admin });
     const agents = await new Kvm(probe.js).open('errand_agents');
     const watch = await agents.watch({ key: taggedId });
     for await (const e of watch) if (e.operation === 'PUT') break;
@@ -108,7 +115,7 @@ describe('errand CLI', () => {
     const noGoal = await errand(['submit']);
     expect(noGoal.code).toBe(2);
 
-    const conn = await connect({ servers: url });
+    const conn = await connect({ servers: url, ...admin });
     const kv = await new Kvm(conn.js).open('errand_agents');
     await kv.put('agent-1', 'remember me');
     await conn.close();
@@ -122,7 +129,7 @@ describe('errand CLI', () => {
     const up2 = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir], { env: userEnv() });
     const url2 = /NATS_URL=(\S+)/.exec(await up2.waitForLine(/Errand is up/))![1]!;
     expect(up2.stdout()).toMatch(/everything was already up to date/);
-    const conn2 = await connect({ servers: url2 });
+    const conn2 = await connect({ servers: url2, ...admin });
     expect((await (await new Kvm(conn2.js).open('errand_agents')).get('agent-1'))?.string()).toBe('remember me');
     await conn2.close();
     up2.signal('SIGTERM');
