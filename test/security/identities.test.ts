@@ -33,9 +33,9 @@ afterAll(async () => {
   await srv?.stop();
 });
 
-/** A connection as `role` of this deployment; JetStream calls time out fast, as refused ones do. */
-async function as(role: Role): Promise<ErrandConnection> {
-  return srv.connect({ credsFile: await srv.auth!.credsFile(role, d.prefix), timeoutMs: 1500, name: `attacker-${role}` });
+/** A connection as `role` of a deployment (user `name`); JetStream calls time out fast, as refused ones do. */
+async function as(role: Role, name: string = role, prefix = d.prefix): Promise<ErrandConnection> {
+  return srv.connect({ credsFile: await srv.auth!.credsFile(role, prefix, name), timeoutMs: 1500, name: `test-${name}` });
 }
 
 /** Resolves with the error when `work` is refused (rejected); fails the test if it succeeds. */
@@ -134,7 +134,9 @@ describe('each role may do only its own part', () => {
     // The same approval from an operator goes through: the refusals above were the identity's.
     const operator = await as('operator');
     await (await createClient(operator, d.prefix)).decide(agentId, 'approve', { id: 'ops', channel: 'cli' });
-    await d.waitForRecord(agentId, (r) => stateOf(r.snapshot) !== 'awaitingApproval');
+    const decided = await d.waitForRecord(agentId, (r) => stateOf(r.snapshot) !== 'awaitingApproval');
+    // Who decided is the identity the server authenticated, not the `by` the client claimed ('ops').
+    expect(decided.approvals?.find((a) => a.requestId === pending.requestId)).toMatchObject({ decision: 'approve', by: { id: 'operator', channel: 'nats' } });
     await expect.poll(() => readFile(join(workspace, 'precious.txt'), 'utf8').catch(() => 'gone'), { timeout: 20_000 }).toBe('gone');
   });
 
@@ -197,5 +199,48 @@ describe('TLS', () => {
     expect(ok.nc.info?.tls_required).toBe(true);
     const err = await refused(connect({ servers: tls.url, credsFile: creds, timeoutMs: 2000 }));
     expect(err.message).toMatch(/certificate|self.signed|TLS|CERT/i);
+  });
+});
+
+describe('who did it is the identity the server authenticated', () => {
+  it('a named operator decides as itself whatever it claims; a decision without proof is recorded unverified', async () => {
+    await writeFile(join(workspace, 'precious.txt'), 'keep me');
+    const alice = await as('operator', 'alice');
+    const client = await createClient(alice, d.prefix);
+    const first = (await client.submit('tidy up, first')).agentId;
+    const second = (await client.submit('tidy up, second')).agentId;
+    const waiting = await d.waitForRecord(first, (r) => stateOf(r.snapshot) === 'awaitingApproval');
+    await client.decide(first, 'deny', { id: 'the-ceo', channel: 'cli', name: 'The CEO' });
+    const one = await d.waitForRecord(first, (r) => r.approvals?.some((a) => a.decision !== undefined) === true);
+    expect(one.approvals!.find((a) => a.requestId === (contextOf(waiting.snapshot).approval as { requestId: string }).requestId)).toMatchObject({
+      decision: 'deny',
+      by: { id: 'alice', channel: 'nats' },
+    });
+
+    // The same identity publishing by hand, without the proof its SDK adds: allowed, but not believed.
+    const pending = contextOf((await d.waitForRecord(second, (r) => stateOf(r.snapshot) === 'awaitingApproval')).snapshot).approval as { requestId: string; argsHash: string };
+    const bare: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', agentId: second, requestId: pending.requestId, argsHash: pending.argsHash, decision: 'deny', by: { id: 'the-ceo', channel: 'cli' }, at: Date.now() };
+    await alice.js.publish(d.subjects.agentIn(second, 'approval'), encodeMessage(bare).data);
+    const two = await d.waitForRecord(second, (r) => r.approvals?.some((a) => a.decision !== undefined) === true);
+    const by = two.approvals!.find((a) => a.requestId === pending.requestId)!.by!;
+    expect(by).toMatchObject({ id: 'unverified', channel: 'nats' });
+    expect(by.name).toMatch(/claims the-ceo \(cli\): no proof of identity/);
+    expect(await readFile(join(workspace, 'precious.txt'), 'utf8')).toBe('keep me');
+  });
+
+  it('goals are limited per identity: one submitter past its burst is refused, another is not', async () => {
+    const limited = await createDeployment(srv, { env: { ERRAND_SUBMIT_RATE: '6', ERRAND_SUBMIT_BURST: '3' } });
+    try {
+      await limited.start('host');
+      const app = await createClient(await as('submitter', 'busy-app', limited.prefix), limited.prefix);
+      for (let i = 0; i < 3; i++) await app.submit('take a nap', { agent: 'sleeper', input: { delayMs: 1 } });
+      const refusal = await refused(app.submit('take a nap', { agent: 'sleeper', input: { delayMs: 1 } }));
+      expect(refusal).toMatchObject({ code: 'ERR_REFUSED' });
+      expect(refusal.message).toMatch(/too many goals from busy-app: at most 6 a minute \(bursts of 3\); try again in \d+ s/);
+      const other = await createClient(await as('submitter', 'quiet-app', limited.prefix), limited.prefix);
+      await expect(other.submit('take a nap', { agent: 'sleeper', input: { delayMs: 1 } })).resolves.toMatchObject({ existing: false });
+    } finally {
+      await limited.stopAll();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { headers, openBucket, type ErrandConnection, type KV } from '@errand/nats';
+import { headers, openBucket, type ErrandConnection, type KV, type MsgHdrs } from '@errand/nats';
 import { newTraceparent, TRACEPARENT, traceIdOf } from '@errand/telemetry';
 import {
   CodecError,
@@ -158,6 +158,11 @@ export interface ErrandClient {
 }
 
 export async function createClient(conn: ErrandConnection, prefix: string): Promise<ErrandClient> {
+  /** Headers proving this connection's identity sent `data` (hosts record who decided from them, not from `by`). */
+  const prove = (data: Uint8Array, h: MsgHdrs = headers()): MsgHdrs => {
+    for (const [k, v] of Object.entries(conn.identity?.prove(data) ?? {})) h.set(k, v);
+    return h;
+  };
   const subjects = createSubjects(prefix);
   const agents: KV = await openBucket(conn, resourceNames(prefix).buckets.agents);
   const record = async (agentId: string) => {
@@ -264,7 +269,8 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
         fork: seed,
         at: Date.now(),
       };
-      await conn.js.publish(subjects.agentIn(forkId, 'goal'), encodeMessage(message).data, { msgID: `goal:${forkId}` });
+      const data = encodeMessage(message).data;
+      await conn.js.publish(subjects.agentIn(forkId, 'goal'), data, { msgID: `goal:${forkId}`, headers: prove(data) });
       return { agentId: forkId };
     },
     async export(agentId, options = {}) {
@@ -296,7 +302,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       }
       let reply;
       try {
-        reply = await conn.nc.request(subjects.submit(), data, { timeout: 10_000, headers: h });
+        reply = await conn.nc.request(subjects.submit(), data, { timeout: 10_000, headers: prove(data, h) });
       } catch (err) {
         throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}); start one with \`errand up\` or the host service`);
       }
@@ -328,7 +334,8 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
         throw new ClientError(ClientErrorCode.NothingPending, `agent ${agentId} is not waiting for ${requestId ? `approval ${requestId}` : 'an approval'}`, agentId);
       }
       const message: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: pending.requestId, argsHash: pending.argsHash, decision, by, at: Date.now() };
-      await conn.js.publish(subjects.agentIn(agentId, 'approval'), encodeMessage(message).data);
+      const data = encodeMessage(message).data;
+      await conn.js.publish(subjects.agentIn(agentId, 'approval'), data, { headers: prove(data) });
       return { requestId: pending.requestId };
     },
     async answer(agentId, text, by, options = {}) {
@@ -336,12 +343,14 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       const message: Message<'input'> = {
         v: MESSAGE_VERSION, kind: 'input', agentId, text, ...(question ? { requestId: question.requestId } : {}), ...(options.interrupt ? { interrupt: true } : {}), by, at: Date.now(),
       };
-      await conn.js.publish(subjects.agentIn(agentId, 'input'), encodeMessage(message).data);
+      const data = encodeMessage(message).data;
+      await conn.js.publish(subjects.agentIn(agentId, 'input'), data, { headers: prove(data) });
     },
     async control(agentId, action, by, reason) {
       await must(agentId);
       const message: Message<'control'> = { v: MESSAGE_VERSION, kind: 'control', agentId, action, ...(reason ? { reason } : {}), by, at: Date.now() };
-      await conn.js.publish(subjects.agentIn(agentId, 'control'), encodeMessage(message).data);
+      const data = encodeMessage(message).data;
+      await conn.js.publish(subjects.agentIn(agentId, 'control'), data, { headers: prove(data) });
     },
   };
 }

@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '@errand/protocols';
 import { NatsError, NatsErrorCode } from './errors.js';
 import { serverFeatures, warnAboutDurability, type ServerFeatures } from './features.js';
 import { credsInfo } from './identity.js';
+import { identityProver, type IdentityProver } from './proof.js';
 
 const warnedAbout = new Set<string>();
 
@@ -72,6 +73,11 @@ export interface ErrandConnection extends AsyncDisposable {
   readonly js: JetStreamClient;
   /** What the server said it supports when we connected. */
   readonly features: ServerFeatures;
+  /**
+   * The identity of the `.creds` this connection authenticated with, to prove who sent a message
+   * (see `IDENTITY_HEADER`); undefined without credentials.
+   */
+  readonly identity: IdentityProver | undefined;
   /** The JetStream management API (streams, consumers). */
   jsm(): Promise<JetStreamManager>;
   /** Drains and closes; safe to call twice. */
@@ -97,6 +103,7 @@ export async function connect(options: Partial<ConnectOptions> = {}): Promise<Er
   const authenticator = creds ? credsAuthenticator(creds) : undefined;
   // An Errand identity may read replies only under its own inbox prefix (see rolePermissions).
   const inboxPrefix = creds ? inboxPrefixOf(creds, o.credsFile!) : undefined;
+  const identity = creds ? identityProver(new TextDecoder().decode(creds)) : undefined;
 
   let nc: NatsConnection;
   try {
@@ -152,6 +159,7 @@ export async function connect(options: Partial<ConnectOptions> = {}): Promise<Er
     nc,
     js,
     features,
+    identity,
     jsm: () => jetstreamManager(nc, { timeout: o.timeoutMs }),
     close,
     [Symbol.asyncDispose]: close,

@@ -44,6 +44,7 @@ export {
   type KeyIdentity,
   type UserIdentity,
 } from './identity.js';
+export { IDENTITY_HEADER, identityProver, identityVerifier, PROOF_HEADER, type IdentityProver, type IdentityVerifier, type ProofCheck, type ProvenIdentity } from './proof.js';
 export { deadLetter, deadMessageOf, type DeadLetterReason, type DeadLetterTarget, type DeadMessage } from './dead-letter.js';
 export {
   consumeMessages,

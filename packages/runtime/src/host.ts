@@ -16,11 +16,12 @@ import {
   type Redactor,
   type Subjects,
 } from '@errand/protocols';
-import { consumeMessages, ensureConsumer, openBucket, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
+import { consumeMessages, ensureConsumer, identityVerifier, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
 import type { AgentRegistry } from './agent-definition.js';
 import type { CrashHook } from './crash-points.js';
 import { RuntimeError, RuntimeErrorCode } from './errors.js';
-import { startIntake } from './intake.js';
+import { attributeInbox } from './attribution.js';
+import { startIntake, type SubmitRate } from './intake.js';
 import { collectGarbage, DEFAULT_GC_INTERVAL_MS, DEFAULT_RETENTION_MS } from './retention.js';
 import { StepExecutor } from './step-executor.js';
 import { createTimerHandler } from './timers.js';
@@ -61,6 +62,10 @@ export interface HostOptions {
   verifier: CommandVerifier | undefined;
   /** Removes secrets from goals at intake (the process's known secrets and the usual formats). */
   redactor?: Redactor;
+  /** Checks who sent a message; default: proofs by identities of this host's own account (none without credentials). */
+  identities?: IdentityVerifier;
+  /** Goals each identity may submit: a minute's worth and a burst (0 per minute: no limit). */
+  submitRate?: SubmitRate;
 }
 
 export function defaultHostOptions(): Omit<HostOptions, 'conn' | 'registry'> {
@@ -98,6 +103,10 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     maxAckPending: 10_000,
     description: 'Errand hosts: agent steps',
   });
+  // Who decided, answered or cancelled is taken from the proof on the message, checked against the
+  // account of this host's own credentials; without credentials (--insecure) only the claim exists.
+  const identities = o.identities ?? (conn.identity ? identityVerifier(conn.identity.account) : undefined);
+  if (!identities) logger.warn({}, 'no NATS credentials: who decided or submitted is recorded as the messages claim, unverified');
   const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now, signer: o.signer });
   if (!o.signer) logger.warn({}, 'no signing key (ERRAND_SIGNING_KEY): work commands go out unsigned, and tool-runners refuse them');
   const inbox = await consumeMessages({
@@ -111,7 +120,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     keepRetrying: (err) => err instanceof RuntimeError && err.code === RuntimeErrorCode.MachineVersion,
     retryDelayMs: (deliveries) => Math.min(30_000, o.retryBaseMs * 2 ** (deliveries - 1)),
     handle: async (message, msg) => {
-      await executor.run(message, inboxIdOf(msg), traceparentFrom(msg.headers));
+      await executor.run(attributeInbox(identities, message, msg.data, msg.headers), inboxIdOf(msg), traceparentFrom(msg.headers));
       o.crash('host.before-ack');
     },
   });
@@ -154,6 +163,8 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
         logger,
         now: o.now,
         defaultNotify: o.defaultNotify,
+        ...(identities ? { identities } : {}),
+        ...(o.submitRate ? { submitRate: o.submitRate } : {}),
         ...(o.redactor ? { redactor: o.redactor } : {}),
       })
     : undefined;

@@ -18,8 +18,9 @@ import {
   type WireFormat,
 } from '@errand/protocols';
 import { startSpan, TRACEPARENT, traceIdOf, traceparentFrom } from '@errand/telemetry';
-import { deadLetter, headers, isRevisionConflict, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
+import { deadLetter, headers, type IdentityVerifier, isRevisionConflict, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
 import type { AgentRegistry } from './agent-definition.js';
+import { attribute } from './attribution.js';
 import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
 import { newAgentId } from './ids.js';
 
@@ -71,6 +72,37 @@ export interface IntakeOptions {
   now: () => number;
   /** Removes secrets from the goal text and input before anything stores or plans with them; patterns only unless given. */
   redactor?: Redactor;
+  /** Who submitted, from the proof on the request (see attribution.ts); without it, the claim. */
+  identities?: IdentityVerifier;
+  /** Goals one identity may submit (per host): refused with `ERR_RATE_LIMITED` beyond it. */
+  submitRate: SubmitRate;
+}
+
+/** A per-identity limit on goals: `perMinute` on average, `burst` at once; 0 per minute: no limit. */
+export interface SubmitRate {
+  perMinute: number;
+  burst: number;
+}
+
+export const DEFAULT_SUBMIT_RATE: SubmitRate = { perMinute: 6000, burst: 1000 };
+
+/** Token buckets by key, refilled continuously; the least recently used are forgotten past 10,000 keys. */
+function rateLimiter(rate: SubmitRate, now: () => number): (key: string) => { ok: true } | { ok: false; retryAfterMs: number } {
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  const perMs = rate.perMinute / 60_000;
+  return (key) => {
+    if (rate.perMinute <= 0) return { ok: true };
+    const t = now();
+    const b = buckets.get(key) ?? { tokens: rate.burst, at: t };
+    b.tokens = Math.min(rate.burst, b.tokens + (t - b.at) * perMs);
+    b.at = t;
+    buckets.delete(key);
+    buckets.set(key, b);
+    if (buckets.size > 10_000) buckets.delete(buckets.keys().next().value!);
+    if (b.tokens < 1) return { ok: false, retryAfterMs: Math.ceil((1 - b.tokens) / perMs) };
+    b.tokens -= 1;
+    return { ok: true };
+  };
 }
 
 /**
@@ -80,8 +112,9 @@ export interface IntakeOptions {
  * answered with the reason and dead-lettered.
  */
 export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' | 'subjects' | 'registry' | 'deadLetter'> & Partial<IntakeOptions>): Subscription {
-  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, effects: undefined, defaultNotify: [], ...options };
+  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, effects: undefined, defaultNotify: [], submitRate: DEFAULT_SUBMIT_RATE, ...options };
   const log = o.logger.child({ component: 'intake' });
+  const admit = rateLimiter(o.submitRate, o.now);
 
   // The catalog changes at heartbeat pace (seconds); reading every key of it for each submit would
   // put a scan of the bucket on the intake path. Read it at most every CATALOG_MAX_AGE_MS.
@@ -203,6 +236,15 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
     try {
       format = formatOf(contentType, msg.data);
       const request = decodeMessage(msg.data, { contentType, expect: 'submit.request', maxDepth: MAX_GOAL_DEPTH });
+      const who = attribute(o.identities, msg.data, msg.headers, request.submittedBy);
+      const admitted = admit(who.key);
+      if (!admitted.ok) {
+        throw new ErrandError(
+          'ERR_RATE_LIMITED',
+          `too many goals from ${who.key}: at most ${o.submitRate.perMinute} a minute (bursts of ${o.submitRate.burst}); try again in ${Math.ceil(admitted.retryAfterMs / 1000)} s`,
+        );
+      }
+      if (who.principal) request.submittedBy = who.principal;
       const agent = request.agent ?? o.registry.defaultAgent;
       if (!o.registry.has(agent)) {
         throw new ErrandError('ERR_UNKNOWN_AGENT', `no agent '${agent}' is registered (known: ${o.registry.list().map((d) => d.id).join(', ')})`);

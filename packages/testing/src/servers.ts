@@ -26,8 +26,11 @@ export function uniquePrefix(label = 't'): string {
 /** The identities a test server with `auth` trusts, and `.creds` files of any role for any prefix. */
 export interface TestAuth {
   readonly identities: Identities;
-  /** A `.creds` file of `role` for a deployment under `prefix` (minted once per pair, in a temp folder). */
-  credsFile(role: Role, prefix: string): Promise<string>;
+  /**
+   * A `.creds` file of `role` for a deployment under `prefix`, for a user named `name` (default:
+   * the role's name); minted once per triple, in a temp folder.
+   */
+  credsFile(role: Role, prefix: string, name?: string): Promise<string>;
 }
 
 export interface TestServerOptions {
@@ -120,13 +123,13 @@ async function testAuth(): Promise<{ auth: TestAuth; cleanup(): Promise<void> }>
   const identities = await mintIdentities({ prefix: 'errand' });
   const dir = await mkdtemp(join(tmpdir(), 'errand-test-creds-'));
   const files = new Map<string, Promise<string>>();
-  const credsFile = (role: Role, prefix: string) => {
-    const id = `${role}@${prefix}`;
+  const credsFile = (role: Role, prefix: string, name: string = role) => {
+    const id = `${name}:${role}@${prefix}`;
     let file = files.get(id);
     if (!file) {
       file = (async () => {
-        const user = await mintUserIdentity(identities, role, { name: role, prefix });
-        const path = join(dir, `${role}-${prefix}.creds`);
+        const user = await mintUserIdentity(identities, role, { name, prefix });
+        const path = join(dir, `${name}-${role}-${prefix}.creds`);
         await writeFile(path, credsOf(user), { mode: 0o600 });
         return path;
       })();

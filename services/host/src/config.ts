@@ -30,6 +30,8 @@ export interface HostConfig {
   signer: CommandSigner | undefined;
   /** Verifies the durable timers the host fires: the signer's own public key. */
   verifier: CommandVerifier | undefined;
+  /** `ERRAND_SUBMIT_RATE` (goals a minute per identity, 0: no limit) and `ERRAND_SUBMIT_BURST`. */
+  submitRate: { perMinute: number; burst: number };
 }
 
 /** `ERRAND_RETENTION`: a duration above 0 (removing agents the moment they end is `errand gc --older-than 0`'s job). */
@@ -96,5 +98,6 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     retryBaseMs: envInt(env, 'ERRAND_HOST_RETRY_BASE_MS', 500, 10),
     signer,
     verifier: signer ? createCommandVerifier(signer.publicKey) : undefined,
+    submitRate: { perMinute: envInt(env, 'ERRAND_SUBMIT_RATE', 6000, 0), burst: envInt(env, 'ERRAND_SUBMIT_BURST', 1000, 1) },
   };
 }

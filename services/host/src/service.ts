@@ -52,5 +52,6 @@ export const hostService: ServiceDefinition<HostConfig> = {
       redactor,
       signer: config.signer,
       verifier: config.verifier,
+      submitRate: config.submitRate,
     }),
 };

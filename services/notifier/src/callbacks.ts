@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KvWatchInclude, type ErrandConnection, type KV } from '@errand/nats';
+import { headers, KvWatchInclude, type ErrandConnection, type KV } from '@errand/nats';
 import { mayDecide, parseSlackAction, parseTelegramCallback, safeEqual, slackEphemeral, verifySlackRequest, verifyTelegramCallbackData, type AllowList } from '@errand/notify';
 import { decodeRecord, encodeMessage, MESSAGE_VERSION, type Logger, type Message, type Subjects } from '@errand/protocols';
 import type { ChannelConfig } from './config.js';
@@ -74,7 +74,11 @@ export async function startCallbackServer(o: {
     const earlier = await decidedBy(d.agentId, d.requestId);
     if (earlier) return `Already decided by ${earlier.by} (${earlier.decision}).`;
     const message: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', ...d, by, at: Date.now() };
-    await o.conn.js.publish(o.subjects.agentIn(d.agentId, 'approval'), encodeMessage(message).data);
+    const data = encodeMessage(message).data;
+    // The notifier proves it relays this decision; `by` is the chat user the chat service vouched for.
+    const h = headers();
+    for (const [k, v] of Object.entries(o.conn.identity?.prove(data) ?? {})) h.set(k, v);
+    await o.conn.js.publish(o.subjects.agentIn(d.agentId, 'approval'), data, { headers: h });
     log.info({ agentId: d.agentId, requestId: d.requestId, decision: d.decision, by }, 'decision received');
     const mine = `${by.name ?? by.id} (${by.channel})`;
     const watch = await o.agents.watch({ key: d.agentId, include: KvWatchInclude.UpdatesOnly });

@@ -1,0 +1,113 @@
+import { fromPublic, fromSeed } from '@nats-io/nkeys';
+import { ROLES, type Role } from '@errand/protocols';
+import { credsInfo } from './identity.js';
+
+/**
+ * Who sent a message, as the server saw them. NATS does not tell a subscriber which identity
+ * published a message, so a message that matters — a submit, a decision, an answer, a cancel —
+ * carries a proof: the sender's user JWT and a signature of the exact body made with the seed in
+ * its `.creds` file, the same key the server authenticated the connection with. A host checks the
+ * JWT was issued by its own account and the signature matches, and so knows the identity without
+ * trusting anything the body claims.
+ */
+
+/** The header with the sender's user JWT. */
+export const IDENTITY_HEADER = 'Errand-Identity';
+/** The header with the signature of the body (base64url) made with that user's key. */
+export const PROOF_HEADER = 'Errand-Proof';
+
+/** Signs bodies as the identity of a `.creds` file. */
+export interface IdentityProver {
+  readonly name: string;
+  readonly role: Role | undefined;
+  /** The account that issued the identity: the one a host trusts. */
+  readonly account: string;
+  /** The headers that prove `body` came from this identity. */
+  prove(body: Uint8Array): Record<string, string>;
+}
+
+const SEED_BLOCK = /-----BEGIN USER NKEY SEED-----\s*(S[A-Z2-7]+)\s*------END USER NKEY SEED------/;
+
+/** A prover for the identity in a `.creds` file's text; undefined when it has no seed. */
+export function identityProver(creds: string): IdentityProver | undefined {
+  const seed = SEED_BLOCK.exec(creds)?.[1];
+  const jwt = /-----BEGIN NATS USER JWT-----\s*([A-Za-z0-9._-]+)\s*------END NATS USER JWT------/.exec(creds)?.[1];
+  if (!seed || !jwt) return undefined;
+  const info = credsInfo(creds);
+  const kp = fromSeed(new TextEncoder().encode(seed));
+  return {
+    name: info.name,
+    role: info.role,
+    account: info.account,
+    prove: (body) => ({ [IDENTITY_HEADER]: jwt, [PROOF_HEADER]: Buffer.from(kp.sign(body)).toString('base64url') }),
+  };
+}
+
+/** An identity a proof established. */
+export interface ProvenIdentity {
+  readonly name: string;
+  readonly publicKey: string;
+  readonly role: Role | undefined;
+}
+
+export type ProofCheck = { readonly ok: true; readonly identity: ProvenIdentity } | { readonly ok: false; readonly reason: string };
+
+export interface IdentityVerifier {
+  /** Checks the proof headers of `body`; never throws. */
+  check(body: Uint8Array, headers: { get(name: string): string } | undefined): ProofCheck;
+}
+
+/**
+ * Verifies proofs made by identities of `account` (the account public key; a host takes it from
+ * its own credentials). Verified JWTs are remembered, so a busy sender costs one signature check
+ * per message.
+ */
+export function identityVerifier(account: string, now: () => number = Date.now): IdentityVerifier {
+  const known = new Map<string, { identity: ProvenIdentity; exp: number | undefined } | string>();
+  const readJwt = (jwt: string): { identity: ProvenIdentity; exp: number | undefined } | string => {
+    const cached = known.get(jwt);
+    if (cached !== undefined) return cached;
+    let result: { identity: ProvenIdentity; exp: number | undefined } | string;
+    try {
+      const [head, payload, sig] = jwt.split('.');
+      if (!head || !payload || !sig) throw new Error('not a JWT');
+      const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as {
+        iss?: string;
+        sub?: string;
+        name?: string;
+        exp?: number;
+        nats?: { type?: string; tags?: string[]; issuer_account?: string };
+      };
+      if (claims.nats?.type !== 'user' || !claims.sub || !claims.iss) result = 'not a user JWT';
+      else if ((claims.nats.issuer_account ?? claims.iss) !== account || claims.iss !== account) result = 'issued by another account';
+      else if (!fromPublic(claims.iss).verify(new TextEncoder().encode(`${head}.${payload}`), Buffer.from(sig, 'base64url'))) result = 'the JWT signature does not match its issuer';
+      else {
+        const tag = (claims.nats.tags ?? []).find((t) => t.startsWith('errand-role:'))?.slice('errand-role:'.length);
+        const role = (ROLES as readonly string[]).includes(tag ?? '') ? (tag as Role) : undefined;
+        result = { identity: { name: claims.name ?? claims.sub, publicKey: claims.sub, role }, exp: claims.exp };
+      }
+    } catch (err) {
+      result = `unreadable identity: ${(err as Error).message}`;
+    }
+    if (known.size > 1000) known.clear();
+    known.set(jwt, result);
+    return result;
+  };
+  return {
+    check(body, headers) {
+      const jwt = headers?.get(IDENTITY_HEADER);
+      const proof = headers?.get(PROOF_HEADER);
+      if (!jwt || !proof) return { ok: false, reason: 'no proof of identity' };
+      const read = readJwt(jwt);
+      if (typeof read === 'string') return { ok: false, reason: read };
+      if (read.exp !== undefined && read.exp * 1000 < now()) return { ok: false, reason: 'the identity has expired' };
+      let valid = false;
+      try {
+        valid = fromPublic(read.identity.publicKey).verify(body, Buffer.from(proof, 'base64url'));
+      } catch {
+        valid = false;
+      }
+      return valid ? { ok: true, identity: read.identity } : { ok: false, reason: 'the proof does not match the body' };
+    },
+  };
+}
