@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readBody, refuseTooLarge } from '@errand/http-body';
 
 /**
  * A scripted model server: a real HTTP server speaking OpenAI's chat-completions protocol
@@ -93,12 +94,10 @@ export async function startMockLlm(script: MockScript, options: Partial<MockLlmO
     if (req.method !== 'POST' || !/\/chat\/completions$/.test(req.url ?? '')) {
       return json(res, 404, { error: { message: `mock-llm serves POST /v1/chat/completions, not ${req.method} ${req.url}`, type: 'not_found' } });
     }
-    const raw = await readBody(req, options.maxBodyBytes ?? MOCK_LLM_MAX_BODY_BYTES);
-    if (raw === undefined) {
-      const limit = options.maxBodyBytes ?? MOCK_LLM_MAX_BODY_BYTES;
-      discardRest(req);
-      return json(res, 413, { error: { message: `request body is larger than ${limit} bytes`, type: 'invalid_request_error', code: 'request_too_large' } });
-    }
+    const limit = options.maxBodyBytes ?? MOCK_LLM_MAX_BODY_BYTES;
+    const bytes = await readBody(req, limit);
+    if (bytes === undefined) return refuseTooLarge(req, res, { error: { message: `request body is larger than ${limit} bytes`, type: 'invalid_request_error', code: 'request_too_large' } });
+    const raw = bytes.toString('utf8');
     let body: MockRequest;
     try {
       body = JSON.parse(raw) as MockRequest;
@@ -216,40 +215,6 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(JSON.stringify(body));
 }
 
-/** Drops the rest of a refused body as it arrives, so the client reads the 413 rather than a reset; cut off after 5 s. */
-function discardRest(req: IncomingMessage): void {
-  if (req.complete) return;
-  const timer = setTimeout(() => req.destroy(), 5000);
-  timer.unref();
-  req.once('end', () => clearTimeout(timer));
-  req.once('close', () => clearTimeout(timer));
-  req.resume();
-}
-
-/** The body, or undefined once it passes `limit` (a larger Content-Length is not kept at all). */
-function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) return resolve(undefined);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const stop = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-    };
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > limit) return void (stop(), resolve(undefined));
-      chunks.push(c);
-    };
-    const onEnd = () => (stop(), resolve(Buffer.concat(chunks).toString('utf8')));
-    const onError = (err: Error) => (stop(), reject(err));
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-  });
-}
 
 /** Resolves true if the client went away before `ms` passed. */
 function waitOrClose(ms: number, req: IncomingMessage): Promise<boolean> {

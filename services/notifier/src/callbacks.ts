@@ -4,7 +4,7 @@ import { headers, KvWatchInclude, type ErrandConnection, type KV } from '@errand
 import { mayDecide, parseSlackAction, parseTelegramCallback, safeEqual, slackEphemeral, verifySlackRequest, verifyTelegramCallbackData, type AllowList } from '@errand/notify';
 import { decodeRecord, encodeMessage, MESSAGE_VERSION, type Logger, type Message, type Subjects } from '@errand/protocols';
 import type { ChannelConfig } from './config.js';
-import { BodyTooLargeError, readBody, tooLarge } from './http-body.js';
+import { readBody, refuseTooLarge } from '@errand/http-body';
 
 /** The largest callback body read: Slack's and Telegram's are a few KiB. */
 export const MAX_CALLBACK_BODY_BYTES = 64 * 1024;
@@ -181,10 +181,19 @@ export async function startCallbackServer(o: {
   const server: Server = createServer(async (req, res) => {
     const [, kind, name, action] = (req.url ?? '').split('?')[0]!.split('/');
     const channel = name ? o.channels[name] : undefined;
+    /** The body as text; a larger one is answered 413 here and the handler stops (undefined). */
+    const body = async (): Promise<string | undefined> => {
+      const raw = await readBody(req, MAX_CALLBACK_BODY_BYTES);
+      if (raw) return raw.toString('utf8');
+      log.warn({ channel: name, limit: MAX_CALLBACK_BODY_BYTES }, 'callback refused: body too large');
+      refuseTooLarge(req, res, { error: `the request body is larger than ${MAX_CALLBACK_BODY_BYTES} bytes: send less`, code: 'ERR_TOO_LARGE' });
+      return undefined;
+    };
     try {
       if (req.method === 'POST' && kind === 'slack' && action === 'actions' && channel?.type === 'slack') {
         if (!channel.signingSecret) return void res.writeHead(404).end();
-        const raw = (await readBody(req, MAX_CALLBACK_BODY_BYTES)).toString('utf8');
+        const raw = await body();
+        if (raw === undefined) return;
         const verdict = verifySlackRequest(channel.signingSecret, header(req.headers['x-slack-request-timestamp']), header(req.headers['x-slack-signature']), raw);
         if (!verdict.ok) {
           log.warn({ channel: name, reason: verdict.reason }, 'Slack callback refused');
@@ -202,7 +211,8 @@ export async function startCallbackServer(o: {
           log.warn({ channel: name }, 'Telegram update refused: missing or wrong secret token');
           return void res.writeHead(401).end('missing or wrong X-Telegram-Bot-Api-Secret-Token');
         }
-        const raw = (await readBody(req, MAX_CALLBACK_BODY_BYTES)).toString('utf8');
+        const raw = await body();
+        if (raw === undefined) return;
         let update: unknown;
         try {
           update = JSON.parse(raw || '{}');
@@ -215,10 +225,6 @@ export async function startCallbackServer(o: {
       }
       res.writeHead(404).end();
     } catch (err) {
-      if (err instanceof BodyTooLargeError) {
-        log.warn({ channel: name, limit: err.limit }, 'callback refused: body too large');
-        return tooLarge(req, res, err);
-      }
       log.error({ err }, 'callback failed');
       if (!res.headersSent) res.writeHead(500).end();
     }

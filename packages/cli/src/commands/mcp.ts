@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { readBody, refuseTooLarge } from '@errand/http-body';
 import { createErrandMcpServer } from '@errand/mcp';
 import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
@@ -21,46 +22,6 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 /** The largest MCP request body read (a JSON-RPC call; goals are far smaller). */
 export const MAX_MCP_BODY_BYTES = 1024 * 1024;
 
-/**
- * Drops what is left of a refused body as it arrives (closing at once would reset a client still
- * sending, which then sees a broken pipe instead of the 413); a sender still going after 5 s is cut off.
- */
-function discardRest(req: IncomingMessage): void {
-  if (req.complete) return;
-  const timer = setTimeout(() => req.destroy(), 5000);
-  timer.unref();
-  req.once('end', () => clearTimeout(timer));
-  req.once('close', () => clearTimeout(timer));
-  req.resume();
-}
-
-/**
- * The body, or undefined once it is larger than `limit`: a larger Content-Length is refused
- * before a byte is kept, and a chunked body as soon as it passes the limit (then `discardRest`).
- */
-function readLimitedBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) return resolve(undefined);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const stop = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-    };
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > limit) return void (stop(), resolve(undefined));
-      chunks.push(c);
-    };
-    const onEnd = () => (stop(), resolve(Buffer.concat(chunks)));
-    const onError = (err: Error) => (stop(), reject(err));
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-  });
-}
 
 /** Equal strings in time that does not depend on where they differ. */
 function sameSecret(given: string, expected: string): boolean {
@@ -137,15 +98,12 @@ Examples:
         }
         let raw: Buffer | undefined;
         try {
-          raw = await readLimitedBody(req, MAX_MCP_BODY_BYTES);
+          raw = await readBody(req, MAX_MCP_BODY_BYTES);
         } catch {
           // The client went away mid-body: nobody to answer.
           return void res.destroy();
         }
-        if (raw === undefined) {
-          discardRest(req);
-          return void res.writeHead(413, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `the request body is larger than ${MAX_MCP_BODY_BYTES} bytes: send less` }));
-        }
+        if (raw === undefined) return refuseTooLarge(req, res, { error: `the request body is larger than ${MAX_MCP_BODY_BYTES} bytes: send less` });
         let body: unknown;
         try {
           body = raw.length ? JSON.parse(raw.toString('utf8')) : undefined;
