@@ -109,7 +109,10 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     }
 
     o.say(`provisioning streams and buckets under prefix '${o.prefix}' …`);
-    const admin = o.insecure ? {} : { credsFile: o.credentials.credsFile('admin') };
+    // Against a server of the user's own, their NATS_CREDS is the identity to use; otherwise each
+    // connection uses its role's creds from the deployment's folder (none with --insecure).
+    const ownCreds = o.external !== undefined && o.env.NATS_CREDS ? o.env.NATS_CREDS : undefined;
+    const admin = ownCreds ? { credsFile: ownCreds } : o.insecure ? {} : { credsFile: o.credentials.credsFile('admin') };
     const conn = await connect({ servers: url, name: 'errand-up', logger: o.logger, waitOnFirstConnect: server === undefined, ...admin });
     let report: ProvisionReport;
     try {
@@ -140,6 +143,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       // Each service connects as its own role; hosts sign the commands they publish, workers check them.
       const identity = serviceEnv(o.credentials, roleOf(definition.name));
       if (o.insecure) delete identity.NATS_CREDS;
+      if (ownCreds) identity.NATS_CREDS = ownCreds;
       const started = await startService(definition, { ...env, ...identity }, o.serviceLogger ? { logger: o.serviceLogger } : {});
       services.push(started);
       o.say(`  ${started.name.padEnd(12)} running (pid ${process.pid})`);
