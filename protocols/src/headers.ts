@@ -3,6 +3,8 @@ export const Header = {
   /** JetStream de-duplication id; Errand uses `<agentId>:<step>:<n>` for commands. */
   MsgId: 'Nats-Msg-Id',
   ContentType: 'Content-Type',
+  /** W3C trace context of the step, command or request that sent the message. */
+  Traceparent: 'traceparent',
   /** A work command's Ed25519 signature by the deployment's host key (base64url; see command-signature.ts). */
   Signature: 'Errand-Signature',
   /** Why a message was dead-lettered, in words. */

@@ -1,5 +1,6 @@
 export { CodecError, CodecErrorCode, ErrandError, SubjectError, SubjectErrorCode } from './errors.js';
 export { Header } from './headers.js';
+export { childAgentId, effectKey, effectKeys, messageIds, newAgentId, timerKeyOfMessageId } from './ids.js';
 export { jsonNestsDeeper, MAX_GOAL_DEPTH, MAX_NESTING_DEPTH, msgpackNestsDeeper, valueNestsDeeper } from './depth.js';
 export { silentLogger, type Logger } from './logger.js';
 export {
@@ -32,6 +33,7 @@ export {
 } from './resources.js';
 export {
   AGENT_STATUSES,
+  TERMINAL_STATUSES,
   CONTROL_ACTIONS,
   EVENT_KIND_OF,
   EVENT_MESSAGE_KINDS,
@@ -87,6 +89,7 @@ export {
   OutboxEntrySchema,
   READABLE_RECORD_FORMATS,
   RECORD_FORMAT,
+  stateValueOf,
   type AgentRecord,
   type OutboxEntry,
 } from './records.js';

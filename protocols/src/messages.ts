@@ -107,6 +107,8 @@ export const TaskSchema: z.ZodType<Task> = z.object({
 
 export const AGENT_STATUSES = ['running', 'waiting', 'paused', 'done', 'failed', 'cancelled'] as const;
 export type AgentStatus = (typeof AGENT_STATUSES)[number];
+/** The statuses an agent never leaves: it has finished, one way or another. */
+export const TERMINAL_STATUSES: ReadonlySet<AgentStatus> = new Set<AgentStatus>(['done', 'failed', 'cancelled']);
 
 /** An XState event: a `type` and any payload. */
 export const MachineEventSchema = z.looseObject({ type: nonEmpty });

@@ -137,3 +137,11 @@ export function decodeRecord(data: Uint8Array): AgentRecord {
 export function isMessageKind(kind: string): kind is MessageKind {
   return Object.hasOwn(messageSchemas, kind);
 }
+
+/**
+ * The statechart state value of a persisted snapshot (`'planning'`, `{ acting: 'tools' }` …), or
+ * null when the snapshot has none.
+ */
+export function stateValueOf(snapshot: unknown): unknown {
+  return (snapshot as { value?: unknown } | undefined)?.value ?? null;
+}
