@@ -43,9 +43,14 @@ describe('the per-model rate limiter (per planner process)', () => {
     expect(released).toBe(true);
   });
 
-  it('0 means no limit', async () => {
+  it('0 means no limit: every call to one model goes at once, none waits on a timer', async () => {
     const limit = createRateLimiter(0);
     const signal = new AbortController().signal;
-    await Promise.all([limit('m', signal), limit('m', signal), limit('m', signal)]);
+    const released: number[] = [];
+    for (let i = 0; i < 5; i += 1) void limit('m', signal).then(() => released.push(i));
+    // The clock does not move: a limiter that spaced calls would release only the first.
+    await vi.advanceTimersByTimeAsync(0);
+    expect(released).toEqual([0, 1, 2, 3, 4]);
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
