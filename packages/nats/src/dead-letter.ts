@@ -1,6 +1,6 @@
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
-import { Header, type Subjects } from '@errand/protocols';
+import { Header, messageIds, type Subjects } from '@errand/protocols';
 
 /** Room kept for the dead-letter headers when the original body is close to max_payload. */
 const HEADER_ROOM = 4096;
@@ -69,7 +69,7 @@ export async function deadLetter(target: DeadLetterTarget, message: DeadMessage,
     data = data.subarray(0, Math.max(0, room));
   }
   const msgID =
-    message.stream !== undefined && message.seq !== undefined ? `dlq:${target.origin}:${message.stream}:${message.seq}` : undefined;
+    message.stream !== undefined && message.seq !== undefined ? messageIds.deadLetter(target.origin, message.stream, message.seq) : undefined;
   await target.js.publish(target.subjects.dlq(target.origin), data, { headers: h, ...(msgID ? { msgID } : {}) });
 }
 

@@ -45,6 +45,8 @@ export {
   type UserIdentity,
 } from './identity.js';
 export { IDENTITY_HEADER, identityProver, identityVerifier, PROOF_HEADER, type IdentityProver, type IdentityVerifier, type ProofCheck, type ProvenIdentity } from './proof.js';
+export { prepareMessage, publishMessage, type PreparedMessage, type PublishMessageOptions } from './publish.js';
+export { readRecord, readStoredRecord, type StoredRecord } from './records.js';
 export { deadLetter, deadMessageOf, type DeadLetterReason, type DeadLetterTarget, type DeadMessage } from './dead-letter.js';
 export {
   consumeMessages,
