@@ -1,0 +1,276 @@
+// The exactly-once core every service builds on, against a real nats-server: a command runs once
+// per idempotency key, its result is stored before it is sent, a cancel reaches it, a stopping
+// worker hands it back, and a command no host signed never runs.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { headers, openBucket, type Msg, type NatsConnection } from '@errand/nats';
+import {
+  createCommandSigner,
+  createCommandVerifier,
+  decodeMessage,
+  encodeMessage,
+  generateCommandKeys,
+  Header,
+  MESSAGE_VERSION,
+  resourceNames,
+  type Message,
+} from '@errand/protocols';
+import { metrics, newTraceparent, TRACEPARENT, traceIdOf } from '@errand/telemetry';
+import { createDeployment, recordingLogger, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { effectKey, startCommandWorker, type CommandWorker } from '@errand/worker';
+
+let srv: TestServer;
+beforeAll(async () => {
+  srv = await startTestServer();
+});
+afterAll(async () => {
+  await srv?.stop();
+});
+
+/** Every message on core subjects, in arrival order, awaited one at a time (bounded). */
+function collect(nc: NatsConnection, subject: string) {
+  const sub = nc.subscribe(subject);
+  const it = sub[Symbol.asyncIterator]();
+  return {
+    async next(timeoutMs = 15_000): Promise<Msg> {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`nothing on ${subject} within ${timeoutMs} ms`)), timeoutMs)));
+      try {
+        const r = await Promise.race([it.next(), timeout]);
+        if (r.done) throw new Error(`subscription to ${subject} ended`);
+        return r.value;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    stop: () => sub.unsubscribe(),
+  };
+}
+
+/** A promise with its resolve function outside, to await what another callback does. */
+function signal<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+let seq = 0;
+function toolRequest(agentId: string, extra: Partial<Message<'tool.request'>> = {}): Message<'tool.request'> {
+  seq += 1;
+  return { v: MESSAGE_VERSION, kind: 'tool.request', key: `${agentId}:${seq}:0`, agentId, step: seq, at: Date.now(), callId: `c${seq}`, tool: 'echo', args: { n: seq }, attempt: 1, ...extra };
+}
+
+function resultOf(cmd: Message<'tool.request'>, output: unknown): Message<'tool.result'> {
+  return { v: MESSAGE_VERSION, kind: 'tool.result', agentId: cmd.agentId, key: cmd.key, callId: cmd.callId, tool: cmd.tool, attempt: cmd.attempt, durationMs: 1, result: { output }, at: Date.now() };
+}
+
+/** Publishes a command signed with the deployment's key; each publish is a new stream message (its own msgID). */
+let publishes = 0;
+async function publish(d: Deployment, cmd: Message<'tool.request'>, extraHeaders: Record<string, string> = {}) {
+  const { data, headers: h } = d.signed(cmd);
+  for (const [k, v] of Object.entries(extraHeaders)) h.set(k, v);
+  publishes += 1;
+  await d.conn.js.publish(d.subjects.workTool(cmd.tool), data, { headers: h, msgID: `${cmd.key}#${publishes}` });
+}
+
+/** A worker serving the `echo` tool subject of `d`, with a name of its own (its durable consumer). */
+function echoWorker(d: Deployment, name: string, execute: Parameters<typeof startCommandWorker<'tool.request'>>[0]['execute'], more: { stopGraceMs?: number; logger?: ReturnType<typeof recordingLogger> } = {}) {
+  return startCommandWorker({
+    conn: d.conn,
+    prefix: d.prefix,
+    name,
+    filterSubject: d.subjects.workTool('echo'),
+    expect: 'tool.request',
+    verify: createCommandVerifier(d.keys.publicKey),
+    ackWaitMs: 5_000,
+    execute,
+    ...more,
+  });
+}
+
+const commandsCounted = async (worker: string, outcome: string) =>
+  (await metrics.commands.get()).values.find((v) => v.labels.worker === worker && v.labels.outcome === outcome)?.value ?? 0;
+
+describe('startCommandWorker', () => {
+  it('runs a command once per idempotency key: a repeat is answered from the effects bucket under the same trace, without running', async () => {
+    const d = await createDeployment(srv);
+    const results = collect(d.conn.nc, d.subjects.agentIn('w1', 'tool'));
+    const runs: string[] = [];
+    const log = recordingLogger();
+    const worker = await echoWorker(
+      d,
+      'once',
+      async (cmd) => {
+        runs.push(cmd.key);
+        return resultOf(cmd, { ran: runs.length });
+      },
+      { logger: log },
+    );
+    try {
+      const cmd = toolRequest('w1');
+      const trace = newTraceparent();
+      await publish(d, cmd, { [TRACEPARENT]: trace });
+      const first = await results.next();
+      await publish(d, cmd); // the same key again (a host re-publishing its outbox, a second host)
+      const second = await results.next();
+      expect(runs).toEqual([cmd.key]);
+      const a = decodeMessage(first.data, { expect: 'tool.result' });
+      const b = decodeMessage(second.data, { expect: 'tool.result' });
+      expect(a.result?.output).toEqual({ ran: 1 });
+      expect(b).toEqual(a);
+      // Both answers go under the key's message id, so the agent's inbox keeps only one.
+      expect(first.headers?.get('Nats-Msg-Id')).toBe(`result:${cmd.key}`);
+      expect(second.headers?.get('Nats-Msg-Id')).toBe(`result:${cmd.key}`);
+      // The result continues the command's trace (a child span of it).
+      expect(traceIdOf(first.headers?.get(TRACEPARENT))).toBe(traceIdOf(trace));
+      expect(first.headers?.get(TRACEPARENT)).not.toBe(trace);
+      // Counted once the worker is done with each (after the answer went out).
+      await log.waitFor((e) => e.msg === 'command done');
+      await log.waitFor((e) => e.msg === 'repeat of a completed command: answered from the effects bucket');
+      expect(await commandsCounted('once', 'repeat')).toBe(1);
+      expect(await commandsCounted('once', 'ok')).toBe(1);
+    } finally {
+      results.stop();
+      await worker.stop();
+    }
+  });
+
+  it('stores a result in the effects bucket before it sends it to the agent', async () => {
+    const d = await createDeployment(srv);
+    const bucket = resourceNames(d.prefix).buckets.effects;
+    const cmd = toolRequest('w2');
+    // One callback for both subjects: the server delivers one connection's publishes in order.
+    const seen: string[] = [];
+    const resultSeen = signal();
+    const onMsg = (err: Error | null, m: Msg) => {
+      if (err) return;
+      seen.push(m.subject.startsWith('$KV.') ? 'stored' : 'sent');
+      if (!m.subject.startsWith('$KV.')) resultSeen.resolve();
+    };
+    const subs = [d.conn.nc.subscribe(`$KV.${bucket}.${effectKey(cmd.key)}`, { callback: onMsg }), d.conn.nc.subscribe(d.subjects.agentIn('w2', 'tool'), { callback: onMsg })];
+    await d.conn.nc.flush();
+    const worker = await echoWorker(d, 'store-first', async (c) => resultOf(c, 'done'));
+    try {
+      await publish(d, cmd);
+      await resultSeen.promise;
+      expect(seen).toEqual(['stored', 'sent']);
+      const stored = await (await openBucket(d.conn, bucket)).get(effectKey(cmd.key));
+      expect(decodeMessage(stored!.value, { expect: 'tool.result' }).result?.output).toBe('done');
+    } finally {
+      for (const s of subs) s.unsubscribe();
+      await worker.stop();
+    }
+  });
+
+  it('a cancel of the agent aborts its running command, and nothing is sent or stored for it', async () => {
+    const d = await createDeployment(srv);
+    const log = recordingLogger();
+    const results = collect(d.conn.nc, d.subjects.agentIn('w3', 'tool'));
+    const running = signal();
+    const aborted = signal<unknown>();
+    const slow = toolRequest('w3', { args: { slow: true } });
+    const worker = await echoWorker(
+      d,
+      'cancel',
+      async (cmd, { signal: abort }) => {
+        if ((cmd.args as { slow?: boolean }).slow) {
+          running.resolve();
+          await new Promise((_, reject) => abort.addEventListener('abort', () => (aborted.resolve(abort.reason), reject(abort.reason)), { once: true }));
+        }
+        return resultOf(cmd, 'quick');
+      },
+      { logger: log },
+    );
+    try {
+      await publish(d, slow);
+      await running.promise;
+      await d.send({ v: MESSAGE_VERSION, kind: 'control', agentId: 'w3', action: 'cancel', at: Date.now() });
+      expect(String(await aborted.promise)).toContain('agent w3 was cancelled');
+      await log.waitFor((e) => e.msg === 'command aborted (agent cancelled): no result sent');
+      // The next thing the agent receives is the result of a later command, not of the cancelled one.
+      const quick = toolRequest('w3');
+      await publish(d, quick);
+      const r = decodeMessage((await results.next()).data, { expect: 'tool.result' });
+      expect(r.key).toBe(quick.key);
+      const effects = await openBucket(d.conn, resourceNames(d.prefix).buckets.effects);
+      expect(await effects.get(effectKey(slow.key))).toBeNull();
+      expect(await commandsCounted('cancel', 'aborted')).toBe(1);
+    } finally {
+      results.stop();
+      await worker.stop();
+    }
+  });
+
+  it('a worker that stops hands an unfinished command back, and another worker of the service finishes it', async () => {
+    const d = await createDeployment(srv);
+    const results = collect(d.conn.nc, d.subjects.agentIn('w4', 'tool'));
+    const cmd = toolRequest('w4');
+    const aRunning = signal();
+    const aAborted = signal<unknown>();
+    const ranBy: string[] = [];
+    const a = await echoWorker(
+      d,
+      'handover',
+      async (_c, { signal: abort }) => {
+        ranBy.push('a');
+        aRunning.resolve();
+        return new Promise((_, reject) => abort.addEventListener('abort', () => (aAborted.resolve(abort.reason), reject(abort.reason)), { once: true }));
+      },
+      { stopGraceMs: 100 },
+    );
+    let b: CommandWorker | undefined;
+    try {
+      await publish(d, cmd);
+      await aRunning.promise;
+      // A second replica joins the same durable consumer, then the first one shuts down.
+      b = await echoWorker(d, 'handover', async (c, { msg }) => (ranBy.push('b'), resultOf(c, { by: 'b', deliveries: msg.info.deliveryCount })));
+      await a.stop();
+      expect(String(await aAborted.promise)).toContain('the worker is stopping');
+      const r = decodeMessage((await results.next()).data, { expect: 'tool.result' });
+      expect(r.key).toBe(cmd.key);
+      expect(r.result?.output).toEqual({ by: 'b', deliveries: 2 });
+      expect(ranBy).toEqual(['a', 'b']);
+    } finally {
+      results.stop();
+      await a.stop();
+      await b?.stop();
+    }
+  });
+
+  it('with a verify key, an unsigned or wrongly signed command is dead-lettered with the reason and never runs', async () => {
+    const d = await createDeployment(srv);
+    const dlq = collect(d.conn.nc, d.subjects.dlq('signed-only'));
+    const results = collect(d.conn.nc, d.subjects.agentIn('w5', 'tool'));
+    const runs: string[] = [];
+    const worker = await echoWorker(d, 'signed-only', async (cmd) => (runs.push(cmd.key), resultOf(cmd, 'ran')));
+    const other = createCommandSigner(generateCommandKeys().privateKeyPem);
+    const raw = async (cmd: Message<'tool.request'>, sign?: (body: Uint8Array) => string) => {
+      const data = encodeMessage(cmd).data;
+      const h = headers();
+      if (sign) h.set(Header.Signature, sign(data));
+      await d.conn.js.publish(d.subjects.workTool('echo'), data, { headers: h, msgID: cmd.key });
+    };
+    try {
+      const cases: [string, () => Promise<void>, RegExp][] = [
+        ['unsigned', () => raw(toolRequest('w5')), /no signature/],
+        ['another key', () => raw(toolRequest('w5'), other.sign), /another key or altered/],
+        ['garbage signature', () => raw(toolRequest('w5'), () => 'not-a-signature'), /malformed/],
+      ];
+      for (const [what, attempt, reason] of cases) {
+        await attempt();
+        const dead = await dlq.next();
+        expect(dead.headers?.get(Header.DeadLetterCode), what).toBe('ERR_BAD_SIGNATURE');
+        expect(dead.headers?.get(Header.DeadLetterReason), what).toMatch(reason);
+      }
+      // A signed command after them runs, and is the first (and only) thing that ran or answered.
+      const good = toolRequest('w5');
+      await publish(d, good);
+      expect(decodeMessage((await results.next()).data, { expect: 'tool.result' }).key).toBe(good.key);
+      expect(runs).toEqual([good.key]);
+      expect(await commandsCounted('signed-only', 'refused')).toBe(3);
+    } finally {
+      dlq.stop();
+      results.stop();
+      await worker.stop();
+    }
+  });
+});
