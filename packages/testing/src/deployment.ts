@@ -2,14 +2,14 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { consumeMessages, ensureConsumer, openBucket, provision, type ErrandConnection, type KV, type MessageConsumer } from '@errand/nats';
+import { consumeMessages, ensureConsumer, openBucket, prepareMessage, provision, publishMessage, readRecord, type ErrandConnection, type KV, type MessageConsumer } from '@errand/nats';
 import {
   catalogKeys,
   createSubjects,
   decodeMessage,
   decodeRecord,
-  encodeMessage,
   MESSAGE_VERSION,
+  messageIds,
   resourceSpecs,
   type AgentRecord,
   type AgentStatus,
@@ -22,8 +22,8 @@ import {
   type ToolDefinition,
   type ToolPolicyName,
 } from '@errand/protocols';
-import { createCommandSigner, generateCommandKeys, Header, type CommandSigner, type MessageInput } from '@errand/protocols';
-import { headers as natsHeaders, type MsgHdrs } from '@errand/nats';
+import { createCommandSigner, generateCommandKeys, type CommandSigner, type MessageInput } from '@errand/protocols';
+import type { MsgHdrs } from '@errand/nats';
 import { startProcess, type TestProcess } from './process.js';
 import { uniquePrefix, type TestServer } from './servers.js';
 
@@ -104,10 +104,7 @@ export async function createDeployment(
     processes.push(p);
     return p;
   };
-  const record = async (agentId: string) => {
-    const e = await agents.get(agentId);
-    return e && e.operation === 'PUT' ? decodeRecord(e.value) : undefined;
-  };
+  const record = (agentId: string) => readRecord(agents, agentId);
   const waitForRecord = async (agentId: string, test: (r: AgentRecord) => boolean, timeoutMs = 60_000) => {
     const watch = await agents.watch({ key: agentId });
     const timer = setTimeout(() => watch.stop(), timeoutMs);
@@ -133,10 +130,8 @@ export async function createDeployment(
     workspace,
     keys,
     signed(message) {
-      const data = encodeMessage(message).data;
-      const h = natsHeaders();
-      h.set(Header.Signature, keys.signer.sign(data));
-      return { data, headers: h };
+      const { data, headers } = prepareMessage(message, { signer: keys.signer });
+      return { data, headers: headers! };
     },
     spawn,
     async start(service, env = {}) {
@@ -176,7 +171,7 @@ export async function createDeployment(
     },
     async send(message) {
       const token = message.kind === 'control' ? 'control' : message.kind === 'approval' ? 'approval' : 'input';
-      await conn.js.publish(subjects.agentIn(message.agentId, token), encodeMessage(message).data);
+      await publishMessage(conn, subjects.agentIn(message.agentId, token), message);
     },
     async stopAll() {
       for (const p of processes) p.signal('SIGTERM');
@@ -261,7 +256,7 @@ export async function startTestToolRunner(
         ...('error' in outcome ? { error: outcome.error } : { result: { output: outcome.output } }),
         at: Date.now(),
       };
-      await d.conn.js.publish(d.subjects.agentIn(req.agentId, 'tool'), encodeMessage(result).data, { msgID: `result:${req.key}` });
+      await publishMessage(d.conn, d.subjects.agentIn(req.agentId, 'tool'), result, { msgId: messageIds.result(req.key) });
     },
   });
   return {

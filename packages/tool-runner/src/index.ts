@@ -5,6 +5,8 @@ import {
   canonicalJson,
   catalogKeys,
   createSubjects,
+  effectKey,
+  effectKeys,
   ErrandError,
   MESSAGE_VERSION,
   patternRedactor,
@@ -19,7 +21,7 @@ import {
   type ToolPolicyName,
 } from '@errand/protocols';
 import { ToolError, type Tool } from '@errand/tools';
-import { effectKey, startCommandWorker, type CommandWorker } from '@errand/worker';
+import { startCommandWorker, type CommandWorker } from '@errand/worker';
 
 export const ToolRunnerErrorCode = {
   /** A runner died during this non-idempotent call: it may or may not have happened. */
@@ -213,7 +215,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
         }
         if (!entry.idempotent) {
           try {
-            await effects.create(`started.${effectKey(cmd.key)}`, String(Date.now()));
+            await effects.create(effectKeys.started(cmd.key), String(Date.now()));
           } catch (err) {
             if (!isRevisionConflict(err)) throw err;
             callLog.warn({ tool: name }, 'a call that was started before is delivered again: not re-running it');

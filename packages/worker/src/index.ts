@@ -3,9 +3,11 @@ import {
   CodecErrorCode,
   createSubjects,
   decodeMessage,
+  effectKey,
   encodeMessage,
   Header,
   INBOX_KIND_OF,
+  messageIds,
   resourceNames,
   silentLogger,
   type CommandVerifier,
@@ -14,18 +16,11 @@ import {
   type Message,
   type MessageKind,
 } from '@errand/protocols';
-import { consumeMessages, ensureConsumer, headers, openBucket, type ErrandConnection, type JsMsg } from '@errand/nats';
-import { metrics, startSpan, TRACEPARENT, traceparentFrom, type ErrandSpan } from '@errand/telemetry';
+import { consumeMessages, ensureConsumer, openBucket, publishMessage, type ErrandConnection, type JsMsg } from '@errand/nats';
+import { metrics, startSpan, traceparentFrom, type ErrandSpan } from '@errand/telemetry';
 
-import { createHash } from 'node:crypto';
-
-/** The effects-bucket key for an idempotency key (KV keys allow no ':'). */
-export function effectKey(key: string): string {
-  const dotted = key.replaceAll(':', '.');
-  return /^[-/_=.a-zA-Z0-9]+$/.test(dotted) && !dotted.startsWith('.') && !dotted.endsWith('.') && !dotted.includes('..')
-    ? dotted
-    : `h.${createHash('sha256').update(key).digest('hex')}`;
-}
+/** The effects-bucket key for an idempotency key; defined with the wire contract in @errand/protocols. */
+export { effectKey };
 
 /**
  * A command's signature must verify over its exact bytes; otherwise it is refused before it runs
@@ -153,9 +148,7 @@ export async function startCommandWorker<K extends CommandKind>(
 
   const send = async (result: InboxMessage, key: string, traceparent: string | undefined) => {
     const token = INBOX_KIND_OF[result.kind as keyof typeof INBOX_KIND_OF];
-    const h = headers();
-    if (traceparent) h.set(TRACEPARENT, traceparent);
-    await conn.js.publish(subjects.agentIn(result.agentId, token), encodeMessage(result).data, { msgID: `result:${key}`, headers: h });
+    await publishMessage(conn, subjects.agentIn(result.agentId, token), result, { msgId: messageIds.result(key), traceparent });
   };
   const count = (outcome: string) => metrics.commands.inc({ worker: o.name, outcome });
 

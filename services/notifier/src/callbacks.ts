@@ -1,20 +1,17 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { headers, KvWatchInclude, type ErrandConnection, type KV } from '@errand/nats';
+import { KvWatchInclude, publishMessage, readRecord, type ErrandConnection, type KV } from '@errand/nats';
 import { mayDecide, parseSlackAction, parseTelegramCallback, safeEqual, slackEphemeral, verifySlackRequest, verifyTelegramCallbackData, type AllowList } from '@errand/notify';
-import { decodeRecord, encodeMessage, MESSAGE_VERSION, type Logger, type Message, type Subjects } from '@errand/protocols';
+import { CodecError, decodeRecord, effectKeys, MESSAGE_VERSION, type Logger, type Message, type Subjects } from '@errand/protocols';
 import type { ChannelConfig } from './config.js';
 import { readBody, refuseTooLarge } from '@errand/http-body';
 
 /** The largest callback body read: Slack's and Telegram's are a few KiB. */
 export const MAX_CALLBACK_BODY_BYTES = 64 * 1024;
 
-/**
- * Where a Telegram button's id leads: the approval (agent, request, args hash) it was sent for.
- * The channel is part of the key, so a button is only good in the channel it was sent to.
- */
-export function telegramApprovalKey(channel: string, callbackId: string): string {
-  return `tg.${channel}.${callbackId}`;
+/** Who decided `requestId` according to a record's snapshot (the built-in agent keeps `decided`), if anyone has. */
+function decidedIn(snapshot: unknown, requestId: string): { decision: string; by: string } | undefined {
+  return (snapshot as { context?: { decided?: Record<string, { decision: string; by: string }> } } | undefined)?.context?.decided?.[requestId];
 }
 
 /** What a person who may not decide is told, where they pressed. */
@@ -61,9 +58,12 @@ export async function startCallbackServer(o: {
   describeAllowLists(o.channels, log);
   /** Who decided `requestId` according to the agent's record, if anyone has. */
   const decidedBy = async (agentId: string, requestId: string): Promise<{ decision: string; by: string } | undefined> => {
-    const e = await o.agents.get(agentId).catch(() => null);
-    if (!e || e.operation !== 'PUT') return undefined;
-    return (decodeRecord(e.value).snapshot as { context?: { decided?: Record<string, { decision: string; by: string }> } }).context?.decided?.[requestId];
+    // An unreachable bucket is no answer; an unreadable record is an error, as before.
+    const r = await readRecord(o.agents, agentId).catch((err: unknown) => {
+      if (err instanceof CodecError) throw err;
+      return undefined;
+    });
+    return decidedIn(r?.snapshot, requestId);
   };
 
   /**
@@ -74,11 +74,8 @@ export async function startCallbackServer(o: {
     const earlier = await decidedBy(d.agentId, d.requestId);
     if (earlier) return `Already decided by ${earlier.by} (${earlier.decision}).`;
     const message: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', ...d, by, at: Date.now() };
-    const data = encodeMessage(message).data;
     // The notifier proves it relays this decision; `by` is the chat user the chat service vouched for.
-    const h = headers();
-    for (const [k, v] of Object.entries(o.conn.identity?.prove(data) ?? {})) h.set(k, v);
-    await o.conn.js.publish(o.subjects.agentIn(d.agentId, 'approval'), data, { headers: h });
+    await publishMessage(o.conn, o.subjects.agentIn(d.agentId, 'approval'), message, { prover: o.conn.identity });
     log.info({ agentId: d.agentId, requestId: d.requestId, decision: d.decision, by }, 'decision received');
     const mine = `${by.name ?? by.id} (${by.channel})`;
     const watch = await o.agents.watch({ key: d.agentId, include: KvWatchInclude.UpdatesOnly });
@@ -86,7 +83,7 @@ export async function startCallbackServer(o: {
     try {
       for await (const e of watch) {
         if (e.operation !== 'PUT') continue;
-        const decided = (decodeRecord(e.value).snapshot as { context?: { decided?: Record<string, { decision: string; by: string }> } }).context?.decided?.[d.requestId];
+        const decided = decidedIn(decodeRecord(e.value).snapshot, d.requestId);
         if (decided) return decided.by === mine ? `Decision recorded: ${d.decision}.` : `Already decided by ${decided.by} (${decided.decision}).`;
       }
     } finally {
@@ -116,7 +113,7 @@ export async function startCallbackServer(o: {
       log.warn({ channel: name, userId: q.fromId, reason: data.reason }, 'Telegram decision refused: forged or altered button');
       return answer('This button is not valid.');
     }
-    const target = await o.effects.get(telegramApprovalKey(name, data.id));
+    const target = await o.effects.get(effectKeys.telegramApproval(name, data.id));
     if (!target || target.operation !== 'PUT') {
       log.warn({ channel: name, userId: q.fromId }, 'Telegram decision for an unknown or expired request');
       return answer('Unknown or expired request.');

@@ -1,5 +1,4 @@
-import { decodeRecord } from '@errand/protocols';
-import type { KV } from '@errand/nats';
+import { readRecord, type KV } from '@errand/nats';
 
 export interface DigestCounts {
   running: number;
@@ -19,9 +18,8 @@ export async function countAgents(agents: KV, now = Date.now()): Promise<DigestC
   const c: DigestCounts = { running: 0, waiting: 0, paused: 0, doneToday: 0, failedToday: 0, spentTodayUsd: 0 };
   const keys = await agents.keys();
   for await (const key of keys) {
-    const e = await agents.get(key);
-    if (!e || e.operation !== 'PUT') continue;
-    const r = decodeRecord(e.value);
+    const r = await readRecord(agents, key);
+    if (!r) continue;
     const snap = r.snapshot as { value?: unknown; context?: { usage?: { costUsd?: number } } } | undefined;
     const state = snap?.value;
     if (r.status === 'paused') c.paused += 1;

@@ -2,10 +2,10 @@
 import { writeSync } from 'node:fs';
 import { isRevisionConflict, openBucket } from '@errand/nats';
 import { DeliveryError, newCallbackId, render, slackChannel, telegramChannel, webhookChannel, type Channel } from '@errand/notify';
-import { createSubjects, resourceNames, type Logger } from '@errand/protocols';
+import { createSubjects, effectKeys, resourceNames, type Logger } from '@errand/protocols';
 import type { ServiceDefinition } from '@errand/service';
-import { effectKey, startCommandWorker, type CommandWorker } from '@errand/worker';
-import { startCallbackServer, telegramApprovalKey, type CallbackServer } from './callbacks.js';
+import { startCommandWorker, type CommandWorker } from '@errand/worker';
+import { startCallbackServer, type CallbackServer } from './callbacks.js';
 import { parseConfig, type ChannelConfig, type NotifierConfig } from './config.js';
 import { countAgents, digestText } from './digest.js';
 
@@ -61,7 +61,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
             // A mark before sending: a notifier that died after sending but before recording it must
             // not send again. A webhook is the exception: its Idempotency-Key lets the receiver drop a repeat.
             try {
-              await effects.create(`sending.${effectKey(command.key)}`, String(Date.now()));
+              await effects.create(effectKeys.sending(command.key), String(Date.now()));
             } catch (err) {
               if (!isRevisionConflict(err)) throw err;
               if (c.type !== 'webhook') {
@@ -74,7 +74,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
               let callbackId: string | undefined;
               if (c.type === 'telegram' && message.approval) {
                 callbackId = newCallbackId();
-                await effects.put(telegramApprovalKey(name, callbackId), JSON.stringify(message.approval));
+                await effects.put(effectKeys.telegramApproval(name, callbackId), JSON.stringify(message.approval));
               }
               await channel.send(message, { key: command.key, signal, log, ...(callbackId ? { callbackId } : {}) });
               if (config.crashAfterSend) {
@@ -83,7 +83,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
               }
             } catch (err) {
               // It failed, so it may be tried again: clear the mark.
-              await effects.delete(`sending.${effectKey(command.key)}`).catch(() => {});
+              await effects.delete(effectKeys.sending(command.key)).catch(() => {});
               // Thrown, the command is retried with back-off (and dead-lettered with the reason in the end).
               if (err instanceof DeliveryError) log.warn({ channel: name, code: err.code, retryable: err.retryable }, err.message);
               throw err;
@@ -102,7 +102,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
       const every = c.digest.everyMs;
       const send = async () => {
         const period = Math.floor(Date.now() / every);
-        const key = `digest.${name}.${period}`;
+        const key = effectKeys.digest(name, String(period));
         try {
           await effects.create(key, String(Date.now()));
         } catch (err) {

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { isRevisionConflict, type KV } from '@errand/nats';
+import { effectKeys } from '@errand/protocols';
 
 /** USD per day, by label (`team=research`). */
 export type DailyCaps = Readonly<Record<string, number>>;
@@ -17,7 +17,7 @@ export class SpendLedger {
 
   private key(label: string): string {
     const day = new Date(this.now()).toISOString().slice(0, 10);
-    return `spend.${createHash('sha256').update(label).digest('hex').slice(0, 32)}.${day}`;
+    return effectKeys.spend(label, day);
   }
 
   /** The capped labels of `labels` (as `key=value`). */
