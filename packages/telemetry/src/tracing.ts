@@ -4,6 +4,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { Header } from '@errand/protocols';
 
 /**
  * W3C trace context across Errand: a goal's trace starts at submit (`traceparent` on the request),
@@ -11,7 +12,7 @@ import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
  * a host step, the model call it asked for and the tool calls that followed are one trace — in the
  * logs (`traceId` on every line) and, with an OTLP endpoint, as spans.
  */
-export const TRACEPARENT = 'traceparent';
+export const TRACEPARENT = Header.Traceparent;
 
 /** The API's proxy tracer: it starts delegating once a provider is registered (setupTracing). */
 const tracer = trace.getTracer('errand');
