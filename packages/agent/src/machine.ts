@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { enqueueActions, setup } from 'xstate';
 import { approvalHash, canonicalJson, MAX_GOAL_DEPTH, valueNestsDeeper, type Budget, type ChatMessage, type ErrorInfo, type NotifyRule, type Task, type ToolCall, type ToolDefinition, type Usage } from '@errand/protocols';
-import { errandActions, failureOutput, type AgentInput } from '@errand/runtime';
+import { errandActions, failureOutput, type AgentInput } from '@errand/core';
 import { BUILT_IN_NAMES, BUILT_IN_TOOLS, BuiltInTool } from './built-in-tools.js';
 import { budgetQuestion, DEFAULT_SYSTEM_PROMPT, reflectionPrompt, replanPrompt, strategyPrompt, toldPrompt } from './prompts.js';
 

@@ -1,7 +1,7 @@
 import { transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { approvalHash, callHash, createSubjects, MESSAGE_VERSION, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
-import { createRegistry, decide, type Decision } from '@errand/runtime';
+import { createRegistry, decide, type Decision } from '@errand/core';
 import { assistant } from '@errand/agent';
 
 const subjects = createSubjects('errand');

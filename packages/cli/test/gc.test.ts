@@ -2,7 +2,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agents as exampleAgents } from '@errand/example-agents';
 import { resourceNames } from '@errand/protocols';
-import { createRegistry, startHost, type Host } from '@errand/runtime';
+import { createRegistry } from '@errand/core';
+import { startHost, type Host } from '@errand/runtime';
 import { createDeployment, inputMessage, runProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 // The built CLI, as a user runs it (`pnpm test` builds before testing).

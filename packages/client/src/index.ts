@@ -34,7 +34,7 @@ import {
   type RunDiff,
   type Verification,
 } from '@errand/replay';
-import { newAgentId, type AgentRegistry } from '@errand/runtime';
+import { newAgentId, type AgentRegistry } from '@errand/core';
 
 export const ClientErrorCode = {
   NotFound: 'ERR_AGENT_NOT_FOUND',

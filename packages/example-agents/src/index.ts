@@ -1,5 +1,5 @@
 import { assign, cancel, enqueueActions, setup } from 'xstate';
-import { defineAgent, errandActions, type AgentDefinition, type AgentInput } from '@errand/runtime';
+import { defineAgent, errandActions, type AgentDefinition, type AgentInput } from '@errand/core';
 
 type InputEvent = { type: 'input'; text: string };
 type ToolResultEvent = { type: 'tool.result'; callId: string; result?: { output?: unknown }; error?: { message: string } };

@@ -1,4 +1,4 @@
-import { FORK_EVENT } from '@errand/runtime';
+import { FORK_EVENT } from '@errand/core';
 import type { AgentStatus } from '@errand/protocols';
 import { canonical, sameValue } from './canonical.js';
 import { describeCommands, describeEvent } from './describe.js';

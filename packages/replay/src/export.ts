@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { messageSchemas, patternRedactor, type AgentRecord, type AgentStatus, type Redactor } from '@errand/protocols';
-import type { AgentDefinition } from '@errand/runtime';
+import type { AgentDefinition } from '@errand/core';
 import { canonical } from './canonical.js';
 import { ReplayError, ReplayErrorCode } from './errors.js';
 import { orderJournal, type JournalEntry } from './fold.js';

@@ -1,5 +1,5 @@
 import { createSubjects, DEFAULT_PREFIX, type AgentRecord, type AgentStatus, type Message } from '@errand/protocols';
-import { replayJournaled, RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/runtime';
+import { replayJournaled, RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/core';
 import { sameValue } from './canonical.js';
 import { ReplayError, ReplayErrorCode } from './errors.js';
 
@@ -68,7 +68,7 @@ const COMMAND_KINDS = new Set(['plan.request', 'tool.request', 'timer.request', 
 /**
  * Folds an agent's journal through its machine — the goal through XState's `initialTransition`
  * and every later event through `transition`, with the host's own step code (`replayJournaled`
- * of @errand/runtime), so a replay computes exactly what the host did. Nothing is published and no
+ * of @errand/core), so a replay computes exactly what the host did. Nothing is published and no
  * side effect runs: results come from the journal. Throws {@link ReplayError}.
  */
 export function replayJournal(entries: readonly JournalEntry[], options: ReplayOptions): ReplayResult {

@@ -1,7 +1,7 @@
 import { assign, setup } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { createSubjects, MESSAGE_VERSION, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
-import { createRegistry, decide, defineAgent, errandActions, type AgentInput, type AgentRegistry } from '@errand/runtime';
+import { createRegistry, decide, defineAgent, errandActions, type AgentInput, type AgentRegistry } from '@errand/core';
 import { agents, pipeline } from '@errand/example-agents';
 import { diffRuns, forkSeed, readExport, replayJournal, ReplayErrorCode, verifyReplay, withOrigin, writeExport, type JournalEntry } from '@errand/replay';
 

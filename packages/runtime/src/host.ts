@@ -17,9 +17,8 @@ import {
   type Subjects,
 } from '@errand/protocols';
 import { consumeMessages, ensureConsumer, identityVerifier, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
-import type { AgentRegistry } from './agent-definition.js';
+import { RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/core';
 import type { CrashHook } from './crash-points.js';
-import { RuntimeError, RuntimeErrorCode } from './errors.js';
 import { attributeInbox } from './attribution.js';
 import { startIntake, type SubmitRate } from './intake.js';
 import { collectGarbage, DEFAULT_GC_INTERVAL_MS, DEFAULT_RETENTION_MS } from './retention.js';

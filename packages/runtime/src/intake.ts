@@ -19,10 +19,9 @@ import {
 } from '@errand/protocols';
 import { startSpan, TRACEPARENT, traceIdOf, traceparentFrom } from '@errand/telemetry';
 import { deadLetter, headers, type IdentityVerifier, isRevisionConflict, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
-import type { AgentRegistry } from './agent-definition.js';
+import { newAgentId, type AgentRegistry } from '@errand/core';
 import { attribute } from './attribution.js';
 import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
-import { newAgentId } from './ids.js';
 
 /** How stale the tool catalog intake hands to goals may be (runners heartbeat every 5 s). */
 const CATALOG_MAX_AGE_MS = 2000;

@@ -1,6 +1,6 @@
 import { createSubjects, decodeRecord, Header, resourceNames, silentLogger, type AgentStatus, type Logger, type Subjects } from '@errand/protocols';
 import { isRevisionConflict, openBucket, openObjectStore, purgeOldKvMarkers, type ErrandConnection, type KV, type ObjectStore } from '@errand/nats';
-import { TERMINAL_STATUSES } from './apply.js';
+import { TERMINAL_STATUSES } from '@errand/core';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;

@@ -14,10 +14,8 @@ import {
 } from '@errand/protocols';
 import { headers, isRevisionConflict, type JetStreamClient, type KV } from '@errand/nats';
 import { metrics, startSpan, TRACEPARENT, type ErrandSpan } from '@errand/telemetry';
-import type { AgentRegistry } from './agent-definition.js';
-import { decide, type Decision } from './apply.js';
+import { decide, RuntimeError, RuntimeErrorCode, type AgentRegistry, type Decision } from '@errand/core';
 import type { CrashHook } from './crash-points.js';
-import { RuntimeError, RuntimeErrorCode } from './errors.js';
 
 export interface StepExecutorOptions {
   js: JetStreamClient;

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setup } from 'xstate';
 import { openBucket, type KV, type Subscription } from '@errand/nats';
 import { catalogKeys, decodeMessage, resourceNames, type CatalogRunner, type CatalogTool } from '@errand/protocols';
-import { createRegistry, defineAgent, errandActions, startIntake, type AgentInput } from '@errand/runtime';
+import { createRegistry, defineAgent, errandActions, type AgentInput } from '@errand/core';
+import { startIntake } from '@errand/runtime';
 import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 /** Intake in this process, against a real server: no host runs, so nothing consumes the goals. */

@@ -1,17 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assign, setup } from 'xstate';
 import { encodeMessage, MESSAGE_VERSION, resourceNames, type AgentStatus } from '@errand/protocols';
-import {
-  childAgentId,
-  collectGarbage,
-  createRegistry,
-  defineAgent,
-  errandActions,
-  parseDuration,
-  startHost,
-  type AgentInput,
-  type Host,
-} from '@errand/runtime';
+import { childAgentId, createRegistry, defineAgent, errandActions, type AgentInput } from '@errand/core';
+import { collectGarbage, parseDuration, startHost, type Host } from '@errand/runtime';
 import { createDeployment, inputMessage, recordingLogger, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 const DAY = 24 * 60 * 60 * 1000;

@@ -2,7 +2,8 @@
 import { writeSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createRegistry, startHost, type AgentDefinition, type CrashPoint } from '@errand/runtime';
+import { createRegistry, type AgentDefinition } from '@errand/core';
+import { startHost, type CrashPoint } from '@errand/runtime';
 import { ConfigError, type ServiceDefinition } from '@errand/service';
 import { parseConfig, type HostConfig } from './config.js';
 

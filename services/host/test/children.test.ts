@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMessage, MESSAGE_VERSION } from '@errand/protocols';
-import { childAgentId } from '@errand/runtime';
+import { childAgentId } from '@errand/core';
 import { startTestServer, type TestServer } from '@errand/testing';
 import { deploy, type Deployment } from './helpers.js';
 

@@ -13,7 +13,7 @@ import {
   type RunDiff,
   type Verification,
 } from '@errand/replay';
-import { createRegistry, machineEventOf, type AgentRegistry } from '@errand/runtime';
+import { createRegistry, machineEventOf, type AgentRegistry } from '@errand/core';
 import { processRedactor } from '@errand/service';
 import type { GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';

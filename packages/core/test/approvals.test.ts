@@ -1,7 +1,7 @@
 import { assign, raise, setup } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { approvalHash, callHash, createSubjects, MESSAGE_VERSION, type AgentRecord, type Message } from '@errand/protocols';
-import { createRegistry, decide, defineAgent, errandActions, replayJournaled, type AgentInput, type Decision, type JournaledStep } from '@errand/runtime';
+import { createRegistry, decide, defineAgent, errandActions, replayJournaled, type AgentInput, type Decision, type JournaledStep } from '@errand/core';
 
 // The runtime's side of approvals, pure: requests kept in the record, decisions applied only to an
 // open request with its exact hash, reserved events refused from other agents, evidence attached

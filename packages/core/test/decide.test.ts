@@ -1,7 +1,7 @@
 import { assign, cancel, raise, setup } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { createSubjects, MESSAGE_VERSION, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
-import { createRegistry, decide, defineAgent, errandActions, RuntimeErrorCode, type AgentInput, type Decision } from '@errand/runtime';
+import { createRegistry, decide, defineAgent, errandActions, RuntimeErrorCode, type AgentInput, type Decision } from '@errand/core';
 
 const subjects = createSubjects('errand');
 const AT = 1_800_000_000_000;

@@ -1,0 +1,252 @@
+import { initialTransition, transition, type AnyMachineSnapshot } from 'xstate';
+import { APPLIED_IDS_KEPT, messageSchemas, MESSAGE_VERSION, type AgentRecord, type AgentStatus, type ErrorInfo, type EVENT_KIND_OF, type MessageInput, type MessageKind } from '@errand/protocols';
+import { FAILURE_OUTPUT_KEY } from './actions.js';
+import type { AgentDefinition, AgentInput } from './agent-definition.js';
+import { settleApproval } from './approvals.js';
+import { compileActions, notifyUnseen, stopChildren, tellParent, type Action } from './commands.js';
+import type { Decision } from './decide.js';
+import { RuntimeError, RuntimeErrorCode } from './errors.js';
+import { emptyRecord, stateValue, TERMINAL_STATUSES, type MachineEvent, type StepContext } from './record.js';
+
+/**
+ * One step's working copy of the record and its bookkeeping: step numbers, command keys, status
+ * changes, the journal entry of each step, and how the agent ends. The live step (`decide`),
+ * replay (`replayJournaled`) and forks all write records through it.
+ */
+export class Draft {
+  readonly record: AgentRecord;
+  private readonly statusBefore: AgentStatus;
+  private def: AgentDefinition | undefined;
+  /** The next command key's number within the current step. */
+  private n = 0;
+
+  constructor(
+    current: AgentRecord,
+    readonly ctx: StepContext,
+    def?: AgentDefinition,
+  ) {
+    this.record = structuredClone(current);
+    this.record.outbox = [];
+    this.record.updatedAt = ctx.now;
+    this.statusBefore = current.status;
+    this.def = def;
+  }
+
+  commit(): Decision {
+    return { type: 'commit', record: this.finishRecord(), created: false };
+  }
+
+  finishRecord(created = false): AgentRecord {
+    const r = this.record;
+    r.applied = [...r.applied, this.ctx.inboxId].slice(-APPLIED_IDS_KEPT);
+    if (created || r.status !== this.statusBefore) this.announce(r.status);
+    return r;
+  }
+
+  setStatus(status: AgentStatus): void {
+    this.record.status = status;
+  }
+
+  /** Publishes `event.state` (once per commit, when the status changed). */
+  private announce(status: AgentStatus): void {
+    if (this.record.outbox.some((e) => e.message.kind === 'event.state')) return;
+    // Keyed by the inbox message: a pause applies no step, so the step number is not unique here.
+    this.event('state', { kind: 'event.state', step: this.record.step, state: stateValue(this.record.snapshot), status }, `${this.ctx.agentId}:${this.ctx.inboxId}:ev.state`);
+  }
+
+  /**
+   * A new step. Keys are numbered per step (not per commit: a resume applies several steps in one),
+   * so a replay that applies one journaled step at a time computes the same keys.
+   */
+  private beginStep(): void {
+    this.record.step += 1;
+    this.n = 0;
+  }
+
+  init(input: AgentInput): void {
+    const def = this.definition();
+    this.beginStep();
+    let next: AnyMachineSnapshot;
+    let actions: Action[];
+    try {
+      [next, actions] = initialTransition(def.machine, input) as [AnyMachineSnapshot, Action[]];
+    } catch (err) {
+      this.failUnseen(machineError(err, 'starting the machine'));
+      this.journal({ type: 'xstate.init', input });
+      return;
+    }
+    this.afterTransition(def, next, actions, { type: 'xstate.init', input });
+  }
+
+  /** Applies one event as a step; returns false when the agent stopped (failed or finished). */
+  apply(event: MachineEvent): boolean {
+    const def = this.definition();
+    this.beginStep();
+    settleApproval(this.record, event, this.ctx.now);
+    let next: AnyMachineSnapshot;
+    let actions: Action[];
+    try {
+      const restored = def.machine.resolveState(this.record.snapshot as never);
+      [next, actions] = transition(def.machine, restored, event as never) as [AnyMachineSnapshot, Action[]];
+    } catch (err) {
+      this.failUnseen(machineError(err, `handling '${event.type}'`));
+      this.journal(event);
+      return false;
+    }
+    this.afterTransition(def, next, actions, event);
+    return !TERMINAL_STATUSES.has(this.record.status);
+  }
+
+  cancel(reason: string): void {
+    this.record.status = 'cancelled';
+    this.record.timers = {};
+    this.record.pending = {};
+    this.record.deferred = [];
+    this.record.error = { code: 'ERR_CANCELLED', message: reason, retryable: false };
+    stopChildren(this, reason);
+    tellParent(this, 'cancelled');
+    notifyUnseen(this);
+  }
+
+  private afterTransition(def: AgentDefinition, next: AnyMachineSnapshot, actions: Action[], event: MachineEvent): void {
+    if (next.status === 'error') {
+      this.failUnseen(machineError(next.error, `handling '${event.type}'`));
+      this.journal(event);
+      return;
+    }
+    this.record.snapshot = def.machine.getPersistedSnapshot(next);
+    const problems = compileActions(this, actions);
+    if (problems.length > 0) {
+      this.failUnseen({ code: RuntimeErrorCode.MachineError, message: `invalid command: ${problems.join('; ')}`, retryable: false });
+    } else if (next.status === 'done' && isFailureOutput(next.output)) {
+      this.fail(next.output[FAILURE_OUTPUT_KEY]);
+    } else if (next.status === 'done') {
+      this.record.status = 'done';
+      this.record.output = next.output;
+      this.record.timers = {};
+      this.record.pending = {};
+      stopChildren(this, 'the parent finished');
+      this.event('done', { kind: 'event.done', output: next.output });
+      tellParent(this, 'done');
+    }
+    this.journal(event);
+  }
+
+  /** Fails the agent for a reason the machine never saw (it threw, or asked for an invalid command), and says so. */
+  private failUnseen(error: ErrorInfo): void {
+    this.fail(error);
+    notifyUnseen(this);
+  }
+
+  private fail(error: ErrorInfo): void {
+    this.record.status = 'failed';
+    this.record.error = error;
+    this.record.timers = {};
+    this.record.pending = {};
+    stopChildren(this, 'the parent failed');
+    this.event('failed', { kind: 'event.failed', error });
+    tellParent(this, 'failed');
+  }
+
+  private definition(): AgentDefinition {
+    if (this.def) return this.def;
+    const { id, version } = this.record.machine;
+    const exact = this.ctx.registry.find(id, version);
+    if (exact) return (this.def = exact);
+    const latest = this.ctx.registry.latest(id);
+    if (latest.version > version) {
+      let snapshot = this.record.snapshot;
+      for (let v = version; v < latest.version; v++) {
+        const migrate = latest.migrations[v];
+        if (!migrate) {
+          throw new RuntimeError(
+            RuntimeErrorCode.MachineVersion,
+            `agent ${this.ctx.agentId} was written by machine ${id}@${version}; this host runs ${id}@${latest.version} and has no migration from ${v}. ` +
+              `Register a migration for ${v} in defineAgent({ migrations }) or keep ${id}@${version} registered`,
+            { agentId: this.ctx.agentId },
+          );
+        }
+        snapshot = migrate(snapshot);
+      }
+      this.record.snapshot = snapshot;
+      this.record.machine = { id, version: latest.version };
+      return (this.def = latest);
+    }
+    throw new RuntimeError(
+      RuntimeErrorCode.MachineVersion,
+      `agent ${this.ctx.agentId} was written by machine ${id}@${version}, newer than this host's ${id}@${latest.version}; run a host with the newer version`,
+      { agentId: this.ctx.agentId },
+    );
+  }
+
+  // --- the outbox -----------------------------------------------------------------------------
+
+  /** The next command key of this step: `<agentId>:<step>:<n>`. */
+  key(): string {
+    return `${this.ctx.agentId}:${this.record.step}:${this.n++}`;
+  }
+
+  /** Adds a message to the outbox; returns what is wrong with it instead when it fails its schema. */
+  push<K extends MessageKind>(subject: string, msgId: string, message: MessageInput<K>): string | undefined {
+    const check = messageSchemas[message.kind as K].safeParse(message);
+    if (!check.success) return `${message.kind}: ${check.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join(', ')}`;
+    this.record.outbox.push({ subject, msgId, message: message as AgentRecord['outbox'][number]['message'] });
+    return undefined;
+  }
+
+  private event(
+    token: (typeof EVENT_KIND_OF)[keyof typeof EVENT_KIND_OF],
+    body: Record<string, unknown> & { kind: string },
+    msgId = `${this.ctx.agentId}:${this.record.step}:ev.${token}`,
+  ): void {
+    this.push(this.ctx.subjects.agentEvent(this.ctx.agentId, token), msgId, {
+      v: MESSAGE_VERSION,
+      agentId: this.ctx.agentId,
+      at: this.ctx.now,
+      ...body,
+    } as MessageInput);
+  }
+
+  /** Journals the current step: the event that came in, the state it reached, the commands it sent. */
+  journal(event: MachineEvent): void {
+    const r = this.record;
+    this.event('step', {
+      kind: 'event.step',
+      step: r.step,
+      inboxId: this.ctx.inboxId,
+      machine: r.machine,
+      event,
+      state: stateValue(r.snapshot),
+      status: r.status,
+      commands: r.outbox
+        .filter((e) => !e.message.kind.startsWith('event.'))
+        .map((e) => ({ kind: e.message.kind as never, key: e.msgId, subject: e.subject })),
+    });
+  }
+}
+
+/**
+ * A new agent's first step: its record (from `about`, what the goal said) and the machine started
+ * with `input`. The live goal and its replay from the journal both start here.
+ */
+export function startRecord(
+  ctx: StepContext,
+  def: AgentDefinition,
+  input: AgentInput,
+  about: Pick<AgentRecord, 'goal' | 'labels' | 'parent' | 'notify'>,
+): AgentRecord {
+  const record: AgentRecord = { ...emptyRecord(ctx, def), ...about };
+  const draft = new Draft(record, ctx, def);
+  draft.init(input);
+  return draft.finishRecord(true);
+}
+
+function isFailureOutput(output: unknown): output is { [FAILURE_OUTPUT_KEY]: ErrorInfo } {
+  const e = (output as Record<string, unknown> | null | undefined)?.[FAILURE_OUTPUT_KEY] as ErrorInfo | undefined;
+  return typeof e === 'object' && e !== null && typeof e.code === 'string' && typeof e.message === 'string';
+}
+
+function machineError(err: unknown, doing: string): ErrorInfo {
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: RuntimeErrorCode.MachineError, message: `the machine threw while ${doing}: ${message}`, retryable: false };
+}

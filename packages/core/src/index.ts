@@ -1,0 +1,29 @@
+export {
+  ErrandAction,
+  errandActions,
+  FAILURE_OUTPUT_KEY,
+  failureOutput,
+  type CancelChildParams,
+  type EmitParams,
+  type ErrandActionType,
+  type NotifyParams,
+  type PlanParams,
+  type SendParams,
+  type SpawnParams,
+  type ToolCallParams,
+} from './actions.js';
+export {
+  createRegistry,
+  defineAgent,
+  type AgentDefinition,
+  type AgentDefinitionOptions,
+  type AgentInput,
+  type AgentRegistry,
+  type SnapshotMigration,
+} from './agent-definition.js';
+export { decide, machineEventOf, type Decision } from './decide.js';
+export { FORK_EVENT } from './fork.js';
+export { TERMINAL_STATUSES, type MachineEvent, type StepContext } from './record.js';
+export { replayJournaled, type JournaledStep } from './replay.js';
+export { RuntimeError, RuntimeErrorCode } from './errors.js';
+export { childAgentId, newAgentId } from './ids.js';
