@@ -117,7 +117,7 @@ describe('the shell sandbox', () => {
     for (const pid of await readdir('/proc')) {
       if (!/^\d+$/.test(pid)) continue;
       const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      if (cmd === 'sleep\0987\0' || cmd === 'sleep\0986\0') left.push(pid);
+      if (cmd === 'sleep\x00987\x00' || cmd === 'sleep\x00986\x00') left.push(pid);
     }
     expect(left).toEqual([]);
   });
