@@ -20,25 +20,24 @@ import { consumeMessages, ensureConsumer, identityVerifier, openBucket, type Ide
 import { RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/core';
 import type { CrashHook } from './crash-points.js';
 import { attributeInbox } from './attribution.js';
-import { startIntake, type SubmitRate } from './intake.js';
+import { DEFAULT_SUBMIT_RATE, startIntake, type SubmitRate } from './intake.js';
 import { collectGarbage, DEFAULT_GC_INTERVAL_MS, DEFAULT_RETENTION_MS } from './retention.js';
 import { StepExecutor } from './step-executor.js';
 import { createTimerHandler } from './timers.js';
 
-export interface HostOptions {
-  conn: ErrandConnection;
-  registry: AgentRegistry;
+/**
+ * What a host is told: plain data, from the environment (services/host), a file or code. The one
+ * description of a host's settings — the service parses into it, `startHost` takes it.
+ */
+export interface HostSettings {
   /** Subject prefix of the deployment. */
   prefix: string;
-  logger: Logger;
   /** Steps in flight at once (for different agents; one agent's steps run one at a time). */
   concurrency: number;
   /** Also fire durable timers from this process. */
   timers: boolean;
   /** Also answer `errand.submit`. */
   intake: boolean;
-  crash: CrashHook;
-  now: () => number;
   /** Notification rules for goals that bring none. */
   defaultNotify: NotifyRule[];
   /**
@@ -52,6 +51,32 @@ export interface HostOptions {
   gcIntervalMs: number;
   /** The first retry delay of a message whose step failed; it doubles per delivery, up to 30 s. */
   retryBaseMs: number;
+  /** Goals each identity may submit: a minute's worth and a burst (0 per minute: no limit). */
+  submitRate: SubmitRate;
+}
+
+export function defaultHostSettings(): HostSettings {
+  return {
+    prefix: 'errand',
+    concurrency: 64,
+    timers: true,
+    intake: true,
+    defaultNotify: [],
+    ackWaitMs: 30_000,
+    retentionMs: DEFAULT_RETENTION_MS,
+    gcIntervalMs: DEFAULT_GC_INTERVAL_MS,
+    retryBaseMs: 500,
+    submitRate: { ...DEFAULT_SUBMIT_RATE },
+  };
+}
+
+/** What a host runs with: its settings and the live parts a process hands it. */
+export interface HostOptions extends HostSettings {
+  conn: ErrandConnection;
+  registry: AgentRegistry;
+  logger: Logger;
+  crash: CrashHook;
+  now: () => number;
   /** Signs the work commands this host publishes (ERRAND_SIGNING_KEY); workers with the verify key refuse unsigned ones. */
   signer: CommandSigner | undefined;
   /**
@@ -63,12 +88,10 @@ export interface HostOptions {
   redactor?: Redactor;
   /** Checks who sent a message; default: proofs by identities of this host's own account (none without credentials). */
   identities?: IdentityVerifier;
-  /** Goals each identity may submit: a minute's worth and a burst (0 per minute: no limit). */
-  submitRate?: SubmitRate;
 }
 
 export function defaultHostOptions(): Omit<HostOptions, 'conn' | 'registry'> {
-  return { prefix: 'errand', logger: silentLogger, concurrency: 64, timers: true, intake: true, crash: () => {}, now: Date.now, ackWaitMs: 30_000, defaultNotify: [], retentionMs: DEFAULT_RETENTION_MS, gcIntervalMs: DEFAULT_GC_INTERVAL_MS, retryBaseMs: 500, signer: undefined, verifier: undefined };
+  return { ...defaultHostSettings(), logger: silentLogger, crash: () => {}, now: Date.now, signer: undefined, verifier: undefined };
 }
 
 /** A running host. */
@@ -163,7 +186,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
         now: o.now,
         defaultNotify: o.defaultNotify,
         ...(identities ? { identities } : {}),
-        ...(o.submitRate ? { submitRate: o.submitRate } : {}),
+        submitRate: o.submitRate,
         ...(o.redactor ? { redactor: o.redactor } : {}),
       })
     : undefined;

@@ -1,5 +1,5 @@
 export { CRASH_POINTS, isCrashPoint, type CrashHook, type CrashPoint } from './crash-points.js';
-export { defaultHostOptions, INBOX_CONSUMER, inboxIdOf, startHost, TIMER_CONSUMER, type Host, type HostOptions } from './host.js';
+export { defaultHostOptions, defaultHostSettings, INBOX_CONSUMER, inboxIdOf, startHost, TIMER_CONSUMER, type Host, type HostOptions, type HostSettings } from './host.js';
 export { startIntake, type IntakeOptions } from './intake.js';
 export { StepExecutor, type StepExecutorOptions, type StepOutcome } from './step-executor.js';
 export { createTimerHandler, type TimerFiringOptions } from './timers.js';

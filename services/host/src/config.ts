@@ -1,37 +1,27 @@
 import { z } from 'zod';
 import type { ConnectOptions } from '@errand/nats';
 import { createCommandVerifier, NotifyRuleSchema, type CommandSigner, type CommandVerifier, type NotifyRule } from '@errand/protocols';
-import { CRASH_POINTS, DEFAULT_GC_INTERVAL_MS, DEFAULT_RETENTION_MS, DURATION_FORMAT, isCrashPoint, parseDuration, type CrashPoint } from '@errand/runtime';
+import { CRASH_POINTS, DEFAULT_RETENTION_MS, defaultHostSettings, DURATION_FORMAT, isCrashPoint, parseDuration, type CrashPoint, type HostSettings } from '@errand/runtime';
 import { ConfigError, envConnect, envFlag, envInt, envPrefix, envSigningKey } from '@errand/service';
 
-/** The host's configuration, parsed once from the environment. */
+/**
+ * The host's configuration, parsed once from the environment: the host's own settings (the
+ * runtime's {@link HostSettings}, one description shared with `startHost`) and what only a process
+ * has — how to connect, which agent modules to load, logging, crash points, the signing key.
+ */
 export interface HostConfig {
   connect: Partial<ConnectOptions>;
-  prefix: string;
-  concurrency: number;
-  ackWaitMs: number;
+  settings: HostSettings;
   /** Module specifiers (or paths) whose `agents` export is registered. */
   agentModules: string[];
   defaultAgent: string | undefined;
-  timers: boolean;
-  intake: boolean;
-  /** Notification rules for goals that bring none (ERRAND_DEFAULT_NOTIFY). */
-  defaultNotify: NotifyRule[];
   logLevel: string;
   /** `ERRAND_CRASH_AT=point[:n]`: SIGKILL at the n-th time the point is reached (default 1). */
   crashAt: { point: CrashPoint; nth: number } | undefined;
-  /** `ERRAND_RETENTION`: how long finished agents are kept. */
-  retentionMs: number;
-  /** `ERRAND_GC_INTERVAL_MS`: how often the host removes finished agents past retention (0: never). */
-  gcIntervalMs: number;
-  /** First retry delay of a failed step (doubling, up to 30 s). */
-  retryBaseMs: number;
   /** `ERRAND_SIGNING_KEY` (a PEM file): signs every work command this host publishes. */
   signer: CommandSigner | undefined;
   /** Verifies the durable timers the host fires: the signer's own public key. */
   verifier: CommandVerifier | undefined;
-  /** `ERRAND_SUBMIT_RATE` (goals a minute per identity, 0: no limit) and `ERRAND_SUBMIT_BURST`. */
-  submitRate: { perMinute: number; burst: number };
 }
 
 /** `ERRAND_RETENTION`: a duration above 0 (removing agents the moment they end is `errand gc --older-than 0`'s job). */
@@ -81,23 +71,26 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     crashAt = { point, nth: Number(nth) };
   }
   const signer = envSigningKey(env);
+  const d = defaultHostSettings();
   return {
     connect: envConnect(env, 'errand-host'),
-    prefix: envPrefix(env),
-    concurrency: envInt(env, 'ERRAND_HOST_CONCURRENCY', 64),
-    ackWaitMs: envInt(env, 'ERRAND_HOST_ACK_WAIT_MS', 30_000, 100),
+    settings: {
+      prefix: envPrefix(env),
+      concurrency: envInt(env, 'ERRAND_HOST_CONCURRENCY', d.concurrency),
+      ackWaitMs: envInt(env, 'ERRAND_HOST_ACK_WAIT_MS', d.ackWaitMs, 100),
+      timers: envFlag(env, 'ERRAND_HOST_TIMERS', d.timers),
+      intake: envFlag(env, 'ERRAND_HOST_INTAKE', d.intake),
+      defaultNotify: parseNotify(env.ERRAND_DEFAULT_NOTIFY),
+      retentionMs: parseRetention(env.ERRAND_RETENTION),
+      gcIntervalMs: envInt(env, 'ERRAND_GC_INTERVAL_MS', d.gcIntervalMs, 0),
+      retryBaseMs: envInt(env, 'ERRAND_HOST_RETRY_BASE_MS', d.retryBaseMs, 10),
+      submitRate: { perMinute: envInt(env, 'ERRAND_SUBMIT_RATE', d.submitRate.perMinute, 0), burst: envInt(env, 'ERRAND_SUBMIT_BURST', d.submitRate.burst, 1) },
+    },
     agentModules: agentModulesOf(env),
     defaultAgent: env.ERRAND_DEFAULT_AGENT || undefined,
-    timers: envFlag(env, 'ERRAND_HOST_TIMERS', true),
-    intake: envFlag(env, 'ERRAND_HOST_INTAKE', true),
-    defaultNotify: parseNotify(env.ERRAND_DEFAULT_NOTIFY),
     logLevel: env.LOG_LEVEL || 'info',
     crashAt,
-    retentionMs: parseRetention(env.ERRAND_RETENTION),
-    gcIntervalMs: envInt(env, 'ERRAND_GC_INTERVAL_MS', DEFAULT_GC_INTERVAL_MS, 0),
-    retryBaseMs: envInt(env, 'ERRAND_HOST_RETRY_BASE_MS', 500, 10),
     signer,
     verifier: signer ? createCommandVerifier(signer.publicKey) : undefined,
-    submitRate: { perMinute: envInt(env, 'ERRAND_SUBMIT_RATE', 6000, 0), burst: envInt(env, 'ERRAND_SUBMIT_BURST', 1000, 1) },
   };
 }

@@ -37,22 +37,13 @@ export const hostService: ServiceDefinition<HostConfig> = {
   connect: (c) => c.connect,
   start: async ({ config, conn, logger, redactor }) =>
     startHost({
+      ...config.settings,
       conn,
       registry: createRegistry(await loadAgents(config.agentModules), { defaultAgent: config.defaultAgent }),
-      prefix: config.prefix,
       logger,
-      concurrency: config.concurrency,
-      ackWaitMs: config.ackWaitMs,
-      timers: config.timers,
-      intake: config.intake,
-      defaultNotify: config.defaultNotify,
-      retentionMs: config.retentionMs,
-      gcIntervalMs: config.gcIntervalMs,
-      retryBaseMs: config.retryBaseMs,
       crash: crashHook(config.crashAt),
       redactor,
       signer: config.signer,
       verifier: config.verifier,
-      submitRate: config.submitRate,
     }),
 };

@@ -9,7 +9,7 @@ import { parseConfig } from '../src/config.js';
 describe('host configuration', () => {
   it('has defaults that run the built-in and example agents', () => {
     const c = parseConfig({});
-    expect(c).toMatchObject({ prefix: 'errand', concurrency: 64, ackWaitMs: 30_000, timers: true, intake: true, crashAt: undefined });
+    expect(c).toMatchObject({ settings: { prefix: 'errand', concurrency: 64, ackWaitMs: 30_000, timers: true, intake: true }, crashAt: undefined });
     expect(c.agentModules).toEqual(['@errand/agent', '@errand/example-agents']);
   });
 
@@ -19,7 +19,7 @@ describe('host configuration', () => {
   });
 
   it('reads default notification rules for goals that bring none', () => {
-    expect(parseConfig({ ERRAND_DEFAULT_NOTIFY: '[{"channel":"ops","on":["failed","approval"]}]' }).defaultNotify).toEqual([{ channel: 'ops', on: ['failed', 'approval'] }]);
+    expect(parseConfig({ ERRAND_DEFAULT_NOTIFY: '[{"channel":"ops","on":["failed","approval"]}]' }).settings.defaultNotify).toEqual([{ channel: 'ops', on: ['failed', 'approval'] }]);
     expect(() => parseConfig({ ERRAND_DEFAULT_NOTIFY: '{oops' })).toThrow(/ERRAND_DEFAULT_NOTIFY must be JSON like/);
   });
 

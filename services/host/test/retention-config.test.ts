@@ -5,15 +5,15 @@ const DAY = 24 * 60 * 60 * 1000;
 
 describe('host retention settings', () => {
   it('keep finished agents 30 days and sweep hourly by default', () => {
-    expect(parseConfig({})).toMatchObject({ retentionMs: 30 * DAY, gcIntervalMs: 60 * 60 * 1000 });
+    expect(parseConfig({}).settings).toMatchObject({ retentionMs: 30 * DAY, gcIntervalMs: 60 * 60 * 1000 });
   });
 
   it('read ERRAND_RETENTION as a duration and ERRAND_GC_INTERVAL_MS in milliseconds (0: no sweeps)', () => {
-    expect(parseConfig({ ERRAND_RETENTION: '12h' }).retentionMs).toBe(12 * 60 * 60 * 1000);
-    expect(parseConfig({ ERRAND_RETENTION: '7d' }).retentionMs).toBe(7 * DAY);
-    expect(parseConfig({ ERRAND_RETENTION: '90000' }).retentionMs).toBe(90_000);
-    expect(parseConfig({ ERRAND_GC_INTERVAL_MS: '0' }).gcIntervalMs).toBe(0);
-    expect(parseConfig({ ERRAND_GC_INTERVAL_MS: '60000' }).gcIntervalMs).toBe(60_000);
+    expect(parseConfig({ ERRAND_RETENTION: '12h' }).settings.retentionMs).toBe(12 * 60 * 60 * 1000);
+    expect(parseConfig({ ERRAND_RETENTION: '7d' }).settings.retentionMs).toBe(7 * DAY);
+    expect(parseConfig({ ERRAND_RETENTION: '90000' }).settings.retentionMs).toBe(90_000);
+    expect(parseConfig({ ERRAND_GC_INTERVAL_MS: '0' }).settings.gcIntervalMs).toBe(0);
+    expect(parseConfig({ ERRAND_GC_INTERVAL_MS: '60000' }).settings.gcIntervalMs).toBe(60_000);
   });
 
   it('refuse a setting they cannot use, saying what they expect', () => {
