@@ -4,7 +4,7 @@ import { ClientError, createClient } from '@errand/client';
 import { decodeRecord, Header, resourceNames } from '@errand/protocols';
 import { createDeployment, runProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
-const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 
 /**
  * The submit edge: duplicate ids, deep and huge goals. The server allows 4 MiB payloads so that a

@@ -8,7 +8,7 @@ import { MESSAGE_VERSION } from '@errand/protocols';
 import { createDeployment, runProcess, startTestServer, startTestToolRunner, type TestServer } from '@errand/testing';
 import { contextOf, stateOf, toolDef } from '../agent/setup.js';
 
-const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 
 let srv: TestServer;
 let home: string;

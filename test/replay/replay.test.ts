@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeployment, runProcess, startTestServer, startTestToolRunner, type Deployment, type TestServer, type TestToolRunner } from '@errand/testing';
 
 // The built CLI, as a user runs it (`pnpm test` builds first).
-const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 const changedPipeline = fileURLToPath(new URL('../fixtures/pipeline-changed.mjs', import.meta.url));
 const pipelineV2 = fileURLToPath(new URL('../fixtures/pipeline-v2.mjs', import.meta.url));
 

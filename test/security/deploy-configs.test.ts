@@ -10,7 +10,7 @@ import { freePort, runProcess } from '@errand/testing';
 
 const run = promisify(execFile);
 const deploy = fileURLToPath(new URL('../../deploy/nats/', import.meta.url));
-const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 
 /**
  * The shipped nats-server configs, run as an operator would after the steps they describe

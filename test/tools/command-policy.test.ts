@@ -13,7 +13,7 @@ import { createDeployment, runProcess, startTestServer, type Deployment, type Te
 // publisher, a custom machine or an agent message tries. Real nats-server, real service processes.
 
 const rogueModule = fileURLToPath(new URL('../fixtures/rogue-agent.mjs', import.meta.url));
-const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 
 let srv: TestServer;
 let home: string;

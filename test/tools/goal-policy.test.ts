@@ -15,7 +15,7 @@ import { createDeployment, runProcess, startTestServer, type Deployment, type Te
  * toolAskIfArgs — still gets a question before the file is touched.
  */
 
-const cli = fileURLToPath(new URL('../../packages/cli/dist/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 
 /** What a submitter sends to loosen fs_delete. */
 const LOOSEN_POLICY = { toolPolicies: { fs_delete: 'auto' } };
