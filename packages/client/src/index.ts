@@ -1,16 +1,18 @@
-import { headers, openBucket, type ErrandConnection, type KV, type MsgHdrs } from '@errand/nats';
-import { newTraceparent, TRACEPARENT, traceIdOf } from '@errand/telemetry';
+import { openBucket, prepareMessage, publishMessage, readRecord, type ErrandConnection, type KV, type PreparedMessage } from '@errand/nats';
+import { newTraceparent, traceIdOf } from '@errand/telemetry';
 import {
   CodecError,
   createSubjects,
   decodeMessage,
-  decodeRecord,
-  encodeMessage,
   ErrandError,
   Header,
   MAX_GOAL_DEPTH,
   MESSAGE_VERSION,
+  messageIds,
+  newAgentId,
   resourceNames,
+  stateValueOf,
+  TERMINAL_STATUSES,
   valueNestsDeeper,
   type AgentRecord,
   type Message,
@@ -34,7 +36,7 @@ import {
   type RunDiff,
   type Verification,
 } from '@errand/replay';
-import { newAgentId, type AgentRegistry } from '@errand/core';
+import type { AgentRegistry } from '@errand/core';
 
 export const ClientErrorCode = {
   NotFound: 'ERR_AGENT_NOT_FOUND',
@@ -82,7 +84,7 @@ export function summarize(r: AgentRecord): AgentSummary {
     agent: r.machine.id,
     goal: r.goal,
     status: r.status,
-    state: (r.snapshot as { value?: unknown } | undefined)?.value ?? null,
+    state: stateValueOf(r.snapshot),
     step: r.step,
     labels: r.labels ?? {},
     ...(context.question ? { waitingForAnswer: { requestId: context.question.requestId, text: context.question.text } } : {}),
@@ -106,8 +108,6 @@ export interface ListFilter {
   /** At most this many (default 50). */
   limit?: number;
 }
-
-const TERMINAL: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
 
 export type SubmitOptions = Omit<Message<'submit.request'>, 'v' | 'kind' | 'goal'>;
 
@@ -158,17 +158,16 @@ export interface ErrandClient {
 }
 
 export async function createClient(conn: ErrandConnection, prefix: string): Promise<ErrandClient> {
-  /** Headers proving this connection's identity sent `data` (hosts record who decided from them, not from `by`). */
-  const prove = (data: Uint8Array, h: MsgHdrs = headers()): MsgHdrs => {
-    for (const [k, v] of Object.entries(conn.identity?.prove(data) ?? {})) h.set(k, v);
-    return h;
-  };
+  /** Proves this connection's identity sent a message's bytes (hosts record who decided from it, not from `by`). */
+  const prover = conn.identity;
   const subjects = createSubjects(prefix);
   const agents: KV = await openBucket(conn, resourceNames(prefix).buckets.agents);
-  const record = async (agentId: string) => {
-    const e = await agents.get(agentId).catch(() => null);
-    return e && e.operation === 'PUT' ? decodeRecord(e.value) : undefined;
-  };
+  // An unreachable bucket reads as no record; an unreadable record is an error.
+  const record = (agentId: string) =>
+    readRecord(agents, agentId).catch((err: unknown) => {
+      if (err instanceof CodecError) throw err;
+      return undefined;
+    });
   const must = async (agentId: string) => {
     const r = await record(agentId);
     if (!r) throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
@@ -217,7 +216,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
           continue; // not ours to judge: hosts publish what they validated
         }
         if (event.kind === 'event.done' || event.kind === 'event.failed') ended = true;
-        if ((event.kind === 'event.state' || event.kind === 'event.step') && TERMINAL.has(event.status)) ended = true;
+        if ((event.kind === 'event.state' || event.kind === 'event.step') && TERMINAL_STATUSES.has(event.status)) ended = true;
         yield event;
         if (ended && m.info.pending === 0) settle = setTimeout(close, settleMs);
       }
@@ -269,8 +268,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
         fork: seed,
         at: Date.now(),
       };
-      const data = encodeMessage(message).data;
-      await conn.js.publish(subjects.agentIn(forkId, 'goal'), data, { msgID: `goal:${forkId}`, headers: prove(data) });
+      await publishMessage(conn, subjects.agentIn(forkId, 'goal'), message, { msgId: messageIds.goal(forkId), prover });
       return { agentId: forkId };
     },
     async export(agentId, options = {}) {
@@ -291,18 +289,16 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
         throw new ClientError(ClientErrorCode.Refused, `the goal nests deeper than ${MAX_GOAL_DEPTH} levels of objects and arrays; flatten its input`, options.agentId, 'ERR_INVALID');
       }
       const traceparent = trace.traceparent ?? newTraceparent();
-      const h = headers();
-      h.set(TRACEPARENT, traceparent);
-      let data: Uint8Array;
+      let prepared: PreparedMessage;
       try {
-        data = encodeMessage(request).data;
+        prepared = prepareMessage(request, { traceparent, prover: conn.identity });
       } catch (err) {
         if (!(err instanceof CodecError)) throw err;
         throw new ClientError(ClientErrorCode.Refused, `the goal cannot be sent: ${err.message}`, options.agentId, err.code);
       }
       let reply;
       try {
-        reply = await conn.nc.request(subjects.submit(), data, { timeout: 10_000, headers: prove(data, h) });
+        reply = await conn.nc.request(subjects.submit(), prepared.data, { timeout: 10_000, ...(prepared.headers ? { headers: prepared.headers } : {}) });
       } catch (err) {
         throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}); start one with \`errand up\` or the host service`);
       }
@@ -334,8 +330,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
         throw new ClientError(ClientErrorCode.NothingPending, `agent ${agentId} is not waiting for ${requestId ? `approval ${requestId}` : 'an approval'}`, agentId);
       }
       const message: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: pending.requestId, argsHash: pending.argsHash, decision, by, at: Date.now() };
-      const data = encodeMessage(message).data;
-      await conn.js.publish(subjects.agentIn(agentId, 'approval'), data, { headers: prove(data) });
+      await publishMessage(conn, subjects.agentIn(agentId, 'approval'), message, { prover });
       return { requestId: pending.requestId };
     },
     async answer(agentId, text, by, options = {}) {
@@ -343,14 +338,12 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       const message: Message<'input'> = {
         v: MESSAGE_VERSION, kind: 'input', agentId, text, ...(question ? { requestId: question.requestId } : {}), ...(options.interrupt ? { interrupt: true } : {}), by, at: Date.now(),
       };
-      const data = encodeMessage(message).data;
-      await conn.js.publish(subjects.agentIn(agentId, 'input'), data, { headers: prove(data) });
+      await publishMessage(conn, subjects.agentIn(agentId, 'input'), message, { prover });
     },
     async control(agentId, action, by, reason) {
       await must(agentId);
       const message: Message<'control'> = { v: MESSAGE_VERSION, kind: 'control', agentId, action, ...(reason ? { reason } : {}), by, at: Date.now() };
-      const data = encodeMessage(message).data;
-      await conn.js.publish(subjects.agentIn(agentId, 'control'), data, { headers: prove(data) });
+      await publishMessage(conn, subjects.agentIn(agentId, 'control'), message, { prover });
     },
   };
 }

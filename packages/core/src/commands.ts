@@ -1,9 +1,7 @@
-import { MESSAGE_VERSION, type EVENT_KIND_OF, type MessageInput } from '@errand/protocols';
+import { childAgentId, MESSAGE_VERSION, messageIds, TERMINAL_STATUSES, type EVENT_KIND_OF, type MessageInput } from '@errand/protocols';
 import { ErrandAction, type CancelChildParams, type EmitParams, type NotifyParams, type PlanParams, type SendParams, type SpawnParams, type ToolCallParams } from './actions.js';
 import { approvalEvidence, expireApprovalRequest, recordApprovalRequest } from './approvals.js';
 import type { Draft } from './draft.js';
-import { childAgentId } from './ids.js';
-import { TERMINAL_STATUSES } from './record.js';
 
 /**
  * Actions → outbox entries: the machine's Errand actions (and XState's delayed raises and
@@ -86,7 +84,7 @@ export function compileActions(draft: Draft, actions: readonly Action[]): string
         const childId = childAgentId(agentId, p.ref);
         const { ref, ...goal } = p;
         note(
-          draft.push(subjects.agentIn(childId, 'goal'), `goal:${childId}`, {
+          draft.push(subjects.agentIn(childId, 'goal'), messageIds.goal(childId), {
             v: MESSAGE_VERSION,
             kind: 'goal',
             agentId: childId,
@@ -143,7 +141,7 @@ export function compileActions(draft: Draft, actions: readonly Action[]): string
 }
 
 export function cancelChild(draft: Draft, childId: string, reason: string): void {
-  draft.push(draft.ctx.subjects.agentIn(childId, 'control'), `cancel:${childId}`, {
+  draft.push(draft.ctx.subjects.agentIn(childId, 'control'), messageIds.cancelChild(childId), {
     v: MESSAGE_VERSION,
     kind: 'control',
     agentId: childId,
@@ -168,7 +166,7 @@ export function tellParent(draft: Draft, outcome: 'done' | 'failed' | 'cancelled
   const { record, ctx } = draft;
   const parent = record.parent;
   if (!parent) return;
-  draft.push(ctx.subjects.agentIn(parent.agentId, 'child'), `child:${ctx.agentId}`, {
+  draft.push(ctx.subjects.agentIn(parent.agentId, 'child'), messageIds.childResult(ctx.agentId), {
     v: MESSAGE_VERSION,
     kind: 'child.result',
     agentId: parent.agentId,
@@ -193,7 +191,7 @@ export function notifyUnseen(draft: Draft): void {
   const what = r.status === 'cancelled' ? 'was cancelled' : 'failed';
   for (const rule of r.notify ?? []) {
     if (!rule.on.includes('failed')) continue;
-    const key = `${ctx.agentId}:${r.step}:${r.status}-${rule.channel}`;
+    const key = messageIds.notice(ctx.agentId, r.step, r.status, rule.channel);
     draft.push(ctx.subjects.workNotify(rule.channel), key, {
       v: MESSAGE_VERSION,
       kind: 'notify.request',

@@ -1,9 +1,9 @@
-import type { AgentRecord, InboxMessage, Message } from '@errand/protocols';
+import { TERMINAL_STATUSES, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
 import type { AgentInput } from './agent-definition.js';
 import { Draft, startRecord } from './draft.js';
 import { RuntimeError, RuntimeErrorCode } from './errors.js';
 import { startFork } from './fork.js';
-import { TERMINAL_STATUSES, type MachineEvent, type StepContext } from './record.js';
+import type { MachineEvent, StepContext } from './record.js';
 import { settle, settlementOf } from './settle.js';
 
 /**

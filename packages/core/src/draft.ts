@@ -1,12 +1,12 @@
 import { initialTransition, transition, type AnyMachineSnapshot } from 'xstate';
-import { APPLIED_IDS_KEPT, messageSchemas, MESSAGE_VERSION, type AgentRecord, type AgentStatus, type ErrorInfo, type EVENT_KIND_OF, type MessageInput, type MessageKind } from '@errand/protocols';
+import { APPLIED_IDS_KEPT, messageIds, messageSchemas, MESSAGE_VERSION, stateValueOf, TERMINAL_STATUSES, type AgentRecord, type AgentStatus, type ErrorInfo, type EVENT_KIND_OF, type MessageInput, type MessageKind } from '@errand/protocols';
 import { FAILURE_OUTPUT_KEY } from './actions.js';
 import type { AgentDefinition, AgentInput } from './agent-definition.js';
 import { settleApproval } from './approvals.js';
 import { compileActions, notifyUnseen, stopChildren, tellParent, type Action } from './commands.js';
 import type { Decision } from './decide.js';
 import { RuntimeError, RuntimeErrorCode } from './errors.js';
-import { emptyRecord, stateValue, TERMINAL_STATUSES, type MachineEvent, type StepContext } from './record.js';
+import { emptyRecord, type MachineEvent, type StepContext } from './record.js';
 
 /**
  * One step's working copy of the record and its bookkeeping: step numbers, command keys, status
@@ -51,7 +51,7 @@ export class Draft {
   private announce(status: AgentStatus): void {
     if (this.record.outbox.some((e) => e.message.kind === 'event.state')) return;
     // Keyed by the inbox message: a pause applies no step, so the step number is not unique here.
-    this.event('state', { kind: 'event.state', step: this.record.step, state: stateValue(this.record.snapshot), status }, `${this.ctx.agentId}:${this.ctx.inboxId}:ev.state`);
+    this.event('state', { kind: 'event.state', step: this.record.step, state: stateValueOf(this.record.snapshot), status }, messageIds.stateEvent(this.ctx.agentId, this.ctx.inboxId));
   }
 
   /**
@@ -183,7 +183,7 @@ export class Draft {
 
   /** The next command key of this step: `<agentId>:<step>:<n>`. */
   key(): string {
-    return `${this.ctx.agentId}:${this.record.step}:${this.n++}`;
+    return messageIds.command(this.ctx.agentId, this.record.step, this.n++);
   }
 
   /** Adds a message to the outbox; returns what is wrong with it instead when it fails its schema. */
@@ -197,7 +197,7 @@ export class Draft {
   private event(
     token: (typeof EVENT_KIND_OF)[keyof typeof EVENT_KIND_OF],
     body: Record<string, unknown> & { kind: string },
-    msgId = `${this.ctx.agentId}:${this.record.step}:ev.${token}`,
+    msgId = messageIds.event(this.ctx.agentId, this.record.step, token),
   ): void {
     this.push(this.ctx.subjects.agentEvent(this.ctx.agentId, token), msgId, {
       v: MESSAGE_VERSION,
@@ -216,7 +216,7 @@ export class Draft {
       inboxId: this.ctx.inboxId,
       machine: r.machine,
       event,
-      state: stateValue(r.snapshot),
+      state: stateValueOf(r.snapshot),
       status: r.status,
       commands: r.outbox
         .filter((e) => !e.message.kind.startsWith('event.'))

@@ -1,6 +1,5 @@
-import type { AgentRecord, ForkSeed, Message, MessageInput } from '@errand/protocols';
+import { childAgentId, messageIds, type AgentRecord, type ForkSeed, type Message, type MessageInput } from '@errand/protocols';
 import { Draft } from './draft.js';
-import { childAgentId } from './ids.js';
 import { emptyRecord, type StepContext } from './record.js';
 import { settle, settlementOfJournaled } from './settle.js';
 
@@ -80,7 +79,7 @@ function reissue(draft: Draft, fromId: string, commands: readonly Record<string,
         const parent = c.parent as { ref: string } | undefined;
         if (!parent) break;
         const childId = childAgentId(agentId, parent.ref);
-        draft.push(subjects.agentIn(childId, 'goal'), `goal:${childId}`, { ...(c as MessageInput<'goal'>), agentId: childId, parent: { agentId, ref: parent.ref }, at: now });
+        draft.push(subjects.agentIn(childId, 'goal'), messageIds.goal(childId), { ...(c as MessageInput<'goal'>), agentId: childId, parent: { agentId, ref: parent.ref }, at: now });
         record.children[parent.ref] = { agentId: childId, status: 'running' };
         break;
       }

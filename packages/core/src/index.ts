@@ -23,7 +23,8 @@ export {
 } from './agent-definition.js';
 export { decide, machineEventOf, type Decision } from './decide.js';
 export { FORK_EVENT } from './fork.js';
-export { TERMINAL_STATUSES, type MachineEvent, type StepContext } from './record.js';
+export type { MachineEvent, StepContext } from './record.js';
 export { replayJournaled, type JournaledStep } from './replay.js';
 export { RuntimeError, RuntimeErrorCode } from './errors.js';
-export { childAgentId, newAgentId } from './ids.js';
+// Defined with the wire contract; re-exported for code that took them from the kernel.
+export { childAgentId, newAgentId, TERMINAL_STATUSES } from '@errand/protocols';

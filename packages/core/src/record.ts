@@ -1,10 +1,8 @@
-import { RECORD_FORMAT, type AgentRecord, type AgentStatus, type Subjects } from '@errand/protocols';
+import { RECORD_FORMAT, type AgentRecord, type Subjects } from '@errand/protocols';
 import type { AgentRegistry } from './agent-definition.js';
 
 /** An event as a machine sees it. */
 export type MachineEvent = { type: string; [key: string]: unknown };
-
-export const TERMINAL_STATUSES: ReadonlySet<AgentStatus> = new Set(['done', 'failed', 'cancelled']);
 
 /** The context of one step: which agent, which inbox message, when, and what it may run. */
 export interface StepContext {
@@ -35,9 +33,4 @@ export function emptyRecord(ctx: StepContext, machine: { id: string; version: nu
     createdAt: ctx.now,
     updatedAt: ctx.now,
   };
-}
-
-/** The state value of a persisted snapshot (null before the first step). */
-export function stateValue(snapshot: unknown): unknown {
-  return (snapshot as { value?: unknown } | undefined)?.value ?? null;
 }

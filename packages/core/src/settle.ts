@@ -1,6 +1,6 @@
-import type { AgentRecord, AgentStatus, InboxMessage } from '@errand/protocols';
+import { TERMINAL_STATUSES, timerKeyOfMessageId, type AgentRecord, type AgentStatus, type InboxMessage } from '@errand/protocols';
 import { approvalRefusal } from './approvals.js';
-import { TERMINAL_STATUSES, type MachineEvent } from './record.js';
+import type { MachineEvent } from './record.js';
 
 /**
  * The bookkeeping an inbox message does to the record before its event reaches the machine — the
@@ -49,7 +49,8 @@ export function settlementOf(message: InboxMessage): Settlement {
  * known by its inbox id (`timer:<key>`), results and child outcomes by their event.
  */
 export function settlementOfJournaled(event: MachineEvent, inboxId: string): Settlement {
-  if (inboxId.startsWith('timer:')) return { kind: 'timer', key: inboxId.slice('timer:'.length) };
+  const timerKey = timerKeyOfMessageId(inboxId);
+  if (timerKey !== undefined) return { kind: 'timer', key: timerKey };
   if ((event.type === 'plan.result' || event.type === 'tool.result') && typeof event.key === 'string') return { kind: 'result', key: event.key };
   if (event.type === 'child.result' && typeof event.ref === 'string' && typeof event.outcome === 'string') {
     return { kind: 'child', ref: event.ref, childId: event.childId, outcome: event.outcome as AgentStatus };

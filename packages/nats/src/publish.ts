@@ -61,7 +61,7 @@ export async function publishMessage<K extends MessageKind>(
   message: MessageInput<K>,
   options: Partial<PublishMessageOptions> = {},
 ): Promise<PubAck> {
-  const js = 'js' in target ? target.js : target;
+  const js = 'publish' in target ? target : target.js;
   const { data, headers } = prepareMessage(message, options);
   return js.publish(subject, data, { ...(options.msgId !== undefined ? { msgID: options.msgId } : {}), ...(headers ? { headers } : {}) });
 }

@@ -1,4 +1,4 @@
-import { createSubjects, DEFAULT_PREFIX, type AgentRecord, type AgentStatus, type Message } from '@errand/protocols';
+import { createSubjects, DEFAULT_PREFIX, messageIds, stateValueOf, type AgentRecord, type AgentStatus, type Message } from '@errand/protocols';
 import { replayJournaled, RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/core';
 import { sameValue } from './canonical.js';
 import { ReplayError, ReplayErrorCode } from './errors.js';
@@ -105,7 +105,7 @@ export function replayJournal(entries: readonly JournalEntry[], options: ReplayO
       throw err;
     }
     for (const o of record.outbox) if (COMMAND_KINDS.has(o.message.kind)) issued.set(o.msgId, o.message as IssuedCommand);
-    const state = (record.snapshot as { value?: unknown } | undefined)?.value ?? null;
+    const state = stateValueOf(record.snapshot);
     const matches = sameValue(state, entry.state) && record.status === entry.status;
     if (!matches && !firstDivergence) firstDivergence = { step: entry.step, replayed: { state, status: record.status }, journal: { state: entry.state, status: entry.status } };
     steps.push({
@@ -135,7 +135,7 @@ export function replayJournal(entries: readonly JournalEntry[], options: ReplayO
   }
   for (const child of Object.values(r.children)) {
     if (child.status !== 'running') continue;
-    const c = issued.get(`goal:${child.agentId}`);
+    const c = issued.get(messageIds.goal(child.agentId));
     if (c) outstanding.push(c);
   }
   return { agentId, steps, record: r, firstDivergence, outstanding };

@@ -1,13 +1,15 @@
 import {
   CodecError,
   decodeMessage,
-  decodeRecord,
+  effectKeys,
   encodeMessage,
   ErrandError,
   formatOf,
   Header,
   MAX_GOAL_DEPTH,
   MESSAGE_VERSION,
+  messageIds,
+  newAgentId,
   patternRedactor,
   silentLogger,
   type Logger,
@@ -17,9 +19,9 @@ import {
   type Subjects,
   type WireFormat,
 } from '@errand/protocols';
-import { startSpan, TRACEPARENT, traceIdOf, traceparentFrom } from '@errand/telemetry';
-import { deadLetter, headers, type IdentityVerifier, isRevisionConflict, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
-import { newAgentId, type AgentRegistry } from '@errand/core';
+import { startSpan, traceIdOf, traceparentFrom } from '@errand/telemetry';
+import { deadLetter, headers, type IdentityVerifier, isRevisionConflict, publishMessage, readRecord, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
+import type { AgentRegistry } from '@errand/core';
 import { attribute } from './attribution.js';
 import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
 
@@ -43,7 +45,7 @@ const CATALOG_INPUT_KEYS = ['toolDefinitions', 'toolPolicies', 'toolTimeouts', '
 const CLAIM_STALE_MS = 30_000;
 
 /** The effects-bucket key that claims an agent id for the first submit (two tokens: no command key has so few). */
-const claimKey = (agentId: string) => `intake.${agentId}`;
+const claimKey = effectKeys.intakeClaim;
 
 export interface IntakeOptions {
   nc: NatsConnection;
@@ -142,12 +144,12 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
 
   /** The trace of the agent's record, '' for a record this host cannot read, undefined when there is none. */
   const existingTrace = async (agentId: string): Promise<string | undefined> => {
-    const found = await o.agents.get(agentId);
-    if (found?.operation !== 'PUT') return undefined;
     try {
-      return traceIdOf(decodeRecord(found.value).trace) ?? '';
-    } catch {
-      return ''; // a record this host cannot read: it exists all the same
+      const found = await readRecord(o.agents, agentId);
+      return found === undefined ? undefined : (traceIdOf(found.trace) ?? '');
+    } catch (err) {
+      if (err instanceof CodecError) return ''; // a record this host cannot read: it exists all the same
+      throw err;
     }
   };
 
@@ -263,8 +265,6 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
       const message: Message<'goal'> = { v: MESSAGE_VERSION, kind: 'goal', agentId, ...goal, agent, at: o.now() };
       // The goal's trace starts at the submitter (or here): every step and command of the agent joins it.
       const span = startSpan('errand.submit', traceparentFrom(msg.headers), { 'errand.agent_id': agentId, 'errand.agent': agent });
-      const h = headers();
-      h.set(TRACEPARENT, span.traceparent);
       try {
         let earlier: string | undefined;
         if (request.agentId !== undefined) {
@@ -274,7 +274,7 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
         }
         let ack;
         try {
-          ack = await o.js.publish(o.subjects.agentIn(agentId, 'goal'), encodeMessage(message).data, { msgID: `goal:${agentId}`, headers: h });
+          ack = await publishMessage(o.js, o.subjects.agentIn(agentId, 'goal'), message, { msgId: messageIds.goal(agentId), traceparent: span.traceparent });
         } catch (err) {
           // Give the id back, so the caller's retry is not told the agent exists when it may not.
           if (request.agentId !== undefined) await o.effects?.delete(claimKey(agentId)).catch(() => {});

@@ -1,6 +1,5 @@
-import { createSubjects, decodeRecord, Header, resourceNames, silentLogger, type AgentStatus, type Logger, type Subjects } from '@errand/protocols';
-import { isRevisionConflict, openBucket, openObjectStore, purgeOldKvMarkers, type ErrandConnection, type KV, type ObjectStore } from '@errand/nats';
-import { TERMINAL_STATUSES } from '@errand/core';
+import { CodecError, createSubjects, Header, resourceNames, silentLogger, TERMINAL_STATUSES, type AgentStatus, type Logger, type Subjects } from '@errand/protocols';
+import { isRevisionConflict, openBucket, openObjectStore, purgeOldKvMarkers, readStoredRecord, type ErrandConnection, type KV, type ObjectStore } from '@errand/nats';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -124,22 +123,25 @@ export async function collectGarbage(options: Pick<GcOptions, 'conn' | 'olderTha
   const ids: string[] = [];
   for await (const id of await agents.keys()) ids.push(id);
   await inBatches(ids, o.concurrency, o.signal, async (id) => {
-    const entry = await agents.get(id);
-    if (!entry || entry.operation !== 'PUT') return;
-    try {
-      const r = decodeRecord(entry.value);
+    // A record this build cannot read (a newer Errand wrote it) is not ours to judge.
+    const read = await readStoredRecord(agents, id).catch((err: unknown) => {
+      if (err instanceof CodecError) return err;
+      throw err;
+    });
+    if (read === undefined) return;
+    if (read instanceof CodecError) {
+      unreadable.add(id);
+      log.warn({ agentId: id, err: read.message }, 'agent record unreadable; kept');
+    } else {
+      const { record: r, revision } = read;
       seen.set(id, {
-        revision: entry.revision,
+        revision,
         status: r.status,
         updatedAt: r.updatedAt,
         parent: r.parent?.agentId,
         children: Object.values(r.children).map((c) => c.agentId),
         lastEvents: r.outbox.filter((e) => isEventSubject(subjects, e.subject)).map((e) => ({ subject: e.subject, msgId: e.msgId })),
       });
-    } catch (err) {
-      // A record this build cannot read (a newer Errand wrote it) is not ours to judge.
-      unreadable.add(id);
-      log.warn({ agentId: id, err: (err as Error).message }, 'agent record unreadable; kept');
     }
     progress.scanned++;
     o.onProgress({ ...progress });
@@ -224,7 +226,7 @@ async function deleteRecord(agents: KV, id: string, revision: number): Promise<b
 
 /**
  * The results object store's objects by the agent whose command produced them. Their names are the
- * command keys `<agentId>:<step>:<n>` with `:` turned into `.` (see `effectKey` in @errand/worker).
+ * command keys `<agentId>:<step>:<n>` with `:` turned into `.` (see `effectKey` in @errand/protocols).
  */
 async function resultObjectsByAgent(
   conn: ErrandConnection,

@@ -1,8 +1,5 @@
 import {
-  decodeRecord,
-  encodeMessage,
   encodeRecord,
-  Header,
   silentLogger,
   WORK_MESSAGE_KINDS,
   type AgentRecord,
@@ -12,8 +9,8 @@ import {
   type MessageInput,
   type Subjects,
 } from '@errand/protocols';
-import { headers, isRevisionConflict, type JetStreamClient, type KV } from '@errand/nats';
-import { metrics, startSpan, TRACEPARENT, type ErrandSpan } from '@errand/telemetry';
+import { isRevisionConflict, publishMessage, readStoredRecord, type JetStreamClient, type KV } from '@errand/nats';
+import { metrics, startSpan, type ErrandSpan } from '@errand/telemetry';
 import { decide, RuntimeError, RuntimeErrorCode, type AgentRegistry, type Decision } from '@errand/core';
 import type { CrashHook } from './crash-points.js';
 
@@ -153,24 +150,22 @@ export class StepExecutor {
   private async publish(record: AgentRecord): Promise<void> {
     const { signer } = this.o;
     await Promise.all(
-      record.outbox.map((entry) => {
-        const encoded = encodeMessage(entry.message as MessageInput);
-        const h = headers();
-        if (entry.traceparent) h.set(TRACEPARENT, entry.traceparent);
-        if (encoded.contentType) h.set(Header.ContentType, encoded.contentType);
+      record.outbox.map((entry) =>
         // The exact bytes published are what is signed: a re-published outbox is signed again.
-        if (signer && WORK_KINDS.has(entry.message.kind)) h.set(Header.Signature, signer.sign(encoded.data));
-        return this.o.js.publish(entry.subject, encoded.data, { msgID: entry.msgId, headers: h });
-      }),
+        publishMessage(this.o.js, entry.subject, entry.message as MessageInput, {
+          msgId: entry.msgId,
+          traceparent: entry.traceparent,
+          signer: signer && WORK_KINDS.has(entry.message.kind) ? signer : undefined,
+        }),
+      ),
     );
   }
 
   private async load(agentId: string, fresh: boolean): Promise<Loaded | undefined> {
     const hit = fresh ? undefined : this.cache.get(agentId);
     if (hit) return { ...hit, cached: true };
-    const entry = await this.o.agents.get(agentId);
-    if (!entry || entry.operation !== 'PUT') return undefined;
-    return { record: decodeRecord(entry.value), revision: entry.revision, cached: false };
+    const stored = await readStoredRecord(this.o.agents, agentId);
+    return stored && { ...stored, cached: false };
   }
 
   private remember(agentId: string, record: AgentRecord, revision: number): void {

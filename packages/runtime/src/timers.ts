@@ -1,5 +1,5 @@
-import { encodeMessage, MESSAGE_VERSION, silentLogger, type Logger, type Message, type Subjects } from '@errand/protocols';
-import type { JetStreamClient, JsMsg } from '@errand/nats';
+import { MESSAGE_VERSION, messageIds, silentLogger, type Logger, type Message, type Subjects } from '@errand/protocols';
+import { publishMessage, type JetStreamClient, type JsMsg } from '@errand/nats';
 
 export interface TimerFiringOptions {
   js: JetStreamClient;
@@ -35,7 +35,7 @@ export function createTimerHandler(options: Pick<TimerFiringOptions, 'js' | 'sub
       dueAt: timer.dueAt,
       firedAt: o.now(),
     };
-    await o.js.publish(o.subjects.agentIn(timer.agentId, 'timer'), encodeMessage(fired).data, { msgID: `timer:${timer.key}` });
+    await publishMessage(o.js, o.subjects.agentIn(timer.agentId, 'timer'), fired, { msgId: messageIds.timerFired(timer.key) });
     o.logger.debug({ agentId: timer.agentId, timerId: timer.timerId, lateMs: -wait }, 'timer fired');
   };
 }
