@@ -1,5 +1,5 @@
 import { summarize } from '@errand/client';
-import type { AgentRecord, AgentStatus, ErrorInfo, ProgressEvent, Subjects, Task } from '@errand/protocols';
+import { stateValueOf, TERMINAL_STATUSES, type AgentRecord, type AgentStatus, type ErrorInfo, type ProgressEvent, type Subjects, type Task } from '@errand/protocols';
 import { terminalSafe } from './terminal-safe.js';
 
 /**
@@ -12,10 +12,8 @@ import { terminalSafe } from './terminal-safe.js';
  * stream after reading the record, so status never comes from an event once a record was seen.
  */
 
-const TERMINAL: ReadonlySet<AgentStatus> = new Set(['done', 'failed', 'cancelled']);
-
 export function isTerminal(status: AgentStatus | undefined): boolean {
-  return status !== undefined && TERMINAL.has(status);
+  return status !== undefined && TERMINAL_STATUSES.has(status);
 }
 
 export type ToolCallStatus = 'requested' | 'ok' | 'error' | 'retrying' | 'cancelled';
@@ -76,7 +74,7 @@ export function statusOf(v: AgentView): AgentStatus | undefined {
 }
 
 function stateOf(v: AgentView): unknown {
-  return v.record ? (v.record.snapshot as { value?: unknown } | undefined)?.value : v.eventState;
+  return v.record ? stateValueOf(v.record.snapshot) : v.eventState;
 }
 
 /** An XState state value as people read it: `acting`, `parent.child`, `a.x, b.y`. */
