@@ -74,4 +74,20 @@ export default tseslint.config(
       ],
     },
   },
+  // The launcher (cli/): the one place that may import services, since it runs them; vendor SDKs
+  // still only through their home packages (`errand mcp` serves through @errand/mcp).
+  {
+    files: ['cli/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            ...vendorRules(''),
+            { group: ['packages', 'services', 'protocols'].flatMap((dir) => [`../../${dir}/**`, `../../../${dir}/**`]), message: "no deep imports into a package's or service's files: import its package name." },
+          ],
+        },
+      ],
+    },
+  },
 );
