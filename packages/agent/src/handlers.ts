@@ -1,0 +1,524 @@
+import { enqueueActions } from 'xstate';
+import { approvalHash, type ChatMessage, type Task } from '@errand/protocols';
+import { BUILT_IN_TOOLS, BuiltInTool } from './built-in-tools.js';
+import type {
+  AgentContext,
+  AgentEvent,
+  ApprovalDeadlineEvent,
+  ApprovalEvent,
+  ApprovalReminderEvent,
+  BudgetEvent,
+  CallState,
+  ChildResultEvent,
+  InputEvent,
+  PlanResultEvent,
+  RetryToolEvent,
+  StuckCheckEvent,
+  ToolDeadlineEvent,
+  ToolResultEvent,
+} from './context.js';
+import {
+  backoffDelay,
+  canonical,
+  clip,
+  compact,
+  duration,
+  keepLast,
+  normalizeTasks,
+  notifyActions,
+  overBudget,
+  readReply,
+  repeatedTool,
+  roundCalls,
+  roundOutcome,
+  size,
+  tellTime,
+  toolMessages,
+} from './helpers.js';
+import { budgetQuestion, reflectionPrompt, replanPrompt, toldPrompt } from './prompts.js';
+
+/**
+ * The chart's named actions and guards, registered in `setup({ actions, guards })`. Each action is
+ * a plain function of (context, event) that decides what to remember and which commands to send;
+ * where the agent goes next is the chart's business (its guarded transitions), never an action's.
+ */
+
+/** What the actions need of XState's action enqueuer. */
+interface Enqueue {
+  (action: { type: string; params?: unknown }): void;
+  assign(patch: Partial<AgentContext>): void;
+  raise(event: AgentEvent, options?: { id?: string; delay?: number }): void;
+  cancel(id: string): void;
+}
+
+/**
+ * An `enqueueActions` block that runs `fn(context, event, enqueue)`. Typed loosely on purpose:
+ * XState's per-transition action types do not survive being built outside the machine config, and
+ * the actions are checked against `AgentContext` and their own event type instead.
+ */
+function action<E extends AgentEvent>(fn: (context: AgentContext, event: E, enqueue: Enqueue) => void): never {
+  return enqueueActions(({ context, event, enqueue }: { context: AgentContext; event: AgentEvent; enqueue: unknown }) =>
+    fn(context, event as E, enqueue as Enqueue),
+  ) as never;
+}
+
+/** A guard on the context and the event of the transition it guards. */
+function guard<E extends AgentEvent>(fn: (context: AgentContext, event: E) => boolean) {
+  return ({ context, event }: { context: AgentContext; event: AgentEvent }): boolean => fn(context, event as E);
+}
+
+/** Every call of the round has an outcome (none running, none waiting for a retry). */
+function roundOver(c: AgentContext): boolean {
+  return !c.calls.some((x) => x.status === 'running' || x.status === 'retrying');
+}
+
+/**
+ * A decision binds to the request and to the exact arguments the person was shown. No hash, no
+ * decision: a missing argsHash never matches. Another agent (`from`) never decides.
+ */
+function decides(c: AgentContext, e: ApprovalEvent): boolean {
+  return c.approval !== undefined && e.from === undefined && e.requestId === c.approval.requestId && e.argsHash === c.approval.argsHash;
+}
+
+/** A reminder or deadline of the request still open (a superseded one changes nothing). */
+function ofOpenRequest(c: AgentContext, e: ApprovalReminderEvent | ApprovalDeadlineEvent): boolean {
+  return c.approval !== undefined && c.approval.requestId === e.requestId;
+}
+
+/**
+ * The chart's guards. Where several guard one event they are tried in the order the chart lists
+ * them; each name says what it checks, so an edge in the visualiser reads as its condition.
+ */
+export const agentGuards = {
+  // --- planning
+  /** Entering planning found a budget limit reached and opened a budget request instead of calling the model. */
+  budgetReached: guard((c) => c.approval !== undefined),
+  /** An answer to a request an interruption made stale: it changes nothing. */
+  staleAnswer: guard<PlanResultEvent>((c, e) => e.ref !== undefined && e.ref !== c.planRef),
+  /** The planner refused the call at a label's daily cost cap. */
+  dailyCapReached: guard<PlanResultEvent>((_c, e) => e.error?.code === 'ERR_DAILY_BUDGET'),
+  /** A model error worth retrying, with retries left. */
+  modelRetryable: guard<PlanResultEvent>((c, e) => e.error !== undefined && e.error.retryable && c.modelAttempts + 1 <= c.settings.maxModelRetries),
+  /** The model says the history is too long, and it has not been compacted for that three times yet. */
+  contextTooLong: guard<PlanResultEvent>((c, e) => e.error?.code === 'ERR_LLM_CONTEXT_LENGTH' && c.compactions < 3),
+  /** Any other model error: permanent, or retries used up. */
+  modelFailed: guard<PlanResultEvent>((_c, e) => e.error !== undefined),
+  /** A reply with no tool call: the answer. */
+  finalAnswer: guard<PlanResultEvent>((c, e) => readReply(c, e).toolCalls.length === 0),
+  /** The reply repeats a call `loopRepeats` times, and the model has not been asked to reflect yet. */
+  repeatsCall: guard<PlanResultEvent>((c, e) => readReply(c, e).repeated !== undefined && c.reflections < 1),
+  /** The reply repeats a call although the model was asked to reflect. */
+  repeatsCallAfterReflecting: guard<PlanResultEvent>((c, e) => readReply(c, e).repeated !== undefined && c.reflections >= 1),
+  /** A call of the reply needs a person's approval first (an `ask` policy, or arguments the catalog marks). */
+  callsNeedApproval: guard<PlanResultEvent>((c, e) => roundCalls(c, readReply(c, e).toolCalls).some((x) => x.status === 'approval')),
+  /** A message from a person that interrupts the work in flight. */
+  interrupts: guard<InputEvent>((_c, e) => e.interrupt === true),
+
+  // --- acting: checked after every step in it
+  /** The round is over and a call waits for a person (ask_human, or an effect only a person can confirm). */
+  roundAwaitsPerson: guard((c) => roundOver(c) && c.calls.some((x) => x.status === 'waiting')),
+  /** The round is over, with no progress for `idleRoundsLimit` rounds although the model reflected. */
+  roundStuck: guard((c) => {
+    if (!roundOver(c)) return false;
+    const r = roundOutcome(c);
+    return r.stuck && r.reflections > 1;
+  }),
+  /** The round is over, and the model has revised its plan more than `maxReplans` times. */
+  replansExhausted: guard((c) => roundOver(c) && c.replans > c.settings.maxReplans),
+  /** Every call of the round has an outcome (none running, none waiting for a retry). */
+  roundOver: guard(roundOver),
+
+  // --- awaitingInput
+  /** An answer to the open question (or a message that names none). */
+  answersQuestion: guard<InputEvent>((c, e) => e.requestId === undefined || e.requestId === c.question?.requestId),
+
+  // --- awaitingApproval
+  /** A person decided on the calls they were shown. */
+  callsDecided: guard<ApprovalEvent>((c, e) => decides(c, e) && c.approval!.kind === 'tools'),
+  /** A person decided not to go on past the budget. */
+  budgetDenied: guard<ApprovalEvent>((c, e) => decides(c, e) && c.approval!.kind === 'budget' && e.decision === 'deny'),
+  /** A person allowed going on past the budget. */
+  budgetApproved: guard<ApprovalEvent>((c, e) => decides(c, e) && c.approval!.kind === 'budget' && e.decision === 'approve'),
+  reminderDue: guard<ApprovalReminderEvent>(ofOpenRequest),
+  /** Nobody decided in time, and there is another channel in `escalateTo` to ask. */
+  deadlineEscalates: guard<ApprovalDeadlineEvent>(
+    (c, e) => ofOpenRequest(c, e) && c.settings.approvalTimeoutOutcome === 'escalate' && Boolean(c.settings.escalateTo[c.approval!.escalations ?? 0]),
+  ),
+  /** Nobody decided on the calls in time. */
+  callsExpired: guard<ApprovalDeadlineEvent>((c, e) => ofOpenRequest(c, e) && c.approval!.kind === 'tools'),
+  /** Nobody decided on the budget in time. */
+  budgetExpired: guard<ApprovalDeadlineEvent>((c, e) => ofOpenRequest(c, e) && c.approval!.kind === 'budget'),
+};
+
+export const agentActions = {
+  // --- anywhere
+  notifyStuck: action<StuckCheckEvent>((c, e, enqueue) => {
+    const minutes = Math.round(c.settings.stuckAfterMs / 60_000);
+    const text = `No progress on "${clip(c.goal, 80)}" for ${minutes >= 1 ? `${minutes} min` : `${Math.round(c.settings.stuckAfterMs / 1000)} s`} (step ${e.since}).`;
+    for (const n of notifyActions(c, 'stuck', 'Your agent seems stuck', text)) enqueue(n);
+  }),
+  setBudget: action<BudgetEvent>((c, e, enqueue) => enqueue.assign({ budget: { ...c.budget, ...(e.budget ?? {}) }, now: tellTime(c, e) })),
+  /** A new budget answers an open budget (or tools) question: it is closed without a decision. */
+  dropApproval: action((_c, _e, enqueue) => enqueue.assign({ approval: undefined })),
+  /** A message from a person while the agent works: staged for the next planning step. */
+  stageMessage: action<InputEvent>((c, e, enqueue) => enqueue.assign({ staged: [...c.staged, e.text], now: tellTime(c, e) })),
+
+  // --- planning
+  /** Each planning step is progress: re-arming the watch (same id) supersedes the previous one. */
+  watchProgress: action((c, _e, enqueue) => {
+    if (c.settings.stuckAfterMs > 0) enqueue.raise({ type: 'stuck.check', since: c.rounds }, { id: 'stuck-watch', delay: c.settings.stuckAfterMs });
+  }),
+  /** Asks the model for the next move — or, at a budget limit, opens a budget request instead (see `budgetReached`). */
+  requestPlan: action((c, _e, enqueue) => {
+    const over = overBudget(c);
+    if (over) {
+      const requestId = `budget-${c.rounds}-${c.usage.inputTokens + c.usage.outputTokens}`;
+      enqueue.assign({ approval: { kind: 'budget', requestId, argsHash: requestId, what: over.what, exceeded: over.exceeded } });
+      return;
+    }
+    let messages = c.messages;
+    const extra: ChatMessage[] = [];
+    if (c.staged.length) extra.push({ role: 'user', content: toldPrompt(c.staged) });
+    for (const note of c.notes) extra.push({ role: 'user', content: note });
+    messages = [...messages, ...extra];
+    let compactions = c.compactions;
+    if (size(messages) > c.settings.compactAtChars) {
+      messages = compact(messages, c.settings.keepRecent);
+      compactions += 1;
+    }
+    const planSeq = c.planSeq + 1;
+    const planRef = `plan-${planSeq}`;
+    enqueue.assign({ messages, staged: [], notes: [], planSeq, planRef, compactions });
+    enqueue({
+      type: 'errand.plan',
+      params: {
+        ref: planRef,
+        messages,
+        tools: [...BUILT_IN_TOOLS, ...c.toolDefs],
+        ...(c.model ? { model: c.model } : {}),
+        ...(Object.keys(c.labels).length ? { labels: c.labels } : {}),
+        ...(c.overDailyCap ? { overDailyCap: true } : {}),
+      },
+    });
+  }),
+  /**
+   * A model call's usage is reported first (its event leads the step's commands) and counted last,
+   * after the branch's own actions: those read the context as the answer found it (the `done`
+   * notification says what was spent before this reply).
+   */
+  reportUsage: action<PlanResultEvent>((c, e, enqueue) => {
+    if (e.usage) enqueue({ type: 'errand.emit', params: { kind: 'usage', usage: e.usage, total: addUsage(c, e) } });
+  }),
+  countUsage: action<PlanResultEvent>((c, e, enqueue) => enqueue.assign({ usage: addUsage(c, e), now: tellTime(c, e) })),
+  /** A label's daily cap, enforced by the planner across every host: a person decides. */
+  askToPassDailyCap: action<PlanResultEvent>((c, e, enqueue) =>
+    enqueue.assign({ approval: { kind: 'budget', requestId: `daily-${c.planSeq}`, argsHash: `daily-${c.planSeq}`, what: e.error!.message, exceeded: [] } }),
+  ),
+  backOff: action<PlanResultEvent>((c, e, enqueue) => {
+    const attempts = c.modelAttempts + 1;
+    enqueue.assign({ modelAttempts: attempts, backoffMs: backoffDelay(c.settings, attempts, `${c.agentId}:${c.planRef}`, e.error!.retryAfterMs) });
+  }),
+  compactHistory: action((c, _e, enqueue) =>
+    enqueue.assign({ messages: compact(c.messages, Math.max(4, Math.floor(c.settings.keepRecent / 2))), compactions: c.compactions + 1, modelAttempts: 0 }),
+  ),
+  failOnModelError: action<PlanResultEvent>((c, e, enqueue) => {
+    const error = e.error!;
+    const attempts = c.modelAttempts + 1;
+    const why = error.retryable ? `the model kept failing (${attempts} attempts): ${error.message}` : `the model call failed: ${error.message}`;
+    enqueue.assign({ failure: { ...error, message: why, retryable: false } });
+  }),
+  finish: action<PlanResultEvent>((c, e, enqueue) => {
+    const { message } = readReply(c, e);
+    enqueue.assign({ ...replied(c, e), answer: message.content ?? '' });
+    for (const a of notifyActions(c, 'done', `Done: ${clip(c.goal, 80)}`, clip(message.content ?? '', 1000))) enqueue(a);
+  }),
+  /** The repeated calls are not run: the model is told so, and asked to reflect. */
+  reflectOnLoop: action<PlanResultEvent>((c, e, enqueue) => {
+    const tool = repeatedTool(readReply(c, e).repeated!);
+    enqueue.assign({ ...refuseRepeated(c, e), reflections: c.reflections + 1, notes: [...c.notes, reflectionPrompt(`you called ${tool} with the same arguments ${c.settings.loopRepeats} times`)] });
+  }),
+  /** The repeated calls are not run, and a reflection did not break the loop: a person is asked. */
+  askAboutLoop: action<PlanResultEvent>((c, e, enqueue) => {
+    const tool = repeatedTool(readReply(c, e).repeated!);
+    const text = `I seem to be stuck: I keep calling ${tool} with the same arguments. How should I proceed?`;
+    enqueue.assign({ ...refuseRepeated(c, e), question: { requestId: `loop-${c.rounds + 1}`, text, reason: 'loop' } });
+  }),
+  /** The reply's calls become the round; nothing of it starts before `acting` (or a person's approval). */
+  takeCalls: action<PlanResultEvent>((c, e, enqueue) => {
+    const reply = readReply(c, e);
+    enqueue.assign({ ...replied(c, e), calls: roundCalls(c, reply.toolCalls), recent: reply.recent });
+  }),
+  /** Nothing of this round starts before a person has decided. */
+  askToRunCalls: action((c, _e, enqueue) => {
+    const asking = c.calls.filter((x) => x.status === 'approval');
+    const shown = asking.map((x) => ({ tool: x.tool, args: x.args }));
+    const what = asking.map((x) => `${x.tool}(${canonical(x.args)})`).join('; ');
+    enqueue.assign({ approval: { kind: 'tools', requestId: `tools-${c.planSeq}`, argsHash: approvalHash(shown), what, exceeded: [] } });
+  }),
+
+  // --- backingOff
+  armPlanRetry: action((c, _e, enqueue) => enqueue.raise({ type: 'retry.plan' }, { id: 'retry-plan', delay: c.backoffMs })),
+
+  // --- acting
+  startCalls: action((c, _e, enqueue) => {
+    const calls = c.calls.map((call): CallState => {
+      if (call.status !== 'running') return call;
+      const args = (call.args ?? {}) as Record<string, unknown>;
+      switch (call.kind) {
+        case 'builtin': {
+          if (call.tool === BuiltInTool.UpdatePlan) {
+            const tasks = Array.isArray(args.tasks) ? (args.tasks as Task[]) : [];
+            enqueue.assign({ tasks });
+            enqueue({ type: 'errand.emit', params: { kind: 'plan', tasks: normalizeTasks(tasks) } });
+            return { ...call, status: 'ok', content: 'Plan updated.' };
+          }
+          return { ...call, status: 'error', content: `ERROR: ${call.tool} cannot be used here` };
+        }
+        case 'human': {
+          const question = typeof args.question === 'string' ? args.question : String(call.argsText);
+          enqueue.assign({ question: { requestId: call.id, callId: call.id, text: question, reason: 'ask_human' } });
+          return { ...call, status: 'waiting' };
+        }
+        case 'delegate': {
+          const goal = typeof args.goal === 'string' ? args.goal : '';
+          if (!goal) return { ...call, status: 'error', content: 'ERROR: delegate needs a goal' };
+          enqueue({
+            type: 'errand.spawn',
+            params: {
+              ref: call.id,
+              goal,
+              ...(typeof args.agent === 'string' ? { agent: args.agent } : {}),
+              // The child works under the same rules: the same tools, and the same approvals.
+              input: { toolDefinitions: c.toolDefs, toolPolicies: c.toolPolicies, toolTimeouts: c.toolTimeouts, toolAskIfArgs: c.toolAskIfArgs, notify: [] },
+            },
+          });
+          return call;
+        }
+        case 'tool':
+          enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: call.attempts, ...(call.approval ? { approval: call.approval } : {}) } });
+          armDeadline(c, call, call.attempts, enqueue);
+          enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'requested', attempt: call.attempts } });
+          return call;
+      }
+    });
+    enqueue.assign({ calls });
+  }),
+  takeToolResult: action<ToolResultEvent>(takeToolResult),
+  /** A call nobody answered in time (no live runner?) fails like a transient error. */
+  failCallAtDeadline: action<ToolDeadlineEvent>((c, e, enqueue) => {
+    const call = c.calls.find((x) => x.id === e.callId);
+    if (!call || call.status !== 'running' || call.attempts !== e.attempt) return;
+    const within = Math.round(((c.toolTimeouts[call.tool] ?? 10 * 60_000) + c.settings.toolDeadlineGraceMs) / 1000);
+    takeToolResult(
+      c,
+      { type: 'tool.result', callId: call.id, error: { code: 'ERR_TOOL_NO_ANSWER', message: `no answer from ${call.tool} within ${within} s: no tool-runner may be serving it`, retryable: true } },
+      enqueue,
+    );
+  }),
+  retryTool: action<RetryToolEvent>((c, e, enqueue) => {
+    const call = c.calls.find((x) => x.id === e.callId);
+    if (!call || call.status !== 'retrying') return;
+    const attempts = call.attempts + 1;
+    enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: attempts, ...(call.approval ? { approval: call.approval } : {}) } });
+    armDeadline(c, call, attempts, enqueue);
+    enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'requested', attempt: attempts } });
+    enqueue.assign({ calls: c.calls.map((x) => (x.id === e.callId ? { ...x, status: 'running' as const, attempts } : x)) });
+  }),
+  takeChildResult: action<ChildResultEvent>((c, e, enqueue) => {
+    const call = c.calls.find((x) => x.id === e.ref && x.kind === 'delegate');
+    if (!call || call.status !== 'running') return;
+    const updated: CallState =
+      e.outcome === 'done'
+        ? { ...call, status: 'ok', content: clip(JSON.stringify(e.output ?? null), c.settings.maxResultChars) }
+        : { ...call, status: 'error', content: `ERROR: the delegated agent ${e.outcome}${e.error ? `: ${e.error.message}` : ''}` };
+    enqueue.assign({ calls: c.calls.map((x) => (x.id === call.id ? updated : x)), now: tellTime(c, e) });
+  }),
+  /** An interrupting message: the calls in flight are cancelled and the model hears so. */
+  cancelRound: action((c, _e, enqueue) => {
+    const calls = c.calls.map((x) =>
+      x.status === 'running' || x.status === 'retrying' || x.status === 'waiting' ? { ...x, status: 'cancelled' as const, content: 'Cancelled: interrupted by a new message from the user.' } : x,
+    );
+    enqueue.assign({ messages: [...c.messages, ...toolMessages(calls)], calls: [], question: undefined });
+  }),
+  /** Every call of the round has an outcome: the results go to the model, and the round is counted. */
+  closeRound: action((c, _e, enqueue) => {
+    const { failedRounds, idleRounds, notes, reflections } = roundOutcome(c);
+    enqueue.assign({ messages: [...c.messages, ...toolMessages(c.calls)], calls: [], failedRounds, idleRounds, notes, reflections });
+  }),
+  /** Reflection did not help: a person looks before more is spent. */
+  askWhenStuck: action((c, _e, enqueue) =>
+    enqueue.assign({ question: { requestId: `stuck-${c.rounds}`, text: `I have made no progress for ${c.idleRounds} rounds. How should I proceed?`, reason: 'loop' }, idleRounds: 0 }),
+  ),
+  giveUpReplanning: action((c, _e, enqueue) =>
+    enqueue.assign({
+      failure: { code: 'ERR_REPLANS_EXHAUSTED', message: `gave up after ${c.replans} re-plans; the last failure: ${c.calls.find((x) => x.error)?.error?.message ?? 'unknown'}`, retryable: false },
+    }),
+  ),
+
+  // --- awaitingInput
+  askQuestion: action((c, _e, enqueue) => {
+    for (const a of notifyActions(c, 'input', 'A question from your agent', c.question!.text)) enqueue(a);
+  }),
+  takeAnswer: action<InputEvent>((c, e, enqueue) => {
+    const q = c.question!;
+    const now = tellTime(c, e);
+    if (q.callId) {
+      const calls = c.calls.map((x) => (x.id === q.callId ? { ...x, status: 'ok' as const, content: `The person answered: ${e.text}` } : x));
+      enqueue.assign({ messages: [...c.messages, ...toolMessages(calls)], calls: [], question: undefined, now, idleRounds: 0 });
+    } else {
+      enqueue.assign({ question: undefined, now, idleRounds: 0, reflections: 0, notes: [...c.notes, `The person said: ${e.text}`] });
+    }
+  }),
+
+  // --- awaitingApproval
+  requestApproval: action((c, _e, enqueue) => {
+    const a = c.approval!;
+    const tool = a.kind === 'budget' ? 'budget' : c.calls.filter((x) => x.status === 'approval').map((x) => x.tool).join(', ');
+    const calls = a.kind === 'budget' ? [] : c.calls.filter((x) => x.status === 'approval').map((x) => ({ tool: x.tool, args: x.args }));
+    enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'requested', argsHash: a.argsHash, calls, tool, reason: a.what } });
+    const approval = { requestId: a.requestId, argsHash: a.argsHash, tool, summary: a.what, deadlineAt: c.now + c.settings.approvalTimeoutMs };
+    enqueue.raise({ type: 'approval.reminder', requestId: a.requestId }, { id: 'approval-reminder', delay: Math.floor(c.settings.approvalTimeoutMs / 2) });
+    enqueue.raise({ type: 'approval.deadline', requestId: a.requestId }, { id: 'approval-deadline', delay: c.settings.approvalTimeoutMs });
+    if (a.kind === 'budget') for (const n of notifyActions(c, 'budget', 'Your agent reached its budget', budgetQuestion(a.what), approval)) enqueue(n);
+    else for (const n of notifyActions(c, 'approval', 'Your agent asks to run a tool', a.what, approval)) enqueue(n);
+  }),
+  remindApprover: action((c, _e, enqueue) => {
+    const a = c.approval!;
+    for (const n of notifyActions(c, 'reminder', 'Still waiting for your decision', a.what, { requestId: a.requestId, argsHash: a.argsHash, tool: a.kind, summary: a.what })) enqueue(n);
+  }),
+  /** Nobody decided in time: ask on the next escalation channel and wait again. */
+  escalateApproval: action((c, _e, enqueue) => {
+    const a = c.approval!;
+    const escalations = a.escalations ?? 0;
+    enqueue({
+      type: 'errand.notify',
+      params: {
+        channel: c.settings.escalateTo[escalations]!,
+        topic: 'approval',
+        title: 'Escalated: your decision is needed',
+        text: a.what,
+        approval: { requestId: a.requestId, argsHash: a.argsHash, tool: a.kind, summary: a.what },
+      },
+    });
+    enqueue.assign({ approval: { ...a, escalations: escalations + 1 } });
+    enqueue.raise({ type: 'approval.deadline', requestId: a.requestId }, { id: 'approval-deadline', delay: c.settings.approvalTimeoutMs });
+  }),
+  /** Nobody decided in time, and there is nobody left to ask: the request expires. */
+  expireApproval: action((c, _e, enqueue) => {
+    const a = c.approval!;
+    enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'expired', argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools' } });
+    enqueue.assign({ decided: keepLast({ ...c.decided, [a.requestId]: { decision: 'expired', by: 'the deadline' } }, 20) });
+  }),
+  refuseUndecidedCalls: action((c, _e, enqueue) => {
+    const calls = c.calls.map((x): CallState => (x.status === 'approval' ? { ...x, status: 'error', content: 'ERROR: nobody approved this call in time; it was not run.' } : x));
+    enqueue.assign({ approval: undefined, calls });
+  }),
+  stopAtUndecidedBudget: action((c, _e, enqueue) =>
+    enqueue.assign({ approval: undefined, failure: { code: 'ERR_BUDGET', message: `stopped at the budget: nobody decided in time (${c.approval!.what})`, retryable: false } }),
+  ),
+  recordDecision: action<ApprovalEvent>((c, e, enqueue) => {
+    const a = c.approval!;
+    const status = e.decision === 'approve' ? 'approved' : 'denied';
+    const who = e.by ? `${e.by.name ?? e.by.id} (${e.by.channel})` : 'someone';
+    enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status, argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools', ...(e.by ? { by: e.by } : {}) } });
+    enqueue.assign({ decided: keepLast({ ...c.decided, [a.requestId]: { decision: e.decision, by: who } }, 20) });
+    enqueue.cancel('approval-reminder');
+    enqueue.cancel('approval-deadline');
+  }),
+  /** Approved calls run (named with the request, for the host's evidence); denied ones fail. */
+  decideCalls: action<ApprovalEvent>((c, e, enqueue) => {
+    const a = c.approval!;
+    const calls = c.calls.map((x): CallState =>
+      x.status !== 'approval' ? x : e.decision === 'approve' ? { ...x, status: 'running', approval: a.requestId } : { ...x, status: 'error', content: 'ERROR: a person denied this call.' },
+    );
+    enqueue.assign({ approval: undefined, calls, now: tellTime(c, e) });
+  }),
+  stopAtBudget: action((c, _e, enqueue) =>
+    enqueue.assign({ approval: undefined, failure: { code: 'ERR_BUDGET', message: `stopped at the budget: ${c.approval!.what}`, retryable: false } }),
+  ),
+  /** Continue: each limit that was reached is doubled from where usage stands. */
+  raiseBudget: action<ApprovalEvent>((c, e, enqueue) => {
+    const a = c.approval!;
+    const b = { ...c.budget };
+    const tokens = c.usage.inputTokens + c.usage.outputTokens;
+    if (a.exceeded.includes('maxSteps')) b.maxSteps = Math.max(c.rounds + 1, (b.maxSteps ?? 0) * 2);
+    if (a.exceeded.includes('maxTokens')) b.maxTokens = Math.max(tokens + 1, (b.maxTokens ?? 0) * 2);
+    if (a.exceeded.includes('maxCostUsd')) b.maxCostUsd = Math.max(c.usage.costUsd + 0.01, (b.maxCostUsd ?? 0) * 2);
+    if (a.exceeded.includes('maxWallMs')) b.maxWallMs = Math.max(c.now - c.startedAt + 1, (b.maxWallMs ?? 0) * 2);
+    enqueue.assign({ approval: undefined, budget: b, now: tellTime(c, e), overDailyCap: c.overDailyCap || a.exceeded.length === 0 });
+  }),
+
+  // --- failed
+  notifyFailure: action((c, _e, enqueue) => {
+    const why = c.failure?.message ?? 'unknown error';
+    for (const n of notifyActions(c, 'failed', `Failed: ${clip(c.goal, 80)}`, clip(why, 1000))) enqueue(n);
+  }),
+};
+
+function addUsage(c: AgentContext, e: PlanResultEvent): AgentContext['usage'] {
+  return e.usage
+    ? { inputTokens: c.usage.inputTokens + e.usage.inputTokens, outputTokens: c.usage.outputTokens + e.usage.outputTokens, costUsd: c.usage.costUsd + (e.usage.costUsd ?? 0) }
+    : c.usage;
+}
+
+/** The reply joins the history and counts as a round; the model's failed attempts are forgotten. */
+function replied(c: AgentContext, e: PlanResultEvent): Pick<AgentContext, 'messages' | 'modelAttempts' | 'rounds'> {
+  return { messages: [...c.messages, e.result!.message], modelAttempts: 0, rounds: c.rounds + 1 };
+}
+
+/** A reply that repeats a call: none of its calls run, and each gets an answer saying why. */
+function refuseRepeated(c: AgentContext, e: PlanResultEvent): Partial<AgentContext> {
+  const reply = readReply(c, e);
+  const calls: CallState[] = reply.toolCalls.map((t) => ({
+    id: t.id,
+    tool: t.name,
+    args: null,
+    argsText: t.arguments,
+    kind: 'builtin',
+    status: 'cancelled',
+    attempts: 0,
+    content: 'Not executed: this exact call was already made several times.',
+  }));
+  return { ...replied(c, e), recent: reply.recent, calls: [], messages: [...c.messages, reply.message, ...toolMessages(calls)] };
+}
+
+function takeToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): void {
+  const call = c.calls.find((x) => x.id === e.callId && x.kind === 'tool');
+  if (!call || call.status !== 'running') return;
+  enqueue.cancel(`deadline-${call.id}`);
+  const now = tellTime(c, e);
+  if (e.error?.code === 'ERR_EFFECT_UNCERTAIN') {
+    // Not safe to run again, not known to have happened: only a person can tell.
+    enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'error', attempt: call.attempts, error: e.error, ...duration(e) } });
+    const text = `${e.error.message}. Did ${call.tool}(${clip(call.argsText, 500)}) take effect? Answer, and I will go on from there.`;
+    const updated: CallState = { ...call, status: 'waiting', error: e.error };
+    enqueue.assign({ calls: c.calls.map((x) => (x.id === call.id ? updated : x)), now, question: { requestId: call.id, callId: call.id, text, reason: 'ask_human' } });
+    return;
+  }
+  let updated: CallState;
+  let { notes, replans } = c;
+  if (e.error) {
+    if (e.error.retryable && call.attempts < c.settings.maxToolAttempts) {
+      const delay = backoffDelay(c.settings, call.attempts, `${c.agentId}:${call.id}:${call.attempts}`, e.error.retryAfterMs);
+      enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'retrying', attempt: call.attempts, error: e.error } });
+      enqueue.raise({ type: 'retry.tool', callId: call.id }, { id: `retry-${call.id}`, delay });
+      updated = { ...call, status: 'retrying', error: e.error };
+    } else {
+      enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'error', attempt: call.attempts, error: e.error, ...duration(e) } });
+      updated = { ...call, status: 'error', error: e.error, content: `ERROR (${e.error.code}): ${e.error.message}`, ...duration(e) };
+      // Retries exhausted on a failure that was worth retrying: the step cannot be done this way.
+      if (e.error.retryable) (notes = [...notes, replanPrompt(call.tool, call.attempts)]), (replans += 1);
+    }
+  } else {
+    enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'ok', attempt: call.attempts, ...duration(e) } });
+    const output = e.result?.output;
+    updated = { ...call, status: 'ok', content: clip(typeof output === 'string' ? output : JSON.stringify(output ?? null), c.settings.maxResultChars), ...duration(e) };
+  }
+  enqueue.assign({ calls: c.calls.map((x) => (x.id === call.id ? updated : x)), now, notes, replans });
+}
+
+/** A durable timer per call: a call nobody answers (no live runner) fails instead of hanging. */
+function armDeadline(c: AgentContext, call: CallState, attempt: number, enqueue: Enqueue): void {
+  const delay = (c.toolTimeouts[call.tool] ?? 10 * 60_000) + c.settings.toolDeadlineGraceMs;
+  enqueue.raise({ type: 'tool.deadline', callId: call.id, attempt }, { id: `deadline-${call.id}`, delay });
+}
