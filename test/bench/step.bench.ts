@@ -8,7 +8,7 @@ import { openBucket, provision, type ErrandConnection } from '@errand/nats';
 import { createSubjects, encodeMessage, MESSAGE_VERSION, resourceSpecs, type Message } from '@errand/protocols';
 import { assign, setup } from 'xstate';
 import { createRegistry, defineAgent, errandActions, type AgentInput } from '@errand/core';
-import { startHost, StepExecutor } from '@errand/runtime';
+import { startHost, StepExecutor } from '@errand/runtime/internal';
 import { startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
 import { writeReport } from './report.js';
 

@@ -1,18 +1,16 @@
+// The public door of @errand/nats: what other packages use. The building blocks behind it (stream
+// configs, feature detection, defaults) are for this package's tests: `@errand/nats/internal`.
 export { NatsError, NatsErrorCode } from './errors.js';
-export { parseServerVersion, serverFeatures, warnAboutDurability, type ServerFeatures, type ServerVersion } from './features.js';
+export type { ServerFeatures, ServerVersion } from './features.js';
 export {
   connect,
   connectOptionsFromEnv,
   DEFAULT_NATS_URL,
-  defaultConnectOptions,
   type ConnectOptions,
   type ErrandConnection,
 } from './connect.js';
 export {
-  bucketStreamConfig,
-  objectStoreStreamConfig,
   provision,
-  streamConfig,
   type ProvisionChange,
   type ProvisionItem,
   type ProvisionOptions,
@@ -20,7 +18,6 @@ export {
 } from './provision.js';
 export {
   defaultDataDir,
-  defaultNatsServerOptions,
   findNatsServer,
   startNatsServer,
   type ClusterOptions,
@@ -30,7 +27,6 @@ export {
 } from './nats-server.js';
 export {
   addUser,
-  credsInfo,
   credsOf,
   IdentityFiles,
   mintIdentities,
@@ -47,11 +43,10 @@ export {
 export { IDENTITY_HEADER, identityProver, identityVerifier, PROOF_HEADER, type IdentityProver, type IdentityVerifier, type ProofCheck, type ProvenIdentity } from './proof.js';
 export { prepareMessage, publishMessage, type PreparedMessage, type PublishMessageOptions } from './publish.js';
 export { readRecord, readStoredRecord, type StoredRecord } from './records.js';
-export { deadLetter, deadMessageOf, type DeadLetterReason, type DeadLetterTarget, type DeadMessage } from './dead-letter.js';
+export { deadLetter, type DeadLetterReason, type DeadLetterTarget, type DeadMessage } from './dead-letter.js';
 export {
   consumeMessages,
   ConsumeErrorCode,
-  defaultConsumeMessagesOptions,
   type ConsumeMessagesOptions,
   type MessageConsumer,
 } from './consume.js';

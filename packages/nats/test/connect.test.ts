@@ -7,7 +7,7 @@ import {
   parseServerVersion,
   serverFeatures,
   warnAboutDurability,
-} from '@errand/nats';
+} from '@errand/nats/internal';
 import { freePort, recordingLogger, startTestServer, type TestServer } from '@errand/testing';
 
 let srv: TestServer;

@@ -1,17 +1,7 @@
+// The public door of @errand/runtime: what a process needs to run hosts and collect finished
+// agents. The parts a host is built from (the step executor, intake, timers, the catalog reader)
+// are for this package's tests and for benchmarks: `@errand/runtime/internal`.
 export { CRASH_POINTS, isCrashPoint, type CrashHook, type CrashPoint } from './crash-points.js';
-export { defaultHostOptions, defaultHostSettings, INBOX_CONSUMER, inboxIdOf, startHost, TIMER_CONSUMER, type Host, type HostOptions, type HostSettings } from './host.js';
-export { startIntake, type IntakeOptions } from './intake.js';
-export { StepExecutor, type StepExecutorOptions, type StepOutcome } from './step-executor.js';
-export { createTimerHandler, type TimerFiringOptions } from './timers.js';
-export { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
-export {
-  collectGarbage,
-  DEFAULT_GC_INTERVAL_MS,
-  DEFAULT_RETENTION_MS,
-  defaultGcOptions,
-  DURATION_FORMAT,
-  parseDuration,
-  type GcOptions,
-  type GcProgress,
-  type GcResult,
-} from './retention.js';
+export { defaultHostSettings, startHost, type Host, type HostOptions, type HostSettings } from './host.js';
+export { readCatalog, type LiveTool } from './catalog.js';
+export { collectGarbage, DEFAULT_RETENTION_MS, DURATION_FORMAT, parseDuration, type GcOptions, type GcProgress, type GcResult } from './retention.js';

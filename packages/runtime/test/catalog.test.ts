@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { toolsForGoal, type LiveTool } from '@errand/runtime';
+import { toolsForGoal, type LiveTool } from '@errand/runtime/internal';
 
 const tool = (name: string, policy: 'auto' | 'ask' | 'deny', runners = ['r1']): LiveTool => ({
   v: 1,

@@ -3,7 +3,7 @@ import { setup } from 'xstate';
 import { openBucket, type KV, type Subscription } from '@errand/nats';
 import { catalogKeys, decodeMessage, resourceNames, type CatalogRunner, type CatalogTool } from '@errand/protocols';
 import { createRegistry, defineAgent, errandActions, type AgentInput } from '@errand/core';
-import { startIntake } from '@errand/runtime';
+import { startIntake } from '@errand/runtime/internal';
 import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 /** Intake in this process, against a real server: no host runs, so nothing consumes the goals. */

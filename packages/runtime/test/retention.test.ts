@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assign, setup } from 'xstate';
 import { encodeMessage, MESSAGE_VERSION, resourceNames, type AgentStatus } from '@errand/protocols';
 import { childAgentId, createRegistry, defineAgent, errandActions, type AgentInput } from '@errand/core';
-import { collectGarbage, parseDuration, startHost, type Host } from '@errand/runtime';
+import { collectGarbage, parseDuration, startHost, type Host } from '@errand/runtime/internal';
 import { createDeployment, inputMessage, recordingLogger, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 const DAY = 24 * 60 * 60 * 1000;
