@@ -1,11 +1,11 @@
 import { defineAgent } from '@errand/core';
 import { agentMachine } from './machine.js';
 
-export { BUILT_IN_TOOLS, BuiltInTool } from './built-in-tools.js';
+export { BuiltInTool } from './built-in-tools.js';
 export { type AgentContext, type CallState } from './context.js';
-export { backoffDelay, compact } from './helpers.js';
+export { compact } from './helpers.js';
 export { agentMachine } from './machine.js';
-export { defaultAgentSettings, type AgentSettings } from './settings.js';
+export type { AgentSettings } from './settings.js';
 export { DEFAULT_SYSTEM_PROMPT } from './prompts.js';
 
 /**

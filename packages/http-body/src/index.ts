@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** How long the unread rest of a refused body may keep arriving (discarded) before the connection is cut. */
-export const DISCARD_GRACE_MS = 5000;
+const DISCARD_GRACE_MS = 5000;
 
 /**
  * Reads a request body of at most `limit` bytes; undefined when it is larger. A larger declared
@@ -44,7 +44,7 @@ export function refuseTooLarge(req: IncomingMessage, res: ServerResponse, body: 
 }
 
 /** Reads and drops what is left of a request body, for at most DISCARD_GRACE_MS. */
-export function discardRest(req: IncomingMessage): void {
+function discardRest(req: IncomingMessage): void {
   if (req.complete) return;
   const timer = setTimeout(() => req.destroy(), DISCARD_GRACE_MS);
   timer.unref();

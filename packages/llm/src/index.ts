@@ -1,6 +1,6 @@
 export { LlmError, LlmErrorCode } from './errors.js';
-export { costOf, type ChatModel, type Completion, type CompleteOptions, type CompletionRequest, type ModelPrice, type PriceTable } from './model.js';
-export { classify, createOpenAIModel, defaultOpenAIModelOptions, type OpenAIModelOptions } from './openai-model.js';
+export { type ChatModel, type Completion, type CompleteOptions, type CompletionRequest, type ModelPrice, type PriceTable } from './model.js';
+export { createOpenAIModel, type OpenAIModelOptions } from './openai-model.js';
 export {
   parseMockScript,
   startMockLlm,

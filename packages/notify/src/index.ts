@@ -1,7 +1,6 @@
 export { render, sanitize, type Rendered } from './render.js';
-export { DeliveryError, signWebhook, slackChannel, slackEphemeral, telegramChannel, webhookChannel, WEBHOOK_SIGNATURE_HEADER, type Channel, type SendContext } from './channels.js';
+export { DeliveryError, slackChannel, slackEphemeral, telegramChannel, webhookChannel, WEBHOOK_SIGNATURE_HEADER, type Channel, type SendContext } from './channels.js';
 export {
-  MAX_CALLBACK_AGE_SECONDS,
   mayDecide,
   newCallbackId,
   parseSlackAction,

@@ -1,4 +1,4 @@
-export { canonical, differences, sameValue } from './canonical.js';
+export { sameValue } from './canonical.js';
 export { describeCommands, describeEvent } from './describe.js';
 export { diffRuns, forkOrigin, withOrigin, type RunCost, type RunDiff, type StepView } from './diff.js';
 export { ReplayError, ReplayErrorCode } from './errors.js';
