@@ -11,6 +11,7 @@ import {
   MESSAGE_VERSION,
   messageIds,
   resourceSpecs,
+  ROLES,
   type AgentRecord,
   type AgentStatus,
   type CatalogRunner,
@@ -18,6 +19,7 @@ import {
   type ErrorInfo,
   type Message,
   type ResourceOptions,
+  type Role,
   type Subjects,
   type ToolDefinition,
   type ToolPolicyName,
@@ -55,6 +57,12 @@ export interface Deployment {
   readonly keys: { readonly signingKeyFile: string; readonly publicKey: string; readonly signer: CommandSigner };
   /** A work command encoded and signed with the deployment's key, as a host publishes it (workers refuse unsigned ones). */
   signed(message: MessageInput<'plan.request' | 'tool.request' | 'notify.request' | 'timer.request'>): { data: Uint8Array; headers: MsgHdrs };
+  /**
+   * The environment of a CLI or `errand mcp` process acting as `role` of this deployment:
+   * `NATS_URL`, `ERRAND_PREFIX` and, on a server that requires credentials, `NATS_CREDS` of that
+   * role for this prefix. Spread it last over the rest of the environment.
+   */
+  env(role: Role): Record<string, string>;
   /** Starts a service process and waits until it is ready. */
   start(service: ServiceName, env?: Record<string, string>): Promise<TestProcess>;
   /** Starts a service process without waiting (for one that should crash). */
@@ -93,9 +101,11 @@ export async function createDeployment(
   await writeFile(signingKeyFile, generated.privateKeyPem, { mode: 0o600 });
   const keys = { signingKeyFile, publicKey: generated.publicKey, signer: createCommandSigner(generated.privateKeyPem) };
   options = { ...options, env: { ERRAND_SIGNING_KEY: signingKeyFile, ERRAND_VERIFY_KEY: generated.publicKey, ...options.env } };
-  // On a server that requires credentials, each service connects as its own role.
+  // On a server that requires credentials, each service connects as its own role, and so does
+  // each CLI a test runs (`env(role)`); minted up front so `env` needs no await.
+  const roleEnv = Object.fromEntries(await Promise.all(ROLES.map(async (role) => [role, await srv.env(role, prefix)] as const))) as Record<Role, Record<string, string>>;
   const creds: Partial<Record<ServiceName, string>> = {};
-  if (srv.auth) for (const service of Object.keys(serviceMain) as ServiceName[]) creds[service] = await srv.auth.credsFile(service, prefix);
+  for (const service of Object.keys(serviceMain) as ServiceName[]) creds[service] = roleEnv[service].NATS_CREDS;
 
   const spawn = (service: ServiceName, env: Record<string, string> = {}) => {
     const p = startProcess(process.execPath, [serviceMain[service]], {
@@ -133,6 +143,7 @@ export async function createDeployment(
       const { data, headers } = prepareMessage(message, { signer: keys.signer });
       return { data, headers: headers! };
     },
+    env: (role) => ({ ...roleEnv[role] }),
     spawn,
     async start(service, env = {}) {
       const p = spawn(service, env);

@@ -48,6 +48,12 @@ export interface TestServer extends AsyncDisposable {
   readonly url: string;
   /** Set when the server requires credentials; `connect()` then uses the `admin` identity unless told otherwise. */
   readonly auth: TestAuth | undefined;
+  /**
+   * The environment of a CLI or `errand mcp` process acting as `role` of the deployment under
+   * `prefix`: `NATS_URL`, `ERRAND_PREFIX` and, when the server requires credentials, `NATS_CREDS`
+   * (a `.creds` file of that role for that prefix). Spread it over the rest of the environment.
+   */
+  env(role: Role, prefix: string): Promise<Record<string, string>>;
   /** Connects to it; every connection is closed by `stop()`. */
   connect(options?: Partial<ConnectOptions>): Promise<ErrandConnection>;
   /** Stops it cleanly and starts it again on the same port with the same data. */
@@ -105,6 +111,9 @@ export async function startTestServer(options: Partial<TestServerOptions> = {}):
       return server.url;
     },
     auth: auth?.auth,
+    async env(role, prefix) {
+      return { NATS_URL: server.url, ERRAND_PREFIX: prefix, ...(auth ? { NATS_CREDS: await auth.auth.credsFile(role, prefix) } : {}) };
+    },
     connect: (opts = {}) =>
       conns.open({
         servers: server.url,
