@@ -54,12 +54,14 @@ describe('errand CLI', () => {
 
   it('provisions a given server and reports as JSON; a second run changes nothing', async () => {
     const prefix = uniquePrefix();
-    const first = await errand(['provision', '--json', '--prefix', prefix], { NATS_URL: srv.url });
+    // Provisioning is the admin's job; a fresh prefix, so not a deployment's.
+    const admin = await srv.env('admin', prefix);
+    const first = await errand(['provision', '--json', '--prefix', prefix], admin);
     expect(first.code).toBe(0);
     const report = JSON.parse(first.stdout) as { ok: boolean; changed: boolean; items: { name: string; action: string }[] };
     expect(report.ok).toBe(true);
     expect(report.items.map((i) => i.action)).toEqual(Array(9).fill('created'));
-    const second = await errand(['provision', '--prefix', prefix], { NATS_URL: srv.url });
+    const second = await errand(['provision', '--prefix', prefix], admin);
     expect(second.code).toBe(0);
     expect(second.stdout).toContain('everything was already up to date');
   });
@@ -167,7 +169,7 @@ describe('errand CLI', () => {
     const d = await createDeployment(srv, { env: { ERRAND_AGENT_MODULES: '@errand/example-agents' } });
     try {
       await d.start('host');
-      const env = { NATS_URL: srv.url, ERRAND_PREFIX: d.prefix };
+      const env = d.env('operator');
       const tally = await d.submit({ goal: 'count', agent: 'tally', input: { expect: 1 } });
       await d.waitForStatus(tally, ['running']);
       expect((await errand(['answer', tally, '7'], env)).code).toBe(0);

@@ -24,7 +24,8 @@ afterAll(async () => {
 
 const errand = (args: string[]) => {
   const { ERRAND_PREFIX: _p, ...env } = process.env;
-  return runProcess(process.execPath, [cli, ...args, '--prefix', d.prefix], { env: { ...env, NATS_URL: srv.url } });
+  // gc removes agents' records and events: the admin's job.
+  return runProcess(process.execPath, [cli, ...args, '--prefix', d.prefix], { env: { ...env, ...d.env('admin') } });
 };
 
 /** Messages in the events stream on the agent's subjects. */

@@ -66,7 +66,7 @@ describe('errand ls and show print agents’ text escaped', () => {
     await srv?.stop();
   });
 
-  const errand = (args: string[]) => runProcess(process.execPath, [cli, ...args], { env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix } });
+  const errand = (args: string[]) => runProcess(process.execPath, [cli, ...args], { env: { ...process.env, ...d.env('operator') } });
 
   it('ls', async () => {
     const r = await errand(['ls']);

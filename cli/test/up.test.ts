@@ -176,7 +176,11 @@ describe('errand up and the CLI, as a user runs them', () => {
     const srv = await startTestServer();
     try {
       const d = await createDeployment(srv);
-      const worker = startProcess(process.execPath, [cli, 'worker', 'host', '--server', srv.url, '--prefix', d.prefix], { env: userEnv({ LOG_FORMAT: 'json' }) });
+      // The server and prefix come from the flags; only the host's credentials from the environment.
+      const { NATS_CREDS } = d.env('host');
+      const worker = startProcess(process.execPath, [cli, 'worker', 'host', '--server', srv.url, '--prefix', d.prefix], {
+        env: userEnv({ LOG_FORMAT: 'json', ...(NATS_CREDS ? { NATS_CREDS } : {}) }),
+      });
       await worker.waitForLine(/"msg":"host ready"/, 30_000);
       const agentId = await d.submit({ goal: 'count', agent: 'tally', input: { expect: 1 } });
       await d.send({ v: 1, kind: 'input', agentId, text: '1', by: { id: 'test', channel: 'cli' }, at: Date.now() });

@@ -24,7 +24,7 @@ afterAll(async () => {
 /** A user's environment pointed at one deployment (no `errand up` state, no other NATS settings). */
 function envFor(d: Deployment): Record<string, string | undefined> {
   const { NATS_URL: _u, NATS_CREDS: _c, ERRAND_PREFIX: _p, ...rest } = process.env;
-  return { ...rest, HOME: home, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix };
+  return { ...rest, HOME: home, ...d.env('operator') };
 }
 
 const errand = (d: Deployment, args: string[]) => runProcess(process.execPath, [cli, ...args], { env: envFor(d) });

@@ -140,7 +140,7 @@ describe('deep and huge goals', () => {
     expect(hugeErr).toMatchObject({ reason: 'ERR_TOO_LARGE', message: expect.stringMatching(/the limit is 1048576/) });
 
     const r = await runProcess(process.execPath, [cli, 'submit', 'deep', '--agent', 'sleeper', '--input', `{"a":${'['.repeat(2000)}${']'.repeat(2000)}}`], {
-      env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix },
+      env: { ...process.env, ...d.env('submitter') },
     });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/nests deeper than 48 levels/);

@@ -66,7 +66,7 @@ describe('replay of a built-in agent run', () => {
       expect(types).toContain('tool.result');
 
       const { NATS_URL: _u, ERRAND_PREFIX: _p, ERRAND_AGENT_MODULES: _m, ...rest } = process.env;
-      const env = { ...rest, HOME: home, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix };
+      const env = { ...rest, HOME: home, ...d.env('operator') };
       for (const id of [agentId, child.agentId]) {
         const r = await runProcess(process.execPath, [cli, 'replay', id, '--verify'], { env });
         expect(r.stderr).toBe('');

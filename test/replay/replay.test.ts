@@ -30,7 +30,7 @@ afterAll(async () => {
 
 function errand(args: string[], env: Record<string, string> = {}) {
   const { NATS_URL: _u, ERRAND_PREFIX: _p, ERRAND_AGENT_MODULES: _m, ...rest } = process.env;
-  return runProcess(process.execPath, [cli, ...args], { env: { ...rest, HOME: dir, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix, ...env } });
+  return runProcess(process.execPath, [cli, ...args], { env: { ...rest, HOME: dir, ...d.env('operator'), ...env } });
 }
 
 async function finishedPipeline(goal = 'three calls'): Promise<string> {

@@ -29,7 +29,7 @@ const chunked = (bytes: number) =>
 
 describe('errand mcp --http: request body limit', () => {
   it('answers 413 to a body over 1 MiB, declared or chunked, and still serves MCP afterwards', async () => {
-    const p = startProcess(process.execPath, [cli, 'mcp', '--http', '0'], { env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix } });
+    const p = startProcess(process.execPath, [cli, 'mcp', '--http', '0'], { env: { ...process.env, ...d.env('operator') } });
     try {
       const url = /(http:\/\/\S+\/mcp)/.exec(await p.waitForLine(/Errand MCP server at/))![1]!;
       const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };

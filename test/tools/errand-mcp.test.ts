@@ -26,7 +26,7 @@ describe('errand mcp', () => {
   it('an MCP client submits a goal over stdio and reads its result; cancels another', async () => {
     const client = new Client({ name: 'test-client', version: '1.0.0' });
     await client.connect(
-      new StdioClientTransport({ command: process.execPath, args: [cli, 'mcp'], env: { ...(process.env as Record<string, string>), NATS_URL: srv.url, ERRAND_PREFIX: d.prefix }, stderr: 'ignore' }),
+      new StdioClientTransport({ command: process.execPath, args: [cli, 'mcp'], env: { ...(process.env as Record<string, string>), ...d.env('operator') }, stderr: 'ignore' }),
     );
     try {
       const { tools } = await client.listTools();
@@ -58,7 +58,7 @@ describe('errand mcp', () => {
   });
 
   it('serves Streamable HTTP with --http', async () => {
-    const p = startProcess(process.execPath, [cli, 'mcp', '--http', '0'], { env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix } });
+    const p = startProcess(process.execPath, [cli, 'mcp', '--http', '0'], { env: { ...process.env, ...d.env('operator') } });
     const url = /(http:\/\/\S+\/mcp)/.exec(await p.waitForLine(/Errand MCP server at/))![1]!;
     const client = new Client({ name: 'test-client', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(url)));
@@ -76,7 +76,7 @@ describe('errand mcp', () => {
   });
 
   it('over HTTP with ERRAND_MCP_TOKEN: no token or a wrong one is refused (401), a foreign origin too (403); the token lets a client in', async () => {
-    const p = startProcess(process.execPath, [cli, 'mcp', '--http', '0'], { env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix, ERRAND_MCP_TOKEN: 'let-me-in-0123456789' } });
+    const p = startProcess(process.execPath, [cli, 'mcp', '--http', '0'], { env: { ...process.env, ...d.env('operator'), ERRAND_MCP_TOKEN: 'let-me-in-0123456789' } });
     const url = /(http:\/\/\S+\/mcp)/.exec(await p.waitForLine(/Errand MCP server at .*bearer token required/))![1]!;
     const init = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
     const post = (headers: Record<string, string>) =>
@@ -104,7 +104,7 @@ describe('errand mcp', () => {
   });
 
   it('refuses to listen beyond loopback without a token, and says what to set', async () => {
-    const r = await runProcess(process.execPath, [cli, 'mcp', '--http', '0', '--host', '0.0.0.0'], { env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix, ERRAND_MCP_TOKEN: '' } });
+    const r = await runProcess(process.execPath, [cli, 'mcp', '--http', '0', '--host', '0.0.0.0'], { env: { ...process.env, ...d.env('operator'), ERRAND_MCP_TOKEN: '' } });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/set ERRAND_MCP_TOKEN/);
   });

@@ -71,7 +71,8 @@ describe('a goal cannot loosen a tool policy', () => {
 
   it('through the CLI: errand submit --input', async () => {
     const r = await runProcess(process.execPath, [cli, 'submit', 'CLI: tidy up', '--agent', 'assistant', '--input', JSON.stringify(OWN_DEFINITIONS)], {
-      env: { ...process.env, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix },
+      // An application that only submits: the least a goal needs.
+      env: { ...process.env, ...d.env('submitter') },
     });
     expect(r.code).toBe(0);
     await expectAsks(r.stdout.trim());
@@ -86,7 +87,7 @@ describe('a goal cannot loosen a tool policy', () => {
   it('through errand mcp: submit_goal', async () => {
     const client = new Client({ name: 'test-client', version: '1.0.0' });
     await client.connect(
-      new StdioClientTransport({ command: process.execPath, args: [cli, 'mcp'], env: { ...(process.env as Record<string, string>), NATS_URL: srv.url, ERRAND_PREFIX: d.prefix }, stderr: 'ignore' }),
+      new StdioClientTransport({ command: process.execPath, args: [cli, 'mcp'], env: { ...(process.env as Record<string, string>), ...d.env('operator') }, stderr: 'ignore' }),
     );
     try {
       const r = await client.callTool({ name: 'submit_goal', arguments: { goal: 'MCP: tidy up', agent: 'assistant', input: OWN_DEFINITIONS } });

@@ -27,7 +27,8 @@ describe('connect', () => {
 
   it('connects, reads the server version and features, and warns about durability before 2.10', async () => {
     const logger = recordingLogger();
-    const conn = await connect({ servers: srv.url, logger });
+    // The server requires credentials unless the run is ERRAND_TEST_AUTH=0: the environment a process would get.
+    const conn = await connect({ ...connectOptionsFromEnv(await srv.env('admin', 'errand')), logger });
     try {
       expect(conn.features.version.text).toBe(srv.server.version);
       expect(conn.features.jetstream).toBe(true);
