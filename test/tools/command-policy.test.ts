@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm } from '@errand/llm';
-import { headers, type Msg, type NatsConnection } from '@errand/nats';
+import { headers, publishMessage, type Msg, type NatsConnection } from '@errand/nats';
 import { callHash, createCommandSigner, decodeMessage, encodeMessage, generateCommandKeys, Header, MESSAGE_VERSION, type Message } from '@errand/protocols';
 import { createDeployment, runProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
@@ -229,7 +229,12 @@ describe('approvals of the built-in agent are bound to its request', () => {
       expect(still.approvals?.find((a) => a.requestId === requestId)?.decision).toBeUndefined();
       expect(await exists(victim)).toBe(true);
 
-      await d.send({ v: MESSAGE_VERSION, kind: 'approval', agentId, requestId, decision: 'approve', argsHash, by, at: Date.now() });
+      // The right decision arrives as a person's does, through a relay with its proof: a host that
+      // checks identities (a server with credentials) records a relay's person as named, and any
+      // other sender as itself, so a bare publish would be recorded as unverified.
+      const relay = srv.auth ? await srv.connect({ credsFile: await srv.auth.credsFile('gateway', d.prefix) }) : d.conn;
+      const approval: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', agentId, requestId, decision: 'approve', argsHash, by, at: Date.now() };
+      await publishMessage(relay, d.subjects.agentIn(agentId, 'approval'), approval, { prover: relay.identity });
       const done = await d.waitForStatus(agentId, ['done', 'failed']);
       expect(done.status).toBe('done');
       expect(done.output).toMatchObject({ answer: 'Deleted it.' });
@@ -242,7 +247,7 @@ describe('approvals of the built-in agent are bound to its request', () => {
 
       // The journal (approval included) replays to the stored snapshot.
       const { NATS_URL: _u, ERRAND_PREFIX: _p, ERRAND_AGENT_MODULES: _m, ...rest } = process.env;
-      const r = await runProcess(process.execPath, [cli, 'replay', agentId, '--verify'], { env: { ...rest, HOME: home, NATS_URL: srv.url, ERRAND_PREFIX: d.prefix } });
+      const r = await runProcess(process.execPath, [cli, 'replay', agentId, '--verify'], { env: { ...rest, HOME: home, ...d.env('operator') } });
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       expect(r.stdout).toContain(`verified: replaying ${agentId} gives the stored snapshot`);
