@@ -34,7 +34,10 @@ export interface TestAuth {
 }
 
 export interface TestServerOptions {
-  /** Require credentials, as `errand up` does: an operator, an account and users per role. */
+  /**
+   * Require credentials, as `errand up` does: an operator, an account and users per role.
+   * Default: on, unless `ERRAND_TEST_AUTH=0` is set (a run of the suite without identities).
+   */
   auth: boolean;
   /** Configuration text added to the server's (a `tls {}` block, say). */
   config: string;
@@ -83,7 +86,7 @@ function tracker() {
  * `await using srv = await startTestServer()` or call `stop()` in `afterAll`.
  */
 export async function startTestServer(options: Partial<TestServerOptions> = {}): Promise<TestServer> {
-  const auth = (options.auth ?? process.env.ERRAND_TEST_AUTH === '1') ? await testAuth() : undefined;
+  const auth = (options.auth ?? process.env.ERRAND_TEST_AUTH !== '0') ? await testAuth() : undefined;
   const adminCreds = auth ? await auth.auth.credsFile('admin', 'errand') : undefined;
   const config = [auth ? serverAuthConfig(auth.auth.identities) : '', options.config ?? ''].join('\n');
   const client = { ...(adminCreds ? { credsFile: adminCreds } : {}), ...options.client };
