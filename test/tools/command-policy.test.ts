@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm } from '@errand/llm';
-import { headers, publishMessage, type Msg, type NatsConnection } from '@errand/nats';
+import { headers, publishMessage } from '@errand/nats';
 import { callHash, createCommandSigner, decodeMessage, encodeMessage, generateCommandKeys, Header, MESSAGE_VERSION, type Message } from '@errand/protocols';
-import { createDeployment, runProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { collect, createDeployment, runProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 // Policy enforced where the tool runs: the tool-runner runs only commands a host of the deployment
 // signed, and an `ask` tool only with approval evidence for the exact arguments — whatever a
@@ -28,25 +28,6 @@ afterAll(async () => {
 
 const exists = (path: string) => access(path).then(() => true, () => false);
 
-/** Every message on a core subject, in order, awaited one at a time (bounded). */
-function collect(nc: NatsConnection, subject: string) {
-  const sub = nc.subscribe(subject);
-  const it = sub[Symbol.asyncIterator]();
-  return {
-    async next(timeoutMs = 15_000): Promise<Msg> {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`nothing on ${subject} within ${timeoutMs} ms`)), timeoutMs)));
-      try {
-        const r = await Promise.race([it.next(), timeout]);
-        if (r.done) throw new Error(`subscription to ${subject} ended`);
-        return r.value;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-    stop: () => sub.unsubscribe(),
-  };
-}
 
 let seq = 0;
 function toolRequest(tool: string, args: unknown, extra: Partial<Message<'tool.request'>> = {}): Message<'tool.request'> {

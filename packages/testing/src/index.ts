@@ -22,3 +22,4 @@ export {
   type TestToolRunner,
   type ToolBehaviour,
 } from './deployment.js';
+export { collect, type Collector } from './collect.js';

@@ -2,9 +2,9 @@
 // how it refuses calls its own policy forbids, what it does with a call a crashed runner started,
 // and where a large result goes. (test/tools runs the service process end to end.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openBucket, openObjectStore, type Msg, type NatsConnection } from '@errand/nats';
+import { openBucket, openObjectStore } from '@errand/nats';
 import { callHash, catalogKeys, createCommandVerifier, decodeMessage, ErrandError, MESSAGE_VERSION, resourceNames, type CatalogRunner, type CatalogTool, type Message } from '@errand/protocols';
-import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { collect, createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 import { startToolRunner, ToolRunnerErrorCode, type ToolRunner } from '@errand/tool-runner';
 import type { Tool } from '@errand/tools';
 
@@ -16,25 +16,6 @@ afterAll(async () => {
   await srv?.stop();
 });
 
-/** Every message on a core subject, in order, awaited one at a time (bounded). */
-function collect(nc: NatsConnection, subject: string) {
-  const sub = nc.subscribe(subject);
-  const it = sub[Symbol.asyncIterator]();
-  return {
-    async next(timeoutMs = 15_000): Promise<Msg> {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`nothing on ${subject} within ${timeoutMs} ms`)), timeoutMs)));
-      try {
-        const r = await Promise.race([it.next(), timeout]);
-        if (r.done) throw new Error(`subscription to ${subject} ended`);
-        return r.value;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-    stop: () => sub.unsubscribe(),
-  };
-}
 
 /** A tool that records its calls and returns what `output` makes of the arguments. */
 function tool(name: string, settings: Partial<Omit<Tool, 'definition' | 'run'>> = {}, output: (args: unknown, signal: AbortSignal) => Promise<unknown> | unknown = (args) => ({ echoed: args })) {

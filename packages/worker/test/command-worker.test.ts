@@ -2,7 +2,7 @@
 // per idempotency key, its result is stored before it is sent, a cancel reaches it, a stopping
 // worker hands it back, and a command no host signed never runs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { headers, openBucket, type Msg, type NatsConnection } from '@errand/nats';
+import { headers, openBucket, type Msg } from '@errand/nats';
 import {
   createCommandSigner,
   createCommandVerifier,
@@ -15,7 +15,7 @@ import {
   type Message,
 } from '@errand/protocols';
 import { metrics, newTraceparent, TRACEPARENT, traceIdOf } from '@errand/telemetry';
-import { createDeployment, recordingLogger, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { collect, createDeployment, recordingLogger, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 import { effectKey, startCommandWorker, type CommandWorker } from '@errand/worker';
 
 let srv: TestServer;
@@ -26,25 +26,6 @@ afterAll(async () => {
   await srv?.stop();
 });
 
-/** Every message on core subjects, in arrival order, awaited one at a time (bounded). */
-function collect(nc: NatsConnection, subject: string) {
-  const sub = nc.subscribe(subject);
-  const it = sub[Symbol.asyncIterator]();
-  return {
-    async next(timeoutMs = 15_000): Promise<Msg> {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`nothing on ${subject} within ${timeoutMs} ms`)), timeoutMs)));
-      try {
-        const r = await Promise.race([it.next(), timeout]);
-        if (r.done) throw new Error(`subscription to ${subject} ended`);
-        return r.value;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-    stop: () => sub.unsubscribe(),
-  };
-}
 
 /** A promise with its resolve function outside, to await what another callback does. */
 function signal<T = void>() {
