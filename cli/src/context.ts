@@ -1,6 +1,6 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { connect, connectOptionsFromEnv, DEFAULT_NATS_URL, defaultDataDir, type ErrandConnection } from '@errand/nats';
+import { connect, connectOptionsFromEnv, IdentityFiles, DEFAULT_NATS_URL, defaultDataDir, type ErrandConnection } from '@errand/nats';
 import { DEFAULT_PREFIX, type Logger, type Role } from '@errand/protocols';
 
 /** Options every command that talks to NATS accepts. */
@@ -74,6 +74,6 @@ export async function resolveTarget(options: GlobalOptions, env = process.env): 
  */
 export async function connectTo(target: Target, logger: Logger, name = 'errand-cli', role: Role = 'operator'): Promise<ErrandConnection> {
   const fromEnv = connectOptionsFromEnv(process.env);
-  const creds = fromEnv.credsFile === undefined && target.credsDir ? { credsFile: join(target.credsDir, `${role}.creds`) } : {};
+  const creds = fromEnv.credsFile === undefined && target.credsDir ? { credsFile: join(target.credsDir, IdentityFiles.creds(role)) } : {};
   return connect({ ...fromEnv, ...creds, servers: target.servers, name, logger });
 }

@@ -1,6 +1,6 @@
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { IdentityFiles, mintIdentities, readIdentities, writeIdentities, type Identities } from '@errand/nats';
+import { IdentityFiles, mintIdentities, readIdentities, writeIdentities, writePrivateFile, type Identities } from '@errand/nats';
 import { generateCommandKeys, publicKeyOf, type Role } from '@errand/protocols';
 
 /**
@@ -34,19 +34,12 @@ export function defaultCredsDir(dataDir: string): string {
   return join(dataDir, '..', 'creds');
 }
 
-async function writeSecret(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, text, { mode: 0o600 });
-  await chmod(tmp, 0o600);
-  await rename(tmp, path);
-}
-
 /** Writes a new signing key; the previous public keys stay accepted (`keep`) until the rotation is done. */
 export async function writeSigningKey(dir: string, keep: readonly string[] = []): Promise<string> {
   const keys = generateCommandKeys();
-  await writeSecret(join(dir, SIGNING_KEY_FILE), keys.privateKeyPem);
+  await writePrivateFile(join(dir, SIGNING_KEY_FILE), keys.privateKeyPem);
   const verify = [keys.publicKey, ...keep.filter((k) => k !== keys.publicKey)].join(',');
-  await writeSecret(join(dir, VERIFY_KEY_FILE), `${verify}\n`);
+  await writePrivateFile(join(dir, VERIFY_KEY_FILE), `${verify}\n`);
   return verify;
 }
 
@@ -68,7 +61,7 @@ export async function loadCredentials(dir: string, options: { prefix: string; cr
     verifyKey = await writeSigningKey(dir);
   } else if (!verifyKey) {
     verifyKey = publicKeyOf(pem);
-    await writeSecret(join(dir, VERIFY_KEY_FILE), `${verifyKey}\n`);
+    await writePrivateFile(join(dir, VERIFY_KEY_FILE), `${verifyKey}\n`);
   }
   const ids = identities;
   return {

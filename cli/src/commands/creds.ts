@@ -1,7 +1,7 @@
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { addUser, defaultDataDir, rotateUsers, serverAuthConfig, writeIdentities, type Identities } from '@errand/nats';
+import { addUser, defaultDataDir, rotateUsers, serverAuthConfig, writeIdentities, writePrivateFile, type Identities } from '@errand/nats';
 import { DEFAULT_PREFIX, ROLE_PURPOSE, ROLES, type Role } from '@errand/protocols';
 import type { GlobalOptions } from '../context.js';
 import { defaultCredsDir, loadCredentials, SIGNING_KEY_FILE, VERIFY_KEY_FILE, writeSigningKey, type DeploymentCredentials } from '../credentials.js';
@@ -141,7 +141,7 @@ workers with the new ERRAND_VERIFY_KEY (it lists both keys), then run --signing-
       if (opts.signingKey) {
         const current = (await readFile(join(c.dir, VERIFY_KEY_FILE), 'utf8')).trim().split(',').filter(Boolean);
         const verify = opts.finish ? current[0]! : await writeSigningKey(c.dir, current);
-        if (opts.finish) await writeSigningKeyList(c.dir, verify);
+        if (opts.finish) await writePrivateFile(join(c.dir, VERIFY_KEY_FILE), `${verify}\n`);
         if (opts.json) printJson({ ok: true, verifyKey: verify });
         else process.stdout.write(`ERRAND_VERIFY_KEY=${verify}\n`);
         return;
@@ -157,10 +157,4 @@ workers with the new ERRAND_VERIFY_KEY (it lists both keys), then run --signing-
       if (opts.json) printJson({ ok: true, rotated, serverConfig: saved.serverConfigFile });
       else process.stdout.write(`new keys for ${rotated.join(', ')}; load ${saved.serverConfigFile} into the server (reload or restart) so the old ones are refused\n`);
     });
-}
-
-async function writeSigningKeyList(dir: string, verify: string): Promise<void> {
-  const path = join(dir, VERIFY_KEY_FILE);
-  await writeFile(path, `${verify}\n`, { mode: 0o600 });
-  await chmod(path, 0o600);
 }

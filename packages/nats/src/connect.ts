@@ -4,8 +4,8 @@ import { connect as natsConnect, credsAuthenticator, type NatsConnection, type S
 import { silentLogger, type Logger } from '@errand/protocols';
 import { NatsError, NatsErrorCode } from './errors.js';
 import { serverFeatures, warnAboutDurability, type ServerFeatures } from './features.js';
-import { credsInfo } from './identity.js';
-import { identityProver, type IdentityProver } from './proof.js';
+import { credsInfo, type CredsInfo } from './identity.js';
+import { proverOf, type IdentityProver } from './proof.js';
 
 const warnedAbout = new Set<string>();
 
@@ -102,8 +102,9 @@ export async function connect(options: Partial<ConnectOptions> = {}): Promise<Er
   const creds = o.credsFile ? await readCreds(o.credsFile) : undefined;
   const authenticator = creds ? credsAuthenticator(creds) : undefined;
   // An Errand identity may read replies only under its own inbox prefix (see rolePermissions).
-  const inboxPrefix = creds ? inboxPrefixOf(creds, o.credsFile!) : undefined;
-  const identity = creds ? identityProver(new TextDecoder().decode(creds)) : undefined;
+  const user = creds ? readCredsInfo(creds, o.credsFile!) : undefined;
+  const inboxPrefix = user?.replyPrefix;
+  const identity = user ? proverOf(user) : undefined;
 
   let nc: NatsConnection;
   try {
@@ -174,10 +175,9 @@ function isAuthError(err: unknown): boolean {
   return e.cause !== undefined && e.cause !== err && isAuthError(e.cause);
 }
 
-function inboxPrefixOf(creds: Uint8Array, path: string): string | undefined {
+function readCredsInfo(creds: Uint8Array, path: string): CredsInfo {
   try {
-    const info = credsInfo(new TextDecoder().decode(creds));
-    return info.role ? info.inboxPrefix : undefined;
+    return credsInfo(new TextDecoder().decode(creds));
   } catch (cause) {
     throw new NatsError(NatsErrorCode.Identity, `'${path}' (NATS_CREDS) is not a NATS credentials file: ${(cause as Error).message}`, { cause });
   }

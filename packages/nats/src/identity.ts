@@ -205,13 +205,7 @@ export const IdentityFiles = {
 export async function writeIdentities(dir: string, ids: Identities): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
-  const put = async (name: string, text: string) => {
-    // Written beside, then renamed: a reader never sees half a file.
-    const tmp = join(dir, `.${name}.tmp`);
-    await writeFile(tmp, text, { mode: 0o600 });
-    await chmod(tmp, 0o600);
-    await rename(tmp, join(dir, name));
-  };
+  const put = (name: string, text: string) => writePrivateFile(join(dir, name), text);
   for (const user of Object.values(ids.users)) await put(IdentityFiles.creds(user.name), credsOf(user));
   await put(IdentityFiles.serverConfig, serverAuthConfig(ids));
   await put(IdentityFiles.all, `${JSON.stringify(ids, null, 2)}\n`);
@@ -239,13 +233,20 @@ export interface CredsInfo {
   readonly publicKey: string;
   readonly account: string;
   readonly role: Role | undefined;
-  /** The inbox prefix its permissions allow (see `inboxPrefixFor`). */
-  readonly inboxPrefix: string;
+  /**
+   * The reply-inbox prefix a connection with these creds must use: its own (see `inboxPrefixFor`)
+   * for an Errand role, whose permissions allow replies only there; none for other NATS users.
+   */
+  readonly replyPrefix: string | undefined;
+  readonly jwt: string;
+  /** The NKey seed (secret); absent in a file that holds only a JWT. */
+  readonly seed: string | undefined;
 }
 
 const JWT_BLOCK = /-----BEGIN NATS USER JWT-----\s*([A-Za-z0-9._-]+)\s*------END NATS USER JWT------/;
+const SEED_BLOCK = /-----BEGIN USER NKEY SEED-----\s*(S[A-Z2-7]+)\s*------END USER NKEY SEED------/;
 
-/** Reads the user JWT in a `.creds` file's text. Throws {@link NatsError} `ERR_NATS_IDENTITY`. */
+/** Reads a `.creds` file's text. Throws {@link NatsError} `ERR_NATS_IDENTITY`. */
 export function credsInfo(creds: string): CredsInfo {
   const jwt = JWT_BLOCK.exec(creds)?.[1];
   if (!jwt) throw new NatsError(NatsErrorCode.Identity, 'not a NATS .creds file: it has no user JWT block');
@@ -253,5 +254,13 @@ export function credsInfo(creds: string): CredsInfo {
   const tag = (claims.nats.tags ?? []).find((t) => t.startsWith('errand-role:'))?.slice('errand-role:'.length);
   const role = (ROLES as readonly string[]).includes(tag ?? '') ? (tag as Role) : undefined;
   const account = (claims.nats as { issuer_account?: string }).issuer_account ?? claims.iss;
-  return { name: claims.name, publicKey: claims.sub, account, role, inboxPrefix: inboxPrefixFor(claims.name) };
+  return { name: claims.name, publicKey: claims.sub, account, role, replyPrefix: role ? inboxPrefixFor(claims.name) : undefined, jwt, seed: SEED_BLOCK.exec(creds)?.[1] };
+}
+
+/** Writes a secret file: mode 0600, written beside and renamed, so a reader never sees half of it. */
+export async function writePrivateFile(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600 });
+  await chmod(tmp, 0o600);
+  await rename(tmp, path);
 }

@@ -35,6 +35,7 @@ export {
   rotateUsers,
   serverAuthConfig,
   writeIdentities,
+  writePrivateFile,
   type CredsInfo,
   type Identities,
   type KeyIdentity,

@@ -345,8 +345,8 @@ async function waitForJetStream(
 }
 
 function replyPrefix(creds: Uint8Array): { inboxPrefix?: string } {
-  const info = credsInfo(new TextDecoder().decode(creds));
-  return info.role ? { inboxPrefix: info.inboxPrefix } : {};
+  const { replyPrefix: prefix } = credsInfo(new TextDecoder().decode(creds));
+  return prefix ? { inboxPrefix: prefix } : {};
 }
 
 /** Refuses a data folder that a live server (of ours) is still using: two servers on one store corrupt it. */

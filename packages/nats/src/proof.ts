@@ -1,6 +1,6 @@
 import { fromPublic, fromSeed } from '@nats-io/nkeys';
 import { ROLES, type Role } from '@errand/protocols';
-import { credsInfo } from './identity.js';
+import { credsInfo, type CredsInfo } from './identity.js';
 
 /**
  * Who sent a message, as the server saw them. NATS does not tell a subscriber which identity
@@ -26,15 +26,16 @@ export interface IdentityProver {
   prove(body: Uint8Array): Record<string, string>;
 }
 
-const SEED_BLOCK = /-----BEGIN USER NKEY SEED-----\s*(S[A-Z2-7]+)\s*------END USER NKEY SEED------/;
-
 /** A prover for the identity in a `.creds` file's text; undefined when it has no seed. */
 export function identityProver(creds: string): IdentityProver | undefined {
-  const seed = SEED_BLOCK.exec(creds)?.[1];
-  const jwt = /-----BEGIN NATS USER JWT-----\s*([A-Za-z0-9._-]+)\s*------END NATS USER JWT------/.exec(creds)?.[1];
-  if (!seed || !jwt) return undefined;
-  const info = credsInfo(creds);
-  const kp = fromSeed(new TextEncoder().encode(seed));
+  return proverOf(credsInfo(creds));
+}
+
+/** A prover for read creds; undefined when they hold no seed. */
+export function proverOf(info: CredsInfo): IdentityProver | undefined {
+  if (!info.seed) return undefined;
+  const kp = fromSeed(new TextEncoder().encode(info.seed));
+  const jwt = info.jwt;
   return {
     name: info.name,
     role: info.role,
