@@ -145,6 +145,8 @@ export interface Progress {
   readonly finished: ReadonlyMap<string, { at: number; status: string }>;
   /** The agents whose journal shows `status` (e.g. 'running' for agents that wait) at their latest step. */
   readonly statusOf: ReadonlyMap<string, string>;
+  /** The state value at each agent's latest step (a string for a flat state, else JSON). */
+  readonly stateOf: ReadonlyMap<string, string>;
   /**
    * From now on, records when each agent of `baseline` first shows a step above the one given
    * (its next step): the map fills as events arrive.
@@ -159,6 +161,7 @@ export async function trackProgress(d: Deployment): Promise<Progress> {
   const last = new Map<string, number>();
   const finished = new Map<string, { at: number; status: string }>();
   const statusOf = new Map<string, string>();
+  const stateOf = new Map<string, string>();
   let watch: { baseline: ReadonlyMap<string, number>; progressed: Map<string, number> } | undefined;
   const sub = d.conn.nc.subscribe(d.subjects.agentEventAll(undefined, 'step'), {
     callback: (err, m) => {
@@ -176,6 +179,7 @@ export async function trackProgress(d: Deployment): Promise<Progress> {
         steps += e.step - before;
         last.set(e.agentId, e.step);
         statusOf.set(e.agentId, e.status);
+        stateOf.set(e.agentId, typeof e.state === 'string' ? e.state : JSON.stringify(e.state));
       }
       if (FINAL.has(e.status) && !finished.has(e.agentId)) finished.set(e.agentId, { at, status: e.status });
       if (watch) {
@@ -191,6 +195,7 @@ export async function trackProgress(d: Deployment): Promise<Progress> {
     last,
     finished,
     statusOf,
+    stateOf,
     watchProgress(baseline) {
       const progressed = new Map<string, number>();
       watch = { baseline, progressed };
