@@ -50,7 +50,7 @@ beforeAll(async () => {
 afterAll(async () => {
   const conn = await srv.connect();
   await writeReport('recovery', `Recovery after a host SIGKILL (${AGENTS} agents in flight, ${TURNS} tool turns each)`, conn.features.version.text, rows, {
-    header: ['variant', 'ack wait s', 'steps/s before', 'in flight at kill', 'new host ready s', 'progressed', 'next step p50 s', 'p99 s', 'all progressed s', 'done', 'all done s', 'steps/s kill→done (waits incl.)', 'journal events seen twice', 'note'],
+    header: ['variant', 'ack wait s', 'steps/s before', 'in flight at kill', 'new host ready s', 'progressed', 'next step p50 s', 'p99 s', 'all progressed s', 'done', 'all done s', 'steps/s kill→done (waits incl.)', 'journal events repeated', 'note'],
     align: ['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---'],
     cells: (r) => [
       r.variant,
@@ -119,6 +119,7 @@ async function run(variant: string, ackWaitMs: number | undefined, mode: 'restar
       reached ? '' : `kill point not reached within ${TIMEOUT_MS / 1000} s`,
       mode === 'survivor' ? 'a second host ran all along; no restart' : 'a new host started after the kill',
       failed ? `${failed} agents failed` : '',
+      `${progress.outOfOrder()} journal events arrived after a later step of the same agent`,
       `worker answered ${worker.calls()} calls for ${BENCH_TOOL}`,
     ].filter(Boolean);
     rows.push({
@@ -137,7 +138,7 @@ async function run(variant: string, ackWaitMs: number | undefined, mode: 'restar
       done: progress.finished.size,
       doneAllS: allDone ? (doneAt - tKill) / 1000 : undefined,
       stepsPerSecondAfter: allDone ? (progress.steps() - stepsAtReady) / ((doneAt - tReady) / 1000) : undefined,
-      republished: progress.events() - progress.steps(),
+      republished: progress.repeated(),
       note: notes.join('; '),
     });
   } finally {

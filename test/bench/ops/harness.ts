@@ -137,6 +137,10 @@ const FINAL = new Set(['done', 'failed', 'cancelled']);
 export interface Progress {
   /** Journal events seen, re-publications included. */
   readonly events: () => number;
+  /** Journal events of a step already seen (an outbox published again). */
+  readonly repeated: () => number;
+  /** Journal events that arrived after an event of a later step of the same agent. */
+  readonly outOfOrder: () => number;
   /** Distinct steps seen (the sum of each agent's highest step). */
   readonly steps: () => number;
   /** The highest step seen per agent. */
@@ -158,6 +162,9 @@ export interface Progress {
 export async function trackProgress(d: Deployment): Promise<Progress> {
   let events = 0;
   let steps = 0;
+  let repeated = 0;
+  let outOfOrder = 0;
+  const seen = new Map<string, Set<number>>();
   const last = new Map<string, number>();
   const finished = new Map<string, { at: number; status: string }>();
   const statusOf = new Map<string, string>();
@@ -174,7 +181,12 @@ export async function trackProgress(d: Deployment): Promise<Progress> {
         return;
       }
       events++;
+      let stepsOfAgent = seen.get(e.agentId);
+      if (!stepsOfAgent) seen.set(e.agentId, (stepsOfAgent = new Set()));
+      if (stepsOfAgent.has(e.step)) repeated++;
+      stepsOfAgent.add(e.step);
       const before = last.get(e.agentId) ?? 0;
+      if (e.step < before) outOfOrder++;
       if (e.step > before) {
         steps += e.step - before;
         last.set(e.agentId, e.step);
@@ -192,6 +204,8 @@ export async function trackProgress(d: Deployment): Promise<Progress> {
   return {
     events: () => events,
     steps: () => steps,
+    repeated: () => repeated,
+    outOfOrder: () => outOfOrder,
     last,
     finished,
     statusOf,
