@@ -1,0 +1,66 @@
+/**
+ * The agent-loop ("turn") benchmark of issue 14: an agent's turn — one model call and one tool
+ * call, each durably recorded and its result applied — through Errand, beside the hand-written
+ * JetStream loop of the same shape, in ONE run on ONE nats-server (with credentials, as a
+ * deployment has). Run on demand with `pnpm bench`; writes test/bench/results/turn.json and
+ * turn.md. Nothing here asserts a time.
+ *
+ * Systems (test/bench/systems): jetstream-floor, jetstream-floor-cached, errand-custom,
+ * errand-builtin. Each runs at one agent (BENCH_SOLO_AGENTS agents, default 20, one after
+ * another, so a lone agent's latency is measured over enough turns) and at BENCH_AGENTS agents
+ * (default 1000, all started at once, 64 steps in flight per stage), BENCH_TURNS turns each
+ * (default 10), BENCH_REPEAT interleaved repetitions (default 3; medians reported, and each ratio
+ * to the floor is taken within its repetition), after one unreported warm-up run of each system
+ * (50 agents). BENCH_SYSTEMS=a,b runs a subset (keep the floor for the ratio).
+ */
+import { afterAll, it } from 'vitest';
+import { startTestServer, type TestServer } from '@errand/testing';
+import type { LoopOptions, LoopResult, LoopSystem } from './lib/loop.js';
+import { summarize, writeLoopReport } from './lib/loop-report.js';
+import { createErrandBuiltin } from './systems/errand-builtin.js';
+import { createErrandCustom } from './systems/errand-custom.js';
+import { createJetStreamFloor } from './systems/jetstream-floor.js';
+
+const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
+const TURNS = Number(process.env.BENCH_TURNS ?? 10);
+const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
+const SOLO = Number(process.env.BENCH_SOLO_AGENTS ?? 20);
+const ONLY = process.env.BENCH_SYSTEMS?.split(',').map((s) => s.trim()).filter(Boolean);
+const CONCURRENCY = 64;
+
+let srv: TestServer | undefined;
+let systems: LoopSystem[] = [];
+const repetitions: { size: string; result: LoopResult }[][] = [];
+
+afterAll(async () => {
+  for (const s of systems) await s.teardown().catch(() => {});
+  if (repetitions.length && srv) {
+    const conn = await srv.connect();
+    await writeLoopReport('turn', `Turn benchmark: ${TURNS} turns per agent, medians of ${repetitions.length} interleaved repetitions`, conn.features.version.text, summarize(repetitions, 'jetstream-floor'));
+  }
+  await srv?.stop();
+});
+
+it('the agent loop: Errand beside the JetStream floor, one agent and many', async () => {
+  srv = await startTestServer();
+  const all = [createJetStreamFloor(srv), createJetStreamFloor(srv, { cached: true }), createErrandCustom(srv), createErrandBuiltin(srv)];
+  systems = ONLY ? all.filter((s) => ONLY.includes(s.name)) : all;
+  for (const s of systems) await s.setup();
+  // Warm-up, not reported: the first run of a system pays for JIT compilation and connections.
+  for (const s of systems) await s.run({ agents: Math.min(AGENTS, 50), turns: TURNS, concurrency: CONCURRENCY });
+  const sizes: { size: string; o: LoopOptions }[] = [
+    { size: `1 (${SOLO} in turn)`, o: { agents: SOLO, turns: TURNS, concurrency: 1 } },
+    { size: String(AGENTS), o: { agents: AGENTS, turns: TURNS, concurrency: CONCURRENCY } },
+  ];
+  for (let r = 0; r < REPEAT; r++) {
+    const rep: { size: string; result: LoopResult }[] = [];
+    repetitions.push(rep);
+    for (const { size, o } of sizes) {
+      for (const s of systems) {
+        const result = await s.run(o);
+        rep.push({ size, result });
+        process.stdout.write(`turn bench ${r + 1}/${REPEAT} ${s.name} @ ${size}: ${Math.round(result.stepsPerSecond)} steps/s, p50 ${result.turnP50Ms?.toFixed(2) ?? '–'} ms, client ${Math.round(result.clientCpuUsPerStep)} µs/step, server ${Math.round(result.serverCpuUsPerStep)} µs/step\n`);
+      }
+    }
+  }
+}, 3_600_000);
