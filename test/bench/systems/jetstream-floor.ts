@@ -17,6 +17,7 @@ import { ensureConsumer, openBucket, provision, type ErrandConnection, type JsMs
 import { createSubjects, resourceSpecs } from '@errand/protocols';
 import { uniquePrefix, type TestServer } from '@errand/testing';
 import { measureLoop, pool, runTimeoutMs, withTimeout, type LoopOptions, type LoopResult, type LoopSystem } from '../lib/loop.js';
+import { dropPrefix } from './errand-common.js';
 
 const STATE = new Uint8Array(600).fill(7); // about an agent's record
 const MESSAGE_BYTES = 200; // about a small plan/tool result
@@ -133,8 +134,6 @@ async function runFloor(conn: ErrandConnection, serverPid: number | undefined, n
   } finally {
     await messages.close();
     await loop;
-    const jsm = await conn.jsm();
-    for (const stream of Object.values(specs.names.streams)) await jsm.streams.delete(stream).catch(() => false);
-    for (const bucket of Object.values(specs.names.buckets)) await jsm.streams.delete(`KV_${bucket}`).catch(() => false);
+    await dropPrefix(conn, prefix);
   }
 }
