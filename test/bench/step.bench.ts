@@ -23,7 +23,7 @@ const rows: { name: string; steps: number; seconds: number; stepsPerSecond: numb
 
 beforeAll(async () => {
   srv = await startTestServer();
-  conn = await srv.connect();
+  conn = await srv.connect({ asyncTraces: false });
 });
 afterAll(async () => {
   await writeReport('step', 'Step benchmark', conn.features.version.text, rows, {

@@ -21,7 +21,7 @@ const rows: { name: string; iterations: number; microsEach: number; note: string
 
 beforeAll(async () => {
   srv = await startTestServer();
-  conn = await srv.connect();
+  conn = await srv.connect({ asyncTraces: false });
 });
 afterAll(async () => {
   await writeReport('telemetry', 'Telemetry cost per step', conn.features.version.text, rows, {

@@ -33,6 +33,12 @@ export interface ConnectOptions {
   reconnectTimeWaitMs: number;
   /** Timeout of each connection attempt and, after it, the default for JetStream API calls. */
   timeoutMs: number;
+  /**
+   * Give a failed or timed-out request the stack of the code that made it. The client builds that
+   * stack for every request, failed or not, which costs about a sixth of a busy host's CPU, so it
+   * is off unless asked for (`ERRAND_ASYNC_TRACES=1`; the test harness turns it on).
+   */
+  asyncTraces: boolean;
 }
 
 export function defaultConnectOptions(): ConnectOptions {
@@ -45,18 +51,20 @@ export function defaultConnectOptions(): ConnectOptions {
     waitOnFirstConnect: false,
     reconnectTimeWaitMs: 1000,
     timeoutMs: 5000,
+    asyncTraces: false,
   };
 }
 
 /**
- * Reads `NATS_URL`, `NATS_CREDS` and the TLS files `NATS_CA`, `NATS_CERT`, `NATS_KEY` (the names
- * the `nats` CLI uses) from the environment it is given (call it at the process edge with
+ * Reads `NATS_URL`, `NATS_CREDS`, the TLS files `NATS_CA`, `NATS_CERT`, `NATS_KEY` (the names
+ * the `nats` CLI uses) and `ERRAND_ASYNC_TRACES` from the environment it is given (call it at the process edge with
  * `process.env`; libraries do not read the environment themselves).
  */
 export function connectOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): Partial<ConnectOptions> {
   const options: Partial<ConnectOptions> = {};
   if (env.NATS_URL) options.servers = env.NATS_URL;
   if (env.NATS_CREDS) options.credsFile = env.NATS_CREDS;
+  if (env.ERRAND_ASYNC_TRACES === '1' || env.ERRAND_ASYNC_TRACES === 'true') options.asyncTraces = true;
   if (env.NATS_CA || env.NATS_CERT || env.NATS_KEY) {
     options.tls = {
       ...(env.NATS_CA ? { caFile: env.NATS_CA } : {}),
@@ -115,6 +123,7 @@ export async function connect(options: Partial<ConnectOptions> = {}): Promise<Er
       reconnectTimeWait: o.reconnectTimeWaitMs,
       waitOnFirstConnect: o.waitOnFirstConnect,
       timeout: o.timeoutMs,
+      noAsyncTraces: !o.asyncTraces,
       ...(authenticator ? { authenticator } : {}),
       ...(inboxPrefix ? { inboxPrefix } : {}),
       ...(o.tls ? { tls: { ...o.tls } } : {}),

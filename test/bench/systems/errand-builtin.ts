@@ -54,7 +54,7 @@ export function createErrandBuiltin(srv: TestServer): LoopSystem {
   return {
     name,
     async setup() {
-      admin = await srv.connect({ name: `bench-${name}` });
+      admin = await srv.connect({ name: `bench-${name}`, asyncTraces: false });
       llm = await startLoopbackLlm();
     },
     async teardown() {

@@ -63,7 +63,7 @@ export async function openDeployment(srv: TestServer, admin: ErrandConnection, l
     credsFile,
     async role(role, name) {
       const file = await credsFile(role);
-      const conn = await srv.connect({ name, ...(file ? { credsFile: file } : {}) });
+      const conn = await srv.connect({ name, asyncTraces: false, ...(file ? { credsFile: file } : {}) });
       opened.push(conn);
       return conn;
     },

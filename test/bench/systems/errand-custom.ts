@@ -70,7 +70,7 @@ export function createErrandCustom(srv: TestServer): LoopSystem {
   return {
     name,
     async setup() {
-      admin = await srv.connect({ name: `bench-${name}` });
+      admin = await srv.connect({ name: `bench-${name}`, asyncTraces: false });
     },
     async teardown() {
       await admin?.close();

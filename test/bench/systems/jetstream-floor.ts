@@ -29,7 +29,7 @@ export function createJetStreamFloor(srv: TestServer, options: { cached?: boolea
   return {
     name,
     async setup() {
-      conn = await srv.connect({ name: `bench-${name}` });
+      conn = await srv.connect({ name: `bench-${name}`, asyncTraces: false });
     },
     async teardown() {
       await conn?.close();
