@@ -1,4 +1,4 @@
-import { initialTransition, transition, type AnyMachineSnapshot } from 'xstate';
+import { createActor, type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
 import { APPLIED_IDS_KEPT, messageIds, messageSchemas, MESSAGE_VERSION, stateValueOf, TERMINAL_STATUSES, type AgentRecord, type AgentStatus, type ErrorInfo, type EVENT_KIND_OF, type MessageInput, type MessageKind } from '@errand/protocols';
 import { FAILURE_OUTPUT_KEY } from './actions.js';
 import type { AgentDefinition, AgentInput } from './agent-definition.js';
@@ -25,8 +25,7 @@ export class Draft {
     readonly ctx: StepContext,
     def?: AgentDefinition,
   ) {
-    this.record = structuredClone(current);
-    this.record.outbox = [];
+    this.record = workingCopy(current);
     this.record.updatedAt = ctx.now;
     this.statusBefore = current.status;
     this.def = def;
@@ -69,7 +68,7 @@ export class Draft {
     let next: AnyMachineSnapshot;
     let actions: Action[];
     try {
-      [next, actions] = initialTransition(def.machine, input) as [AnyMachineSnapshot, Action[]];
+      [next, actions] = machineStep(def.machine, (machine, scope) => machine.getInitialSnapshot(scope, input));
     } catch (err) {
       this.failUnseen(machineError(err, 'starting the machine'));
       this.journal({ type: 'xstate.init', input });
@@ -87,7 +86,7 @@ export class Draft {
     let actions: Action[];
     try {
       const restored = def.machine.resolveState(this.record.snapshot as never);
-      [next, actions] = transition(def.machine, restored, event as never) as [AnyMachineSnapshot, Action[]];
+      [next, actions] = machineStep(def.machine, (machine, scope) => machine.transition(restored, event as never, scope));
     } catch (err) {
       this.failUnseen(machineError(err, `handling '${event.type}'`));
       this.journal(event);
@@ -155,7 +154,8 @@ export class Draft {
     if (exact) return (this.def = exact);
     const latest = this.ctx.registry.latest(id);
     if (latest.version > version) {
-      let snapshot = this.record.snapshot;
+      // A migration may change what it is given: it gets a copy, never the snapshot the cached record shares.
+      let snapshot = structuredClone(this.record.snapshot);
       for (let v = version; v < latest.version; v++) {
         const migrate = latest.migrations[v];
         if (!migrate) {
@@ -239,6 +239,54 @@ export function startRecord(
   const draft = new Draft(record, ctx, def);
   draft.init(input);
   return draft.finishRecord(true);
+}
+
+/**
+ * The record a step may change, without a deep copy of it each step: the containers a step
+ * mutates (pending commands, timers, children, approvals, deferred events) are copied one level
+ * deep; the snapshot is shared, since a step replaces it whole and XState never mutates one (a
+ * machine must not mutate its context in place: `assign` makes a new one). The outbox starts empty.
+ */
+function workingCopy(current: AgentRecord): AgentRecord {
+  const children: AgentRecord['children'] = {};
+  for (const [ref, child] of Object.entries(current.children)) children[ref] = { ...child };
+  return {
+    ...current,
+    children,
+    timers: { ...current.timers },
+    pending: { ...current.pending },
+    deferred: [...current.deferred],
+    outbox: [],
+    ...(current.approvals ? { approvals: current.approvals.map((a) => ({ ...a })) } : {}),
+  };
+}
+
+/**
+ * XState's `transition` and `initialTransition`, without their cost per call: each builds an inert
+ * actor for the machine, and building one computes the machine's initial snapshot — the context
+ * factory runs (with no input: a factory that reads `input.x` throws, to be caught) on every step.
+ * Here the inert actor is built once per machine and its scope reused; only the action collector
+ * is new per call. Errand machines do not invoke or spawn XState actors (their children are
+ * agents, started by commands), so nothing registers in the shared scope's system.
+ */
+const inertActors = new WeakMap<AnyStateMachine, AnyActorScope['self']>();
+
+function machineStep(machine: AnyStateMachine, run: (machine: AnyStateMachine, scope: AnyActorScope) => AnyMachineSnapshot): [AnyMachineSnapshot, Action[]] {
+  let self = inertActors.get(machine);
+  if (!self) inertActors.set(machine, (self = createActor(machine)));
+  const actions: Action[] = [];
+  const scope: AnyActorScope = {
+    self,
+    system: self.system,
+    id: '',
+    sessionId: '',
+    logger: () => {},
+    defer: () => {},
+    stopChild: () => {},
+    emit: () => {},
+    actionExecutor: (action) => void actions.push(action as Action),
+  };
+  return [run(machine, scope), actions];
 }
 
 function isFailureOutput(output: unknown): output is { [FAILURE_OUTPUT_KEY]: ErrorInfo } {
