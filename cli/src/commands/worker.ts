@@ -35,7 +35,7 @@ in flight finishes or is handed to another worker.
 
 Examples:
   $ NATS_URL=nats://nats.internal:4222 errand worker host
-  $ OPENAI_API_KEY=sk-… ERRAND_PLANNER_CONCURRENCY=16 errand worker planner
+  $ OPENAI_API_KEY=sk-… ERRAND_PLANNER_CONCURRENCY=64 errand worker planner
   $ errand worker tool-runner --config ./errand.json --workspace /srv/agent-files`,
     )
     .action(async (service: string, _opts: unknown, cmd: Command) => {

@@ -108,7 +108,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
     settings: {},
     runnerId: `${hostname()}-${process.pid}`,
     heartbeatMs: 5000,
-    concurrency: 4,
+    concurrency: 16,
     ackWaitMs: 30_000,
     logger: silentLogger,
     maxInlineResult: 64 * 1024,

@@ -124,7 +124,7 @@ export interface CommandWorker extends AsyncDisposable {
 export async function startCommandWorker<K extends CommandKind>(
   options: Pick<CommandWorkerOptions<K>, 'conn' | 'prefix' | 'name' | 'filterSubject' | 'expect' | 'execute'> & Partial<CommandWorkerOptions<K>>,
 ): Promise<CommandWorker> {
-  const o = { concurrency: 8, ackWaitMs: 30_000, stopGraceMs: 10_000, logger: silentLogger, verify: undefined, ...options };
+  const o = { concurrency: 16, ackWaitMs: 30_000, stopGraceMs: 10_000, logger: silentLogger, verify: undefined, ...options };
   const { conn } = o;
   const subjects = createSubjects(o.prefix);
   const names = resourceNames(o.prefix);
@@ -142,6 +142,8 @@ export async function startCommandWorker<K extends CommandKind>(
   // Commands in flight by agent, so that a cancel reaches them.
   const running = new Map<string, Set<AbortController>>();
   const stopAll = new AbortController();
+  // Every command in flight, to abort when the worker stops (not a listener each on one signal).
+  const inFlight = new Set<AbortController>();
   const stopListening = listenForCancels(conn, subjects.agentInAll(undefined, 'control'), (agentId) => {
     for (const c of running.get(agentId) ?? []) c.abort(new Error(`agent ${agentId} was cancelled`));
   });
@@ -163,8 +165,7 @@ export async function startCommandWorker<K extends CommandKind>(
       return;
     }
     const controller = new AbortController();
-    const onStop = () => controller.abort(new Error('the worker is stopping'));
-    stopAll.signal.addEventListener('abort', onStop);
+    inFlight.add(controller);
     const mine = running.get(cmd.agentId) ?? new Set();
     mine.add(controller);
     running.set(cmd.agentId, mine);
@@ -190,14 +191,19 @@ export async function startCommandWorker<K extends CommandKind>(
         count('aborted');
         return;
       }
-      await effects.put(effectKey(cmd.key), result ? encodeMessage(result as InboxMessage).data : new Uint8Array());
-      if (result) await send(result as InboxMessage, cmd.key, traceparent);
+      // Recorded and answered at once: both complete before the ack, so a crash in between leaves
+      // the command unacked and it is redelivered — as a crash before either would. The agent
+      // takes a command's first result only (by its key), and the inbox drops a repeat by its id.
+      await Promise.all([
+        effects.put(effectKey(cmd.key), result ? encodeMessage(result as InboxMessage).data : new Uint8Array()),
+        result ? send(result as InboxMessage, cmd.key, traceparent) : undefined,
+      ]);
       const ms = Date.now() - started;
       record(result as InboxMessage | undefined, ms, span);
       log.info({ ms }, 'command done');
     } finally {
       clearInterval(heartbeat);
-      stopAll.signal.removeEventListener('abort', onStop);
+      inFlight.delete(controller);
       mine.delete(controller);
       if (mine.size === 0) running.delete(cmd.agentId);
     }
@@ -257,6 +263,7 @@ export async function startCommandWorker<K extends CommandKind>(
       const grace = new Promise<void>((resolve) => setTimeout(resolve, o.stopGraceMs).unref());
       await Promise.race([drained, grace]);
       stopAll.abort();
+      for (const c of inFlight) c.abort(new Error('the worker is stopping'));
       await drained;
     })());
   return { stop, [Symbol.asyncDispose]: stop };

@@ -61,7 +61,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     baseURL: env.OPENAI_BASE_URL || undefined,
     apiKey: env.OPENAI_API_KEY || 'not-needed',
     model: env.ERRAND_MODEL || 'gpt-4o-mini',
-    concurrency: envInt(env, 'ERRAND_PLANNER_CONCURRENCY', 8),
+    concurrency: envInt(env, 'ERRAND_PLANNER_CONCURRENCY', 32),
     requestsPerMinute: envInt(env, 'ERRAND_MODEL_RPM', 0, 0),
     timeoutMs: envInt(env, 'ERRAND_LLM_TIMEOUT_MS', 600_000, 1000),
     prices,
