@@ -75,7 +75,7 @@ export function langgraphSystem(): LoopSystem & { version(): string } {
             'LangGraph agents',
           );
         },
-        `durability 'sync' (each superstep's checkpoint committed before the next); ${o.concurrency} graph invocations in flight; pg pool of ${POOL_MAX}; server CPU: every process of the PostgreSQL cluster`,
+        `durability 'sync' (each superstep's checkpoint committed before the next); graph invocations in flight: ${o.concurrency}; pg pool of ${POOL_MAX}; server CPU: every process of the PostgreSQL cluster`,
       );
     },
     async teardown() {
