@@ -21,6 +21,12 @@ export interface CallState {
   error?: ErrorInfo;
   /** The approval request a person approved this call in (named on its tool command, so the host attaches the evidence). */
   approval?: string;
+  /**
+   * While it runs: when the call fails for want of any answer (its tool's timeout plus
+   * `toolDeadlineGraceMs` from when it was sent), checked by the agent's one `tool.watchdog` timer.
+   * Unset on calls `assistant@1` started: each of those has its own `tool.deadline` timer.
+   */
+  deadlineAt?: number;
 }
 
 export interface AgentContext {
@@ -68,6 +74,11 @@ export interface AgentContext {
   answer: string | undefined;
   failure: ErrorInfo | undefined;
   settings: AgentSettings;
+  /**
+   * When the agent's one `tool.watchdog` timer fires, while it is armed (unset: none armed). One
+   * timer serves every call: a call sent while it is armed for an earlier time arms nothing.
+   */
+  watchdogAt?: number | undefined;
 }
 
 export type PlanResultEvent = {
@@ -91,8 +102,12 @@ export type ApprovalEvent = {
   from?: string;
 };
 export type BudgetEvent = { type: 'control.budget'; budget?: Budget; at?: number };
-export type RetryToolEvent = { type: 'retry.tool'; callId: string };
+/** `at`: when the retry was due (its timer sets it; `assistant@1`'s retries have none). */
+export type RetryToolEvent = { type: 'retry.tool'; callId: string; at?: number };
+/** One call's own deadline timer, as `assistant@1` armed it (journals and agents it started still deliver it). */
 export type ToolDeadlineEvent = { type: 'tool.deadline'; callId: string; attempt: number };
+/** The agent's watchdog over its running calls; `at`: the time it was armed for. `from`: sent by another agent (ignored). */
+export type ToolWatchdogEvent = { type: 'tool.watchdog'; at?: number; from?: string };
 export type ApprovalReminderEvent = { type: 'approval.reminder'; requestId: string };
 export type ApprovalDeadlineEvent = { type: 'approval.deadline'; requestId: string };
 export type StuckCheckEvent = { type: 'stuck.check'; since: number };
@@ -108,12 +123,22 @@ export type AgentEvent =
   | { type: 'retry.plan' }
   | RetryToolEvent
   | ToolDeadlineEvent
+  | ToolWatchdogEvent
   | ApprovalReminderEvent
   | ApprovalDeadlineEvent
   | StuckCheckEvent;
 
-/** The context a goal starts with: its input, the catalog's tools (as intake set them) and the settings. */
-export function initialContext(input: AgentInput): AgentContext {
+/**
+ * The context a goal starts with: its input, the catalog's tools (as intake set them) and the
+ * settings. XState may compute a machine's initial snapshot with no input at all (an inert actor
+ * that is thrown away): then it gets an empty goal's context rather than a throw, which XState
+ * would catch and which costs a stack trace each time.
+ */
+export function initialContext(input: AgentInput | undefined): AgentContext {
+  return input ? contextOf(input) : NO_INPUT;
+}
+
+function contextOf(input: AgentInput): AgentContext {
   const i = input.input;
   const settings = { ...defaultAgentSettings(), ...((i.settings as Partial<AgentSettings> | undefined) ?? {}) };
   const all = (Array.isArray(i.toolDefinitions) ? (i.toolDefinitions as ToolDefinition[]) : []).filter((t) => !BUILT_IN_NAMES.has(t.name));
@@ -161,3 +186,5 @@ export function initialContext(input: AgentInput): AgentContext {
     settings,
   };
 }
+
+const NO_INPUT: AgentContext = contextOf({ agentId: '', goal: '', input: {}, labels: {}, startedAt: 0 });

@@ -16,6 +16,7 @@ import type {
   StuckCheckEvent,
   ToolDeadlineEvent,
   ToolResultEvent,
+  ToolWatchdogEvent,
 } from './context.js';
 import {
   backoffDelay,
@@ -260,69 +261,31 @@ export const agentActions = {
   armPlanRetry: action((c, _e, enqueue) => enqueue.raise({ type: 'retry.plan' }, { id: 'retry-plan', delay: c.backoffMs })),
 
   // --- acting
-  startCalls: action((c, _e, enqueue) => {
-    const calls = c.calls.map((call): CallState => {
-      if (call.status !== 'running') return call;
-      const args = (call.args ?? {}) as Record<string, unknown>;
-      switch (call.kind) {
-        case 'builtin': {
-          if (call.tool === BuiltInTool.UpdatePlan) {
-            const tasks = Array.isArray(args.tasks) ? (args.tasks as Task[]) : [];
-            enqueue.assign({ tasks });
-            enqueue({ type: 'errand.emit', params: { kind: 'plan', tasks: normalizeTasks(tasks) } });
-            return { ...call, status: 'ok', content: 'Plan updated.' };
-          }
-          return { ...call, status: 'error', content: `ERROR: ${call.tool} cannot be used here` };
-        }
-        case 'human': {
-          const question = typeof args.question === 'string' ? args.question : String(call.argsText);
-          enqueue.assign({ question: { requestId: call.id, callId: call.id, text: question, reason: 'ask_human' } });
-          return { ...call, status: 'waiting' };
-        }
-        case 'delegate': {
-          const goal = typeof args.goal === 'string' ? args.goal : '';
-          if (!goal) return { ...call, status: 'error', content: 'ERROR: delegate needs a goal' };
-          enqueue({
-            type: 'errand.spawn',
-            params: {
-              ref: call.id,
-              goal,
-              ...(typeof args.agent === 'string' ? { agent: args.agent } : {}),
-              // The child works under the same rules: the same tools, and the same approvals.
-              input: { toolDefinitions: c.toolDefs, toolPolicies: c.toolPolicies, toolTimeouts: c.toolTimeouts, toolAskIfArgs: c.toolAskIfArgs, notify: [] },
-            },
-          });
-          return call;
-        }
-        case 'tool':
-          enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: call.attempts, ...(call.approval ? { approval: call.approval } : {}) } });
-          armDeadline(c, call, call.attempts, enqueue);
-          enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'requested', attempt: call.attempts } });
-          return call;
-      }
-    });
-    enqueue.assign({ calls });
-  }),
+  ...callStarters('watchdog'),
   takeToolResult: action<ToolResultEvent>(takeToolResult),
-  /** A call nobody answered in time (no live runner?) fails like a transient error. */
+  /** A call nobody answered in time (no live runner?) fails like a transient error: one call's own timer (`assistant@1`). */
   failCallAtDeadline: action<ToolDeadlineEvent>((c, e, enqueue) => {
     const call = c.calls.find((x) => x.id === e.callId);
     if (!call || call.status !== 'running' || call.attempts !== e.attempt) return;
-    const within = Math.round(((c.toolTimeouts[call.tool] ?? 10 * 60_000) + c.settings.toolDeadlineGraceMs) / 1000);
-    takeToolResult(
-      c,
-      { type: 'tool.result', callId: call.id, error: { code: 'ERR_TOOL_NO_ANSWER', message: `no answer from ${call.tool} within ${within} s: no tool-runner may be serving it`, retryable: true } },
-      enqueue,
-    );
+    const patch = noAnswer(c, call, enqueue);
+    if (patch) enqueue.assign(patch);
   }),
-  retryTool: action<RetryToolEvent>((c, e, enqueue) => {
-    const call = c.calls.find((x) => x.id === e.callId);
-    if (!call || call.status !== 'retrying') return;
-    const attempts = call.attempts + 1;
-    enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt: attempts, ...(call.approval ? { approval: call.approval } : {}) } });
-    armDeadline(c, call, attempts, enqueue);
-    enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'requested', attempt: attempts } });
-    enqueue.assign({ calls: c.calls.map((x) => (x.id === e.callId ? { ...x, status: 'running' as const, attempts } : x)) });
+  /**
+   * The watchdog fired: every call whose deadline has passed fails as above, and the watchdog is
+   * armed again for the earliest deadline still ahead (or left unarmed when no call runs).
+   * Only its own timer counts: another agent's `tool.watchdog` message changes nothing.
+   */
+  checkToolWatchdog: action<ToolWatchdogEvent>((c, e, enqueue) => {
+    if (e.from !== undefined) return;
+    const now = tellTime(c, e);
+    let next: AgentContext = c;
+    for (const call of c.calls) {
+      if (!watched(call) || call.deadlineAt! > now) continue;
+      next = { ...next, ...noAnswer(next, next.calls.find((x) => x.id === call.id)!, enqueue) };
+    }
+    const ahead = earliestDeadline(next.calls);
+    if (ahead !== undefined) enqueue.raise({ type: 'tool.watchdog', at: ahead }, { id: WATCHDOG, delay: Math.max(0, ahead - now) });
+    enqueue.assign({ calls: next.calls, notes: next.notes, replans: next.replans, now: next.now, question: next.question, watchdogAt: ahead });
   }),
   takeChildResult: action<ChildResultEvent>((c, e, enqueue) => {
     const call = c.calls.find((x) => x.id === e.ref && x.kind === 'delegate');
@@ -483,17 +446,23 @@ function refuseRepeated(c: AgentContext, e: PlanResultEvent): Partial<AgentConte
 }
 
 function takeToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): void {
+  const patch = toolResultPatch(c, e, enqueue);
+  if (patch) enqueue.assign(patch);
+}
+
+/** What a call's result changes (undefined: nothing, it is not a running call); its events and retry timer are enqueued. */
+function toolResultPatch(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): Pick<AgentContext, 'calls' | 'now' | 'notes' | 'replans' | 'question'> | undefined {
   const call = c.calls.find((x) => x.id === e.callId && x.kind === 'tool');
-  if (!call || call.status !== 'running') return;
-  enqueue.cancel(`deadline-${call.id}`);
+  if (!call || call.status !== 'running') return undefined;
+  // Only a call `assistant@1` sent has a timer of its own; the watchdog stays armed (see `checkToolWatchdog`).
+  if (call.deadlineAt === undefined) enqueue.cancel(`deadline-${call.id}`);
   const now = tellTime(c, e);
   if (e.error?.code === 'ERR_EFFECT_UNCERTAIN') {
     // Not safe to run again, not known to have happened: only a person can tell.
     enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'error', attempt: call.attempts, error: e.error, ...duration(e) } });
     const text = `${e.error.message}. Did ${call.tool}(${clip(call.argsText, 500)}) take effect? Answer, and I will go on from there.`;
     const updated: CallState = { ...call, status: 'waiting', error: e.error };
-    enqueue.assign({ calls: c.calls.map((x) => (x.id === call.id ? updated : x)), now, question: { requestId: call.id, callId: call.id, text, reason: 'ask_human' } });
-    return;
+    return { calls: c.calls.map((x) => (x.id === call.id ? updated : x)), now, notes: c.notes, replans: c.replans, question: { requestId: call.id, callId: call.id, text, reason: 'ask_human' } };
   }
   let updated: CallState;
   let { notes, replans } = c;
@@ -501,7 +470,8 @@ function takeToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): 
     if (e.error.retryable && call.attempts < c.settings.maxToolAttempts) {
       const delay = backoffDelay(c.settings, call.attempts, `${c.agentId}:${call.id}:${call.attempts}`, e.error.retryAfterMs);
       enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'retrying', attempt: call.attempts, error: e.error } });
-      enqueue.raise({ type: 'retry.tool', callId: call.id }, { id: `retry-${call.id}`, delay });
+      // The retry says when it was due, so its deadline counts from then (calls `assistant@1` sent: as they always did).
+      enqueue.raise({ type: 'retry.tool', callId: call.id, ...(call.deadlineAt === undefined ? {} : { at: now + delay }) }, { id: `retry-${call.id}`, delay });
       updated = { ...call, status: 'retrying', error: e.error };
     } else {
       enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'error', attempt: call.attempts, error: e.error, ...duration(e) } });
@@ -514,11 +484,121 @@ function takeToolResult(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue): 
     const output = e.result?.output;
     updated = { ...call, status: 'ok', content: clip(typeof output === 'string' ? output : JSON.stringify(output ?? null), c.settings.maxResultChars), ...duration(e) };
   }
-  enqueue.assign({ calls: c.calls.map((x) => (x.id === call.id ? updated : x)), now, notes, replans });
+  return { calls: c.calls.map((x) => (x.id === call.id ? updated : x)), now, notes, replans, question: c.question };
 }
 
-/** A durable timer per call: a call nobody answers (no live runner) fails instead of hanging. */
-function armDeadline(c: AgentContext, call: CallState, attempt: number, enqueue: Enqueue): void {
-  const delay = (c.toolTimeouts[call.tool] ?? 10 * 60_000) + c.settings.toolDeadlineGraceMs;
-  enqueue.raise({ type: 'tool.deadline', callId: call.id, attempt }, { id: `deadline-${call.id}`, delay });
+/** A running call nobody answered in time (no live runner?): it fails like a transient error. */
+function noAnswer(c: AgentContext, call: CallState, enqueue: Enqueue): ReturnType<typeof toolResultPatch> {
+  const within = Math.round(((c.toolTimeouts[call.tool] ?? DEFAULT_TOOL_TIMEOUT_MS) + c.settings.toolDeadlineGraceMs) / 1000);
+  return toolResultPatch(
+    c,
+    { type: 'tool.result', callId: call.id, error: { code: 'ERR_TOOL_NO_ANSWER', message: `no answer from ${call.tool} within ${within} s: no tool-runner may be serving it`, retryable: true } },
+    enqueue,
+  );
+}
+
+/** A tool's time limit when the catalog names none. */
+const DEFAULT_TOOL_TIMEOUT_MS = 10 * 60_000;
+/** The timer id of the agent's one watchdog over its calls: re-arming it supersedes the armed one. */
+const WATCHDOG = 'tool-watchdog';
+
+/** How long a call may go without any answer: its tool's timeout, plus the grace for the runner's own. */
+function answerWithinMs(c: AgentContext, call: CallState): number {
+  return (c.toolTimeouts[call.tool] ?? DEFAULT_TOOL_TIMEOUT_MS) + c.settings.toolDeadlineGraceMs;
+}
+
+/** A running call the watchdog keeps an eye on. */
+function watched(call: CallState): boolean {
+  return call.kind === 'tool' && call.status === 'running' && call.deadlineAt !== undefined;
+}
+
+function earliestDeadline(calls: readonly CallState[]): number | undefined {
+  let at: number | undefined;
+  for (const x of calls) if (watched(x) && (at === undefined || x.deadlineAt! < at)) at = x.deadlineAt;
+  return at;
+}
+
+/**
+ * How a call that was sent gets a deadline. `watchdog`: the call notes it, and the agent's one
+ * watchdog timer is armed only when none is, or when it is armed for later — at 10 calls a run
+ * that is one timer instead of ten, each of which the host would publish now and load the record
+ * for when it fires. `per-call`: a durable timer per call, as `assistant@1` did (kept so that its
+ * journals replay exactly and the agents it started finish the same way).
+ */
+type DeadlineMode = 'watchdog' | 'per-call';
+
+/** `startCalls` and `retryTool`, the two actions that send tool commands, for one deadline mode. */
+export function callStarters(mode: DeadlineMode) {
+  /** The call `call` as sent now (`attempt`): its command, its deadline, its `requested` event. */
+  const send = (c: AgentContext, call: CallState, attempt: number, enqueue: Enqueue): CallState => {
+    enqueue({ type: 'errand.tool', params: { callId: call.id, tool: call.tool, args: call.args, attempt, ...(call.approval ? { approval: call.approval } : {}) } });
+    let sent = call;
+    if (mode === 'per-call') enqueue.raise({ type: 'tool.deadline', callId: call.id, attempt }, { id: `deadline-${call.id}`, delay: answerWithinMs(c, call) });
+    else sent = { ...call, deadlineAt: c.now + answerWithinMs(c, call) };
+    enqueue({ type: 'errand.emit', params: { kind: 'tool', callId: call.id, tool: call.tool, status: 'requested', attempt } });
+    return sent;
+  };
+  /** Arms the watchdog for the earliest of `calls` unless it is armed for that time or earlier. */
+  const watch = (c: AgentContext, calls: readonly CallState[], enqueue: Enqueue): void => {
+    if (mode === 'per-call') return;
+    const at = earliestDeadline(calls);
+    if (at === undefined || (c.watchdogAt !== undefined && c.watchdogAt <= at)) return;
+    enqueue.raise({ type: 'tool.watchdog', at }, { id: WATCHDOG, delay: Math.max(0, at - c.now) });
+    enqueue.assign({ watchdogAt: at });
+  };
+  return {
+    startCalls: action((c, _e, enqueue) => {
+      const calls = c.calls.map((call): CallState => {
+        if (call.status !== 'running') return call;
+        const args = (call.args ?? {}) as Record<string, unknown>;
+        switch (call.kind) {
+          case 'builtin': {
+            if (call.tool === BuiltInTool.UpdatePlan) {
+              const tasks = Array.isArray(args.tasks) ? (args.tasks as Task[]) : [];
+              enqueue.assign({ tasks });
+              enqueue({ type: 'errand.emit', params: { kind: 'plan', tasks: normalizeTasks(tasks) } });
+              return { ...call, status: 'ok', content: 'Plan updated.' };
+            }
+            return { ...call, status: 'error', content: `ERROR: ${call.tool} cannot be used here` };
+          }
+          case 'human': {
+            const question = typeof args.question === 'string' ? args.question : String(call.argsText);
+            enqueue.assign({ question: { requestId: call.id, callId: call.id, text: question, reason: 'ask_human' } });
+            return { ...call, status: 'waiting' };
+          }
+          case 'delegate': {
+            const goal = typeof args.goal === 'string' ? args.goal : '';
+            if (!goal) return { ...call, status: 'error', content: 'ERROR: delegate needs a goal' };
+            enqueue({
+              type: 'errand.spawn',
+              params: {
+                ref: call.id,
+                goal,
+                ...(typeof args.agent === 'string' ? { agent: args.agent } : {}),
+                // The child works under the same rules: the same tools, and the same approvals.
+                input: { toolDefinitions: c.toolDefs, toolPolicies: c.toolPolicies, toolTimeouts: c.toolTimeouts, toolAskIfArgs: c.toolAskIfArgs, notify: [] },
+              },
+            });
+            return call;
+          }
+          case 'tool':
+            return send(c, call, call.attempts, enqueue);
+        }
+      });
+      enqueue.assign({ calls });
+      watch(c, calls, enqueue);
+    }),
+    retryTool: action<RetryToolEvent>((c, e, enqueue) => {
+      const call = c.calls.find((x) => x.id === e.callId);
+      if (!call || call.status !== 'retrying') return;
+      const attempts = call.attempts + 1;
+      // A retry of a call `assistant@1` sent (no deadline noted, no `at`) learns no time, as then.
+      const now = tellTime(c, e);
+      const at: AgentContext = { ...c, now };
+      const sent = send(at, call, attempts, enqueue);
+      const calls = c.calls.map((x) => (x.id === e.callId ? { ...sent, status: 'running' as const, attempts } : x));
+      enqueue.assign(now === c.now ? { calls } : { calls, now });
+      watch(at, calls, enqueue);
+    }),
+  };
 }

@@ -1,7 +1,7 @@
 import { setup } from 'xstate';
 import { errandActions, failureOutput, type AgentInput } from '@errand/core';
 import { initialContext, type AgentContext, type AgentEvent } from './context.js';
-import { agentActions, agentGuards } from './handlers.js';
+import { agentActions, agentGuards, callStarters } from './handlers.js';
 
 /**
  * The planner loop: planning → acting → (awaitingApproval | awaitingInput | backingOff) → planning
@@ -16,11 +16,14 @@ export const agentMachine = setup({
   guards: agentGuards,
 }).createMachine({
   id: 'agent',
-  context: ({ input }) => initialContext(input),
+  // XState may build the initial snapshot with no input (and throw it away): that must not throw.
+  context: ({ input }) => initialContext(input as AgentInput | undefined),
   initial: 'planning',
   on: {
     'stuck.check': { actions: 'notifyStuck' },
     'control.budget': { actions: 'setBudget' },
+    // Wherever the agent is when it fires: it fails overdue calls (only `acting` has running ones) and re-arms or disarms.
+    'tool.watchdog': { actions: 'checkToolWatchdog' },
   },
   states: {
     planning: {
@@ -64,6 +67,7 @@ export const agentMachine = setup({
         'tool.result': { actions: 'takeToolResult' },
         'child.result': { actions: 'takeChildResult' },
         'retry.tool': { actions: 'retryTool' },
+        // One call's own deadline timer: `assistant@1` armed one per call, and its agents may still be in flight.
         'tool.deadline': { actions: 'failCallAtDeadline' },
         input: [{ guard: 'interrupts', target: 'planning', actions: ['stageMessage', 'cancelRound'] }, { actions: 'stageMessage' }],
       },
@@ -100,3 +104,10 @@ export const agentMachine = setup({
       ? failureOutput(context.failure)
       : { answer: context.answer ?? '', tasks: context.tasks, usage: context.usage, rounds: context.rounds },
 });
+
+/**
+ * The chart as `assistant@1` ran it: a durable deadline timer per tool call instead of one
+ * watchdog per agent. Kept registered so its journals replay exactly (`v1-journals.test.ts`) and
+ * the agents it started finish as they began.
+ */
+export const agentMachineV1 = agentMachine.provide({ actions: callStarters('per-call') });

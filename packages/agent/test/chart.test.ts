@@ -55,6 +55,7 @@ describe('the built-in agent chart', () => {
     expect(edges.map(show)).toEqual([
       '(any state) --stuck.check--> (stays)',
       '(any state) --control.budget--> (stays)',
+      '(any state) --tool.watchdog--> (stays)',
       'planning --always [budgetReached]--> awaitingApproval',
       'planning --plan.result [staleAnswer]--> (stays)',
       'planning --plan.result [dailyCapReached]--> awaitingApproval',

@@ -1,25 +1,48 @@
-import { transition } from 'xstate';
+import { createActor, transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { approvalHash, callHash, createSubjects, MESSAGE_VERSION, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
-import { createRegistry, decide, type Decision } from '@errand/core';
-import { assistant } from '@errand/agent';
+import { createRegistry, decide, type AgentRegistry, type Decision } from '@errand/core';
+import { agents, assistant, assistantV1 } from '@errand/agent';
 
 const subjects = createSubjects('errand');
-const registry = createRegistry([assistant]);
+const defaultRegistry = createRegistry([assistant]);
 const AT = 1_800_000_000_000;
 const echo = { name: 'search', description: 'search the web', parameters: { type: 'object', properties: { q: { type: 'string' } } } };
 
 /** Drives one agent through `decide`, as the host would, without NATS. */
 class Run {
   record: AgentRecord | undefined;
+  /** Every command of every step so far. */
+  readonly sent: AgentRecord['outbox'][number]['message'][] = [];
   private n = 0;
-  constructor(private readonly agentId = 'a1') {}
+  constructor(
+    private readonly agentId = 'a1',
+    public registry: AgentRegistry = defaultRegistry,
+  ) {}
 
+  decide(message: InboxMessage): Decision {
+    return decide(this.record, message, { agentId: this.agentId, inboxId: `m${++this.n}`, now: AT + this.n, subjects, registry: this.registry });
+  }
   apply(message: InboxMessage): AgentRecord {
-    const d: Decision = decide(this.record, message, { agentId: this.agentId, inboxId: `m${++this.n}`, now: AT + this.n, subjects, registry });
-    if (d.type !== 'commit') throw new Error(`expected a commit, got ${d.type}`);
+    const d = this.decide(message);
+    if (d.type !== 'commit') throw new Error(`expected a commit, got ${d.type}${d.type === 'ignore' ? `: ${d.reason}` : ''}`);
     this.record = d.record;
+    this.sent.push(...d.record.outbox.map((e) => e.message));
     return d.record;
+  }
+  /** The timers the last step started. */
+  timers(): Message<'timer.request'>[] {
+    return this.record!.outbox.filter((e) => e.message.kind === 'timer.request').map((e) => e.message as unknown as Message<'timer.request'>);
+  }
+  /** The timer service's message when `t` is due. */
+  firing(t: Message<'timer.request'>): InboxMessage {
+    return { v: MESSAGE_VERSION, kind: 'timer.fired', agentId: this.agentId, key: t.key, timerId: t.timerId, event: t.event, dueAt: t.dueAt, firedAt: t.dueAt };
+  }
+  fire(t: Message<'timer.request'>): AgentRecord {
+    return this.apply(this.firing(t));
+  }
+  calls() {
+    return (this.record!.snapshot as { context: { calls: { id: string; status: string; attempts: number; error?: { code: string; message: string } }[] } }).context.calls;
   }
   start(input: Record<string, unknown> = {}, extra: Partial<Message<'goal'>> = {}) {
     return this.apply({ v: MESSAGE_VERSION, kind: 'goal', agentId: this.agentId, goal: 'find the answer', agent: 'assistant', input: { toolDefinitions: [echo], ...input }, at: AT, ...extra });
@@ -222,17 +245,111 @@ describe('the built-in agent (pure steps)', () => {
     expect(run.plan()).toMatchObject({ overDailyCap: true, labels: { team: 'research' } });
   });
 
-  it('a call nobody answers fails at its deadline (a durable timer) and is retried, instead of hanging', () => {
+  it('a call nobody answers fails at its deadline (the watchdog timer) and is retried, instead of hanging', () => {
     const run = new Run();
     run.start({ toolTimeouts: { search: 1000 }, settings: { toolDeadlineGraceMs: 500 } });
     run.reply({ toolCalls: [call('c1', 'x')] });
-    const deadline = run.record!.outbox.find((e) => e.message.kind === 'timer.request' && (e.message as { timerId?: string }).timerId === 'deadline-c1');
-    expect(deadline).toBeDefined();
-    const t = deadline!.message as unknown as Message<'timer.request'>;
-    expect(t.dueAt - t.at).toBe(1500);
-    run.apply({ v: MESSAGE_VERSION, kind: 'timer.fired', agentId: 'a1', key: t.key, timerId: t.timerId, event: t.event, dueAt: t.dueAt, firedAt: t.dueAt });
-    const ctx = (run.record!.snapshot as { context: { calls: { status: string; error?: { code: string } }[] } }).context;
-    expect(ctx.calls[0]).toMatchObject({ status: 'retrying', error: { code: 'ERR_TOOL_NO_ANSWER' } });
+    const [watchdog, ...more] = run.timers();
+    expect(more).toEqual([]);
+    expect(watchdog).toMatchObject({ timerId: 'tool-watchdog', event: { type: 'tool.watchdog' } });
+    expect(watchdog!.dueAt - watchdog!.at).toBe(1500);
+    run.fire(watchdog!);
+    expect(run.calls()[0]).toMatchObject({ status: 'retrying', error: { code: 'ERR_TOOL_NO_ANSWER', message: 'no answer from search within 2 s: no tool-runner may be serving it' } });
+    expect(run.record!.outbox.map((e) => e.message)).toContainEqual(expect.objectContaining({ kind: 'event.tool', callId: 'c1', status: 'retrying', error: expect.objectContaining({ code: 'ERR_TOOL_NO_ANSWER' }) }));
+    // Nothing runs any more: the watchdog is not armed again until the retry is sent, and then for the retry's deadline.
+    const [retry] = run.timers();
+    expect(run.timers()).toHaveLength(1);
+    expect(retry).toMatchObject({ timerId: 'retry-c1' });
+    run.fire(retry!);
+    expect(run.tools()).toMatchObject([{ callId: 'c1', attempt: 2 }]);
+    const [again] = run.timers();
+    expect(again).toMatchObject({ timerId: 'tool-watchdog', event: { type: 'tool.watchdog', at: (retry!.event as { at: number }).at + 1500 } });
+    run.toolResult(run.tools()[0]!, { output: 'found' });
+    expect(run.state()).toBe('planning');
+  });
+
+  it('arms one watchdog timer for a run of sequential tool calls, not one per call', () => {
+    const run = new Run();
+    run.start();
+    for (let i = 1; i <= 5; i++) {
+      run.reply({ toolCalls: [call(`c${i}`, `q${i}`)] });
+      run.toolResult(run.tools()[0]!, { output: `result ${i}` });
+    }
+    run.reply({ content: 'done' });
+    expect(run.record!.status).toBe('done');
+    expect(run.sent.filter((m) => m.kind === 'tool.request')).toHaveLength(5);
+    const timers = run.sent.filter((m) => m.kind === 'timer.request') as unknown as Message<'timer.request'>[];
+    expect(timers).toMatchObject([{ timerId: 'tool-watchdog' }]);
+    // The default: a tool's 10 minutes plus 30 s of grace.
+    expect(timers[0]!.dueAt - timers[0]!.at).toBe(10 * 60_000 + 30_000);
+  });
+
+  it('fails each call at its own deadline: one watchdog, re-armed for the next deadline', () => {
+    const run = new Run();
+    const fetch = { ...echo, name: 'fetch', description: 'fetch a page' };
+    run.start({ toolDefinitions: [echo, fetch], toolTimeouts: { search: 1000, fetch: 5000 }, settings: { toolDeadlineGraceMs: 500, maxToolAttempts: 1 } });
+    run.reply({ toolCalls: [call('c1', 'x'), { id: 'c2', name: 'fetch', arguments: '{"q":"y"}' }] });
+    expect(run.tools().map((t) => t.callId)).toEqual(['c1', 'c2']);
+    const [first, ...none] = run.timers();
+    expect(none).toEqual([]);
+    expect(first!.dueAt - first!.at).toBe(1500);
+    run.fire(first!);
+    expect(run.calls().map((x) => [x.id, x.status, x.error?.code])).toEqual([
+      ['c1', 'error', 'ERR_TOOL_NO_ANSWER'],
+      ['c2', 'running', undefined],
+    ]);
+    expect(run.state()).toBe('acting');
+    const [second] = run.timers();
+    expect(second).toMatchObject({ timerId: 'tool-watchdog', event: { at: (first!.event as { at: number }).at + 4000 } });
+    run.fire(second!);
+    // Both have an outcome: the round is over and the model hears of both.
+    expect(run.state()).toBe('planning');
+    expect(run.plan().messages.filter((m) => m.role === 'tool').map((m) => m.content)).toEqual([
+      'ERROR (ERR_TOOL_NO_ANSWER): no answer from search within 2 s: no tool-runner may be serving it',
+      'ERROR (ERR_TOOL_NO_ANSWER): no answer from fetch within 6 s: no tool-runner may be serving it',
+    ]);
+  });
+
+  it('re-arms the watchdog for a call due earlier than it is armed for; the superseded firing changes nothing', () => {
+    const run = new Run();
+    const fetch = { ...echo, name: 'fetch', description: 'fetch a page' };
+    run.start({ toolDefinitions: [echo, fetch], toolTimeouts: { search: 1000, fetch: 5000 }, settings: { toolDeadlineGraceMs: 500 } });
+    run.reply({ toolCalls: [{ id: 'c1', name: 'fetch', arguments: '{"q":"y"}' }] });
+    const [late] = run.timers();
+    run.toolResult(run.tools()[0]!, { output: 'page' });
+    run.reply({ toolCalls: [call('c2', 'x')] });
+    const [early, ...none] = run.timers();
+    expect(none).toEqual([]);
+    expect((early!.event as { at: number }).at).toBeLessThan((late!.event as { at: number }).at);
+    expect(run.decide(run.firing(late!))).toMatchObject({ type: 'ignore', reason: 'the timer was cancelled or superseded' });
+    run.fire(early!);
+    expect(run.calls()[0]).toMatchObject({ id: 'c2', status: 'retrying', error: { code: 'ERR_TOOL_NO_ANSWER' } });
+  });
+
+  it('a watchdog event from another agent changes nothing', () => {
+    const run = new Run();
+    run.start({ toolTimeouts: { search: 1000 }, settings: { toolDeadlineGraceMs: 500 } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    const d = run.decide({ v: MESSAGE_VERSION, kind: 'agent.message', agentId: 'a1', from: 'mallory', event: { type: 'tool.watchdog', at: AT + 3_600_000 }, at: AT });
+    // The host refuses it (the event of a live timer); were it delivered, the machine ignores what has a sender.
+    expect(d.type).toBe('ignore');
+    const [state] = transition(assistant.machine, assistant.machine.resolveState(run.record!.snapshot as never), { type: 'tool.watchdog', at: AT + 3_600_000, from: 'mallory' } as never);
+    expect((state.context as { calls: { status: string }[] }).calls[0]!.status).toBe('running');
+  });
+
+  it('assistant@1 agents keep their per-call deadline timers; a host with only assistant@2 still fails their calls at those deadlines', () => {
+    const run = new Run('a1', createRegistry([assistantV1]));
+    run.start({ toolTimeouts: { search: 1000 }, settings: { toolDeadlineGraceMs: 500 } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    const [deadline] = run.timers();
+    expect(deadline).toMatchObject({ timerId: 'deadline-c1', event: { type: 'tool.deadline', callId: 'c1', attempt: 1 } });
+    run.registry = createRegistry([assistant]);
+    run.fire(deadline!);
+    expect(run.record!.machine).toEqual({ id: 'assistant', version: 2 });
+    expect(run.calls()[0]).toMatchObject({ status: 'retrying', error: { code: 'ERR_TOOL_NO_ANSWER' } });
+    // Its retry goes out under the watchdog.
+    run.fire(run.timers()[0]!);
+    expect(run.timers()).toMatchObject([{ timerId: 'tool-watchdog' }]);
   });
 
   it('an approval nobody decides sends a reminder, then escalates, then (by default) denies the call', () => {
@@ -300,7 +417,7 @@ describe('the built-in agent (pure steps)', () => {
     const a = (run.record!.snapshot as { context: { approval: { requestId: string; argsHash: string } } }).context.approval;
     expect(a.argsHash).toBe(approvalHash([{ tool: 'search', args: { q: 'rm -rf' } }]));
     const before = run.record!;
-    const d = (message: InboxMessage) => decide(before, message, { agentId: 'a1', inboxId: `x-${Math.random()}`, now: AT + 100, subjects, registry });
+    const d = (message: InboxMessage) => decide(before, message, { agentId: 'a1', inboxId: `x-${Math.random()}`, now: AT + 100, subjects, registry: defaultRegistry });
     const by = { id: 'boss', channel: 'cli' };
     // From another agent: never reaches the machine, whatever it carries (also the machine's own `go`).
     for (const event of [{ type: 'approval', requestId: a.requestId, decision: 'approve' }, { type: 'approval', requestId: a.requestId, decision: 'approve', argsHash: a.argsHash }, { type: 'go', to: 'acting' }]) {
@@ -318,4 +435,13 @@ describe('the built-in agent (pure steps)', () => {
     expect(run.state()).toBe('acting');
     expect(run.tools()).toEqual([expect.objectContaining({ tool: 'search', args: { q: 'rm -rf' }, approval: { requestId: a.requestId, argsHash: callHash('search', { q: 'rm -rf' }), by, at: expect.any(Number) } })]);
   });
+
+  it.each(agents.map((d) => [`${d.id}@${d.version}`, d] as const))(
+    '%s: its context factory does not throw without input (XState computes initial snapshots without it in some paths)',
+    (_name, d) => {
+      const snapshot = createActor(d.machine).getSnapshot() as { status: string; error?: unknown };
+      expect(snapshot.error).toBeUndefined();
+      expect(snapshot.status).toBe('active');
+    },
+  );
 });

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, createSubjects, type AgentRecord, type Message } from '@errand/protocols';
 import { createRegistry, replayJournaled } from '@errand/core';
-import { assistant } from '@errand/agent';
+import { agents, assistantV1 } from '@errand/agent';
 
 /**
  * Journals that `assistant@1` wrote while its chart still moved through one root `go` event raised
@@ -29,7 +29,8 @@ const runs: RecordedRun[] = readFileSync(new URL('./fixtures/assistant-v1-journa
   .map((line) => JSON.parse(line) as RecordedRun);
 
 const subjects = createSubjects('errand');
-const registry = createRegistry([assistant]);
+// Both versions, as a host registers them: each journal entry is replayed by the version it names.
+const registry = createRegistry(agents);
 /** As the record codec stores it: properties that are undefined are left out. */
 const stored = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
 
@@ -42,7 +43,7 @@ describe('journals of the go-router chart (assistant@1)', () => {
   it.each(runs.map((r) => [r.agentId, r] as const))('%s replays to the stored snapshot, each step journaled as it was', (agentId, run) => {
     let record: AgentRecord | undefined;
     for (const [i, entry] of run.journal.entries()) {
-      expect(assistant.version).toBe(entry.machine.version);
+      expect(assistantV1.version).toBe(entry.machine.version);
       record = replayJournaled(record, entry, { agentId, inboxId: entry.inboxId, now: entry.at, subjects, registry });
       // The step's own journal entry — event, state, status and the commands it sent (kinds, keys, subjects).
       const replayed = record.outbox.find((o) => o.message.kind === 'event.step')?.message;
