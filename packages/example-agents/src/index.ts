@@ -8,6 +8,13 @@ type ChildResultEvent = { type: 'child.result'; ref: string; outcome: 'done' | '
 const num = (value: unknown, fallback: number): number => (typeof value === 'number' && Number.isFinite(value) ? value : fallback);
 
 /**
+ * The goal's free-form input, or none. XState may compute a machine's initial snapshot without
+ * any input (and throw it away), so a context factory must not assume one: reading `input.input.x`
+ * would throw there, to be caught, every time.
+ */
+const given = (input: AgentInput | undefined): Readonly<Record<string, unknown>> => input?.input ?? {};
+
+/**
  * `tally`: adds up the numbers people send as input until it has `input.expect` of them. Every
  * message is one step, so it shows that no event is lost or applied twice however hosts race.
  */
@@ -20,7 +27,7 @@ export const tally = defineAgent({
     actions: errandActions,
   }).createMachine({
     id: 'tally',
-    context: ({ input }) => ({ expect: num(input.input.expect, 1), sum: 0, seen: [] }),
+    context: ({ input }) => ({ expect: num(given(input).expect, 1), sum: 0, seen: [] }),
     initial: 'counting',
     states: {
       counting: {
@@ -58,7 +65,7 @@ export const sleeper = defineAgent({
     delays: { sleep: ({ context }) => context.delayMs },
   }).createMachine({
     id: 'sleeper',
-    context: ({ input }) => ({ delayMs: num(input.input.delayMs, 1000), reminderMs: num(input.input.reminderMs, 0), reminders: 0 }),
+    context: ({ input }) => ({ delayMs: num(given(input).delayMs, 1000), reminderMs: num(given(input).reminderMs, 0), reminders: 0 }),
     initial: 'sleeping',
     states: {
       sleeping: {
@@ -90,11 +97,10 @@ export const pipeline = defineAgent({
     actions: errandActions,
   }).createMachine({
     id: 'pipeline',
-    context: ({ input }) => ({
-      tool: typeof input.input.tool === 'string' ? input.input.tool : 'echo',
-      steps: num(input.input.steps, 3),
-      outputs: [],
-    }),
+    context: ({ input }) => {
+      const i = given(input);
+      return { tool: typeof i.tool === 'string' ? i.tool : 'echo', steps: num(i.steps, 3), outputs: [] };
+    },
     initial: 'calling',
     states: {
       calling: {
@@ -140,12 +146,15 @@ export const parent = defineAgent({
     actions: errandActions,
   }).createMachine({
     id: 'parent',
-    context: ({ input }) => ({
-      children: num(input.input.children, 3),
-      childAgent: typeof input.input.childAgent === 'string' ? input.input.childAgent : 'sleeper',
-      childInput: (input.input.childInput as Record<string, unknown> | undefined) ?? { delayMs: 100 },
-      results: {},
-    }),
+    context: ({ input }) => {
+      const i = given(input);
+      return {
+        children: num(i.children, 3),
+        childAgent: typeof i.childAgent === 'string' ? i.childAgent : 'sleeper',
+        childInput: (i.childInput as Record<string, unknown> | undefined) ?? { delayMs: 100 },
+        results: {},
+      };
+    },
     initial: 'waiting',
     states: {
       waiting: {
