@@ -46,6 +46,12 @@ export interface ConsumeMessagesOptions<K extends MessageKind> {
   keepRetrying?(err: unknown): boolean;
   /** Delay before a failed message is redelivered, by how often it was delivered so far. */
   retryDelayMs(deliveries: number): number;
+  /**
+   * While a handler runs, tell JetStream every this many ms that it is still being worked on
+   * (`msg.working()`), so a consumer can have a short ack wait — a dead process's messages come
+   * back soon — without a slow handler's message going to another process meanwhile. Unset: none.
+   */
+  heartbeatMs?: number;
   logger: Logger;
 }
 
@@ -99,6 +105,7 @@ export async function consumeMessages<K extends MessageKind>(
       logger.warn({ subject: msg.subject, seq: msg.seq, code: err.code, agentId: err.agentId }, `dead-lettered: ${err.message}`);
       return;
     }
+    const heartbeat = o.heartbeatMs ? setInterval(() => msg.working(), o.heartbeatMs) : undefined;
     try {
       await o.handle(message, msg);
       msg.ack();
@@ -120,6 +127,8 @@ export async function consumeMessages<K extends MessageKind>(
         msg.nak(delay);
         logger.warn({ err, subject: msg.subject, seq: msg.seq, agentId, deliveries, retryInMs: delay }, 'handler failed; will retry');
       }
+    } finally {
+      clearInterval(heartbeat);
     }
   };
 

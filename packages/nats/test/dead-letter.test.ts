@@ -192,4 +192,60 @@ describe('consumeMessages and the dead-letter stream', () => {
     await consumer.stop();
     expect(peak).toBe(3);
   });
+
+  it('heartbeats a slow handler so a short ack wait does not hand its message to another consumer', async () => {
+    const { specs, subjects, target } = await setup();
+    const jsm = await conn.jsm();
+    const ackWaitMs = 400;
+    // A work queue takes one consumer per subject: one subject each, and not setup()'s.
+    await jsm.consumers.delete(specs.names.streams.work, 'tools');
+    for (const name of ['beating', 'silent']) {
+      await jsm.consumers.add(specs.names.streams.work, { durable_name: name, ack_policy: AckPolicy.Explicit, filter_subject: subjects.workTool(name), ack_wait: ackWaitMs * 1_000_000 });
+      await conn.js.publish(subjects.workTool(name), encodeMessage({ ...toolRequest(name), tool: name }).data);
+    }
+
+    // Without heartbeats the message comes back while its first handler still runs: the handler
+    // waits for that second delivery, which is what a short ack wait alone would do to a slow step.
+    let redelivered!: () => void;
+    const second = new Promise<void>((resolve) => (redelivered = resolve));
+    const silentDeliveries: number[] = [];
+    const silent = await consumeMessages({
+      consumer: await conn.js.consumers.get(specs.names.streams.work, 'silent'),
+      expect: 'tool.request',
+      deadLetter: target,
+      concurrency: 2,
+      handle: async (_m, msg) => {
+        silentDeliveries.push(msg.info.deliveryCount);
+        if (msg.info.deliveryCount > 1) return redelivered();
+        await second;
+      },
+    });
+    await second;
+    await silent.stop();
+    expect(silentDeliveries.slice(0, 2)).toEqual([1, 2]);
+
+    // With heartbeats every third of the ack wait, a handler four ack waits long keeps its message.
+    const deliveries: number[] = [];
+    let finished!: () => void;
+    const done = new Promise<void>((resolve) => (finished = resolve));
+    const beating = await consumeMessages({
+      consumer: await conn.js.consumers.get(specs.names.streams.work, 'beating'),
+      expect: 'tool.request',
+      deadLetter: target,
+      concurrency: 2,
+      heartbeatMs: ackWaitMs / 3,
+      handle: async (_m, msg) => {
+        deliveries.push(msg.info.deliveryCount);
+        // The scenario itself, not a wait for something: a step that takes four ack waits.
+        await new Promise((resolve) => setTimeout(resolve, ackWaitMs * 4));
+        finished();
+      },
+    });
+    await done;
+    await beating.stop();
+    const info = await jsm.consumers.info(specs.names.streams.work, 'beating');
+    expect(deliveries).toEqual([1]);
+    expect(info.num_redelivered).toBe(0);
+    expect(info.num_ack_pending).toBe(0);
+  });
 });

@@ -42,7 +42,8 @@ export interface HostSettings {
   defaultNotify: NotifyRule[];
   /**
    * How long a step may stay unacknowledged before JetStream gives its message to another host.
-   * It is how long the agents of a host that died wait to be taken over; steps take milliseconds.
+   * It is how long the agents of a host that died wait to be taken over; steps take milliseconds,
+   * and a step still running heartbeats every third of it, so a slow one is not taken over.
    */
   ackWaitMs: number;
   /** Finished agents (record and journal) are removed this long after they ended. */
@@ -62,7 +63,7 @@ export function defaultHostSettings(): HostSettings {
     timers: true,
     intake: true,
     defaultNotify: [],
-    ackWaitMs: 30_000,
+    ackWaitMs: 3_000,
     retentionMs: DEFAULT_RETENTION_MS,
     gcIntervalMs: DEFAULT_GC_INTERVAL_MS,
     retryBaseMs: 500,
@@ -136,6 +137,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     expect: INBOX_MESSAGE_KINDS,
     deadLetter: deadLetterTo('host'),
     concurrency: o.concurrency,
+    heartbeatMs: Math.max(100, Math.floor(o.ackWaitMs / 3)),
     logger,
     validate: (message, msg) => checkEnvelope(subjects, message, msg),
     // A machine version this host lacks (a rolling upgrade): wait for a host that has it, never dead-letter.

@@ -9,7 +9,7 @@ import { parseConfig } from '../src/config.js';
 describe('host configuration', () => {
   it('has defaults that run the built-in and example agents', () => {
     const c = parseConfig({});
-    expect(c).toMatchObject({ settings: { prefix: 'errand', concurrency: 64, ackWaitMs: 30_000, timers: true, intake: true }, crashAt: undefined });
+    expect(c).toMatchObject({ settings: { prefix: 'errand', concurrency: 64, ackWaitMs: 3_000, timers: true, intake: true }, crashAt: undefined });
     expect(c.agentModules).toEqual(['@errand/agent', '@errand/example-agents']);
   });
 
