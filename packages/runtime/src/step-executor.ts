@@ -1,6 +1,7 @@
 import {
   encodeRecord,
   silentLogger,
+  TERMINAL_STATUSES,
   WORK_MESSAGE_KINDS,
   type AgentRecord,
   type CommandSigner,
@@ -23,8 +24,14 @@ export interface StepExecutorOptions {
   logger: Logger;
   crash: CrashHook;
   now: () => number;
-  /** Records kept in memory; the KV revision fences a stale one. */
+  /**
+   * Records kept in memory, of agents about to step again (a command or a timer due soon); the KV
+   * revision fences a stale one. An agent that waits for a person or a far timer is read from KV
+   * when it moves, so thousands of waiting agents cost a host no memory to speak of.
+   */
   cacheSize: number;
+  /** A timer due within this many ms keeps its agent's record in memory. */
+  cacheTimersWithinMs: number;
   /** Compare-and-set attempts before giving the message back for redelivery. */
   maxAttempts: number;
   /**
@@ -54,10 +61,15 @@ export type StepOutcome = Decision['type'];
 export class StepExecutor {
   private readonly o: StepExecutorOptions;
   private readonly cache = new Map<string, { record: AgentRecord; revision: number }>();
+  /**
+   * The revision whose outbox this process published, by agent (kept after the record leaves the
+   * cache; about 100 bytes each): a record read back at that revision needs no re-publishing.
+   */
+  private readonly published = new Map<string, number>();
   private readonly locks = new Map<string, Promise<unknown>>();
 
   constructor(options: Pick<StepExecutorOptions, 'js' | 'agents' | 'subjects' | 'registry'> & Partial<StepExecutorOptions>) {
-    this.o = { logger: silentLogger, crash: () => {}, now: Date.now, cacheSize: 10_000, maxAttempts: 20, ...options };
+    this.o = { logger: silentLogger, crash: () => {}, now: Date.now, cacheSize: 10_000, cacheTimersWithinMs: 60_000, maxAttempts: 20, ...options };
   }
 
   /**
@@ -96,7 +108,7 @@ export class StepExecutor {
       seen.machine = loaded?.record.machine.id ?? seen.machine;
       // A record read from KV may carry an outbox whose publishing a crash interrupted. It is
       // published (again: consumers de-duplicate) before a new step can replace it.
-      if (loaded && !loaded.cached) await this.publish(loaded.record);
+      if (loaded && !loaded.cached && this.published.get(agentId) !== loaded.revision) await this.publish(loaded.record);
 
       const decision = decide(loaded?.record, message, { agentId, inboxId, now: this.o.now(), subjects: this.o.subjects, registry: this.o.registry });
       this.o.crash('host.after-transition');
@@ -170,11 +182,22 @@ export class StepExecutor {
 
   private remember(agentId: string, record: AgentRecord, revision: number): void {
     this.cache.delete(agentId);
-    this.cache.set(agentId, { record, revision });
-    if (this.cache.size > this.o.cacheSize) {
-      const oldest = this.cache.keys().next().value;
-      if (oldest !== undefined) this.cache.delete(oldest);
+    if (this.soonActive(record)) {
+      this.cache.set(agentId, { record, revision });
+      trim(this.cache, this.o.cacheSize);
     }
+    this.published.delete(agentId);
+    this.published.set(agentId, revision);
+    trim(this.published, this.o.cacheSize * 10);
+  }
+
+  /** Will the agent step again soon, on its own: a command's result or a timer due shortly? */
+  private soonActive(record: AgentRecord): boolean {
+    if (TERMINAL_STATUSES.has(record.status) || record.status === 'paused') return false;
+    for (const _ in record.pending) return true;
+    const soon = this.o.now() + this.o.cacheTimersWithinMs;
+    for (const t of Object.values(record.timers)) if (t.dueAt <= soon) return true;
+    return false;
   }
 
   /** Runs `fn` after every earlier call for the same agent in this process has finished. */
@@ -188,5 +211,14 @@ export class StepExecutor {
     } finally {
       if (this.locks.get(agentId) === settled) this.locks.delete(agentId);
     }
+  }
+}
+
+/** Drops the oldest entries of a map kept in insertion order until it holds at most `max`. */
+function trim(map: Map<string, unknown>, max: number): void {
+  while (map.size > max) {
+    const oldest = map.keys().next().value;
+    if (oldest === undefined) return;
+    map.delete(oldest);
   }
 }
