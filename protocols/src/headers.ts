@@ -7,6 +7,12 @@ export const Header = {
   Traceparent: 'traceparent',
   /** A work command's Ed25519 signature by the deployment's host key (base64url; see command-signature.ts). */
   Signature: 'Errand-Signature',
+  /**
+   * Set on a command a host publishes again from a stored outbox (after a crash, or by another
+   * host): the command may have run already, so a worker looks for its recorded result first. A
+   * command without it is the first copy ever published, and on its first delivery cannot have run.
+   */
+  Republished: 'Errand-Republished',
   /** Why a message was dead-lettered, in words. */
   DeadLetterReason: 'Errand-Dead-Letter-Reason',
   /** The stable error code (`ERR_INVALID`, `ERR_UNDECODABLE`, `ERR_HANDLER_FAILED` …). */

@@ -1,5 +1,6 @@
 import {
   encodeRecord,
+  Header,
   silentLogger,
   TERMINAL_STATUSES,
   WORK_MESSAGE_KINDS,
@@ -42,6 +43,8 @@ export interface StepExecutorOptions {
 }
 
 const WORK_KINDS: ReadonlySet<string> = new Set(WORK_MESSAGE_KINDS);
+const REPUBLISHED: Readonly<Record<string, string>> = { [Header.Republished]: '1' };
+const NO_HEADERS: Readonly<Record<string, string>> = {};
 
 interface Loaded {
   record: AgentRecord;
@@ -108,7 +111,7 @@ export class StepExecutor {
       seen.machine = loaded?.record.machine.id ?? seen.machine;
       // A record read from KV may carry an outbox whose publishing a crash interrupted. It is
       // published (again: consumers de-duplicate) before a new step can replace it.
-      if (loaded && !loaded.cached && this.published.get(agentId) !== loaded.revision) await this.publish(loaded.record);
+      if (loaded && !loaded.cached && this.published.get(agentId) !== loaded.revision) await this.publish(loaded.record, true);
 
       const decision = decide(loaded?.record, message, { agentId, inboxId, now: this.o.now(), subjects: this.o.subjects, registry: this.o.registry });
       this.o.crash('host.after-transition');
@@ -158,18 +161,24 @@ export class StepExecutor {
     }
   }
 
-  /** Publishes a record's outbox, each command under its idempotency key, work commands signed. */
-  private async publish(record: AgentRecord): Promise<void> {
+  /**
+   * Publishes a record's outbox, each command under its idempotency key, work commands signed.
+   * `again`: the outbox of a stored record, which may have gone out before — its commands say so
+   * (a worker then looks for their recorded result before running them).
+   */
+  private async publish(record: AgentRecord, again = false): Promise<void> {
     const { signer } = this.o;
     await Promise.all(
-      record.outbox.map((entry) =>
+      record.outbox.map((entry) => {
+        const work = WORK_KINDS.has(entry.message.kind);
         // The exact bytes published are what is signed: a re-published outbox is signed again.
-        publishMessage(this.o.js, entry.subject, entry.message as MessageInput, {
+        return publishMessage(this.o.js, entry.subject, entry.message as MessageInput, {
           msgId: entry.msgId,
           traceparent: entry.traceparent,
-          signer: signer && WORK_KINDS.has(entry.message.kind) ? signer : undefined,
-        }),
-      ),
+          signer: signer && work ? signer : undefined,
+          headers: again && work ? REPUBLISHED : NO_HEADERS,
+        });
+      }),
     );
   }
 

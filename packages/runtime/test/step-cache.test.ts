@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assign, setup } from 'xstate';
-import { createSubjects, MESSAGE_VERSION, messageIds, resourceSpecs, type Message } from '@errand/protocols';
+import { createSubjects, Header, MESSAGE_VERSION, messageIds, resourceSpecs, type Message } from '@errand/protocols';
 import { createRegistry, defineAgent, errandActions, type AgentInput } from '@errand/core';
 import { openBucket, provision, type ErrandConnection } from '@errand/nats';
 import { StepExecutor } from '@errand/runtime/internal';
@@ -14,6 +14,16 @@ const listener = defineAgent({
     context: { heard: 0 },
     initial: 'listening',
     states: { listening: { on: { input: { actions: assign({ heard: ({ context }) => context.heard + 1 }) } } } },
+  }),
+});
+
+/** Calls a tool at start, then listens: its first step leaves a command in the outbox. */
+const caller = defineAgent({
+  id: 'caller',
+  version: 1,
+  machine: setup({ types: {} as { input: AgentInput; events: { type: 'input'; text: string } }, actions: errandActions }).createMachine({
+    initial: 'calling',
+    states: { calling: { entry: { type: 'errand.tool', params: { callId: 'c1', tool: 'noop', args: {} } }, on: { input: {} } } },
   }),
 });
 
@@ -56,5 +66,24 @@ describe('the step executor and agents that wait for a person', () => {
     await conn.nc.flush();
     expect(ids.slice(2)).toEqual([messageIds.event('l1', 2, 'step'), messageIds.event('l1', 3, 'step')]);
     sub.unsubscribe();
+  });
+
+  it('marks the commands of an outbox it publishes again, so a worker looks for their result before running them', async () => {
+    const prefix = uniquePrefix('again');
+    const specs = resourceSpecs({ prefix });
+    await provision(conn, { specs });
+    const subjects = createSubjects(prefix);
+    const agents = await openBucket(conn, specs.names.buckets.agents);
+    const registry = createRegistry([caller]);
+    const copies: (string | null)[] = [];
+    const sub = conn.nc.subscribe(subjects.workTool('noop'), { callback: (_e, m) => copies.push(m.headers?.get(Header.Republished) || null) });
+    await conn.nc.flush();
+
+    await new StepExecutor({ js: conn.js, agents, subjects, registry }).run({ ...goal('c1'), agent: 'caller' }, 'goal:c1');
+    // A second host, which cannot know the first published the command, sends it again, marked.
+    await new StepExecutor({ js: conn.js, agents, subjects, registry }).run(input('c1', 'hello'), 'in-1');
+    await conn.nc.flush();
+    sub.unsubscribe();
+    expect(copies).toEqual([null, '1']);
   });
 });

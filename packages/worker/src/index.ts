@@ -157,7 +157,10 @@ export async function startCommandWorker<K extends CommandKind>(
   /** Runs one command exactly once per key, and sends its result under the command's trace. */
   const run = async (cmd: Message<K> & { key: string; agentId: string }, msg: JsMsg, span: ErrandSpan, log: Logger) => {
     const { traceparent } = span;
-    const stored = await effects.get(effectKey(cmd.key));
+    // The first delivery of the first copy a host published cannot have run anywhere: no result to
+    // look for. A redelivery, or a copy published again from a stored outbox, may have run.
+    const firstRun = msg.info.deliveryCount === 1 && !msg.info.redelivered && !msg.headers?.has(Header.Republished);
+    const stored = firstRun ? undefined : await effects.get(effectKey(cmd.key));
     if (stored?.operation === 'PUT') {
       if (stored.length > 0) await send(decodeMessage(stored.value) as InboxMessage, cmd.key, traceparent);
       log.info({}, 'repeat of a completed command: answered from the effects bucket');

@@ -91,7 +91,8 @@ describe('startCommandWorker', () => {
       const trace = newTraceparent();
       await publish(d, cmd, { [TRACEPARENT]: trace });
       const first = await results.next();
-      await publish(d, cmd); // the same key again (a host re-publishing its outbox, a second host)
+      // The same key again, as a host re-publishing a stored outbox sends it (after a crash, or a second host).
+      await publish(d, cmd, { [Header.Republished]: '1' });
       const second = await results.next();
       expect(runs).toEqual([cmd.key]);
       const a = decodeMessage(first.data, { expect: 'tool.result' });

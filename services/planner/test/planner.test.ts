@@ -49,6 +49,7 @@ describe('the planner service', () => {
 
     // The same command again (a re-published outbox after the duplicate window): no second model call.
     const again = d.signed(request);
+    again.headers.set(Header.Republished, '1');
     await d.conn.js.publish(d.subjects.workPlan(), again.data, { msgID: 'second', headers: again.headers });
     await planner.waitForLine(/repeat of a completed command: answered from the effects bucket/);
     expect(mock.requests).toHaveLength(1);
