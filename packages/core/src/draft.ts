@@ -199,12 +199,12 @@ export class Draft {
     body: Record<string, unknown> & { kind: string },
     msgId = messageIds.event(this.ctx.agentId, this.record.step, token),
   ): void {
-    this.push(this.ctx.subjects.agentEvent(this.ctx.agentId, token), msgId, {
-      v: MESSAGE_VERSION,
-      agentId: this.ctx.agentId,
-      at: this.ctx.now,
-      ...body,
-    } as MessageInput);
+    const subject = this.ctx.subjects.agentEvent(this.ctx.agentId, token);
+    const message = { v: MESSAGE_VERSION, agentId: this.ctx.agentId, at: this.ctx.now, ...body } as MessageInput;
+    // The journal entry and the state change of every step are built here from parts already
+    // checked (the inbox message at the edge, the record): not parsed again each step.
+    if (token === 'step' || token === 'state') this.record.outbox.push({ subject, msgId, message: message as AgentRecord['outbox'][number]['message'] });
+    else this.push(subject, msgId, message);
   }
 
   /** Journals the current step: the event that came in, the state it reached, the commands it sent. */
