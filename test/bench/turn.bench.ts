@@ -6,7 +6,8 @@
  * turn.md. Nothing here asserts a time.
  *
  * Systems (test/bench/systems): jetstream-floor, jetstream-floor-cached, errand-custom,
- * errand-builtin. Each runs at one agent (BENCH_SOLO_AGENTS agents, default 20, one after
+ * errand-custom-unsigned (what command signing costs), errand-builtin. Each runs at one agent
+ * (BENCH_SOLO_AGENTS agents, default 20, one after
  * another, so a lone agent's latency is measured over enough turns) and at BENCH_AGENTS agents
  * (default 1000, all started at once, 64 steps in flight per stage), BENCH_TURNS turns each
  * (default 10), BENCH_REPEAT interleaved repetitions (default 3; medians reported, and each ratio
@@ -43,7 +44,7 @@ afterAll(async () => {
 
 it('the agent loop: Errand beside the JetStream floor, one agent and many', async () => {
   srv = await startTestServer();
-  const all = [createJetStreamFloor(srv), createJetStreamFloor(srv, { cached: true }), createErrandCustom(srv), createErrandBuiltin(srv)];
+  const all = [createJetStreamFloor(srv), createJetStreamFloor(srv, { cached: true }), createErrandCustom(srv), createErrandCustom(srv, { signed: false }), createErrandBuiltin(srv)];
   systems = ONLY ? all.filter((s) => ONLY.includes(s.name)) : all;
   for (const s of systems) await s.setup();
   // Warm-up, not reported: the first run of a system pays for JIT compilation and connections.

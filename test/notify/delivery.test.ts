@@ -27,10 +27,12 @@ afterAll(async () => {
 const received = () => api.requests.filter((r) => r.status === 200).map((r) => r.body);
 
 /** Publishes a notify command signed with the deployment's key, as a host would (workers refuse unsigned ones). */
-async function publishNotice(d: Deployment, message: Message<'notify.request'>, msgID?: string): Promise<void> {
+/** Publishes a signed notify command; `again`: as a host publishes a stored outbox once more (marked). */
+async function publishNotice(d: Deployment, message: Message<'notify.request'>, msgID?: string, again = false): Promise<void> {
   const data = encodeMessage(message).data;
   const h = headers();
   h.set(Header.Signature, d.keys.signer.sign(data));
+  if (again) h.set(Header.Republished, '1');
   await d.conn.js.publish(d.subjects.workNotify(message.channel), data, { headers: h, ...(msgID ? { msgID } : {}) });
 }
 
@@ -73,7 +75,7 @@ describe('delivery', () => {
       const said = notice('a-9:3:0', 'said once');
       await publishNotice(d, said, 'first-publish');
       await n.waitForLine(/"key":"a-9:3:0".*"msg":"command done"/);
-      await publishNotice(d, said, 'republished-later');
+      await publishNotice(d, said, 'republished-later', true);
       await n.waitForLine(/"key":"a-9:3:0".*"msg":"repeat of a completed command: answered from the effects bucket"/);
       expect(received().filter((r) => r.includes('said once'))).toHaveLength(1);
     } finally {

@@ -64,8 +64,14 @@ export const turnAgent = defineAgent({
   }),
 });
 
-export function createErrandCustom(srv: TestServer): LoopSystem {
-  const name = 'errand-custom';
+/**
+ * `signed: false` (`errand-custom-unsigned`) runs the same without command signatures: what
+ * signing every command and checking it in the worker costs, shown beside the signed run. A
+ * deployment signs (a tool-runner refuses unsigned commands).
+ */
+export function createErrandCustom(srv: TestServer, options: { signed?: boolean } = {}): LoopSystem {
+  const signed = options.signed ?? true;
+  const name = signed ? 'errand-custom' : 'errand-custom-unsigned';
   let admin: ErrandConnection | undefined;
   return {
     name,
@@ -87,8 +93,8 @@ export function createErrandCustom(srv: TestServer): LoopSystem {
           prefix: d.prefix,
           concurrency: o.concurrency,
           gcIntervalMs: 0,
-          signer: d.keys.signer,
-          verifier: d.keys.verifier,
+          signer: signed ? d.keys.signer : undefined,
+          verifier: signed ? d.keys.verifier : undefined,
         });
         stops.push(() => host.stop());
         const planner = await startCommandWorker({
@@ -98,7 +104,7 @@ export function createErrandCustom(srv: TestServer): LoopSystem {
           filterSubject: d.subjects.workPlan(),
           expect: 'plan.request',
           concurrency: o.concurrency,
-          verify: d.keys.verifier,
+          verify: signed ? d.keys.verifier : undefined,
           execute: async (cmd): Promise<Message<'plan.result'>> => ({
             v: MESSAGE_VERSION,
             kind: 'plan.result',
@@ -117,7 +123,7 @@ export function createErrandCustom(srv: TestServer): LoopSystem {
           filterSubject: d.subjects.workTool('noop'),
           expect: 'tool.request',
           concurrency: o.concurrency,
-          verify: d.keys.verifier,
+          verify: signed ? d.keys.verifier : undefined,
           execute: async (cmd): Promise<Message<'tool.result'>> => ({
             v: MESSAGE_VERSION,
             kind: 'tool.result',
@@ -139,7 +145,7 @@ export function createErrandCustom(srv: TestServer): LoopSystem {
           o,
           goal: (agentId) => ({ v: MESSAGE_VERSION, kind: 'goal', agentId, goal: 'turn bench', agent: turnAgent.id, input: { turns: o.turns }, at: Date.now() }),
           serverPids: srv.server.pid ? [srv.server.pid] : [],
-          note: `in process: host + plan and tool workers (concurrency ${o.concurrency}), each role its own connection and creds; commands signed and verified; silent loggers`,
+          note: `in process: host + plan and tool workers (concurrency ${o.concurrency}), each role its own connection and creds; commands ${signed ? 'signed and verified' : 'NOT signed'}; silent loggers`,
         });
       } finally {
         for (const stop of stops.reverse()) await stop().catch(() => {});
