@@ -11,9 +11,13 @@ import { isAgentId } from './subjects.js';
  * outbox), which are re-published — never recomputed — when a step is seen again.
  */
 
-/** The record format this build writes, and the formats it reads. */
-export const RECORD_FORMAT = 1;
-export const READABLE_RECORD_FORMATS: readonly number[] = [1];
+/**
+ * The record format this build writes, and the formats it reads. Format 2 may store an outbox
+ * message's field as a reference to the snapshot's context (`outboxRefs`): a planner's request
+ * carries the conversation the context already holds, and a record kept it twice.
+ */
+export const RECORD_FORMAT = 2;
+export const READABLE_RECORD_FORMATS: readonly number[] = [1, 2];
 /**
  * How many applied inbox message ids a record remembers. Redeliveries come within the consumer's
  * ack wait; results of commands are also de-duplicated by their key (see `pending`), timers by
@@ -96,12 +100,53 @@ export const AgentRecordSchema = z.object({
 });
 export type AgentRecord = z.infer<typeof AgentRecordSchema>;
 
+/**
+ * The record as stored: an outbox message's field that is the very array a field of the
+ * snapshot's context holds is left out of the message and named here instead, so the value is
+ * stored once. {@link decodeRecord} puts it back; nothing else sees this form.
+ */
+const StoredRecordSchema = AgentRecordSchema.extend({
+  outboxRefs: z
+    .array(z.object({ entry: z.number().int().nonnegative(), field: z.string().min(1), context: z.string().min(1) }))
+    .optional(),
+});
+type OutboxRef = NonNullable<z.infer<typeof StoredRecordSchema>['outboxRefs']>[number];
+
+function contextOf(snapshot: unknown): Record<string, unknown> | undefined {
+  const context = (snapshot as { context?: unknown } | null | undefined)?.context;
+  return context !== null && typeof context === 'object' && !Array.isArray(context) ? (context as Record<string, unknown>) : undefined;
+}
+
+/** The stored form of a record: see {@link StoredRecordSchema}. */
+function storedForm(record: AgentRecord): AgentRecord & { outboxRefs?: OutboxRef[] } {
+  const context = record.outbox.length > 0 ? contextOf(record.snapshot) : undefined;
+  const named = new Map<unknown, string>();
+  for (const key of context ? Object.keys(context) : []) {
+    const value = context![key];
+    if (Array.isArray(value) && value.length > 0 && !named.has(value)) named.set(value, key);
+  }
+  if (named.size === 0) return { ...record, format: RECORD_FORMAT };
+  const refs: OutboxRef[] = [];
+  const outbox = record.outbox.map((entry, i) => {
+    let message: Record<string, unknown> | undefined;
+    for (const field of Object.keys(entry.message)) {
+      const key = named.get((entry.message as Record<string, unknown>)[field]);
+      if (key === undefined) continue;
+      message ??= { ...entry.message };
+      delete message[field];
+      refs.push({ entry: i, field, context: key });
+    }
+    return message ? { ...entry, message: message as typeof entry.message } : entry;
+  });
+  return refs.length > 0 ? { ...record, format: RECORD_FORMAT, outbox, outboxRefs: refs } : { ...record, format: RECORD_FORMAT };
+}
+
 const packr = new Packr({ useRecords: false, skipValues: [undefined], int64AsType: 'number', mapsAsObjects: true } as ConstructorParameters<
   typeof Packr
 >[0]);
 
 export function encodeRecord(record: AgentRecord): Uint8Array {
-  return packr.pack(record);
+  return packr.pack(storedForm(record));
 }
 
 /**
@@ -125,12 +170,23 @@ export function decodeRecord(data: Uint8Array): AgentRecord {
       { agentId: agent },
     );
   }
-  const parsed = AgentRecordSchema.safeParse(body);
+  const parsed = StoredRecordSchema.safeParse(body);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(record)'}: ${i.message}`);
     throw new CodecError(CodecErrorCode.Invalid, `invalid agent record: ${issues.join('; ')}`, { agentId: agent, issues });
   }
-  return parsed.data;
+  const { outboxRefs, ...record } = parsed.data;
+  const context = contextOf(record.snapshot);
+  for (const ref of outboxRefs ?? []) {
+    const value = context?.[ref.context];
+    const entry = record.outbox[ref.entry];
+    if (!entry || !Array.isArray(value)) {
+      const issue = `outboxRefs: entry ${ref.entry}'s ${ref.field} refers to context.${ref.context}, which the record does not hold`;
+      throw new CodecError(CodecErrorCode.Invalid, `invalid agent record: ${issue}`, { agentId: agent, issues: [issue] });
+    }
+    (entry.message as Record<string, unknown>)[ref.field] = value;
+  }
+  return record;
 }
 
 /** True when `kind` names a message schema (for outbox entries). */

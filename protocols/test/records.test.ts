@@ -26,6 +26,30 @@ describe('agent records', () => {
     expect(decodeRecord(encodeRecord(record))).toEqual(record);
   });
 
+  it('store a conversation a planner request shares with the context once, and give it back in both places', () => {
+    const messages = Array.from({ length: 40 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `message ${i} ${'x'.repeat(200)}` }));
+    const planning: AgentRecord = {
+      ...record,
+      snapshot: { ...(record.snapshot as object), context: { n: 2, messages } },
+      outbox: [{ subject: 'errand.work.plan', msgId: 'a-1:3:0', message: { v: 1, kind: 'plan.request', key: 'a-1:3:0', messages, tools: [] } }],
+    };
+    const stored = encodeRecord(planning);
+    const twice = new Packr({ useRecords: false }).pack(planning);
+    expect(stored.length).toBeLessThan(twice.length * 0.6);
+    const read = decodeRecord(stored);
+    expect(read).toEqual(planning);
+    expect((read.outbox[0]!.message as { messages: unknown }).messages).toBe((read.snapshot as { context: { messages: unknown } }).context.messages);
+    // A copy that is merely equal is not the same array: it is stored as it is.
+    const copied = { ...planning, outbox: [{ ...planning.outbox[0]!, message: { ...planning.outbox[0]!.message, messages: [...messages] } }] };
+    expect(decodeRecord(encodeRecord(copied))).toEqual(copied);
+  });
+
+  it('read records of format 1, and refuse a reference to a context field that is not there', () => {
+    expect(decodeRecord(new Packr({ useRecords: false }).pack({ ...record, format: 1 }))).toEqual({ ...record, format: 1 });
+    const dangling = new Packr({ useRecords: false }).pack({ ...record, outboxRefs: [{ entry: 0, field: 'messages', context: 'nothing' }] });
+    expect(() => decodeRecord(dangling)).toThrow(/outboxRefs: entry 0's messages refers to context.nothing/);
+  });
+
   it('refuse a format written by a newer Errand, naming it', () => {
     const newer = new Packr({ useRecords: false }).pack({ ...record, format: RECORD_FORMAT + 1 });
     expect(() => decodeRecord(newer)).toThrow(CodecError);
