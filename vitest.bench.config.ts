@@ -9,6 +9,8 @@ export default defineConfig({
   test: {
     include: ['test/bench/**/*.bench.ts'],
     pool: 'forks',
+    // idle-heap.bench.ts collects garbage before it reads the heap.
+    execArgv: ['--expose-gc'],
     fileParallelism: false,
     testTimeout: 600_000,
     hookTimeout: 60_000,

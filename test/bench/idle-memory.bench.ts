@@ -14,7 +14,7 @@
  */
 import { afterAll, beforeAll, it } from 'vitest';
 import { startMockLlm, type MockLlm } from '@errand/llm';
-import { startTestServer, startTestToolRunner, type Deployment, type TestProcess, type TestServer, type TestToolRunner } from '@errand/testing';
+import { freePort, startTestServer, startTestToolRunner, type Deployment, type TestProcess, type TestServer, type TestToolRunner } from '@errand/testing';
 import { writeReport } from './report.js';
 import { answerAll, benchDeployment, fmt, sleep, stopDeployment, submitAll, trackProgress, until, type Progress } from './ops/harness.js';
 import { cpuMicros, MB, rssBytes } from './ops/proc.js';
@@ -33,6 +33,9 @@ interface Row {
   startSeconds: number;
   rssBeforeMb: number;
   rssWaitingMb: number;
+  /** V8's used heap (the host's /metrics), beside the RSS: what is live (and not yet collected), not what V8 keeps reserved. */
+  heapBeforeMb: number | undefined;
+  heapWaitingMb: number | undefined;
   rssIdleEndMb: number;
   hostIdleCpuMs: number;
   serverIdleCpuMs: number;
@@ -51,8 +54,8 @@ beforeAll(async () => {
 afterAll(async () => {
   const conn = await srv.connect();
   await writeReport('idle-memory', 'Idle memory: agents waiting for a person, one host process', conn.features.version.text, rows, {
-    header: ['agent', 'waiting', 'start s', 'host RSS before MB', 'all waiting MB', 'added MB', 'KB per agent', `host CPU ms over ${WINDOW_MS / 1000} s idle`, `nats-server CPU ms idle`, 'RSS idle end MB', 'wake s', 'RSS after wake MB', 'note'],
-    align: ['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---'],
+    header: ['agent', 'waiting', 'start s', 'host RSS before MB', 'all waiting MB', 'added MB', 'KB per agent', 'heap used before → waiting MB', `host CPU ms over ${WINDOW_MS / 1000} s idle`, `nats-server CPU ms idle`, 'RSS idle end MB', 'wake s', 'RSS after wake MB', 'note'],
+    align: ['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---'],
     cells: (r) => [
       r.agent,
       `${r.waiting}/${r.agents}`,
@@ -61,6 +64,7 @@ afterAll(async () => {
       fmt(r.rssWaitingMb, 1),
       fmt(r.rssWaitingMb - r.rssBeforeMb, 1),
       fmt(((r.rssWaitingMb - r.rssBeforeMb) * 1024) / Math.max(1, r.waiting), 1),
+      r.heapBeforeMb === undefined || r.heapWaitingMb === undefined ? '—' : `${fmt(r.heapBeforeMb, 1)} → ${fmt(r.heapWaitingMb, 1)}`,
       fmt(r.hostIdleCpuMs, 0),
       fmt(r.serverIdleCpuMs, 0),
       fmt(r.rssIdleEndMb, 1),
@@ -84,11 +88,29 @@ interface Kind {
 }
 
 /** Starts the agents through one host, measures it idle, wakes them if the kind can. */
-async function measure(d: Deployment, host: TestProcess, kind: Kind): Promise<void> {
+/** The host's V8 heap in use, from its Prometheus endpoint (`errand_process_nodejs_heap_size_used_bytes`). */
+async function heapUsedMb(metricsPort: number): Promise<number | undefined> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const m = /^errand_process_nodejs_heap_size_used_bytes(?:\{[^}]*\})? ([0-9.e+]+)$/m.exec(text);
+    return m ? Number(m[1]) / MB : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts a host that serves /metrics (for its heap) on a free port. */
+async function startHost(d: Deployment): Promise<{ host: TestProcess; metricsPort: number }> {
+  const metricsPort = await freePort();
+  return { host: await d.start('host', { ERRAND_METRICS_PORT: String(metricsPort) }), metricsPort };
+}
+
+async function measure(d: Deployment, host: TestProcess, metricsPort: number, kind: Kind): Promise<void> {
   const progress = await trackProgress(d);
   try {
     await sleep(SETTLE_MS);
     const rssBefore = rssBytes(host.pid);
+    const heapBefore = await heapUsedMb(metricsPort);
     const t0 = performance.now();
     const ids = await submitAll(d, kind.agents, kind.goal);
     const count = () => ids.reduce((n, id) => n + (kind.waiting(progress, id) ? 1 : 0), 0);
@@ -97,6 +119,7 @@ async function measure(d: Deployment, host: TestProcess, kind: Kind): Promise<vo
     const waiting = count();
     await sleep(SETTLE_MS);
     const rssWaiting = rssBytes(host.pid);
+    const heapWaiting = await heapUsedMb(metricsPort);
     const hostCpu0 = cpuMicros(host.pid);
     const serverCpu0 = cpuMicros(srv.server.pid);
     await sleep(WINDOW_MS);
@@ -119,6 +142,8 @@ async function measure(d: Deployment, host: TestProcess, kind: Kind): Promise<vo
       startSeconds,
       rssBeforeMb: rssBefore / MB,
       rssWaitingMb: rssWaiting / MB,
+      heapBeforeMb: heapBefore,
+      heapWaitingMb: heapWaiting,
       rssIdleEndMb: rssIdleEnd / MB,
       hostIdleCpuMs,
       serverIdleCpuMs,
@@ -138,9 +163,9 @@ it(`${AGENTS} tally agents waiting for an input`, async () => {
   const d = await benchDeployment(srv, { modules: '@errand/example-agents' });
   const processes: TestProcess[] = [];
   try {
-    const host = await d.start('host');
+    const { host, metricsPort } = await startHost(d);
     processes.push(host);
-    await measure(d, host, {
+    await measure(d, host, metricsPort, {
       agent: 'tally (example agents)',
       agents: AGENTS,
       goal: (i) => ({ goal: `wait ${i}`, agent: 'tally', input: { expect: 1 } }),
@@ -161,9 +186,9 @@ it.skipIf(BUILTIN_AGENTS <= 0)(`${BUILTIN_AGENTS} built-in agents waiting for an
   let wipe: TestToolRunner | undefined;
   try {
     wipe = await startTestToolRunner(d, 'wipe', (r) => ({ output: { wiped: (r.args as { path: string }).path } }), { policy: 'ask' });
-    const [host, planner] = await Promise.all([d.start('host'), d.start('planner', { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1' })]);
+    const [{ host, metricsPort }, planner] = await Promise.all([startHost(d), d.start('planner', { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1' })]);
     processes.push(host, planner);
-    await measure(d, host, {
+    await measure(d, host, metricsPort, {
       agent: 'assistant (built-in), planner + loopback model',
       agents: BUILTIN_AGENTS,
       goal: (i) => ({ goal: `Tidy ${i}`, agent: 'assistant', tools: ['wipe'] }),

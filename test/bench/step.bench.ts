@@ -114,7 +114,7 @@ it('Errand step: decide (XState transition) + commit with revision + publish the
     v: MESSAGE_VERSION, kind: 'input', agentId, text: String(i), by: { id: 'bench', channel: 'bench' }, at: Date.now(),
   });
   await executor.run(goal('one', STEPS_ONE + 1), 'goal:one');
-  await measure('Errand, one agent', STEPS_ONE, 'a counter agent, cache hot, awaited in turn', async () => {
+  await measure('Errand, one agent', STEPS_ONE, 'a counter agent waiting for input (its record is read from KV each step), awaited in turn', async () => {
     for (let i = 0; i < STEPS_ONE; i++) await executor.run(input('one', i), `in-${i}`);
   });
   for (let a = 0; a < AGENTS; a++) await executor.run(goal(`a-${a}`, STEPS_EACH + 1), `goal:a-${a}`);
