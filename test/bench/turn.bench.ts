@@ -16,28 +16,22 @@
  */
 import { afterAll, it } from 'vitest';
 import { startTestServer, type TestServer } from '@errand/testing';
-import type { LoopOptions, LoopResult, LoopSystem } from './lib/loop.js';
+import { chosenSystems, loopSettings, runInterleaved, type Repetition } from './lib/interleave.js';
+import type { LoopSystem } from './lib/loop.js';
 import { summarize, writeLoopReport } from './lib/loop-report.js';
 import { createErrandBuiltin } from './systems/errand-builtin.js';
 import { createErrandCustom } from './systems/errand-custom.js';
 import { createJetStreamFloor } from './systems/jetstream-floor.js';
 
-const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
-const TURNS = Number(process.env.BENCH_TURNS ?? 10);
-const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
-const SOLO = Number(process.env.BENCH_SOLO_AGENTS ?? 20);
-const ONLY = process.env.BENCH_SYSTEMS?.split(',').map((s) => s.trim()).filter(Boolean);
-const CONCURRENCY = 64;
-
 let srv: TestServer | undefined;
 let systems: LoopSystem[] = [];
-const repetitions: { size: string; result: LoopResult }[][] = [];
+const repetitions: Repetition[] = [];
 
 afterAll(async () => {
   for (const s of systems) await s.teardown().catch(() => {});
   if (repetitions.length && srv) {
     const conn = await srv.connect();
-    await writeLoopReport('turn', `Turn benchmark: ${TURNS} turns per agent, medians of ${repetitions.length} interleaved repetitions`, conn.features.version.text, summarize(repetitions, 'jetstream-floor'));
+    await writeLoopReport('turn', `Turn benchmark: ${loopSettings.turns} turns per agent, medians of ${repetitions.length} interleaved repetitions`, conn.features.version.text, summarize(repetitions, 'jetstream-floor'));
   }
   await srv?.stop();
 });
@@ -45,23 +39,7 @@ afterAll(async () => {
 it('the agent loop: Errand beside the JetStream floor, one agent and many', async () => {
   srv = await startTestServer();
   const all = [createJetStreamFloor(srv), createJetStreamFloor(srv, { cached: true }), createErrandCustom(srv), createErrandCustom(srv, { signed: false }), createErrandBuiltin(srv)];
-  systems = ONLY ? all.filter((s) => ONLY.includes(s.name)) : all;
+  systems = chosenSystems ? all.filter((s) => chosenSystems!.includes(s.name)) : all;
   for (const s of systems) await s.setup();
-  // Warm-up, not reported: the first run of a system pays for JIT compilation and connections.
-  for (const s of systems) await s.run({ agents: Math.min(AGENTS, 50), turns: TURNS, concurrency: CONCURRENCY });
-  const sizes: { size: string; o: LoopOptions }[] = [
-    { size: `1 (${SOLO} in turn)`, o: { agents: SOLO, turns: TURNS, concurrency: 1 } },
-    { size: String(AGENTS), o: { agents: AGENTS, turns: TURNS, concurrency: CONCURRENCY } },
-  ];
-  for (let r = 0; r < REPEAT; r++) {
-    const rep: { size: string; result: LoopResult }[] = [];
-    repetitions.push(rep);
-    for (const { size, o } of sizes) {
-      for (const s of systems) {
-        const result = await s.run(o);
-        rep.push({ size, result });
-        process.stdout.write(`turn bench ${r + 1}/${REPEAT} ${s.name} @ ${size}: ${Math.round(result.stepsPerSecond)} steps/s, p50 ${result.turnP50Ms?.toFixed(2) ?? '–'} ms, client ${Math.round(result.clientCpuUsPerStep)} µs/step, server ${Math.round(result.serverCpuUsPerStep)} µs/step\n`);
-      }
-    }
-  }
+  await runInterleaved('turn bench', systems, repetitions);
 }, 3_600_000);

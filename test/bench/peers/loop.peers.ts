@@ -16,7 +16,8 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, it } from 'vitest';
 import { startTestServer, type TestServer } from '@errand/testing';
-import type { LoopOptions, LoopResult, LoopSystem } from '../lib/loop.js';
+import { chosenSystems, loopSettings, runInterleaved, type Repetition } from '../lib/interleave.js';
+import type { LoopSystem } from '../lib/loop.js';
 import { summarize, writeLoopReport } from '../lib/loop-report.js';
 import { createErrandBuiltin } from '../systems/errand-builtin.js';
 import { createErrandCustom } from '../systems/errand-custom.js';
@@ -25,12 +26,6 @@ import { bullmqSystem } from './bullmq.js';
 import { langgraphSystem } from './langgraph.js';
 import { restateSystem } from './restate.js';
 
-const AGENTS = Number(process.env.BENCH_AGENTS ?? 1000);
-const TURNS = Number(process.env.BENCH_TURNS ?? 10);
-const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
-const SOLO = Number(process.env.BENCH_SOLO_AGENTS ?? 20);
-const ONLY = process.env.BENCH_SYSTEMS?.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
-const CONCURRENCY = 64;
 const FLOOR = 'jetstream-floor';
 
 type Versioned = LoopSystem & { version?(): string };
@@ -38,14 +33,14 @@ type Versioned = LoopSystem & { version?(): string };
 let srv: TestServer | undefined;
 const started: Versioned[] = [];
 const failed: { system: string; error: string }[] = [];
-const repetitions: { size: string; result: LoopResult }[][] = [];
+const repetitions: Repetition[] = [];
 
 afterAll(async () => {
   for (const s of [...started].reverse()) await s.teardown().catch((e: unknown) => failed.push({ system: s.name, error: `teardown: ${String(e)}` }));
   if (repetitions.length && srv) {
     const conn = await srv.connect();
     const servers = [conn.features.version.text, ...started.map((s) => s.version?.()).filter((v): v is string => Boolean(v))].join('; ');
-    await writeLoopReport('peers', `Agent loop: Errand, the floor and its peers — ${TURNS} turns per agent, medians of ${repetitions.length} interleaved repetitions`, servers, summarize(repetitions, FLOOR));
+    await writeLoopReport('peers', `Agent loop: Errand, the floor and its peers — ${loopSettings.turns} turns per agent, medians of ${repetitions.length} interleaved repetitions`, servers, summarize(repetitions, FLOOR));
     if (failed.length) await addFailures(failed);
   }
   await srv?.stop();
@@ -70,35 +65,15 @@ function failure(system: string, e: unknown): void {
 it('the agent loop on BullMQ, Restate and LangGraph beside the floor and Errand, one agent and many', async () => {
   srv = await startTestServer();
   const all: Versioned[] = [createJetStreamFloor(srv), createJetStreamFloor(srv, { cached: true }), createErrandCustom(srv), createErrandBuiltin(srv), bullmqSystem(), restateSystem(), langgraphSystem()];
-  const chosen = ONLY ? all.filter((s) => ONLY.some((o) => s.name.toLowerCase().includes(o))) : all;
+  const chosen = chosenSystems ? all.filter((s) => chosenSystems!.some((o) => s.name.toLowerCase().includes(o))) : all;
   for (const s of chosen) {
     try {
       started.push(s);
       await s.setup();
-      // Warm-up, not reported: the first run of a system pays for JIT compilation and connections.
-      await s.run({ agents: Math.min(AGENTS, 50), turns: TURNS, concurrency: CONCURRENCY });
     } catch (e) {
       failure(s.name, e);
     }
   }
-  const sizes: { size: string; o: LoopOptions }[] = [
-    { size: `1 (${SOLO} in turn)`, o: { agents: SOLO, turns: TURNS, concurrency: 1 } },
-    { size: String(AGENTS), o: { agents: AGENTS, turns: TURNS, concurrency: CONCURRENCY } },
-  ];
-  for (let r = 0; r < REPEAT; r++) {
-    const rep: { size: string; result: LoopResult }[] = [];
-    repetitions.push(rep);
-    for (const { size, o } of sizes) {
-      for (const s of started) {
-        if (failed.some((f) => f.system === s.name)) continue;
-        try {
-          const result = await s.run(o);
-          rep.push({ size, result });
-          process.stdout.write(`peers bench ${r + 1}/${REPEAT} ${s.name} @ ${size}: ${Math.round(result.stepsPerSecond)} steps/s, p50 ${result.turnP50Ms?.toFixed(2) ?? '–'} ms, client ${Math.round(result.clientCpuUsPerStep)} µs/step, server ${Math.round(result.serverCpuUsPerStep)} µs/step\n`);
-        } catch (e) {
-          failure(s.name, e);
-        }
-      }
-    }
-  }
+  const ready = started.filter((s) => !failed.some((f) => f.system === s.name));
+  await runInterleaved('peers bench', ready, repetitions, (s, e) => failure(s.name, e));
 }, 4 * 3_600_000);
