@@ -1,5 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 export async function writeReport<R>(name: string, title: string, natsVersion: string, rows: readonly R[], table: { header: string[]; align: string[]; cells(row: R): (string | number)[] }): Promise<void> {
   const dir = fileURLToPath(new URL('./results/', import.meta.url));
   await mkdir(dir, { recursive: true });
-  const machine = { node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, nats: natsVersion, at: new Date().toISOString() };
+  const machine = { node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model, nats: natsVersion, at: new Date().toISOString() };
   await writeFile(`${dir}${name}.json`, `${JSON.stringify({ machine, rows }, null, 2)}\n`);
   const md = [
     `# ${title} (${machine.at})`,
