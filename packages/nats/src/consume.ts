@@ -90,6 +90,14 @@ export async function consumeMessages<K extends MessageKind>(
   const inflight = new Set<Promise<void>>();
   const origin = o.deadLetter.origin;
   const stopWatching = watchConsumerPending(origin, async () => (await o.consumer.info()).num_pending);
+  // One ticker heartbeats every message whose handler is running (not a timer per message).
+  const beating = new Set<JsMsg>();
+  const ticker = o.heartbeatMs
+    ? setInterval(() => {
+        for (const m of beating) m.working();
+      }, o.heartbeatMs)
+    : undefined;
+  ticker?.unref();
 
   const process = async (msg: JsMsg): Promise<void> => {
     if (msg.info.redelivered) metrics.redeliveries.inc({ consumer: origin });
@@ -105,7 +113,7 @@ export async function consumeMessages<K extends MessageKind>(
       logger.warn({ subject: msg.subject, seq: msg.seq, code: err.code, agentId: err.agentId }, `dead-lettered: ${err.message}`);
       return;
     }
-    const heartbeat = o.heartbeatMs ? setInterval(() => msg.working(), o.heartbeatMs) : undefined;
+    if (ticker) beating.add(msg);
     try {
       await o.handle(message, msg);
       msg.ack();
@@ -128,7 +136,7 @@ export async function consumeMessages<K extends MessageKind>(
         logger.warn({ err, subject: msg.subject, seq: msg.seq, agentId, deliveries, retryInMs: delay }, 'handler failed; will retry');
       }
     } finally {
-      clearInterval(heartbeat);
+      beating.delete(msg);
     }
   };
 
@@ -144,7 +152,10 @@ export async function consumeMessages<K extends MessageKind>(
       if (inflight.size >= o.concurrency) await Promise.race(inflight);
     }
     await Promise.all(inflight);
-  })().finally(stopWatching);
+  })().finally(() => {
+    clearInterval(ticker);
+    stopWatching();
+  });
 
   let stopping: Promise<void> | undefined;
   return {

@@ -172,7 +172,6 @@ export async function startCommandWorker<K extends CommandKind>(
     const mine = running.get(cmd.agentId) ?? new Set();
     mine.add(controller);
     running.set(cmd.agentId, mine);
-    const heartbeat = setInterval(() => msg.working(), Math.max(100, o.ackWaitMs / 3));
     log.info({ deliveries: msg.info.deliveryCount }, 'command started');
     const started = Date.now();
     try {
@@ -205,7 +204,6 @@ export async function startCommandWorker<K extends CommandKind>(
       record(result as InboxMessage | undefined, ms, span);
       log.info({ ms }, 'command done');
     } finally {
-      clearInterval(heartbeat);
       inFlight.delete(controller);
       mine.delete(controller);
       if (mine.size === 0) running.delete(cmd.agentId);
@@ -237,6 +235,8 @@ export async function startCommandWorker<K extends CommandKind>(
     expect: o.expect as MessageKind as K,
     deadLetter: { js: conn.js, subjects, origin: o.name, maxPayload: conn.nc.info?.max_payload ?? 1024 * 1024 },
     concurrency: o.concurrency,
+    // A long command tells JetStream it is still running, so no other replica gets it meanwhile.
+    heartbeatMs: Math.max(100, Math.floor(o.ackWaitMs / 3)),
     logger: log,
     ...(o.verify ? { validate: refuseUnsigned(o.verify, () => count('refused')) } : {}),
     handle: async (command, msg) => {

@@ -54,7 +54,7 @@ async function publish(d: Deployment, cmd: Message<'tool.request'>, extraHeaders
 }
 
 /** A worker serving the `echo` tool subject of `d`, with a name of its own (its durable consumer). */
-function echoWorker(d: Deployment, name: string, execute: Parameters<typeof startCommandWorker<'tool.request'>>[0]['execute'], more: { stopGraceMs?: number; logger?: ReturnType<typeof recordingLogger> } = {}) {
+function echoWorker(d: Deployment, name: string, execute: Parameters<typeof startCommandWorker<'tool.request'>>[0]['execute'], more: { stopGraceMs?: number; ackWaitMs?: number; logger?: ReturnType<typeof recordingLogger> } = {}) {
   return startCommandWorker({
     conn: d.conn,
     prefix: d.prefix,
@@ -72,6 +72,31 @@ const commandsCounted = async (worker: string, outcome: string) =>
   (await metrics.commands.get()).values.find((v) => v.labels.worker === worker && v.labels.outcome === outcome)?.value ?? 0;
 
 describe('startCommandWorker', () => {
+  it('a command that runs longer than the ack wait heartbeats and runs once', async () => {
+    const d = await createDeployment(srv);
+    const results = collect(d.conn.nc, d.subjects.agentIn('w9', 'tool'));
+    const deliveries: number[] = [];
+    const worker = await echoWorker(
+      d,
+      'long',
+      async (cmd, { msg }) => {
+        deliveries.push(msg.info.deliveryCount);
+        // The scenario itself: a command three ack waits long.
+        await new Promise((resolve) => setTimeout(resolve, 3_000));
+        return resultOf(cmd, 'slow');
+      },
+      { ackWaitMs: 1_000 },
+    );
+    try {
+      await publish(d, toolRequest('w9'));
+      await results.next();
+      expect(deliveries).toEqual([1]);
+    } finally {
+      results.stop();
+      await worker.stop();
+    }
+  });
+
   it('runs a command once per idempotency key: a repeat is answered from the effects bucket under the same trace, without running', async () => {
     const d = await createDeployment(srv);
     const results = collect(d.conn.nc, d.subjects.agentIn('w1', 'tool'));
