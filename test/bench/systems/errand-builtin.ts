@@ -47,6 +47,9 @@ export const noopTool: Tool = {
   run: async (args) => ({ ok: true, n: (args as { n?: unknown } | null)?.n ?? null }),
 };
 
+/** The services' log level (BENCH_LOG_LEVEL, default info as deployed): `warn` shows what logging costs. */
+const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
+
 export function createErrandBuiltin(srv: TestServer): LoopSystem {
   const name = 'errand-builtin';
   let admin: ErrandConnection | undefined;
@@ -68,9 +71,9 @@ export function createErrandBuiltin(srv: TestServer): LoopSystem {
       llm.turns = o.turns;
       const d = await openDeployment(srv, admin, 'builtin');
       const stops: (() => Promise<void>)[] = [];
-      // As a service process logs: info and up, shipped to NATS (a deployment's stdout is not this bench's).
+      // As a service process logs: info and up (BENCH_LOG_LEVEL), shipped to NATS (a deployment's stdout is not this bench's).
       const serviceLogger = (conn: ErrandConnection, service: string) => {
-        const { logger, shipper } = createServiceLogger(service, 'info', { stdout: false });
+        const { logger, shipper } = createServiceLogger(service, LOG_LEVEL, { stdout: false });
         shipper.attach(conn.nc, d.subjects.logs(service));
         return logger;
       };
@@ -97,7 +100,7 @@ export function createErrandBuiltin(srv: TestServer): LoopSystem {
             OPENAI_BASE_URL: llm.baseURL,
             ERRAND_VERIFY_KEY: d.keys.publicKey,
             ERRAND_PLANNER_CONCURRENCY: String(o.concurrency),
-            LOG_LEVEL: 'info',
+            LOG_LEVEL: LOG_LEVEL,
           },
           { logger: (service, level, redactor) => createServiceLogger(service, level, { stdout: false, redactor }) },
         );
@@ -127,7 +130,7 @@ export function createErrandBuiltin(srv: TestServer): LoopSystem {
             at: Date.now(),
           }),
           serverPids: srv.server.pid ? [srv.server.pid] : [],
-          note: `in process: host, planner service (real openai client, streaming, loopback model server in this process), tool-runner; concurrency ${o.concurrency}; each role its own creds; signed commands; info logs shipped to NATS`,
+          note: `in process: host, planner service (real openai client, streaming, loopback model server in this process), tool-runner; concurrency ${o.concurrency}; each role its own creds; signed commands; ${LOG_LEVEL} logs shipped to NATS`,
         });
       } finally {
         for (const stop of stops.reverse()) await stop().catch(() => {});
