@@ -489,7 +489,7 @@ function toolResultPatch(c: AgentContext, e: ToolResultEvent, enqueue: Enqueue):
 
 /** A running call nobody answered in time (no live runner?): it fails like a transient error. */
 function noAnswer(c: AgentContext, call: CallState, enqueue: Enqueue): ReturnType<typeof toolResultPatch> {
-  const within = Math.round(((c.toolTimeouts[call.tool] ?? DEFAULT_TOOL_TIMEOUT_MS) + c.settings.toolDeadlineGraceMs) / 1000);
+  const within = Math.round(answerWithinMs(c, call) / 1000);
   return toolResultPatch(
     c,
     { type: 'tool.result', callId: call.id, error: { code: 'ERR_TOOL_NO_ANSWER', message: `no answer from ${call.tool} within ${within} s: no tool-runner may be serving it`, retryable: true } },

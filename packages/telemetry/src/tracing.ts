@@ -19,7 +19,6 @@ const tracer = trace.getTracer('errand');
 
 const TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
-/** A fresh root context: a new trace id, sampled. */
 /**
  * Random ids for traces and spans, cut from a pool filled 4 KiB at a time: one call into the
  * system's random source per step cost about 2% of a busy host's CPU. The ids stay
@@ -37,6 +36,7 @@ function randomHex(bytes: number): string {
   return pool.toString('hex', poolAt - bytes, poolAt);
 }
 
+/** A fresh root context: a new trace id, sampled. */
 export function newTraceparent(): string {
   return `00-${randomHex(16)}-${randomHex(8)}-01`;
 }

@@ -139,11 +139,9 @@ export async function startCommandWorker<K extends CommandKind>(
     description: `Errand ${o.name}`,
   });
 
-  // Commands in flight by agent, so that a cancel reaches them.
+  // Commands in flight by agent, so that a cancel of the agent, or the worker stopping, reaches them.
   const running = new Map<string, Set<AbortController>>();
   const stopAll = new AbortController();
-  // Every command in flight, to abort when the worker stops (not a listener each on one signal).
-  const inFlight = new Set<AbortController>();
   const stopListening = listenForCancels(conn, subjects.agentInAll(undefined, 'control'), (agentId) => {
     for (const c of running.get(agentId) ?? []) c.abort(new Error(`agent ${agentId} was cancelled`));
   });
@@ -168,7 +166,6 @@ export async function startCommandWorker<K extends CommandKind>(
       return;
     }
     const controller = new AbortController();
-    inFlight.add(controller);
     const mine = running.get(cmd.agentId) ?? new Set();
     mine.add(controller);
     running.set(cmd.agentId, mine);
@@ -204,7 +201,6 @@ export async function startCommandWorker<K extends CommandKind>(
       record(result as InboxMessage | undefined, ms, span);
       log.info({ ms }, 'command done');
     } finally {
-      inFlight.delete(controller);
       mine.delete(controller);
       if (mine.size === 0) running.delete(cmd.agentId);
     }
@@ -266,7 +262,8 @@ export async function startCommandWorker<K extends CommandKind>(
       const grace = new Promise<void>((resolve) => setTimeout(resolve, o.stopGraceMs).unref());
       await Promise.race([drained, grace]);
       stopAll.abort();
-      for (const c of inFlight) c.abort(new Error('the worker is stopping'));
+      // Every command still running (each is in `running`, under its agent) is handed back.
+      for (const mine of running.values()) for (const c of mine) c.abort(new Error('the worker is stopping'));
       await drained;
     })());
   return { stop, [Symbol.asyncDispose]: stop };
