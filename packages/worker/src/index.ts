@@ -16,8 +16,25 @@ import {
   type Message,
   type MessageKind,
 } from '@errand/protocols';
-import { consumeMessages, ensureConsumer, openBucket, publishMessage, type ErrandConnection, type JsMsg } from '@errand/nats';
+import { consumeMessages, ensureConsumer, isRevisionConflict, openBucket, publishMessage, type ErrandConnection, type JsMsg } from '@errand/nats';
 import { metrics, startSpan, traceparentFrom, type ErrandSpan } from '@errand/telemetry';
+
+/**
+ * How long after the step that sent it a command's first copy can reach the stream. A copy stored
+ * later is taken for one published again (or replayed), whatever its headers say.
+ */
+const FIRST_COPY_WITHIN_MS = 60_000;
+
+/**
+ * Whether this delivery is the first of the first copy a host published — which cannot have run
+ * anywhere, so there is no result to look for: not a redelivery, not marked `Errand-Republished`
+ * (a copy published again from a stored outbox), and stored within a minute of the step that sent it.
+ */
+function isFirstCopy(cmd: { at?: number }, msg: JsMsg): boolean {
+  if (msg.info.deliveryCount !== 1 || msg.info.redelivered || msg.headers?.has(Header.Republished)) return false;
+  const storedAt = msg.info.timestampNanos / 1e6;
+  return typeof cmd.at === 'number' && Math.abs(storedAt - cmd.at) < FIRST_COPY_WITHIN_MS;
+}
 
 /** The effects-bucket key for an idempotency key; defined with the wire contract in @errand/protocols. */
 export { effectKey };
@@ -155,9 +172,7 @@ export async function startCommandWorker<K extends CommandKind>(
   /** Runs one command exactly once per key, and sends its result under the command's trace. */
   const run = async (cmd: Message<K> & { key: string; agentId: string }, msg: JsMsg, span: ErrandSpan, log: Logger) => {
     const { traceparent } = span;
-    // The first delivery of the first copy a host published cannot have run anywhere: no result to
-    // look for. A redelivery, or a copy published again from a stored outbox, may have run.
-    const firstRun = msg.info.deliveryCount === 1 && !msg.info.redelivered && !msg.headers?.has(Header.Republished);
+    const firstRun = isFirstCopy(cmd, msg);
     const stored = firstRun ? undefined : await effects.get(effectKey(cmd.key));
     if (stored?.operation === 'PUT') {
       if (stored.length > 0) await send(decodeMessage(stored.value) as InboxMessage, cmd.key, traceparent);
@@ -193,10 +208,25 @@ export async function startCommandWorker<K extends CommandKind>(
       // Recorded and answered at once: both complete before the ack, so a crash in between leaves
       // the command unacked and it is redelivered — as a crash before either would. The agent
       // takes a command's first result only (by its key), and the inbox drops a repeat by its id.
-      await Promise.all([
-        effects.put(effectKey(cmd.key), result ? encodeMessage(result as InboxMessage).data : new Uint8Array()),
-        result ? send(result as InboxMessage, cmd.key, traceparent) : undefined,
-      ]);
+      // A first copy ran without looking, so it records only where nothing is recorded yet: an
+      // unmarked copy of a command that already ran (replayed) leaves the first result standing.
+      const value = result ? encodeMessage(result as InboxMessage).data : new Uint8Array();
+      const recording = firstRun
+        ? effects.create(effectKey(cmd.key), value).then(
+            () => true,
+            (err: unknown) => {
+              if (!isRevisionConflict(err)) throw err;
+              return false;
+            },
+          )
+        : effects.put(effectKey(cmd.key), value).then(() => true);
+      const [recorded] = await Promise.all([recording, result ? send(result as InboxMessage, cmd.key, traceparent) : undefined]);
+      if (!recorded) {
+        // The agent took the first result already (it applies one per key); this one changes nothing.
+        log.warn({}, 'an unmarked copy of a command that had already run: ran again, the first result stands');
+        count('repeat');
+        return;
+      }
       const ms = Date.now() - started;
       record(result as InboxMessage | undefined, ms, span);
       log.info({ ms }, 'command done');

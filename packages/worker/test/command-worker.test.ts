@@ -97,6 +97,47 @@ describe('startCommandWorker', () => {
     }
   });
 
+  it('an unmarked copy is looked up when it reached the stream long after its step, and a replay that ran anyway leaves the first result recorded', async () => {
+    const d = await createDeployment(srv);
+    const results = collect(d.conn.nc, d.subjects.agentIn('w2', 'tool'));
+    const runs: string[] = [];
+    const log = recordingLogger();
+    const worker = await echoWorker(
+      d,
+      'replayed',
+      async (cmd) => {
+        runs.push(cmd.key);
+        return resultOf(cmd, { ran: runs.length });
+      },
+      { logger: log },
+    );
+    const effects = await openBucket(d.conn, resourceNames(d.prefix).buckets.effects);
+    const storedOutput = async (key: string) => decodeMessage((await effects.get(effectKey(key)))!.value, { expect: 'tool.result' }).result?.output;
+    try {
+      // A command sent two minutes ago and stored only now: not a first copy, whatever its headers.
+      const old = toolRequest('w2', { at: Date.now() - 120_000 });
+      await publish(d, old);
+      await results.next();
+      await publish(d, old);
+      await results.next();
+      expect(runs).toEqual([old.key]);
+      await log.waitFor((e) => e.msg === 'repeat of a completed command: answered from the effects bucket');
+
+      // The same fresh command replayed unmarked within the minute runs again (as a first copy
+      // would), but the effects bucket keeps the first result, and the log says what happened.
+      const fresh = toolRequest('w2');
+      await publish(d, fresh);
+      await results.next();
+      await publish(d, fresh);
+      await log.waitFor((e) => e.msg === 'an unmarked copy of a command that had already run: ran again, the first result stands');
+      expect(runs).toEqual([old.key, fresh.key, fresh.key]);
+      expect(await storedOutput(fresh.key)).toEqual({ ran: 2 });
+    } finally {
+      results.stop();
+      await worker.stop();
+    }
+  });
+
   it('runs a command once per idempotency key: a repeat is answered from the effects bucket under the same trace, without running', async () => {
     const d = await createDeployment(srv);
     const results = collect(d.conn.nc, d.subjects.agentIn('w1', 'tool'));
