@@ -131,3 +131,16 @@ export {
   type SignatureCheck,
 } from './command-signature.js';
 export { inboxPrefixFor, ROLE_PURPOSE, rolePermissions, ROLES, type Role, type RolePermissions, type SubjectPermission } from './permissions.js';
+export {
+  DISCOVERY_PREFIX,
+  discoverySubject,
+  DiscoveryResponseType,
+  DiscoveryVerb,
+  InfoResponseSchema,
+  PingResponseSchema,
+  SERVICE_NAME,
+  ServiceMetadataSchema,
+  type InfoResponse,
+  type PingResponse,
+  type ServiceMetadata,
+} from './discovery.js';

@@ -1,3 +1,4 @@
+import { DISCOVERY_PREFIX, discoverySubject, DiscoveryVerb } from './discovery.js';
 import { resourceNames } from './resources.js';
 import { createSubjects, DEFAULT_PREFIX } from './subjects.js';
 
@@ -35,7 +36,10 @@ export interface RolePermissions {
   readonly role: Role;
   readonly pub: SubjectPermission;
   readonly sub: SubjectPermission;
-  /** May answer requests it received (core request/reply: the host answering submits). */
+  /**
+   * May answer requests it received (core request/reply: the host answering submits, every role
+   * answering service discovery). Always true since discovery; kept for the JWT's `resp` setting.
+   */
   readonly respond: boolean;
   /** The inbox prefix the role's connections use; only they may subscribe under it. */
   readonly inboxPrefix: string;
@@ -47,6 +51,16 @@ export function inboxPrefixFor(user: string): string {
 }
 
 const JS = '$JS.API';
+
+/**
+ * Service discovery (ADR-32, see discovery.ts): every role subscribes to `$SRV.>` and answers what
+ * it is asked (a reply goes to the asker's inbox, which the `respond` permission allows once per
+ * request); asking — `$SRV.PING` / `$SRV.INFO`, for every name or one — is for the roles that
+ * report on a deployment: the gateway (GET /api/system), an operator's CLI (`errand status`) and
+ * admin. The answers arrive under the asker's own inbox prefix, like every other reply.
+ */
+const DISCOVERY_LISTEN = [`${DISCOVERY_PREFIX}.>`];
+const DISCOVERY_ASK = [DiscoveryVerb.Ping, DiscoveryVerb.Info].flatMap((verb) => [discoverySubject(verb), `${discoverySubject(verb)}.>`]);
 
 /** Reading a stream (and the KV gets / object reads on it): info, direct and message gets. */
 function readStream(stream: string): string[] {
@@ -109,7 +123,7 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
   const { inbox, events, work, logs, dlq } = n.streams;
   const { agents, tools, effects } = n.buckets;
   const results = n.objectStores.results;
-  const base = { pub: [`${JS}.INFO`], sub: [`${inboxPrefix}.>`] };
+  const base = { pub: [`${JS}.INFO`], sub: [`${inboxPrefix}.>`, ...DISCOVERY_LISTEN] };
   const logsOf = (service: string) => s.logs(service);
   const deadLetters = s.dlq();
   const cancels = s.agentInAll(undefined, 'control');
@@ -120,7 +134,8 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
 
   let pub: string[];
   let sub: string[] = [];
-  let respond = false;
+  // Every role answers discovery requests (and the host, submits).
+  const respond = true;
   // Answers to commands come only from the service that ran them: nobody else may publish them.
   const denyPub: string[] = [];
   const answers = { plan: s.agentInAll(undefined, 'plan'), tool: s.agentInAll(undefined, 'tool') };
@@ -128,7 +143,6 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
     case 'admin':
       pub = ['>'];
       sub = ['>'];
-      respond = true;
       break;
     case 'host':
       // The host is the core of a deployment: the JetStream API less stream management.
@@ -152,7 +166,6 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
         deadLetters,
       ];
       sub = [s.submit()];
-      respond = true;
       denyPub.push(...MANAGE_STREAMS, answers.plan, answers.tool, s.agentInAll(undefined, 'approval'), s.agentInAll(undefined, 'input'), ...writeBucket(tools));
       break;
     case 'planner':
@@ -180,12 +193,12 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
       denyPub.push(answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools));
       break;
     case 'gateway':
-      pub = [...reader.allow, s.submit(), ...decide, logsOf('gateway'), deadLetters];
+      pub = [...reader.allow, s.submit(), ...decide, logsOf('gateway'), deadLetters, ...DISCOVERY_ASK];
       sub = [...progress, s.logs()];
       denyPub.push(...reader.deny, answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools));
       break;
     case 'operator':
-      pub = [...reader.allow, s.submit(), ...decide, s.agentInAll(undefined, 'goal'), ...writeBucket(tools)];
+      pub = [...reader.allow, s.submit(), ...decide, s.agentInAll(undefined, 'goal'), ...writeBucket(tools), ...DISCOVERY_ASK];
       sub = [...progress, s.logs()];
       denyPub.push(...reader.deny, answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents));
       break;

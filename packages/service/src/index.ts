@@ -6,6 +6,9 @@ import { assertPrefix, createRedactor, createSubjects, DEFAULT_PREFIX, patternRe
 
 import { readFileSync } from 'node:fs';
 import { createCommandSigner, createCommandVerifier, type CommandSigner, type CommandVerifier } from '@errand/protocols';
+import { answerDiscovery, serviceMetadata, type DiscoveryResponder } from './discovery.js';
+
+export { answerDiscovery, ERRAND_VERSION, serviceMetadata, type DiscoveryOptions, type DiscoveryResponder } from './discovery.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -255,8 +258,12 @@ export interface Running {
 }
 
 export interface ServiceDefinition<C> {
-  /** `errand-host`, `errand-planner`…: the name in messages. */
+  /** `errand-host`, `errand-planner`…: the name in messages and in service discovery (`nats micro ls`). */
   name: string;
+  /** What `nats micro info` says the service does. */
+  description?: string;
+  /** SemVer in service discovery; default the Errand release ({@link ERRAND_VERSION}). */
+  version?: string;
   parseConfig(env: Env): C;
   logLevel(config: C): string;
   connect(config: C): Partial<ConnectOptions>;
@@ -272,12 +279,17 @@ export interface StartedService extends Running {
   readonly logger: Logger;
   /** The Prometheus endpoint, when ERRAND_METRICS_PORT asked for one. */
   readonly metrics: MetricsServer | undefined;
+  /** Its answers to service discovery (`$SRV.PING`…): `id` is this instance's. */
+  readonly discovery: DiscoveryResponder;
 }
 
 /**
  * Starts a service in this process from an environment: parses its configuration (throws
- * {@link ConfigError}), connects with its own connection, and starts it. `stop()` stops it and
- * closes the connection. `errand up` starts every service this way; {@link runService} one.
+ * {@link ConfigError}), connects with its own connection, starts it, and then answers service
+ * discovery on that connection (`$SRV.PING|INFO|STATS`, see {@link answerDiscovery}) with the
+ * metadata `prefix`, `role`, `hostname`, `pid`, `started`. `stop()` stops answering first, then
+ * stops the service and closes the connection. `errand up` starts every service this way;
+ * {@link runService} one.
  */
 export async function startService<C>(
   definition: ServiceDefinition<C>,
@@ -294,7 +306,10 @@ export async function startService<C>(
   shipper.attach(conn.nc, createSubjects(envPrefix(env)).logs(service));
   let running: Running | undefined;
   let metricsServer: MetricsServer | undefined;
+  let discovery: DiscoveryResponder | undefined;
   const stop = async () => {
+    // Gone from discovery before it stops taking work.
+    discovery?.stop();
     await running?.stop();
     await metricsServer?.close();
     await tracing.flush().catch((err: unknown) => logger.warn({ err }, 'could not export the last spans'));
@@ -302,7 +317,17 @@ export async function startService<C>(
     await conn.close();
   };
   try {
+    const started = new Date();
     running = await definition.start({ config, conn, logger, redactor });
+    discovery = answerDiscovery(conn.nc, {
+      name: definition.name,
+      ...(definition.version ? { version: definition.version } : {}),
+      ...(definition.description ? { description: definition.description } : {}),
+      metadata: serviceMetadata(envPrefix(env), conn.identity?.role, started),
+      logger,
+    });
+    // The server has the subscriptions once this returns: a ping right after start is answered.
+    await conn.nc.flush();
     if (metricsPort !== undefined) {
       metricsServer = await startMetricsServer({ port: metricsPort });
       logger.info({ url: metricsServer.url }, `metrics at ${metricsServer.url}`);
@@ -312,7 +337,7 @@ export async function startService<C>(
     throw err;
   }
   if (tracing.exporting) logger.info({}, 'exporting traces over OTLP');
-  return { name: service, logger, metrics: metricsServer, stop };
+  return { name: service, logger, metrics: metricsServer, discovery: discovery!, stop };
 }
 
 /**
