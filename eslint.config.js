@@ -74,6 +74,41 @@ export default tseslint.config(
       ],
     },
   },
+  // The dashboard (services/gateway/web): browser code in TSX. What the API returns (goals, tool
+  // arguments) is attacker-controlled, so it is only ever rendered as text: no HTML sinks.
+  {
+    files: ['services/gateway/web/**/*.ts', 'services/gateway/web/**/*.tsx'],
+    languageOptions: { parser: tseslint.parser, parserOptions: { ecmaFeatures: { jsx: true } }, ecmaVersion: 2023, sourceType: 'module' },
+    plugins: { 'import-x': importX },
+    settings: {
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts', '.tsx'] },
+      'import-x/extensions': ['.ts', '.tsx', '.js'],
+      'import-x/resolver-next': [createNodeResolver({ extensionAlias: { '.js': ['.ts', '.tsx', '.js'] } })],
+    },
+    rules: {
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+      'no-restricted-syntax': [
+        'error',
+        { selector: "JSXAttribute[name.name='dangerouslySetInnerHTML']", message: 'text from the API is rendered as text, never as HTML.' },
+        { selector: 'MemberExpression[property.name=/^(innerHTML|outerHTML)$/]', message: 'text from the API is rendered as text, never as HTML.' },
+        { selector: "CallExpression[callee.property.name=/^(insertAdjacentHTML|write|writeln)$/]", message: 'text from the API is rendered as text, never as HTML.' },
+      ],
+    },
+  },
+  {
+    files: ['services/gateway/web/src/**/*.ts', 'services/gateway/web/src/**/*.tsx'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*'], message: 'the dashboard runs in a browser.' },
+            { group: ['@errand/*', '../../src/**', '../../../src/**'], message: 'the dashboard talks to the gateway over HTTP only (web/src/types.ts holds the shapes); server code stays out of the bundle.' },
+          ],
+        },
+      ],
+    },
+  },
   // The launcher (cli/): the one place that may import services, since it runs them; vendor SDKs
   // still only through their home packages (`errand mcp` serves through @errand/mcp).
   {

@@ -1,0 +1,217 @@
+import { agentOfSubject } from './format.js';
+import type { AgentStatus, CommandSummary, ErrorInfo, ProgressEvent, Task, Usage } from './types.js';
+
+// One agent and its descendants, folded from their progress events (the SSE stream of
+// /api/agents/:id/events): the task tree with the tool calls and child agents nested under the
+// plan item that was in progress when they started, the steps, usage. Pure and mutable; the view
+// re-renders on a version counter.
+
+export interface ToolCall {
+  id: string;
+  tool: string;
+  status: 'requested' | 'ok' | 'error' | 'retrying' | 'cancelled';
+  attempt: number;
+  step: number;
+  startedAt: number;
+  durationMs?: number;
+  error?: ErrorInfo;
+  /** The plan item in progress when the call was asked for. */
+  taskId?: string;
+}
+
+export interface StepEntry {
+  step: number;
+  at: number;
+  eventType: string;
+  event: Record<string, unknown>;
+  state: unknown;
+  status: AgentStatus;
+  commands: CommandSummary[];
+}
+
+export interface AgentNode {
+  agentId: string;
+  parentId?: string;
+  /** The parent's plan item this child was started under. */
+  taskId?: string;
+  agent?: string;
+  goal?: string;
+  status?: AgentStatus;
+  state?: unknown;
+  tasks: Task[];
+  /** When each plan item was first seen in progress (or at all) and when it ended. */
+  taskTimes: Map<string, { start: number; end?: number }>;
+  tools: ToolCall[];
+  children: string[];
+  steps: StepEntry[];
+  usage?: Usage;
+  firstAt?: number;
+  endAt?: number;
+  output?: unknown;
+  error?: ErrorInfo;
+}
+
+const TASK_DONE = new Set(['done', 'failed', 'cancelled']);
+const AGENT_ENDED = new Set(['done', 'failed', 'cancelled']);
+
+export class RunModel {
+  readonly agents = new Map<string, AgentNode>();
+  version = 0;
+
+  constructor(readonly rootId: string) {
+    this.node(rootId);
+  }
+
+  get root(): AgentNode {
+    return this.agents.get(this.rootId)!;
+  }
+
+  node(agentId: string, parentId?: string): AgentNode {
+    let n = this.agents.get(agentId);
+    if (!n) {
+      n = { agentId, tasks: [], taskTimes: new Map(), tools: [], children: [], steps: [] };
+      this.agents.set(agentId, n);
+      if (agentId !== this.rootId) this.adopt(parentId ?? this.rootId, n);
+    } else if (parentId && n.parentId !== parentId && agentId !== this.rootId) {
+      // Seen before its parent's step named it: move it under the right parent.
+      const old = n.parentId ? this.agents.get(n.parentId) : undefined;
+      if (old) old.children = old.children.filter((c) => c !== agentId);
+      this.adopt(parentId, n);
+    }
+    return n;
+  }
+
+  private adopt(parentId: string, child: AgentNode): void {
+    const parent = this.agents.get(parentId) ?? this.node(parentId);
+    child.parentId = parentId;
+    if (!parent.children.includes(child.agentId)) parent.children.push(child.agentId);
+    child.taskId ??= currentTask(parent.tasks);
+  }
+
+  /** Children the parent's record lists (`children: { ref: { agentId, status } }`). */
+  addChildren(parentId: string, children: Record<string, { agentId: string; status: AgentStatus }>): void {
+    for (const c of Object.values(children)) {
+      const n = this.node(c.agentId, parentId);
+      n.status ??= c.status;
+    }
+    this.version++;
+  }
+
+  apply(e: ProgressEvent): void {
+    const n = this.node(e.agentId);
+    n.firstAt ??= e.at;
+    switch (e.kind) {
+      case 'event.step': {
+        n.status = e.status;
+        n.state = e.state;
+        n.agent ??= e.machine.id;
+        if (e.event.type === 'xstate.init') {
+          const goal = (e.event.input as { goal?: unknown } | undefined)?.goal;
+          if (typeof goal === 'string') n.goal ??= goal;
+        }
+        if (!n.steps.some((s) => s.step === e.step)) {
+          n.steps.push({ step: e.step, at: e.at, eventType: e.event.type, event: e.event, state: e.state, status: e.status, commands: e.commands });
+          n.steps.sort((a, b) => a.step - b.step);
+        }
+        for (const c of e.commands) {
+          if (c.kind !== 'goal') continue;
+          const child = agentOfSubject(c.subject);
+          if (child && child !== e.agentId) this.node(child, e.agentId).firstAt ??= e.at;
+        }
+        if (AGENT_ENDED.has(e.status)) n.endAt ??= e.at;
+        break;
+      }
+      case 'event.state':
+        n.status = e.status;
+        n.state = e.state;
+        if (AGENT_ENDED.has(e.status)) n.endAt ??= e.at;
+        break;
+      case 'event.plan':
+        n.tasks = e.tasks;
+        walk(e.tasks, (t) => {
+          const times = n.taskTimes.get(t.id);
+          if (!times) n.taskTimes.set(t.id, { start: e.at, ...(TASK_DONE.has(t.status) ? { end: e.at } : {}) });
+          else if (t.status === 'pending') n.taskTimes.set(t.id, { start: e.at });
+          else if (TASK_DONE.has(t.status)) times.end ??= e.at;
+          else delete times.end;
+        });
+        break;
+      case 'event.tool': {
+        let call = n.tools.find((t) => t.id === e.callId);
+        if (!call) {
+          const taskId = currentTask(n.tasks);
+          call = { id: e.callId, tool: e.tool, status: e.status, attempt: e.attempt, step: e.step, startedAt: e.at, ...(taskId ? { taskId } : {}) };
+          n.tools.push(call);
+        }
+        if (e.status === 'requested') {
+          call.startedAt = e.at;
+          delete call.durationMs;
+          delete call.error;
+        }
+        call.status = e.status;
+        call.attempt = e.attempt;
+        if (e.durationMs !== undefined) call.durationMs = e.durationMs;
+        if (e.error) call.error = e.error;
+        break;
+      }
+      case 'event.usage':
+        n.usage = e.total;
+        break;
+      case 'event.done':
+        n.status = 'done';
+        n.endAt ??= e.at;
+        if (e.output !== undefined) n.output = e.output;
+        break;
+      case 'event.failed':
+        n.status = 'failed';
+        n.endAt ??= e.at;
+        n.error = e.error;
+        break;
+      case 'event.approval':
+        break;
+    }
+    this.version++;
+  }
+
+  /** Tokens and cost of the agent and its descendants. */
+  totals(): Usage {
+    const t: Usage = { inputTokens: 0, outputTokens: 0, costUsd: 0 };
+    for (const n of this.agents.values()) {
+      if (!n.usage) continue;
+      t.inputTokens += n.usage.inputTokens;
+      t.outputTokens += n.usage.outputTokens;
+      t.costUsd += n.usage.costUsd;
+    }
+    return t;
+  }
+}
+
+export function walk(tasks: readonly Task[], f: (t: Task) => void): void {
+  for (const t of tasks) {
+    f(t);
+    if (t.children) walk(t.children, f);
+  }
+}
+
+/** The deepest plan item in progress (the first one, reading top down), if any. */
+export function currentTask(tasks: readonly Task[]): string | undefined {
+  for (const t of tasks) {
+    if (t.status !== 'in_progress') continue;
+    return (t.children && currentTask(t.children)) ?? t.id;
+  }
+  for (const t of tasks) {
+    const inner = t.children ? currentTask(t.children) : undefined;
+    if (inner) return inner;
+  }
+  return undefined;
+}
+
+/** Whether a task id appears in the tree (calls under an item the plan dropped go to the agent level). */
+export function hasTask(tasks: readonly Task[], id: string | undefined): boolean {
+  if (!id) return false;
+  let found = false;
+  walk(tasks, (t) => {
+    if (t.id === id) found = true;
+  });
+  return found;
+}
