@@ -49,6 +49,8 @@ export interface SlackAction extends Decision {
   /** The conversation and the message the button was on, when the payload names them. */
   channelId: string | undefined;
   messageTs: string | undefined;
+  /** Where Slack takes a reply to this press (`response_url`): the answer's body itself is ignored. */
+  responseUrl: string | undefined;
 }
 
 /** The decision in a Slack block-actions payload (`payload=<json>`, form-encoded). */
@@ -62,6 +64,7 @@ export function parseSlackAction(rawBody: string): SlackAction | undefined {
       channel?: { id?: string };
       container?: { channel_id?: string; message_ts?: string };
       message?: { ts?: string };
+      response_url?: unknown;
     };
     const value = JSON.parse(p.actions?.[0]?.value ?? '{}') as Partial<Decision>;
     if (!p.user?.id || !str(value.agentId) || !str(value.requestId) || !str(value.argsHash) || (value.decision !== 'approve' && value.decision !== 'deny')) return undefined;
@@ -74,6 +77,7 @@ export function parseSlackAction(rawBody: string): SlackAction | undefined {
       by: { id: p.user.id, ...(name ? { name } : {}) },
       channelId: p.channel?.id ?? p.container?.channel_id,
       messageTs: p.container?.message_ts ?? p.message?.ts,
+      responseUrl: typeof p.response_url === 'string' && p.response_url ? p.response_url : undefined,
     };
   } catch {
     return undefined;

@@ -16,3 +16,16 @@ export {
   type TelegramPress,
   type Verdict,
 } from './callbacks.js';
+export { channelSecrets, CHANNEL_NAME, ChannelConfigSchema, parseChannels, type ChannelConfig, type SlackChannelConfig, type TelegramChannelConfig } from './channel-config.js';
+export {
+  createCallbackHandler,
+  DECISION_WAIT_MS,
+  describeAllowLists,
+  MAX_CALLBACK_BODY_BYTES,
+  refusalText,
+  type CallbackHandler,
+  type CallbackHandlerOptions,
+  type CallbackRequest,
+  type CallbackResponse,
+  type TelegramAnswer,
+} from './callback-handler.js';

@@ -1,49 +1,10 @@
-import { z } from 'zod';
 import type { ConnectOptions } from '@errand/nats';
+import { parseChannels, type ChannelConfig } from '@errand/notify';
 import { ConfigError, envConnect, envInt, envPrefix, envVerifyKey } from '@errand/service';
 import type { CommandVerifier } from '@errand/protocols';
 
-/** A periodic summary on the channel: counts and today's spend, from the records — no model call. */
-const Digest = z.object({ everyMs: z.number().int().min(100) }).optional();
-/**
- * Who may decide through a channel: their user ids, or `"*"` for anyone who can press the button.
- * Absent or empty, every decision through the channel is refused (and the notifier warns at start).
- */
-const allowUsers = <T extends z.ZodType>(id: T) => z.union([z.literal('*'), z.array(id)]).optional();
-const Slack = z.object({
-  type: z.literal('slack'),
-  digest: Digest,
-  token: z.string().min(1),
-  channel: z.string().min(1),
-  signingSecret: z.string().min(1).optional(),
-  /** Slack user ids (`U…`/`W…`) allowed to decide, or `"*"`. */
-  allowUsers: allowUsers(z.string().regex(/^[A-Z0-9]+$/, 'a Slack user id such as U0123ABCD')),
-  apiBase: z.string().url().optional(),
-});
-const Telegram = z.object({
-  type: z.literal('telegram'),
-  digest: Digest,
-  token: z.string().min(1),
-  chatId: z.string().min(1),
-  /**
-   * Checked (in constant time) against X-Telegram-Bot-Api-Secret-Token on webhook updates; the
-   * same value goes to setWebhook's `secret_token`. Required in webhook mode.
-   */
-  secretToken: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{16,256}$/, 'Telegram allows 1-256 of A-Z a-z 0-9 _ -; use at least 16 random ones')
-    .optional(),
-  /** Telegram user ids allowed to decide, or `"*"`. */
-  allowUsers: allowUsers(z.number().int()),
-  /** Read button presses by long polling (getUpdates) — no public URL needed — instead of a webhook. */
-  poll: z.boolean().default(false),
-  apiBase: z.string().url().optional(),
-});
-const Webhook = z.object({ type: z.literal('webhook'), digest: Digest, url: z.string().url(), secret: z.string().min(16) });
-/** Notifications as log lines (`errand logs`, the `errand up` terminal): for one machine, no accounts needed. */
-const Console = z.object({ type: z.literal('console'), digest: Digest });
-export const ChannelConfigSchema = z.discriminatedUnion('type', [Slack, Telegram, Webhook, Console]);
-export type ChannelConfig = z.infer<typeof ChannelConfigSchema>;
+// The channel schema is shared with the gateway, which serves the same callbacks: @errand/notify.
+export type { ChannelConfig } from '@errand/notify';
 
 export interface NotifierConfig {
   connect: Partial<ConnectOptions>;
@@ -65,15 +26,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   let channels: Record<string, ChannelConfig> = {};
   if (!env.ERRAND_NOTIFY_CHANNELS) throw new ConfigError('ERRAND_NOTIFY_CHANNELS is required: JSON like {"slack": {"type": "slack", "token": "xoxb-…", "channel": "C123"}}');
   try {
-    const raw = JSON.parse(env.ERRAND_NOTIFY_CHANNELS) as Record<string, unknown>;
-    channels = Object.fromEntries(
-      Object.entries(raw).map(([name, c]) => {
-        if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`channel name '${name}': letters, digits, _ and - only`);
-        const parsed = ChannelConfigSchema.safeParse(c);
-        if (!parsed.success) throw new Error(`${name}: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
-        return [name, parsed.data];
-      }),
-    );
+    channels = parseChannels(env.ERRAND_NOTIFY_CHANNELS);
   } catch (err) {
     throw new ConfigError(`ERRAND_NOTIFY_CHANNELS: ${(err as Error).message}`);
   }

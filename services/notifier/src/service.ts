@@ -1,7 +1,7 @@
 // The notifier service as a definition: `main.ts` runs it as a process, `errand up` beside the others.
 import { writeSync } from 'node:fs';
 import { isRevisionConflict, openBucket } from '@errand/nats';
-import { DeliveryError, newCallbackId, render, slackChannel, telegramChannel, webhookChannel, type Channel } from '@errand/notify';
+import { channelSecrets, DeliveryError, newCallbackId, render, slackChannel, telegramChannel, webhookChannel, type Channel } from '@errand/notify';
 import { createSubjects, effectKeys, resourceNames, type Logger } from '@errand/protocols';
 import type { ServiceDefinition } from '@errand/service';
 import { startCommandWorker, type CommandWorker } from '@errand/worker';
@@ -34,10 +34,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
   logLevel: (c) => c.logLevel,
   connect: (c) => c.connect,
   // Channel credentials live in ERRAND_NOTIFY_CHANNELS (JSON), whose name does not say secret.
-  secrets: (c) =>
-    Object.values(c.channels).flatMap((ch) =>
-      ch.type === 'slack' ? [ch.token, ch.signingSecret] : ch.type === 'telegram' ? [ch.token, ch.secretToken] : ch.type === 'webhook' ? [ch.secret] : [],
-    ),
+  secrets: (c) => channelSecrets(c.channels),
   start: async ({ config, conn, logger, redactor }) => {
     const subjects = createSubjects(config.prefix);
     const effects = await openBucket(conn, resourceNames(config.prefix).buckets.effects);
@@ -118,8 +115,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
     let callbacks: CallbackServer | undefined;
     const polls = Object.values(config.channels).some((c) => c.type === 'telegram' && c.poll);
     if (config.callbackPort !== undefined || polls) {
-      const agents = await openBucket(conn, resourceNames(config.prefix).buckets.agents);
-      callbacks = await startCallbackServer({ port: config.callbackPort ?? 0, conn, subjects, channels: config.channels, effects, agents, logger });
+      callbacks = await startCallbackServer({ port: config.callbackPort, conn, prefix: config.prefix, channels: config.channels, logger });
     }
     logger.info({ channels: Object.keys(config.channels), callbackPort: callbacks?.port }, 'notifier ready');
     return {
