@@ -35,11 +35,12 @@ export const serviceMain = {
   planner: fileURLToPath(new URL('../../../services/planner/dist/main.js', import.meta.url)),
   'tool-runner': fileURLToPath(new URL('../../../services/tool-runner/dist/main.js', import.meta.url)),
   notifier: fileURLToPath(new URL('../../../services/notifier/dist/main.js', import.meta.url)),
+  gateway: fileURLToPath(new URL('../../../services/gateway/dist/main.js', import.meta.url)),
 } as const;
 export type ServiceName = keyof typeof serviceMain;
 
 /** What each service logs once it serves. */
-const READY: Record<ServiceName, RegExp> = { host: /"msg":"host ready"/, planner: /"msg":"planner ready"/, 'tool-runner': /"msg":"tool runner ready"/, notifier: /"msg":"notifier ready"/ };
+const READY: Record<ServiceName, RegExp> = { host: /"msg":"host ready"/, planner: /"msg":"planner ready"/, 'tool-runner': /"msg":"tool runner ready"/, notifier: /"msg":"notifier ready"/, gateway: /"msg":"gateway ready"/ };
 
 /** One Errand deployment on a test server: its own prefix, provisioned, its processes tracked. */
 export interface Deployment {
@@ -109,7 +110,7 @@ export async function createDeployment(
 
   const spawn = (service: ServiceName, env: Record<string, string> = {}) => {
     const p = startProcess(process.execPath, [serviceMain[service]], {
-      env: { ...process.env, NATS_URL: srv.url, ...(creds[service] ? { NATS_CREDS: creds[service] } : {}), ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ERRAND_WORKSPACE: workspace, ...options.env, ...env },
+      env: { ...process.env, NATS_URL: srv.url, ...(creds[service] ? { NATS_CREDS: creds[service] } : {}), ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ERRAND_WORKSPACE: workspace, ...(service === 'gateway' ? { ERRAND_GATEWAY_PORT: '0' } : {}), ...options.env, ...env },
     });
     processes.push(p);
     return p;
