@@ -1,5 +1,5 @@
 import { summarize } from '@errand/client';
-import { stateValueOf, TERMINAL_STATUSES, type AgentRecord, type AgentStatus, type ErrorInfo, type ProgressEvent, type Subjects, type Task } from '@errand/protocols';
+import { stateValueOf, TERMINAL_STATUSES, type AgentRecord, type AgentStatus, type ErrorInfo, type ProgressEvent, type Subjects, type Task, type Waiting } from '@errand/protocols';
 import { terminalSafe } from './terminal-safe.js';
 
 /**
@@ -136,8 +136,7 @@ export class ProgressModel {
       v.announced.add(key);
       lines.push({ at: r.updatedAt, agentId: r.agentId, text });
     };
-    if (s.waitingForAnswer) note(`q:${s.waitingForAnswer.requestId}`, `waiting for an answer: ${s.waitingForAnswer.text}   → ${answerHint(r.agentId)}`);
-    if (s.waitingForApproval) note(`a:${s.waitingForApproval.requestId}`, `waiting for approval: ${s.waitingForApproval.what}   → ${approveHint(r.agentId)}`);
+    if (s.waiting) note(`w:${s.waiting.requestId}`, `waiting for ${waitText(s.waiting)}   → ${waitHint(r.agentId, s.waiting)}`);
     return lines;
   }
 
@@ -272,6 +271,14 @@ function parseSafe(subjects: Subjects, subject: string): ReturnType<Subjects['pa
 
 export const answerHint = (agentId: string) => `errand answer ${agentId} "…"`;
 export const approveHint = (agentId: string) => `errand approve ${agentId} | errand deny ${agentId}`;
+/** The command that answers what the agent waits for. */
+export const waitHint = (agentId: string, w: Waiting) => (w.kind === 'input' ? answerHint(agentId) : approveHint(agentId));
+/** What the agent waits for, on one line: `an answer: <question>`, `approval: tool(args)`, `a budget decision: <question>`. */
+export function waitText(w: Waiting): string {
+  if (w.kind === 'input') return `an answer: ${oneLine(w.question ?? w.summary ?? w.requestId)}`;
+  if (w.kind === 'budget') return `a budget decision: ${oneLine(w.question ?? w.summary ?? w.requestId)}`;
+  return `approval: ${oneLine(w.summary ?? (w.calls ?? []).map((c) => `${c.tool}(${JSON.stringify(c.args)})`).join('; '))}`;
+}
 
 // --- words and numbers ------------------------------------------------------------------------
 
@@ -403,8 +410,7 @@ function agentBody(model: ProgressModel, v: AgentView, now: number, indent: stri
     const flight = inFlight(model, v, now);
     if (flight) add([`${indent}now: ${flight}`]);
     const s = v.record ? summarize(v.record) : undefined;
-    if (s?.waitingForAnswer) add([`${indent}? asks: ${oneLine(s.waitingForAnswer.text)}   → ${answerHint(v.agentId)}`]);
-    if (s?.waitingForApproval) add([`${indent}? needs approval: ${oneLine(s.waitingForApproval.what)}   → ${approveHint(v.agentId)}`]);
+    if (s?.waiting) add([`${indent}? waits for ${waitText(s.waiting)}   → ${waitHint(v.agentId, s.waiting)}`]);
   }
   if (v.tools.length) {
     add([`${indent}tools:`]);
@@ -449,8 +455,7 @@ function inFlight(model: ProgressModel, v: AgentView, now: number): string {
     const running = v.children.filter((id) => !isTerminal(statusOf(model.agents.get(id)!))).length;
     if (running) waits.push(`${running} child agent${running > 1 ? 's' : ''}`);
     const s = summarize(r);
-    if (s.waitingForAnswer) waits.push('an answer');
-    if (s.waitingForApproval) waits.push('an approval');
+    if (s.waiting) waits.push({ input: 'an answer', approval: 'an approval', budget: 'a budget decision' }[s.waiting.kind]);
     // Timers also guard the waits above (deadlines, reminders): they matter when nothing else is awaited.
     const timers = Object.entries(r.timers).sort(([, a], [, b]) => a.dueAt - b.dueAt);
     if (!waits.length && timers.length) {

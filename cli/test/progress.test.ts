@@ -46,10 +46,18 @@ describe('the progress model', () => {
 
   it('announces a question once, with the command that answers it', () => {
     const m = new ProgressModel('a1', subjects);
-    const asking = record('a1', { snapshot: { value: 'awaitingInput', context: { question: { requestId: 'q1', text: 'Which city?' } } } });
+    // From the record's `waiting`, whatever the machine keeps in its context.
+    const asking = record('a1', { status: 'waiting', snapshot: { value: 'asking', context: {} }, waiting: { kind: 'input', requestId: 'q1', since: T0, question: 'Which city?' } });
     expect(m.applyRecord(asking).map((l) => l.text)).toEqual(['waiting for an answer: Which city?   → errand answer a1 "…"']);
     expect(m.applyRecord({ ...asking, updatedAt: T0 + 5 })).toEqual([]);
-    expect(renderFrame(m, { width: 200, height: 40, now: T0 }).join('\n')).toContain('? asks: Which city?   → errand answer a1 "…"');
+    expect(renderFrame(m, { width: 200, height: 40, now: T0 }).join('\n')).toContain('? waits for an answer: Which city?   → errand answer a1 "…"');
+    const approving = record('a2', {
+      status: 'waiting',
+      waiting: { kind: 'approval', requestId: 'r1', since: T0, calls: [{ tool: 'fs_delete', args: { path: 'a.txt' } }], argsHash: 'h' },
+    });
+    expect(new ProgressModel('a2', subjects).applyRecord(approving).map((l) => l.text)).toEqual([
+      'waiting for approval: fs_delete({"path":"a.txt"})   → errand approve a2 | errand deny a2',
+    ]);
   });
 });
 

@@ -64,22 +64,23 @@ describe('errand up and the CLI, as a user runs them', () => {
       expect(agentId).toMatch(/^a-/);
 
       // The overwrite needs a person: wait (bounded) until the agent shows the request.
-      let waiting: { status: string; waitingForApproval?: { requestId: string; what: string } } | undefined;
-      for (let i = 0; i < 100 && !waiting?.waitingForApproval; i++) {
+      type Shown = { status: string; waiting?: { kind: string; requestId: string; calls?: { tool: string; args: unknown }[] } };
+      let waiting: Shown | undefined;
+      for (let i = 0; i < 100 && !waiting?.waiting; i++) {
         const shown = await errand(['show', agentId, '--json']);
         expect(shown.code, shown.stderr).toBe(0);
-        waiting = JSON.parse(shown.stdout) as typeof waiting;
-        if (!waiting?.waitingForApproval) await new Promise((r) => setTimeout(r, 200));
+        waiting = JSON.parse(shown.stdout) as Shown;
+        if (!waiting?.waiting) await new Promise((r) => setTimeout(r, 200));
       }
-      expect(waiting?.waitingForApproval?.what).toContain('plan.txt');
-      const requestId = waiting!.waitingForApproval!.requestId;
+      expect(waiting).toMatchObject({ status: 'waiting', waiting: { kind: 'approval', calls: [{ tool: 'fs_write', args: { path: 'plan.txt', content: 'new plan\n', overwrite: true } }] } });
+      const requestId = waiting!.waiting!.requestId;
 
       // Ctrl-C, and up again on the same data: the agent is still waiting for the same request.
       await stop(first);
       first = undefined;
       second = await up(join(root, 'nats'), workspace, model);
-      const after = JSON.parse((await errand(['show', agentId, '--json'])).stdout) as { status: string; waitingForApproval?: { requestId: string } };
-      expect(after).toMatchObject({ status: 'running', waitingForApproval: { requestId } });
+      const after = JSON.parse((await errand(['show', agentId, '--json'])).stdout) as Shown;
+      expect(after).toMatchObject({ status: 'waiting', waiting: { requestId } });
       expect(await readFile(join(workspace, 'plan.txt'), 'utf8')).toBe('old plan\n');
 
       // watch follows it (NDJSON with --json) while a person approves from another terminal.

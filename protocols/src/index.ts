@@ -33,6 +33,7 @@ export {
 } from './resources.js';
 export {
   AGENT_STATUSES,
+  BudgetSchema,
   TERMINAL_STATUSES,
   CONTROL_ACTIONS,
   EVENT_KIND_OF,
@@ -45,6 +46,7 @@ export {
   messageSchemas,
   NOTIFY_TOPICS,
   NotifyRuleSchema,
+  WAIT_KINDS,
   WORK_MESSAGE_KINDS,
   type AgentStatus,
   type Budget,
@@ -63,6 +65,7 @@ export {
   type ToolCall,
   type ToolDefinition,
   type Usage,
+  type WaitKind,
   type WorkCommand,
 } from './messages.js';
 export {
@@ -90,8 +93,12 @@ export {
   READABLE_RECORD_FORMATS,
   RECORD_FORMAT,
   stateValueOf,
+  UsageTotalsSchema,
+  WaitingSchema,
   type AgentRecord,
   type OutboxEntry,
+  type UsageTotals,
+  type Waiting,
 } from './records.js';
 export {
   CatalogRunnerSchema,

@@ -106,6 +106,12 @@ export const TaskSchema: z.ZodType<Task> = z.object({
 });
 
 export const AGENT_STATUSES = ['running', 'waiting', 'paused', 'done', 'failed', 'cancelled'] as const;
+/**
+ * What an agent may wait for a person to do (`record.waiting.kind`): decide on tool calls
+ * (`approval`), answer a question (`input`), or decide whether to go on past a budget (`budget`).
+ */
+export const WAIT_KINDS = ['approval', 'input', 'budget'] as const;
+export type WaitKind = (typeof WAIT_KINDS)[number];
 export type AgentStatus = (typeof AGENT_STATUSES)[number];
 /** The statuses an agent never leaves: it has finished, one way or another. */
 export const TERMINAL_STATUSES: ReadonlySet<AgentStatus> = new Set<AgentStatus>(['done', 'failed', 'cancelled']);

@@ -1,7 +1,7 @@
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
 import { CodecError, CodecErrorCode } from './errors.js';
-import { AGENT_STATUSES, ErrorInfoSchema, MachineEventSchema, messageSchemas, NotifyRuleSchema, PrincipalSchema, type MessageKind } from './messages.js';
+import { AGENT_STATUSES, BudgetSchema, ErrorInfoSchema, MachineEventSchema, messageSchemas, NotifyRuleSchema, PrincipalSchema, WAIT_KINDS, type MessageKind } from './messages.js';
 import { isAgentId } from './subjects.js';
 
 /**
@@ -49,6 +49,38 @@ export const ApprovalRecordSchema = z.object({
 });
 export type ApprovalRecord = z.infer<typeof ApprovalRecordSchema>;
 
+/**
+ * What the agent waits for a person to do, machine-independent: set by the runtime from the
+ * machine's `errand.wait` action and cleared by it (docs/agents.md, "Waiting for a person"). While
+ * it is set (and the agent is neither paused nor ended) the record's status is `waiting`.
+ */
+export const WaitingSchema = z.object({
+  kind: z.enum(WAIT_KINDS),
+  /** The request a decision or an answer names (`requestId` of the `approval` / `input` message). */
+  requestId: z.string().min(1),
+  /** When the agent began waiting for this request (a repeated wait for the same request keeps it). */
+  since: epochMs,
+  /** When the machine stops waiting (it expires, escalates or gives up), when it says. */
+  deadline: epochMs.optional(),
+  /** What the person is asked, in words (input and budget waits). */
+  question: z.string().optional(),
+  /** The exact tool calls an approval is asked for, arguments as the tool would get them. */
+  calls: z.array(z.object({ tool: z.string().min(1), args: z.unknown() })).optional(),
+  /** The hash a decision must name (approval and budget waits): a decision about other arguments is refused. */
+  argsHash: z.string().min(1).optional(),
+  /** A one-line summary for lists and notifications. */
+  summary: z.string().optional(),
+});
+export type Waiting = z.infer<typeof WaitingSchema>;
+
+/** The totals of the agent's model usage, as the machine last reported them (`errand.emit` of kind `usage`). */
+export const UsageTotalsSchema = z.object({
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  costUsd: z.number().nonnegative(),
+});
+export type UsageTotals = z.infer<typeof UsageTotalsSchema>;
+
 /** A command of the last step, kept until the next step replaces it. */
 export const OutboxEntrySchema = z.object({
   subject: z.string().min(1),
@@ -93,6 +125,12 @@ export const AgentRecordSchema = z.object({
   outbox: z.array(OutboxEntrySchema),
   /** Events that arrived while paused, applied in order on resume. */
   deferred: z.array(z.object({ id: z.string(), event: MachineEventSchema })),
+  /** What the agent waits for a person to do; absent when it waits for nobody (and in older records). */
+  waiting: WaitingSchema.optional(),
+  /** The totals of the machine's last `usage` report. Absent before one (and in older records). */
+  usage: UsageTotalsSchema.optional(),
+  /** The goal's budget, with the limits of any `control budget` merged in. Absent when the goal had none. */
+  budget: BudgetSchema.optional(),
   output: z.unknown().optional(),
   error: ErrorInfoSchema.optional(),
   createdAt: epochMs,

@@ -1,18 +1,55 @@
 import type { Command } from 'commander';
-import type { AgentSummary } from '@errand/client';
+import { ClientError, ClientErrorCode, summarize, type AgentSummary } from '@errand/client';
+import { TERMINAL_STATUSES, type AgentRecord, type Waiting } from '@errand/protocols';
 import { printJson } from '../output.js';
 import { terminalSafe } from '../terminal-safe.js';
 import { withClient } from '../with-client.js';
 
 const me = () => ({ id: process.env.USER || 'cli', channel: 'cli' });
 
-function describe(s: AgentSummary): string {
+/** `2030-01-01T12:00:00.000Z (in 4m)` / `(5s ago)`. */
+function when(at: number, now: number): string {
+  const s = Math.round((at - now) / 1000);
+  const span = (n: number) => (n < 60 ? `${n}s` : n < 3600 ? `${Math.floor(n / 60)}m` : n < 86_400 ? `${Math.floor(n / 3600)}h` : `${Math.floor(n / 86_400)}d`);
+  return `${new Date(at).toISOString()} (${s >= 0 ? `in ${span(s)}` : `${span(-s)} ago`})`;
+}
+
+/** What the agent waits for a person to do, in full: the question, or each tool with its exact arguments; the deadline; the command that answers. */
+function describeWait(s: AgentSummary, w: Waiting, now: number): string[] {
+  const lines: string[] = [];
+  const deadline = w.deadline !== undefined ? `, deadline ${when(w.deadline, now)}` : '';
+  const head = `waiting since ${when(w.since, now)}${deadline}`;
+  if (w.kind === 'input') {
+    lines.push(`${head} for an answer (${w.requestId}):`, `  ${w.question ?? w.summary ?? '(no question given)'}`, `  → errand answer ${s.agentId} "…"`);
+  } else if (w.kind === 'budget') {
+    lines.push(`${head} for a budget decision (${w.requestId}):`, `  ${w.question ?? w.summary ?? '(no question given)'}`, `  → errand approve ${s.agentId} | errand deny ${s.agentId}`);
+  } else {
+    lines.push(`${head} for approval (${w.requestId}) of ${w.calls?.length ?? 0} tool call${w.calls?.length === 1 ? '' : 's'}:`);
+    for (const c of w.calls ?? []) {
+      lines.push(`  ${c.tool}`, ...JSON.stringify(c.args ?? null, null, 2).split('\n').map((l) => `    ${l}`));
+    }
+    lines.push(`  → errand approve ${s.agentId} | errand deny ${s.agentId}`);
+  }
+  return lines;
+}
+
+function describe(s: AgentSummary, timers: AgentRecord['timers'] | undefined, now: number): string {
   const lines = [
     `${s.agentId}  ${s.status}  (${s.agent}, step ${s.step}, state ${JSON.stringify(s.state)})`,
     `goal: ${s.goal}`,
   ];
-  if (s.waitingForApproval) lines.push(`waiting for approval ${s.waitingForApproval.requestId}: ${s.waitingForApproval.what}   → errand approve ${s.agentId} | errand deny ${s.agentId}`);
-  if (s.waitingForAnswer) lines.push(`waiting for an answer: ${s.waitingForAnswer.text}   → errand answer ${s.agentId} "…"`);
+  if (s.parent) lines.push(`parent: ${s.parent.agentId} (as ${s.parent.ref})`);
+  const ended = TERMINAL_STATUSES.has(s.status);
+  if (s.waiting && !ended) lines.push(...describeWait(s, s.waiting, now));
+  if (s.status === 'paused') lines.push(`paused: what arrives waits until \`errand resume ${s.agentId}\``);
+  // An agent that waits on nothing but a timer (a sleeper, a back-off) says when it moves on.
+  const due = !ended && timers ? Object.entries(timers).sort(([, a], [, b]) => a.dueAt - b.dueAt) : [];
+  if (due.length > 0 && !s.waiting) {
+    const [id, t] = due[0]!;
+    lines.push(`next timer: ${id} ${when(t.dueAt, now)}${due.length > 1 ? ` (+${due.length - 1} more)` : ''}`);
+  }
+  if (s.usage) lines.push(`usage: ${s.usage.inputTokens} in + ${s.usage.outputTokens} out tokens, $${s.usage.costUsd.toFixed(4)}${s.budget?.maxCostUsd !== undefined ? ` of $${s.budget.maxCostUsd.toFixed(2)}` : ''}`);
+  if (s.budget) lines.push(`budget: ${Object.entries(s.budget).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   if (s.output !== undefined) lines.push(`output: ${JSON.stringify(s.output)}`);
   if (s.error) lines.push(`error: ${s.error.code}: ${s.error.message}`);
   for (const [ref, c] of Object.entries(s.children)) lines.push(`child ${ref}: ${c.agentId} ${c.status}`);
@@ -23,15 +60,17 @@ function describe(s: AgentSummary): string {
 export function registerAgentCommands(program: Command): void {
   program
     .command('show')
-    .description('what an agent is doing: status, state, what it waits for, output or error')
+    .description('what an agent is doing: status, state, what it waits for (the question, or each tool call with its exact arguments, and the deadline), its next timer, usage, output or error')
     .argument('<agentId>')
     .addHelpText('after', '\nExamples:\n  $ errand show a-mwv4snjw-a370a48e\n  $ errand show a-mwv4snjw-a370a48e --json')
     .action((agentId: string, _o: unknown, cmd: Command) =>
       withClient(cmd, async (client, opts) => {
-        const s = await client.get(agentId);
+        const r = await client.record(agentId);
+        if (!r) throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
+        const s = summarize(r);
         if (opts.json) printJson(s);
-        // The goal, questions, output and errors are agents' text: line breaks kept, control shown escaped.
-        else process.stdout.write(terminalSafe(describe(s), { multiline: true }));
+        // The goal, questions, arguments, output and errors are agents' text: line breaks kept, control shown escaped.
+        else process.stdout.write(terminalSafe(describe(s, r.timers, Date.now()), { multiline: true }));
       }),
     );
 
@@ -41,10 +80,11 @@ export function registerAgentCommands(program: Command): void {
       .description(`${decision} what an agent waits for approval of (the request it shows, with its exact arguments)`)
       .argument('<agentId>')
       .argument('[requestId]', 'the request to decide (default: the one pending)')
+      .option('--args-hash <hash>', 'decide only if the agent still asks about these arguments (the argsHash `errand show --json` printed)')
       .addHelpText('after', `\nExample:\n  $ errand ${decision} a-mwv4snjw-a370a48e`)
-      .action((agentId: string, requestId: string | undefined, _o: unknown, cmd: Command) =>
+      .action((agentId: string, requestId: string | undefined, o: { argsHash?: string }, cmd: Command) =>
         withClient(cmd, async (client, opts) => {
-          const r = await client.decide(agentId, decision, me(), requestId);
+          const r = await client.decide(agentId, decision, me(), requestId, o.argsHash);
           if (opts.json) printJson({ ok: true, agentId, decision, ...r });
           else process.stdout.write(`${decision === 'approve' ? 'approved' : 'denied'} ${r.requestId} of ${agentId}\n`);
         }),

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { ClientError, createClient, type AgentSummary } from '@errand/client';
-import { AGENT_STATUSES } from '@errand/protocols';
+import { AGENT_STATUSES, type Waiting } from '@errand/protocols';
 import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { createLogger } from '../logger.js';
@@ -31,7 +31,7 @@ function parseLimit(value: string): number {
 export function registerLs(program: Command): void {
   program
     .command('ls')
-    .description('list agents, most recently updated first (filter by status, label, agent definition)')
+    .description('list agents, most recently updated first (filter by status, label, agent definition); STATE is the statechart state, a ! after the status and WAITING FOR say what an agent waits for a person to do')
     .option('--status <status>', `only agents in this status: ${AGENT_STATUSES.join(', ')} (repeatable, or comma-separated)`, collectStatus)
     .option('-l, --label <key=value>', 'only agents with this label (repeatable: all must match)', collectLabel)
     .option('-a, --agent <definition>', 'only agents of this agent definition (e.g. sleeper)')
@@ -41,6 +41,7 @@ export function registerLs(program: Command): void {
       `
 Examples:
   $ errand ls
+  $ errand ls --status waiting          # what needs me?
   $ errand ls --status running,paused
   $ errand ls --status failed --label team=research --limit 10
   $ errand ls --agent sleeper --json`,
@@ -89,6 +90,27 @@ function age(iso: string, now: number): string {
   return `${Math.floor(s / 86_400)}d ago`;
 }
 
+/** A statechart state value on one line: `planning`, `acting.tools`, `a.x,b.y` for parallel regions. */
+function stateText(state: unknown): string {
+  if (typeof state === 'string') return state;
+  if (state === null || typeof state !== 'object') return '-';
+  return Object.entries(state as Record<string, unknown>)
+    .map(([k, v]) => (v === null || (typeof v === 'object' && Object.keys(v).length === 0) ? k : `${k}.${stateText(v)}`))
+    .join(',');
+}
+
+/** What the agent waits for a person to do, in a few words: `approval: fs_write`, `answer: Which city?`, `budget`. */
+function waitingFor(w: Waiting): string {
+  if (w.kind === 'approval') return `approval: ${[...new Set((w.calls ?? []).map((c) => c.tool))].join(',') || w.requestId}`;
+  if (w.kind === 'budget') return 'budget';
+  return `answer: ${(w.question ?? w.requestId).replace(/\s+/g, ' ').trim()}`;
+}
+
+function clipCell(text: string, max: number): string {
+  const chars = [...text];
+  return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : text;
+}
+
 /** The agents as aligned columns; the goal takes what is left of `width` (60 characters off a terminal). */
 function table(agents: AgentSummary[], width: number | undefined, now: number): string {
   // Goals and labels are the submitter's text: shown escaped, on one line, never as terminal control.
@@ -96,14 +118,16 @@ function table(agents: AgentSummary[], width: number | undefined, now: number): 
     [
       a.agentId,
       a.agent,
-      a.status,
+      a.waiting ? `${a.status}!` : a.status,
+      clipCell(stateText(a.state), 24),
       String(a.step),
       age(a.updatedAt, now),
       Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+      a.waiting ? clipCell(waitingFor(a.waiting), 32) : '-',
       a.goal.replace(/\s+/g, ' ').trim(),
     ].map((cell) => terminalSafe(cell)),
   );
-  const head = ['ID', 'AGENT', 'STATUS', 'STEP', 'UPDATED', 'LABELS', 'GOAL'];
+  const head = ['ID', 'AGENT', 'STATUS', 'STATE', 'STEP', 'UPDATED', 'LABELS', 'WAITING FOR', 'GOAL'];
   const widths = head.slice(0, -1).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const used = widths.reduce((n, w) => n + w + 2, 0);
   const goalWidth = width === undefined ? 60 : Math.max(12, width - used - 1);

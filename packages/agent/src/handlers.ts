@@ -260,6 +260,9 @@ export const agentActions = {
   // --- backingOff
   armPlanRetry: action((c, _e, enqueue) => enqueue.raise({ type: 'retry.plan' }, { id: 'retry-plan', delay: c.backoffMs })),
 
+  // --- awaitingInput, awaitingApproval: the agent asks a person, and says so with `errand.wait`
+  ...askingActions('declared'),
+
   // --- acting
   ...callStarters('watchdog'),
   takeToolResult: action<ToolResultEvent>(takeToolResult),
@@ -319,9 +322,6 @@ export const agentActions = {
   ),
 
   // --- awaitingInput
-  askQuestion: action((c, _e, enqueue) => {
-    for (const a of notifyActions(c, 'input', 'A question from your agent', c.question!.text)) enqueue(a);
-  }),
   takeAnswer: action<InputEvent>((c, e, enqueue) => {
     const q = c.question!;
     const now = tellTime(c, e);
@@ -334,37 +334,9 @@ export const agentActions = {
   }),
 
   // --- awaitingApproval
-  requestApproval: action((c, _e, enqueue) => {
-    const a = c.approval!;
-    const tool = a.kind === 'budget' ? 'budget' : c.calls.filter((x) => x.status === 'approval').map((x) => x.tool).join(', ');
-    const calls = a.kind === 'budget' ? [] : c.calls.filter((x) => x.status === 'approval').map((x) => ({ tool: x.tool, args: x.args }));
-    enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'requested', argsHash: a.argsHash, calls, tool, reason: a.what } });
-    const approval = { requestId: a.requestId, argsHash: a.argsHash, tool, summary: a.what, deadlineAt: c.now + c.settings.approvalTimeoutMs };
-    enqueue.raise({ type: 'approval.reminder', requestId: a.requestId }, { id: 'approval-reminder', delay: Math.floor(c.settings.approvalTimeoutMs / 2) });
-    enqueue.raise({ type: 'approval.deadline', requestId: a.requestId }, { id: 'approval-deadline', delay: c.settings.approvalTimeoutMs });
-    if (a.kind === 'budget') for (const n of notifyActions(c, 'budget', 'Your agent reached its budget', budgetQuestion(a.what), approval)) enqueue(n);
-    else for (const n of notifyActions(c, 'approval', 'Your agent asks to run a tool', a.what, approval)) enqueue(n);
-  }),
   remindApprover: action((c, _e, enqueue) => {
     const a = c.approval!;
     for (const n of notifyActions(c, 'reminder', 'Still waiting for your decision', a.what, { requestId: a.requestId, argsHash: a.argsHash, tool: a.kind, summary: a.what })) enqueue(n);
-  }),
-  /** Nobody decided in time: ask on the next escalation channel and wait again. */
-  escalateApproval: action((c, _e, enqueue) => {
-    const a = c.approval!;
-    const escalations = a.escalations ?? 0;
-    enqueue({
-      type: 'errand.notify',
-      params: {
-        channel: c.settings.escalateTo[escalations]!,
-        topic: 'approval',
-        title: 'Escalated: your decision is needed',
-        text: a.what,
-        approval: { requestId: a.requestId, argsHash: a.argsHash, tool: a.kind, summary: a.what },
-      },
-    });
-    enqueue.assign({ approval: { ...a, escalations: escalations + 1 } });
-    enqueue.raise({ type: 'approval.deadline', requestId: a.requestId }, { id: 'approval-deadline', delay: c.settings.approvalTimeoutMs });
   }),
   /** Nobody decided in time, and there is nobody left to ask: the request expires. */
   expireApproval: action((c, _e, enqueue) => {
@@ -599,6 +571,70 @@ export function callStarters(mode: DeadlineMode) {
       const calls = c.calls.map((x) => (x.id === e.callId ? { ...sent, status: 'running' as const, attempts } : x));
       enqueue.assign(now === c.now ? { calls } : { calls, now });
       watch(at, calls, enqueue);
+    }),
+  };
+}
+
+/**
+ * How the agent tells the runtime that it waits for a person. `declared` (`assistant@3`): asking
+ * enqueues `errand.wait` (so `record.waiting` says what for, and the status is `waiting`), and
+ * leaving `awaitingInput` / `awaitingApproval` by any edge ends it with `errand.endWait`.
+ * `silent`: the same steps without them, as `assistant@1` and `@2` took them — their journals say
+ * `running` where a person was asked, and must replay to it.
+ */
+type WaitMode = 'declared' | 'silent';
+
+/** The actions with which the agent asks a person (and stops asking), for one wait mode. */
+export function askingActions(mode: WaitMode) {
+  const declare = mode === 'declared';
+  /** The calls an open tools request asks about, as the tools would get them. */
+  const askedCalls = (c: AgentContext) => c.calls.filter((x) => x.status === 'approval').map((x) => ({ tool: x.tool, args: x.args }));
+  /** The `errand.wait` of the open approval request: its deadline is the `approval-deadline` timer's, from now. */
+  const waitForDecision = (c: AgentContext, enqueue: Enqueue): void => {
+    const a = c.approval!;
+    const common = { requestId: a.requestId, argsHash: a.argsHash, summary: a.what, deadlineInMs: c.settings.approvalTimeoutMs };
+    if (a.kind === 'budget') enqueue({ type: 'errand.wait', params: { kind: 'budget', ...common, question: budgetQuestion(a.what) } });
+    else enqueue({ type: 'errand.wait', params: { kind: 'approval', ...common, calls: askedCalls(c) } });
+  };
+  return {
+    askQuestion: action((c, _e, enqueue) => {
+      const q = c.question!;
+      if (declare) enqueue({ type: 'errand.wait', params: { kind: 'input', requestId: q.requestId, question: q.text } });
+      for (const a of notifyActions(c, 'input', 'A question from your agent', q.text)) enqueue(a);
+    }),
+    requestApproval: action((c, _e, enqueue) => {
+      const a = c.approval!;
+      const tool = a.kind === 'budget' ? 'budget' : c.calls.filter((x) => x.status === 'approval').map((x) => x.tool).join(', ');
+      const calls = a.kind === 'budget' ? [] : askedCalls(c);
+      enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'requested', argsHash: a.argsHash, calls, tool, reason: a.what } });
+      if (declare) waitForDecision(c, enqueue);
+      const approval = { requestId: a.requestId, argsHash: a.argsHash, tool, summary: a.what, deadlineAt: c.now + c.settings.approvalTimeoutMs };
+      enqueue.raise({ type: 'approval.reminder', requestId: a.requestId }, { id: 'approval-reminder', delay: Math.floor(c.settings.approvalTimeoutMs / 2) });
+      enqueue.raise({ type: 'approval.deadline', requestId: a.requestId }, { id: 'approval-deadline', delay: c.settings.approvalTimeoutMs });
+      if (a.kind === 'budget') for (const n of notifyActions(c, 'budget', 'Your agent reached its budget', budgetQuestion(a.what), approval)) enqueue(n);
+      else for (const n of notifyActions(c, 'approval', 'Your agent asks to run a tool', a.what, approval)) enqueue(n);
+    }),
+    /** Nobody decided in time: ask on the next escalation channel and wait again (with the new deadline). */
+    escalateApproval: action((c, _e, enqueue) => {
+      const a = c.approval!;
+      const escalations = a.escalations ?? 0;
+      enqueue({
+        type: 'errand.notify',
+        params: {
+          channel: c.settings.escalateTo[escalations]!,
+          topic: 'approval',
+          title: 'Escalated: your decision is needed',
+          text: a.what,
+          approval: { requestId: a.requestId, argsHash: a.argsHash, tool: a.kind, summary: a.what },
+        },
+      });
+      enqueue.assign({ approval: { ...a, escalations: escalations + 1 } });
+      enqueue.raise({ type: 'approval.deadline', requestId: a.requestId }, { id: 'approval-deadline', delay: c.settings.approvalTimeoutMs });
+      if (declare) waitForDecision(c, enqueue);
+    }),
+    /** Leaving a state where a person was asked, by whatever edge: nobody is asked any more. */
+    endWait: action((_c, _e, enqueue) => {
+      if (declare) enqueue({ type: 'errand.endWait' });
     }),
   };
 }

@@ -1,5 +1,5 @@
 import { defineAgent } from '@errand/core';
-import { agentMachine, agentMachineV1 } from './machine.js';
+import { agentMachine, agentMachineV1, agentMachineV2 } from './machine.js';
 
 export { BuiltInTool } from './built-in-tools.js';
 export { type AgentContext, type CallState } from './context.js';
@@ -16,17 +16,32 @@ export { DEFAULT_SYSTEM_PROMPT } from './prompts.js';
  */
 export const assistant = defineAgent({
   id: 'assistant',
+  // 3: it says what it waits for a person to do (`errand.wait`): status `waiting`, `record.waiting`.
   // 2: one watchdog timer per agent bounds its tool calls (1 armed a durable timer per call).
-  version: 2,
+  version: 3,
   description: 'plans with an LLM, acts through tools, corrects itself, asks people when it must',
   machine: agentMachine,
-  // A snapshot of 1 fits: its running calls have their own `tool.deadline` timers, which 2 still handles.
+  // Snapshots of 1 and 2 fit: 1's running calls have their own `tool.deadline` timers, which 3
+  // still handles; a question 1 or 2 asked is not in `record.waiting`, and is answered as before.
+  migrations: { 1: (snapshot) => snapshot, 2: (snapshot) => snapshot },
+});
+
+/**
+ * `assistant@2`, the same chart without `errand.wait`: registered beside 3 so that agents it
+ * started finish on it and its journals (which say `running` while it waited for a person)
+ * replay step by step.
+ */
+export const assistantV2 = defineAgent({
+  id: 'assistant',
+  version: 2,
+  description: assistant.description,
+  machine: agentMachineV2,
   migrations: { 1: (snapshot) => snapshot },
 });
 
 /**
  * `assistant@1`, the same chart with a durable deadline timer per tool call: registered beside 2
- * so that agents it started finish on it and its journals replay step by step.
+ * and 3 so that agents it started finish on it and its journals replay step by step.
  */
 export const assistantV1 = defineAgent({
   id: 'assistant',
@@ -35,4 +50,4 @@ export const assistantV1 = defineAgent({
   machine: agentMachineV1,
 });
 
-export const agents = [assistant, assistantV1];
+export const agents = [assistant, assistantV2, assistantV1];

@@ -1,7 +1,7 @@
 import { setup } from 'xstate';
 import { errandActions, failureOutput, type AgentInput } from '@errand/core';
 import { initialContext, type AgentContext, type AgentEvent } from './context.js';
-import { agentActions, agentGuards, callStarters } from './handlers.js';
+import { agentActions, agentGuards, askingActions, callStarters } from './handlers.js';
 
 /**
  * The planner loop: planning → acting → (awaitingApproval | awaitingInput | backingOff) → planning
@@ -74,12 +74,14 @@ export const agentMachine = setup({
     },
     awaitingInput: {
       entry: 'askQuestion',
+      exit: 'endWait',
       on: {
         input: { guard: 'answersQuestion', target: 'planning', actions: 'takeAnswer' },
       },
     },
     awaitingApproval: {
       entry: 'requestApproval',
+      exit: 'endWait',
       on: {
         'approval.reminder': { guard: 'reminderDue', actions: 'remindApprover' },
         'approval.deadline': [
@@ -106,8 +108,15 @@ export const agentMachine = setup({
 });
 
 /**
- * The chart as `assistant@1` ran it: a durable deadline timer per tool call instead of one
- * watchdog per agent. Kept registered so its journals replay exactly (`v1-journals.test.ts`) and
- * the agents it started finish as they began.
+ * The chart as `assistant@2` ran it: the same steps, without telling the runtime when it waits for
+ * a person (`errand.wait`), so its journals say `running` there. Kept registered so its journals
+ * replay exactly and the agents it started finish as they began.
  */
-export const agentMachineV1 = agentMachine.provide({ actions: callStarters('per-call') });
+export const agentMachineV2 = agentMachine.provide({ actions: askingActions('silent') });
+
+/**
+ * The chart as `assistant@1` ran it: a durable deadline timer per tool call instead of one
+ * watchdog per agent, and no `errand.wait`. Kept registered so its journals replay exactly
+ * (`v1-journals.test.ts`) and the agents it started finish as they began.
+ */
+export const agentMachineV1 = agentMachine.provide({ actions: { ...callStarters('per-call'), ...askingActions('silent') } });

@@ -1,8 +1,8 @@
 import { createActor, transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { approvalHash, callHash, createSubjects, MESSAGE_VERSION, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
-import { createRegistry, decide, type AgentRegistry, type Decision } from '@errand/core';
-import { agents, assistant, assistantV1 } from '@errand/agent';
+import { createRegistry, decide, replayJournaled, type AgentRegistry, type Decision } from '@errand/core';
+import { agents, assistant, assistantV1, assistantV2 } from '@errand/agent';
 
 const subjects = createSubjects('errand');
 const defaultRegistry = createRegistry([assistant]);
@@ -337,7 +337,7 @@ describe('the built-in agent (pure steps)', () => {
     expect((state.context as { calls: { status: string }[] }).calls[0]!.status).toBe('running');
   });
 
-  it('assistant@1 agents keep their per-call deadline timers; a host with only assistant@2 still fails their calls at those deadlines', () => {
+  it('assistant@1 agents keep their per-call deadline timers; a host with only assistant@3 still fails their calls at those deadlines', () => {
     const run = new Run('a1', createRegistry([assistantV1]));
     run.start({ toolTimeouts: { search: 1000 }, settings: { toolDeadlineGraceMs: 500 } });
     run.reply({ toolCalls: [call('c1', 'x')] });
@@ -345,7 +345,7 @@ describe('the built-in agent (pure steps)', () => {
     expect(deadline).toMatchObject({ timerId: 'deadline-c1', event: { type: 'tool.deadline', callId: 'c1', attempt: 1 } });
     run.registry = createRegistry([assistant]);
     run.fire(deadline!);
-    expect(run.record!.machine).toEqual({ id: 'assistant', version: 2 });
+    expect(run.record!.machine).toEqual({ id: 'assistant', version: 3 });
     expect(run.calls()[0]).toMatchObject({ status: 'retrying', error: { code: 'ERR_TOOL_NO_ANSWER' } });
     // Its retry goes out under the watchdog.
     run.fire(run.timers()[0]!);
@@ -444,4 +444,165 @@ describe('the built-in agent (pure steps)', () => {
       expect(snapshot.status).toBe('active');
     },
   );
+});
+
+/** Replays a run's journal entry by entry, as `errand replay` does; each step must journal what the run's did. */
+function replay(run: Run): AgentRecord {
+  const journal = run.sent.filter((m) => m.kind === 'event.step') as unknown as Message<'event.step'>[];
+  const registry = createRegistry(agents);
+  let record: AgentRecord | undefined;
+  for (const entry of journal) {
+    record = replayJournaled(record, entry, { agentId: entry.agentId, inboxId: entry.inboxId, now: entry.at, subjects, registry });
+    const step = record.outbox.find((o) => o.message.kind === 'event.step')?.message;
+    expect(JSON.parse(JSON.stringify(step)), `step ${entry.step}`).toEqual(entry);
+  }
+  return record!;
+}
+
+describe('the built-in agent says what it waits for (record.waiting, assistant@3)', () => {
+  const by = { id: 'boss', channel: 'cli' };
+  const approve = (run: Run, w: { requestId: string; argsHash?: string }, decision: 'approve' | 'deny' = 'approve') =>
+    run.apply({ v: MESSAGE_VERSION, kind: 'approval', agentId: 'a1', requestId: w.requestId, decision, argsHash: w.argsHash!, by, at: AT });
+
+  it('an approval of tool calls: status waiting with the exact calls and the hash a decision names; approved, it runs again', () => {
+    const run = new Run();
+    run.start({ toolPolicies: { search: 'ask' }, settings: { approvalTimeoutMs: 60_000 } });
+    run.reply({ toolCalls: [call('s1', 'rm -rf /tmp/x'), { id: 's2', name: 'search', arguments: JSON.stringify({ q: 'n', page: 2 }) }] });
+    const r = run.record!;
+    expect(r.status).toBe('waiting');
+    const calls = [{ tool: 'search', args: { q: 'rm -rf /tmp/x' } }, { tool: 'search', args: { q: 'n', page: 2 } }];
+    expect(r.waiting).toEqual({
+      kind: 'approval',
+      requestId: 'tools-1',
+      since: AT + 2,
+      deadline: AT + 2 + 60_000,
+      calls,
+      argsHash: approvalHash(calls),
+      summary: 'search({"q":"rm -rf /tmp/x"}); search({"page":2,"q":"n"})',
+    });
+    // One approval request in the runtime's list, not two (the emit and the wait write the same one).
+    expect(r.approvals).toEqual([{ requestId: 'tools-1', argsHash: approvalHash(calls), calls: calls.map((c) => callHash(c.tool, c.args)), requestedAt: AT + 2 }]);
+    expect(r.outbox.map((e) => e.message)).toContainEqual(expect.objectContaining({ kind: 'event.state', status: 'waiting' }));
+    approve(run, r.waiting!);
+    expect(run.record!.status).toBe('running');
+    expect(run.record!.waiting).toBeUndefined();
+    expect(run.tools()).toHaveLength(2);
+    expect(run.record!.outbox.map((e) => e.message)).toContainEqual(expect.objectContaining({ kind: 'event.state', status: 'running' }));
+  });
+
+  it('a question (ask_human): an input wait with the question, cleared by the answer', () => {
+    const run = new Run();
+    run.start();
+    run.reply({ toolCalls: [{ id: 'h1', name: 'ask_human', arguments: JSON.stringify({ question: 'Which city?' }) }] });
+    expect(run.record!.status).toBe('waiting');
+    expect(run.record!.waiting).toEqual({ kind: 'input', requestId: 'h1', since: AT + 2, question: 'Which city?' });
+    // An answer to another question changes nothing; the answer to this one clears it.
+    run.apply({ v: MESSAGE_VERSION, kind: 'input', agentId: 'a1', requestId: 'other', text: 'no', by, at: AT });
+    expect(run.record!.waiting).toMatchObject({ requestId: 'h1' });
+    run.apply({ v: MESSAGE_VERSION, kind: 'input', agentId: 'a1', requestId: 'h1', text: 'Paris', by, at: AT });
+    expect(run.record!).toMatchObject({ status: 'running' });
+    expect(run.record!.waiting).toBeUndefined();
+  });
+
+  it('a loop: asks how to go on (input), and a message told without a question id answers it', () => {
+    const run = new Run();
+    run.start();
+    for (let i = 0; i < 3; i++) {
+      run.reply({ toolCalls: [call(`c${i}`, 'same')] });
+      if (run.state() === 'acting') run.toolResult(run.tools()[0]!, { output: 'nothing new' });
+    }
+    run.reply({ toolCalls: [call('c10', 'same')] });
+    expect(run.state()).toBe('awaitingInput');
+    expect(run.record!.waiting).toMatchObject({ kind: 'input', question: expect.stringMatching(/I keep calling search with the same arguments/) });
+    run.tell('try another query');
+    expect(run.record!.status).toBe('running');
+    expect(run.record!.waiting).toBeUndefined();
+  });
+
+  it('a budget: a budget wait with the question; new limits (control budget) answer it', () => {
+    const run = new Run();
+    run.start({}, { budget: { maxSteps: 1 } });
+    expect(run.record!.budget).toEqual({ maxSteps: 1 });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    expect(run.record!.usage).toEqual({ inputTokens: 100, outputTokens: 20, costUsd: 0.01 });
+    run.toolResult(run.tools()[0]!, { output: 'ok' });
+    expect(run.record!.status).toBe('waiting');
+    expect(run.record!.waiting).toMatchObject({ kind: 'budget', question: 'Budget reached: 1 of 1 steps. Continue (the limit is raised), or stop?', summary: '1 of 1 steps' });
+    expect(run.record!.waiting!.argsHash).toBe(run.record!.waiting!.requestId);
+    run.apply({ v: MESSAGE_VERSION, kind: 'control', agentId: 'a1', action: 'budget', budget: { maxSteps: 5 }, by, at: AT });
+    expect(run.record!).toMatchObject({ status: 'running', budget: { maxSteps: 5 } });
+    expect(run.record!.waiting).toBeUndefined();
+    expect(run.state()).toBe('planning');
+  });
+
+  it("a label's daily cap: a budget wait; approved, it plans again", () => {
+    const run = new Run();
+    run.start({}, { labels: { team: 'research' } });
+    run.reply({ error: { code: 'ERR_DAILY_BUDGET', message: 'label team=research spent $5.00 of its $5.00 daily cap', retryable: false } });
+    expect(run.record!.waiting).toMatchObject({ kind: 'budget', requestId: 'daily-1', argsHash: 'daily-1', summary: 'label team=research spent $5.00 of its $5.00 daily cap' });
+    approve(run, run.record!.waiting!);
+    expect(run.record!.status).toBe('running');
+    expect(run.record!.waiting).toBeUndefined();
+  });
+
+  it('an escalation keeps the wait (and its since) with the new deadline; expiry ends it', () => {
+    const run = new Run();
+    run.start({ toolPolicies: { search: 'ask' }, settings: { approvalTimeoutMs: 1000, approvalTimeoutOutcome: 'escalate', escalateTo: ['slack'] } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    const first = run.record!.waiting!;
+    expect(first.deadline).toBe(first.since + 1000);
+    const deadline = () => run.timers().find((t) => t.timerId === 'approval-deadline')!;
+    const t = deadline();
+    run.fire(t);
+    expect(run.record!.status).toBe('waiting');
+    expect(run.record!.waiting).toMatchObject({ requestId: first.requestId, since: first.since, deadline: run.record!.updatedAt + 1000 });
+    run.fire(deadline());
+    expect(run.state()).toBe('planning');
+    expect(run.record!.status).toBe('running');
+    expect(run.record!.waiting).toBeUndefined();
+    expect(run.record!.approvals?.[0]).toMatchObject({ requestId: first.requestId, decision: 'expired' });
+  });
+
+  it('paused while waiting stays paused; resumed, it waits again; cancelled, it waits for nothing', () => {
+    const run = new Run();
+    run.start({ toolPolicies: { search: 'ask' } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    const control = (action: 'pause' | 'resume' | 'cancel') => run.apply({ v: MESSAGE_VERSION, kind: 'control', agentId: 'a1', action, by, at: AT });
+    control('pause');
+    expect(run.record!.status).toBe('paused');
+    expect(run.record!.waiting).toMatchObject({ kind: 'approval' });
+    control('resume');
+    expect(run.record!.status).toBe('waiting');
+    control('cancel');
+    expect(run.record!.status).toBe('cancelled');
+    expect(run.record!.waiting).toBeUndefined();
+  });
+
+  it('journals of assistant@2 (which never said it waited) still replay and verify: status running where it asked', () => {
+    const run = new Run('a1', createRegistry([assistantV2]));
+    run.start({ toolPolicies: { search: 'ask' } }, { budget: { maxSteps: 2 } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    expect(run.record!).toMatchObject({ status: 'running', machine: { version: 2 } });
+    expect(run.record!.waiting).toBeUndefined();
+    approve(run, { requestId: 'tools-1', argsHash: approvalHash([{ tool: 'search', args: { q: 'x' } }]) });
+    run.toolResult(run.tools()[0]!, { output: 'ok' });
+    run.reply({ toolCalls: [{ id: 'h1', name: 'ask_human', arguments: JSON.stringify({ question: 'Which?' }) }] });
+    expect(run.state()).toBe('awaitingInput');
+    expect(run.record!.status).toBe('running');
+    // Replayed by a registry whose latest is @3: each entry by the version it names, to the same journal entries.
+    const replayed = replay(run);
+    expect(replayed.status).toBe('running');
+    expect(replayed.snapshot).toEqual(run.record!.snapshot);
+  });
+
+  it('journals of assistant@3 replay to the same waits', () => {
+    const run = new Run();
+    run.start({ toolPolicies: { search: 'ask' } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    expect(run.sent.filter((m) => m.kind === 'event.step').map((e) => (e as unknown as Message<'event.step'>).status)).toEqual(['running', 'waiting']);
+    const replayed = replay(run);
+    expect(replayed.waiting).toEqual(run.record!.waiting);
+    expect(replayed.approvals).toEqual(run.record!.approvals);
+    expect(replayed.status).toBe('waiting');
+  });
 });

@@ -15,11 +15,14 @@ import {
   TERMINAL_STATUSES,
   valueNestsDeeper,
   type AgentRecord,
+  type Budget,
   type Message,
   type Principal,
   type ProgressEvent,
   type Redactor,
   type Subjects,
+  type UsageTotals,
+  type Waiting,
 } from '@errand/protocols';
 import {
   diffRuns,
@@ -40,23 +43,32 @@ import type { AgentRegistry } from '@errand/core';
 
 export const ClientErrorCode = {
   NotFound: 'ERR_AGENT_NOT_FOUND',
+  /** A decision or an answer for a request the agent is not waiting for (or it waits for nothing). */
   NothingPending: 'ERR_NOTHING_PENDING',
+  /** A decision about other arguments than those the agent waits for approval of (`argsHash` differs). */
+  ArgsChanged: 'ERR_ARGS_CHANGED',
+  /** An answer, a message or a control for an agent that has ended (done, failed or cancelled). */
+  AgentEnded: 'ERR_AGENT_ENDED',
   Refused: 'ERR_REFUSED',
   NoHost: 'ERR_NO_HOST',
 } as const;
+export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
 
 export class ClientError extends ErrandError {
   /** For `ERR_REFUSED`: the host's own error code (`ERR_UNKNOWN_AGENT`, `ERR_INVALID`…). */
   readonly reason: string | undefined;
 
-  constructor(code: (typeof ClientErrorCode)[keyof typeof ClientErrorCode], message: string, agentId?: string, reason?: string) {
+  constructor(code: ClientErrorCode, message: string, agentId?: string, reason?: string) {
     super(code, message, { agentId });
     this.name = 'ClientError';
     this.reason = reason;
   }
 }
 
-/** What a person (or another agent) needs to know about an agent, from its record. */
+/**
+ * What a person (or another agent) needs to know about an agent, from its record alone — never
+ * from its machine's context, so it reads the same for every agent definition.
+ */
 export interface AgentSummary {
   agentId: string;
   agent: string;
@@ -65,20 +77,22 @@ export interface AgentSummary {
   state: unknown;
   step: number;
   labels: Record<string, string>;
-  waitingForAnswer?: { requestId: string; text: string };
-  waitingForApproval?: { requestId: string; argsHash: string; what: string };
+  /** What it waits for a person to do (`record.waiting`): an approval of exact tool calls, an answer, a budget decision. */
+  waiting?: Waiting;
   output?: unknown;
   error?: AgentRecord['error'];
   children: AgentRecord['children'];
+  /** The agent that delegated this one, and its name for it. */
+  parent?: { agentId: string; ref: string };
+  /** Its model usage so far, as its machine last reported it. */
+  usage?: UsageTotals;
+  /** The goal's budget (with any limits set since by `control budget`). */
+  budget?: Budget;
   createdAt: string;
   updatedAt: string;
 }
 
 export function summarize(r: AgentRecord): AgentSummary {
-  const context = ((r.snapshot as { context?: Record<string, unknown> } | undefined)?.context ?? {}) as {
-    question?: { requestId: string; text: string };
-    approval?: { requestId: string; argsHash: string; what: string };
-  };
   return {
     agentId: r.agentId,
     agent: r.machine.id,
@@ -87,11 +101,13 @@ export function summarize(r: AgentRecord): AgentSummary {
     state: stateValueOf(r.snapshot),
     step: r.step,
     labels: r.labels ?? {},
-    ...(context.question ? { waitingForAnswer: { requestId: context.question.requestId, text: context.question.text } } : {}),
-    ...(context.approval ? { waitingForApproval: { requestId: context.approval.requestId, argsHash: context.approval.argsHash, what: context.approval.what } } : {}),
+    ...(r.waiting ? { waiting: r.waiting } : {}),
     ...(r.output !== undefined ? { output: r.output } : {}),
     ...(r.error ? { error: r.error } : {}),
     children: r.children,
+    ...(r.parent ? { parent: r.parent } : {}),
+    ...(r.usage ? { usage: r.usage } : {}),
+    ...(r.budget ? { budget: r.budget } : {}),
     createdAt: new Date(r.createdAt).toISOString(),
     updatedAt: new Date(r.updatedAt).toISOString(),
   };
@@ -124,10 +140,21 @@ export interface ErrandClient {
   get(agentId: string): Promise<AgentSummary>;
   /** Agents matching every part of `filter`, most recently updated first. Records this build cannot read are left out. */
   list(filter?: ListFilter): Promise<AgentSummary[]>;
-  /** Decides the approval the agent waits for (the exact request and arguments it shows). */
-  decide(agentId: string, decision: 'approve' | 'deny', by: Principal, requestId?: string): Promise<{ requestId: string }>;
-  /** Answers the agent's question, or tells a working agent something (`interrupt` stops the step in flight). */
-  answer(agentId: string, text: string, by: Principal, options?: { interrupt?: boolean }): Promise<void>;
+  /**
+   * Decides the approval (or budget question) the agent waits for, `record.waiting`: the decision
+   * names its request and the hash of the exact arguments it shows. With `requestId`, only that
+   * request; with `argsHash`, only those arguments (the ones the person was shown). Throws
+   * `ERR_NOTHING_PENDING` when the agent waits for no decision or for another request,
+   * `ERR_ARGS_CHANGED` when it waits for a decision about other arguments, `ERR_AGENT_NOT_FOUND`.
+   */
+  decide(agentId: string, decision: 'approve' | 'deny', by: Principal, requestId?: string, argsHash?: string): Promise<{ requestId: string }>;
+  /**
+   * Answers the agent's question (`record.waiting` of kind `input`, or `requestId`), or tells a
+   * working agent something (`interrupt` stops the step in flight). Throws `ERR_AGENT_ENDED` for an
+   * agent that has ended, `ERR_NOTHING_PENDING` when `requestId` is not the question it waits for.
+   */
+  answer(agentId: string, text: string, by: Principal, options?: { interrupt?: boolean; requestId?: string }): Promise<void>;
+  /** Cancels, pauses or resumes the agent. Throws `ERR_AGENT_ENDED` for an agent that has ended. */
   control(agentId: string, action: 'cancel' | 'pause' | 'resume', by: Principal, reason?: string): Promise<void>;
   /**
    * The agent's progress events (`event.step`, `.state`, `.plan`, `.tool`, `.approval`, `.usage`,
@@ -171,6 +198,14 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
   const must = async (agentId: string) => {
     const r = await record(agentId);
     if (!r) throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
+    return r;
+  };
+  /** The record of an agent that has not ended; throws `ERR_AGENT_ENDED` (saying how it ended) or `ERR_AGENT_NOT_FOUND`. */
+  const mustBeLive = async (agentId: string, doing: string) => {
+    const r = await must(agentId);
+    if (TERMINAL_STATUSES.has(r.status)) {
+      throw new ClientError(ClientErrorCode.AgentEnded, `agent ${agentId} has ${endedWord(r)}: nothing to ${doing} any more (errand show ${agentId})`, agentId);
+    }
     return r;
   };
   const eventsStream = resourceNames(prefix).streams.events;
@@ -324,26 +359,61 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       out.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
       return out.slice(0, filter.limit ?? 50);
     },
-    async decide(agentId, decision, by, requestId) {
-      const pending = summarize(await must(agentId)).waitingForApproval;
-      if (!pending || (requestId && requestId !== pending.requestId)) {
-        throw new ClientError(ClientErrorCode.NothingPending, `agent ${agentId} is not waiting for ${requestId ? `approval ${requestId}` : 'an approval'}`, agentId);
+    async decide(agentId, decision, by, requestId, argsHash) {
+      const r = await must(agentId);
+      const pending = decidable(r, requestId);
+      if (!pending) {
+        const what = requestId ? `approval ${requestId}` : 'a decision';
+        const now = r.waiting?.kind === 'input' ? ` (it waits for an answer to a question, not a decision)` : TERMINAL_STATUSES.has(r.status) ? ` (it has ${endedWord(r)})` : '';
+        throw new ClientError(ClientErrorCode.NothingPending, `agent ${agentId} is not waiting for ${what}${now}`, agentId);
+      }
+      if (argsHash !== undefined && argsHash !== pending.argsHash) {
+        throw new ClientError(
+          ClientErrorCode.ArgsChanged,
+          `agent ${agentId} waits for a decision on request ${pending.requestId} about other arguments than the ones you decided on (argsHash ${argsHash}, now ${pending.argsHash}); look at them again (errand show ${agentId}) and decide on those`,
+          agentId,
+        );
       }
       const message: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: pending.requestId, argsHash: pending.argsHash, decision, by, at: Date.now() };
       await publishMessage(conn, subjects.agentIn(agentId, 'approval'), message, { prover });
       return { requestId: pending.requestId };
     },
     async answer(agentId, text, by, options = {}) {
-      const question = summarize(await must(agentId)).waitingForAnswer;
+      const r = await mustBeLive(agentId, 'answer or tell');
+      const waiting = r.waiting?.kind === 'input' ? r.waiting : undefined;
+      if (options.requestId !== undefined && options.requestId !== waiting?.requestId) {
+        throw new ClientError(ClientErrorCode.NothingPending, `agent ${agentId} is not waiting for an answer to ${options.requestId}${waiting ? ` (it asks ${waiting.requestId})` : ''}`, agentId);
+      }
       const message: Message<'input'> = {
-        v: MESSAGE_VERSION, kind: 'input', agentId, text, ...(question ? { requestId: question.requestId } : {}), ...(options.interrupt ? { interrupt: true } : {}), by, at: Date.now(),
+        v: MESSAGE_VERSION, kind: 'input', agentId, text, ...(waiting ? { requestId: waiting.requestId } : {}), ...(options.interrupt ? { interrupt: true } : {}), by, at: Date.now(),
       };
       await publishMessage(conn, subjects.agentIn(agentId, 'input'), message, { prover });
     },
     async control(agentId, action, by, reason) {
-      await must(agentId);
+      await mustBeLive(agentId, action);
       const message: Message<'control'> = { v: MESSAGE_VERSION, kind: 'control', agentId, action, ...(reason ? { reason } : {}), by, at: Date.now() };
       await publishMessage(conn, subjects.agentIn(agentId, 'control'), message, { prover });
     },
   };
 }
+
+/** How an ended agent ended, in words. */
+function endedWord(r: AgentRecord): string {
+  return r.status === 'done' ? 'finished' : r.status === 'failed' ? `failed${r.error ? ` (${r.error.message})` : ''}` : 'been cancelled';
+}
+
+/**
+ * The request a decision goes to: the approval or budget question the agent waits for
+ * (`record.waiting`), when `requestId` names it or is left out. An agent an older machine runs
+ * says nothing of what it waits for: a request it keeps open in `record.approvals` (the runtime's
+ * own list) may still be decided by naming it.
+ */
+function decidable(r: AgentRecord, requestId: string | undefined): { requestId: string; argsHash: string } | undefined {
+  if (TERMINAL_STATUSES.has(r.status)) return undefined;
+  const w = r.waiting;
+  if (w) return w.kind !== 'input' && w.argsHash !== undefined && (requestId === undefined || requestId === w.requestId) ? { requestId: w.requestId, argsHash: w.argsHash } : undefined;
+  if (requestId === undefined) return undefined;
+  const open = r.approvals?.find((a) => a.requestId === requestId && a.decision === undefined);
+  return open ? { requestId: open.requestId, argsHash: open.argsHash } : undefined;
+}
+export { discoverServices, systemStatus, type ConsumerBacklog, type DeadLetterEntry, type ServiceInstance, type SystemStatus, type SystemStatusOptions } from './system.js';

@@ -1,4 +1,4 @@
-import type { Budget, ChatMessage, NotifyRule, Task, ToolDefinition, Usage, ErrorInfo, Principal } from '@errand/protocols';
+import type { Budget, ChatMessage, NotifyRule, Task, ToolDefinition, Usage, ErrorInfo, Principal, WaitKind } from '@errand/protocols';
 
 /**
  * The command conventions. A machine asks for effects with actions of these types; the host never
@@ -24,6 +24,14 @@ export const ErrandAction = {
   CancelChild: 'errand.cancelChild',
   /** Send an event to another agent (it arrives as that event). */
   Send: 'errand.send',
+  /**
+   * Say what the agent now waits for a person to do: the runtime sets `record.waiting` (status
+   * `waiting`) and, for an approval or budget wait, keeps the approval request a decision must
+   * name. See {@link WaitParams} and docs/agents.md for when the runtime clears it.
+   */
+  Wait: 'errand.wait',
+  /** Stop waiting for a person without the event that answers it (the agent gave up or moved on). */
+  EndWait: 'errand.endWait',
 } as const;
 export type ErrandActionType = (typeof ErrandAction)[keyof typeof ErrandAction];
 
@@ -116,6 +124,46 @@ export interface SendParams {
   event: { type: string; [key: string]: unknown };
 }
 
+/**
+ * The params of `errand.wait`. The runtime keeps them as `record.waiting` (with `since`, and
+ * `deadlineAt` as `deadline`) until one of these clears it, whichever comes first:
+ * - the event that answers it is applied: an `approval` decision naming `requestId` (approval and
+ *   budget waits), an `input` naming `requestId` or none (input waits), a `control.budget` (budget waits);
+ * - the machine emits an `approval` event other than `requested` for `requestId` (`expired`,
+ *   `approved`, `denied`, `refused`), asks for another `errand.wait`, or `errand.endWait`;
+ * - the agent ends (done, failed, cancelled).
+ * An event that clears it reaches the machine in the same step, so a machine that still waits
+ * after it (an answer it does not accept) says so with `errand.wait` again.
+ */
+export interface WaitParams {
+  kind: WaitKind;
+  /** The id a person's `approval` or `input` message names; unique per question within the agent. */
+  requestId: string;
+  /** What the person is asked (input and budget waits). */
+  question?: string;
+  /**
+   * Approval waits: the exact calls asked about, arguments as the tool would get them. The runtime
+   * keeps the approval request (as `errand.emit` of an approval `requested` does), so a decision
+   * applies only to it and an approved call carries evidence. Budget waits ask about no call.
+   */
+  calls?: { tool: string; args: unknown }[];
+  /** Approval and budget waits: the hash a decision must name (the built-in agent's is `approvalHash(calls)`). */
+  argsHash?: string;
+  summary?: string;
+  /** When the machine will stop waiting (its own timer), for people to see. */
+  deadlineAt?: number;
+  /**
+   * The same as a delay from this step, on the runtime's clock (as a delayed event's is): a
+   * machine has no clock of its own. Ignored when `deadlineAt` is given.
+   */
+  deadlineInMs?: number;
+}
+
+/** The params of `errand.endWait`: with `requestId`, only that wait ends. */
+export interface EndWaitParams {
+  requestId?: string;
+}
+
 /** Where a machine's output carries this key, the agent ends `failed` with that error. */
 export const FAILURE_OUTPUT_KEY = 'errand.failure';
 
@@ -136,4 +184,6 @@ export const errandActions = {
   [ErrandAction.Spawn]: declared<SpawnParams>(),
   [ErrandAction.CancelChild]: declared<CancelChildParams>(),
   [ErrandAction.Send]: declared<SendParams>(),
+  [ErrandAction.Wait]: declared<WaitParams>(),
+  [ErrandAction.EndWait]: declared<EndWaitParams>(),
 };

@@ -1,6 +1,18 @@
 import { childAgentId, MESSAGE_VERSION, messageIds, TERMINAL_STATUSES, type EVENT_KIND_OF, type MessageInput } from '@errand/protocols';
-import { ErrandAction, type CancelChildParams, type EmitParams, type NotifyParams, type PlanParams, type SendParams, type SpawnParams, type ToolCallParams } from './actions.js';
+import {
+  ErrandAction,
+  type CancelChildParams,
+  type EmitParams,
+  type EndWaitParams,
+  type NotifyParams,
+  type PlanParams,
+  type SendParams,
+  type SpawnParams,
+  type ToolCallParams,
+  type WaitParams,
+} from './actions.js';
 import { approvalEvidence, expireApprovalRequest, recordApprovalRequest } from './approvals.js';
+import { endWait, noteUsage, startWait } from './waiting.js';
 import type { Draft } from './draft.js';
 
 /**
@@ -70,6 +82,10 @@ export function compileActions(draft: Draft, actions: readonly Action[]): string
           } else if (event.status === 'expired') {
             expireApprovalRequest(record, event.requestId, now);
           }
+          // Decided, expired or refused: nobody is asked about it any more.
+          if (event.status !== 'requested') endWait(record, event.requestId);
+        } else if (kind === 'usage') {
+          noteUsage(record, (emitted as Extract<EmitParams, { kind: 'usage' }>).total);
         }
         const key = draft.key();
         note(draft.push(subjects.agentEvent(agentId, token), key, { v: MESSAGE_VERSION, agentId, at: now, step, kind: `event.${kind}`, ...rest } as MessageInput));
@@ -116,6 +132,13 @@ export function compileActions(draft: Draft, actions: readonly Action[]): string
         }
         break;
       }
+      case ErrandAction.Wait:
+        // Bookkeeping only: nothing is published, no command key is taken.
+        note(startWait(record, params as unknown as WaitParams, now));
+        break;
+      case ErrandAction.EndWait:
+        endWait(record, (params as EndWaitParams).requestId);
+        break;
       case 'xstate.raise': {
         // Only delayed raises reach us: XState handles immediate ones inside the transition.
         const p = params as { event: { type: string }; id?: string; delay?: number };

@@ -81,7 +81,7 @@ export function decide(current: AgentRecord | undefined, message: InboxMessage, 
         return step.commit();
       case 'resume': {
         if (current.status !== 'paused') return { type: 'ignore', reason: 'not paused' };
-        step.setStatus('running');
+        step.resume();
         const deferred = step.record.deferred;
         step.record.deferred = [];
         // Deferred events were settled when they arrived.
@@ -116,5 +116,11 @@ function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
     parent: goal.parent,
     startedAt: goal.at,
   };
-  return startRecord(ctx, def, input, { goal: goal.goal, labels: goal.labels, parent: goal.parent, notify: goal.notify?.length ? goal.notify : undefined });
+  return startRecord(ctx, def, input, {
+    goal: goal.goal,
+    labels: goal.labels,
+    parent: goal.parent,
+    notify: goal.notify?.length ? goal.notify : undefined,
+    budget: goal.budget && Object.keys(goal.budget).length ? goal.budget : undefined,
+  });
 }

@@ -7,6 +7,7 @@ import { compileActions, notifyUnseen, stopChildren, tellParent, type Action } f
 import type { Decision } from './decide.js';
 import { RuntimeError, RuntimeErrorCode } from './errors.js';
 import { emptyRecord, type MachineEvent, type StepContext } from './record.js';
+import { answerWait, noteBudget, settleWaitStatus } from './waiting.js';
 
 /**
  * One step's working copy of the record and its bookkeeping: step numbers, command keys, status
@@ -46,6 +47,12 @@ export class Draft {
     this.record.status = status;
   }
 
+  /** Resumes a paused agent: `waiting` when it still waits for a person, `running` otherwise. */
+  resume(): void {
+    this.record.status = 'running';
+    settleWaitStatus(this.record);
+  }
+
   /** Publishes `event.state` (once per commit, when the status changed). */
   private announce(status: AgentStatus): void {
     if (this.record.outbox.some((e) => e.message.kind === 'event.state')) return;
@@ -82,6 +89,8 @@ export class Draft {
     const def = this.definition();
     this.beginStep();
     settleApproval(this.record, event, this.ctx.now);
+    answerWait(this.record, event);
+    noteBudget(this.record, event);
     let next: AnyMachineSnapshot;
     let actions: Action[];
     try {
@@ -102,6 +111,7 @@ export class Draft {
     this.record.pending = {};
     this.record.deferred = [];
     this.record.error = { code: 'ERR_CANCELLED', message: reason, retryable: false };
+    settleWaitStatus(this.record);
     stopChildren(this, reason);
     tellParent(this, 'cancelled');
     notifyUnseen(this);
@@ -128,6 +138,7 @@ export class Draft {
       this.event('done', { kind: 'event.done', output: next.output });
       tellParent(this, 'done');
     }
+    settleWaitStatus(this.record);
     this.journal(event);
   }
 
@@ -140,6 +151,7 @@ export class Draft {
   private fail(error: ErrorInfo): void {
     this.record.status = 'failed';
     this.record.error = error;
+    settleWaitStatus(this.record);
     this.record.timers = {};
     this.record.pending = {};
     stopChildren(this, 'the parent failed');
@@ -233,7 +245,7 @@ export function startRecord(
   ctx: StepContext,
   def: AgentDefinition,
   input: AgentInput,
-  about: Pick<AgentRecord, 'goal' | 'labels' | 'parent' | 'notify'>,
+  about: Pick<AgentRecord, 'goal' | 'labels' | 'parent' | 'notify' | 'budget'>,
 ): AgentRecord {
   const record: AgentRecord = { ...emptyRecord(ctx, def), ...about };
   const draft = new Draft(record, ctx, def);
@@ -245,7 +257,8 @@ export function startRecord(
  * The record a step may change, without a deep copy of it each step: the containers a step
  * mutates (pending commands, timers, children, approvals, deferred events) are copied one level
  * deep; the snapshot is shared, since a step replaces it whole and XState never mutates one (a
- * machine must not mutate its context in place: `assign` makes a new one). The outbox starts empty.
+ * machine must not mutate its context in place: `assign` makes a new one); so are `waiting`,
+ * `usage` and `budget`, which a step replaces whole too. The outbox starts empty.
  */
 function workingCopy(current: AgentRecord): AgentRecord {
   const children: AgentRecord['children'] = {};

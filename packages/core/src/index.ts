@@ -5,12 +5,14 @@ export {
   failureOutput,
   type CancelChildParams,
   type EmitParams,
+  type EndWaitParams,
   type ErrandActionType,
   type NotifyParams,
   type PlanParams,
   type SendParams,
   type SpawnParams,
   type ToolCallParams,
+  type WaitParams,
 } from './actions.js';
 export {
   createRegistry,

@@ -49,6 +49,7 @@ export function replayJournaled(current: AgentRecord | undefined, entry: Journal
       labels: Object.keys(input.labels ?? {}).length ? input.labels : undefined,
       parent: input.parent,
       notify: input.notify?.length ? [...input.notify] : undefined,
+      budget: input.budget && Object.keys(input.budget).length ? { ...input.budget } : undefined,
     });
   }
   const draft = new Draft(current, ctx);

@@ -1,4 +1,4 @@
-import type { ForkSeed } from '@errand/protocols';
+import { TERMINAL_STATUSES, type ForkSeed } from '@errand/protocols';
 import { ReplayError, ReplayErrorCode } from './errors.js';
 import type { IssuedCommand, ReplayResult } from './fold.js';
 
@@ -27,8 +27,9 @@ function withSystem(messages: unknown, system: string): unknown {
  */
 export function forkSeed(replay: ReplayResult, options: ForkOptions = {}): ForkSeed {
   const last = replay.steps.at(-1)!;
-  if (replay.record.status !== 'running') {
-    const lastRunning = [...replay.steps].reverse().find((s) => s.status === 'running');
+  // A step where it waited for a person is as good a start as one where it ran: only an ended agent cannot go on.
+  if (TERMINAL_STATUSES.has(replay.record.status)) {
+    const lastRunning = [...replay.steps].reverse().find((s) => !TERMINAL_STATUSES.has(s.status));
     throw new ReplayError(
       ReplayErrorCode.CannotFork,
       `agent ${replay.agentId} had already ended (${replay.record.status}) at step ${last.step}: nothing would continue; fork at an earlier step${lastRunning ? ` (the last running one is ${lastRunning.step})` : ''}`,
