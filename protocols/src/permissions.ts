@@ -193,7 +193,8 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
       denyPub.push(answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools));
       break;
     case 'gateway':
-      pub = [...reader.allow, s.submit(), ...decide, logsOf('gateway'), deadLetters, ...DISCOVERY_ASK];
+      // Goals too: a fork from the dashboard publishes its goal itself, as `errand fork` does.
+      pub = [...reader.allow, s.submit(), ...decide, s.agentInAll(undefined, 'goal'), logsOf('gateway'), deadLetters, ...DISCOVERY_ASK];
       sub = [...progress, s.logs()];
       denyPub.push(...reader.deny, answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools));
       break;
