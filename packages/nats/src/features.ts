@@ -56,16 +56,22 @@ export function serverFeatures(info: { version: string; jetstream?: boolean | un
 }
 
 /**
- * Logs, once per call, the durability caveat of servers that cannot sync every write: before 2.10
- * JetStream syncs to disk every 60 s, so an OS crash or power loss can drop up to a minute of writes
- * that were already acknowledged. Returns whether it warned.
+ * The durability caveat of servers that cannot sync every write, or undefined for one that can:
+ * before 2.10 JetStream syncs to disk every 60 s, so an OS crash or power loss can drop up to a
+ * minute of writes that were already acknowledged.
  */
-export function warnAboutDurability(features: ServerFeatures, logger: Logger): boolean {
-  if (features.configurableSync) return false;
-  logger.warn(
-    { serverVersion: features.version.text },
+export function durabilityWarning(features: ServerFeatures): string | undefined {
+  if (features.configurableSync) return undefined;
+  return (
     `nats-server ${features.version.text} syncs JetStream to disk only every 60 s: an OS crash can lose the last minute of acknowledged writes. ` +
-      'For production run nats-server >= 2.10 with `jetstream { sync_interval: always }` (see docs/operations.md)',
+    'For production run nats-server >= 2.10 with `jetstream { sync_interval: always }` (see docs/operations.md)'
   );
+}
+
+/** Logs, once per call, the {@link durabilityWarning} when there is one. Returns whether it warned. */
+export function warnAboutDurability(features: ServerFeatures, logger: Logger): boolean {
+  const warning = durabilityWarning(features);
+  if (warning === undefined) return false;
+  logger.warn({ serverVersion: features.version.text }, warning);
   return true;
 }

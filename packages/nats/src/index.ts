@@ -1,7 +1,7 @@
 // The public door of @errand/nats: what other packages use. The building blocks behind it (stream
 // configs, feature detection, defaults) are for this package's tests: `@errand/nats/internal`.
 export { NatsError, NatsErrorCode } from './errors.js';
-export type { ServerFeatures, ServerVersion } from './features.js';
+export { durabilityWarning, type ServerFeatures, type ServerVersion } from './features.js';
 export {
   connect,
   connectOptionsFromEnv,
