@@ -30,3 +30,5 @@ export { replayJournaled, type JournaledStep } from './replay.js';
 export { RuntimeError, RuntimeErrorCode } from './errors.js';
 // Defined with the wire contract; re-exported for code that took them from the kernel.
 export { childAgentId, newAgentId, TERMINAL_STATUSES } from '@errand/protocols';
+// For machines that ask for approval: the argsHash a decision names, the built-in agent's way.
+export { approvalHash } from '@errand/protocols';

@@ -1,5 +1,5 @@
 import { assign, cancel, enqueueActions, setup } from 'xstate';
-import { defineAgent, errandActions, type AgentDefinition, type AgentInput } from '@errand/core';
+import { approvalHash, defineAgent, errandActions, failureOutput, type AgentDefinition, type AgentInput } from '@errand/core';
 
 type InputEvent = { type: 'input'; text: string };
 type ToolResultEvent = { type: 'tool.result'; callId: string; result?: { output?: unknown }; error?: { message: string } };
@@ -211,5 +211,97 @@ export const thrower = defineAgent({
   }),
 });
 
+type ApprovalEvent = { type: 'approval'; requestId: string; decision: 'approve' | 'deny'; argsHash?: string; from?: string };
+type ReviewEvent = ApprovalEvent | InputEvent | ToolResultEvent | { type: 'review.deadline' };
+interface ReviewContext {
+  call: { tool: string; args: unknown };
+  deadlineMs: number;
+  outcome: 'pending' | 'ran' | 'denied' | 'expired';
+  result: unknown;
+  note: string | undefined;
+}
+const REVIEW = 'review-1';
+const NOTE = 'note-1';
+
+/**
+ * `reviewer`: asks a person before it calls `input.tool` (default `echo`) with `input.args`, then
+ * asks them for a note — a custom machine saying what it waits for with `errand.wait`, so
+ * `errand ls --status waiting`, `errand show`, the client, the notifier and the dashboard know
+ * without reading its context. Approved, it runs the call (naming the request, so the call carries
+ * the approval's evidence); denied, or undecided after `input.deadlineMs` (default 10 min), it stops.
+ */
+export const reviewer = defineAgent({
+  id: 'reviewer',
+  version: 1,
+  description: 'asks a person to approve one tool call (input.tool, input.args), runs it, then asks for a note',
+  machine: setup({
+    types: {} as { input: AgentInput; context: ReviewContext; events: ReviewEvent },
+    actions: errandActions,
+    delays: { review: ({ context }) => context.deadlineMs },
+  }).createMachine({
+    id: 'reviewer',
+    context: ({ input }) => {
+      const i = given(input);
+      return { call: { tool: typeof i.tool === 'string' ? i.tool : 'echo', args: i.args ?? {} }, deadlineMs: num(i.deadlineMs, 600_000), outcome: 'pending' as const, result: undefined, note: undefined };
+    },
+    initial: 'awaitingApproval',
+    states: {
+      awaitingApproval: {
+        // The wait registers the approval request: a decision must name it and this exact hash.
+        entry: {
+          type: 'errand.wait',
+          params: ({ context }) => ({
+            kind: 'approval',
+            requestId: REVIEW,
+            calls: [context.call],
+            argsHash: approvalHash([context.call]),
+            summary: `run ${context.call.tool}`,
+            deadlineInMs: context.deadlineMs,
+          }),
+        },
+        after: {
+          review: {
+            target: 'stopped',
+            // Nobody decided: the request expires (which also ends the wait).
+            actions: [
+              { type: 'errand.emit', params: ({ context }) => ({ kind: 'approval', requestId: REVIEW, status: 'expired', argsHash: approvalHash([context.call]) }) },
+              assign({ outcome: 'expired' as const }),
+            ],
+          },
+        },
+        on: {
+          approval: [
+            // The runtime applied the decision (and cleared the wait) only for this request and hash.
+            {
+              guard: ({ event }) => event.requestId === REVIEW && event.decision === 'approve' && event.from === undefined,
+              target: 'running',
+            },
+            { guard: ({ event }) => event.requestId === REVIEW && event.from === undefined, target: 'denied', actions: assign({ outcome: 'denied' as const }) },
+          ],
+        },
+      },
+      running: {
+        entry: { type: 'errand.tool', params: ({ context }) => ({ callId: 'call-1', tool: context.call.tool, args: context.call.args, approval: REVIEW }) },
+        on: {
+          'tool.result': { guard: ({ event }) => event.callId === 'call-1', target: 'askingForNote', actions: assign({ outcome: 'ran' as const, result: ({ event }) => event.result?.output ?? { error: event.error?.message } }) },
+        },
+      },
+      askingForNote: {
+        entry: { type: 'errand.wait', params: { kind: 'input', requestId: NOTE, question: 'The call ran. Any note to file with it?' } },
+        on: { input: { target: 'done', actions: assign({ note: ({ event }) => event.text }) } },
+      },
+      denied: { type: 'final' },
+      stopped: { type: 'final' },
+      done: { type: 'final' },
+    },
+    output: ({ context }) =>
+      context.outcome === 'expired'
+        ? failureOutput({ code: 'ERR_NOT_APPROVED', message: `nobody decided on ${context.call.tool} in time`, retryable: false })
+        : context.outcome === 'denied'
+          ? { ran: false }
+          : { ran: true, result: context.result, note: context.note },
+  }),
+});
+
 /** Every example, for `ERRAND_AGENT_MODULES=@errand/example-agents`; the first (`sleeper`) is the default. */
-export const agents: readonly AgentDefinition[] = [sleeper, tally, pipeline, parent, thrower];
+export const agents: readonly AgentDefinition[] = [sleeper, tally, pipeline, parent, thrower, reviewer];

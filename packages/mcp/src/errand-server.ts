@@ -53,7 +53,13 @@ export async function createErrandMcpServer(conn: ErrandConnection, prefix: stri
   );
   server.registerTool(
     'get_agent',
-    { description: 'The state of an agent: status, what it waits for (an answer, an approval), its output or error.', inputSchema: { agentId: z.string() }, annotations: { readOnlyHint: true } },
+    {
+      description:
+        'The state of an agent: status, and in `waiting` what it waits for a person to do — `kind` input (answer its `question` with answer), ' +
+        'approval (decide on the exact tool `calls` with approve) or budget (decide on its `question` with approve) — with `requestId`, `argsHash` and `deadline`; its usage, budget, output or error.',
+      inputSchema: { agentId: z.string() },
+      annotations: { readOnlyHint: true },
+    },
     ({ agentId }) => tool(() => client.get(agentId)),
   );
   server.registerTool(
@@ -65,18 +71,33 @@ export async function createErrandMcpServer(conn: ErrandConnection, prefix: stri
     },
     ({ status, limit }) =>
       tool(async () =>
-        (await client.list({ ...(status ? { status } : {}), limit: limit ?? 20 })).map(({ agentId, agent, goal, status: s, updatedAt }) => ({ agentId, agent, goal, status: s, updatedAt })),
+        (await client.list({ ...(status ? { status } : {}), limit: limit ?? 20 })).map(({ agentId, agent, goal, status: s, waiting, updatedAt }) => ({
+          agentId,
+          agent,
+          goal,
+          status: s,
+          ...(waiting ? { waiting: { kind: waiting.kind, requestId: waiting.requestId, ...(waiting.question ? { question: waiting.question } : {}), ...(waiting.summary ? { summary: waiting.summary } : {}) } } : {}),
+          updatedAt,
+        })),
       ),
   );
   server.registerTool(
     'approve',
-    { description: 'Decide what an agent waits for approval of (see get_agent: waitingForApproval).', inputSchema: { agentId: z.string(), decision: z.enum(['approve', 'deny']) } },
-    ({ agentId, decision }) => tool(async () => ({ agentId, decision, ...(await client.decide(agentId, decision, by)) })),
+    {
+      description:
+        'Decide what an agent waits for approval of (get_agent: waiting of kind approval or budget). Pass the requestId and argsHash you were shown, ' +
+        'so a decision never applies to other arguments (refused if they changed).',
+      inputSchema: { agentId: z.string(), decision: z.enum(['approve', 'deny']), requestId: z.string().optional(), argsHash: z.string().optional() },
+    },
+    ({ agentId, decision, requestId, argsHash }) => tool(async () => ({ agentId, decision, ...(await client.decide(agentId, decision, by, requestId, argsHash)) })),
   );
   server.registerTool(
     'answer',
-    { description: "Answer an agent's question, or tell a working agent something.", inputSchema: { agentId: z.string(), text: z.string().min(1) } },
-    ({ agentId, text }) => tool(async () => (await client.answer(agentId, text, by), { agentId, delivered: true })),
+    {
+      description: "Answer an agent's question (get_agent: waiting of kind input), or tell a working agent something. Refused for an agent that has ended.",
+      inputSchema: { agentId: z.string(), text: z.string().min(1), requestId: z.string().optional() },
+    },
+    ({ agentId, text, requestId }) => tool(async () => (await client.answer(agentId, text, by, requestId ? { requestId } : {}), { agentId, delivered: true })),
   );
   server.registerTool(
     'cancel',

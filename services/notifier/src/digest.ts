@@ -11,7 +11,9 @@ export interface DigestCounts {
 
 /**
  * Counts agents by what they are doing, and today's model spend, from the agent records — no
- * model call, no tokens. "Waiting" means waiting for a person (a question or an approval).
+ * model call, no tokens, and nothing of any machine's own context. "Waiting" means waiting for a
+ * person (a question, an approval, a budget decision: `record.waiting`, status `waiting`); the
+ * spend is each agent's usage as its machine reported it (`record.usage`).
  */
 export async function countAgents(agents: KV, now = Date.now()): Promise<DigestCounts> {
   const startOfDay = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate());
@@ -20,15 +22,12 @@ export async function countAgents(agents: KV, now = Date.now()): Promise<DigestC
   for await (const key of keys) {
     const r = await readRecord(agents, key);
     if (!r) continue;
-    const snap = r.snapshot as { value?: unknown; context?: { usage?: { costUsd?: number } } } | undefined;
-    const state = snap?.value;
     if (r.status === 'paused') c.paused += 1;
-    else if (r.status === 'running' || r.status === 'waiting') {
-      if (r.status === 'waiting' || state === 'awaitingInput' || state === 'awaitingApproval') c.waiting += 1;
-      else c.running += 1;
-    } else if (r.updatedAt >= startOfDay && r.status === 'done') c.doneToday += 1;
+    else if (r.status === 'waiting') c.waiting += 1;
+    else if (r.status === 'running') c.running += 1;
+    else if (r.updatedAt >= startOfDay && r.status === 'done') c.doneToday += 1;
     else if (r.updatedAt >= startOfDay && r.status === 'failed') c.failedToday += 1;
-    if (r.updatedAt >= startOfDay) c.spentTodayUsd += snap?.context?.usage?.costUsd ?? 0;
+    if (r.updatedAt >= startOfDay) c.spentTodayUsd += r.usage?.costUsd ?? 0;
   }
   return c;
 }
