@@ -73,6 +73,8 @@ export interface CallbackHandlerOptions {
   logger: Logger;
   /** Default {@link DECISION_WAIT_MS}. */
   decisionWaitMs?: number;
+  /** Log who may decide through each channel (default true; false when the caller already did). */
+  describeAllowLists?: boolean;
 }
 
 /** Logs, for each channel that takes decisions, who may decide through it. */
@@ -292,7 +294,7 @@ export async function createCallbackHandler(o: CallbackHandlerOptions): Promise<
     return answer ? { status: 200, json: { method: 'answerCallbackQuery', ...answer } } : { status: 200, text: '' };
   };
 
-  describeAllowLists(o.channels, log);
+  if (o.describeAllowLists !== false) describeAllowLists(o.channels, log);
   return {
     telegramUpdate,
     async handle(req) {
