@@ -56,7 +56,9 @@ const LOGIN_FAILED = `<!doctype html><meta charset="utf-8"><title>Errand: not si
 export function createGatewayApp(deps: GatewayDeps): GatewayApp {
   const auth = createAuthenticator(deps.users);
   const app = new Hono<GatewayEnv>();
-  const routes = [...apiRoutes({ ...deps, auth, keepAliveMs: deps.keepAliveMs ?? 15_000 }), ...mountedRoutes];
+  // The mounted modules' routes are documented when they are mounted.
+  const mounted = mountedRoutes.filter((r) => (r.path.startsWith('/api/') ? deps.system : deps.callbacks) !== undefined);
+  const routes = [...apiRoutes({ ...deps, auth, keepAliveMs: deps.keepAliveMs ?? 15_000 }), ...mounted];
 
   app.onError((err, c) => {
     const http = httpErrorOf(err);
