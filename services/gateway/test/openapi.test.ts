@@ -11,7 +11,7 @@ import { ALICE } from './helpers.js';
 let srv: TestServer;
 let d: Deployment;
 let gw: GatewayApp;
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
 let doc: Json;
 
 beforeAll(async () => {
