@@ -1,40 +1,19 @@
-// Agents as the API shows them: the client SDK's summary with the machine-independent `waiting`,
-// and the list's filters and cursor pages.
+// Agents as the API shows them: the client SDK's summary (with `waiting`), and the list's filters
+// and cursor pages.
 import { summarize, type AgentSummary } from '@errand/client';
 import type { AgentRecord } from '@errand/protocols';
-import type { z } from 'zod';
-import type { WaitingSchema } from './schemas.js';
 
-export type Waiting = z.infer<typeof WaitingSchema>;
-export type ApiAgentSummary = Omit<AgentSummary, 'waitingForAnswer' | 'waitingForApproval'> & {
-  waiting?: Waiting;
-  parent?: { agentId: string; ref: string };
-};
+export type ApiAgentSummary = AgentSummary;
 
 /**
- * What the agent waits for: `record.waiting` as the runtime sets it; for records written before
- * it existed, the open approval the runtime keeps, or the question the client SDK reads.
+ * The summary. A record written before the runtime kept `waiting` says nothing of what it waits
+ * for: an approval the runtime keeps open in `record.approvals` is shown as the wait it is.
  */
-export function waitingOf(r: AgentRecord, summary: Record<string, unknown> = summarize(r) as unknown as Record<string, unknown>): Waiting | undefined {
-  const stored = (r as { waiting?: Waiting }).waiting ?? (summary.waiting as Waiting | undefined);
-  if (stored) return stored;
-  if (r.status !== 'waiting') return undefined;
-  const open = [...(r.approvals ?? [])].reverse().find((a) => a.decision === undefined);
-  if (open) return { kind: open.calls.length === 0 ? 'budget' : 'approval', requestId: open.requestId, argsHash: open.argsHash, since: open.requestedAt };
-  const question = summary.waitingForAnswer as { requestId: string; text: string } | undefined;
-  if (question) return { kind: 'input', requestId: question.requestId, question: question.text, since: r.updatedAt };
-  return undefined;
-}
-
 export function summaryOf(r: AgentRecord): ApiAgentSummary {
-  const s = summarize(r) as unknown as Record<string, unknown>;
-  const waiting = waitingOf(r, s);
-  const { waitingForAnswer: _a, waitingForApproval: _b, waiting: _w, ...rest } = s;
-  return {
-    ...(rest as unknown as ApiAgentSummary),
-    ...(waiting ? { waiting } : {}),
-    ...(r.parent ? { parent: r.parent } : {}),
-  };
+  const s = summarize(r);
+  if (s.waiting || r.status !== 'waiting') return s;
+  const open = [...(r.approvals ?? [])].reverse().find((a) => a.decision === undefined);
+  return open ? { ...s, waiting: { kind: open.calls.length === 0 ? 'budget' : 'approval', requestId: open.requestId, argsHash: open.argsHash, since: open.requestedAt } } : s;
 }
 
 /** The order of the list: most recently updated first, then by id, so a cursor is a position. */
@@ -51,7 +30,7 @@ export function decodeCursor(cursor: string): { updatedAt: string; agentId: stri
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
     if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return { updatedAt: v[0], agentId: v[1] };
   } catch {
-    // fall through
+    // not a cursor of ours
   }
   return undefined;
 }
@@ -65,7 +44,7 @@ export interface ListParams {
   after: { updatedAt: string; agentId: string } | undefined;
 }
 
-/** One page of `all` (unsorted summaries) after the cursor position. */
+/** One page of `all` (in any order) after the cursor's position. */
 export function page(all: readonly ApiAgentSummary[], p: ListParams): { agents: ApiAgentSummary[]; nextCursor?: string } {
   const q = p.q?.toLowerCase();
   const matching = all

@@ -4,10 +4,10 @@ import { streamSSE } from 'hono/streaming';
 import { ClientError, type ErrandClient } from '@errand/client';
 import type { AgentRegistry } from '@errand/core';
 import type { ErrandConnection } from '@errand/nats';
-import { TERMINAL_STATUSES, type AgentRecord, type Logger, type Principal, type Redactor } from '@errand/protocols';
+import { type AgentRecord, type Logger, type Principal, type Redactor } from '@errand/protocols';
 import { describeEvent, ReplayError } from '@errand/replay';
 import { z } from 'zod';
-import { page, summaryOf, waitingOf, decodeCursor } from './agents.js';
+import { decodeCursor, page, summaryOf, type ApiAgentSummary } from './agents.js';
 import type { Authenticator } from './auth.js';
 import { GatewayErrorCode, HttpError } from './errors.js';
 import { agentTreeEvents, allAgentsEvents, LOG_LEVELS, logLines, type StreamItem } from './events.js';
@@ -95,11 +95,6 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
     if (!r) throw notFound(agentId);
     return r;
   };
-  const live = async (agentId: string, what: string): Promise<AgentRecord> => {
-    const r = await mustRecord(agentId);
-    if (TERMINAL_STATUSES.has(r.status)) throw new HttpError(409, GatewayErrorCode.AgentEnded, `agent ${agentId} has ended (${r.status}): it cannot ${what} any more`, { agentId });
-    return r;
-  };
   const decide = (decision: 'approve' | 'deny') =>
     route({
       method: 'post',
@@ -115,15 +110,8 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
         409: { description: 'ERR_NOTHING_PENDING (no open request with that id) or ERR_ARGS_CHANGED (argsHash differs)' },
       },
       handler: async ({ c, params, body, user }) => {
-        const r = await mustRecord(params.id);
-        const waiting = waitingOf(r);
-        if (!waiting || (waiting.kind !== 'approval' && waiting.kind !== 'budget') || waiting.requestId !== body.requestId) {
-          throw new HttpError(409, GatewayErrorCode.NothingPending, `agent ${params.id} is not waiting for approval ${body.requestId}${waiting ? ` (it waits for ${waiting.kind} ${waiting.requestId})` : ''}: reload it`, { agentId: params.id });
-        }
-        if (waiting.argsHash !== body.argsHash) {
-          throw new HttpError(409, GatewayErrorCode.ArgsChanged, `the arguments of request ${body.requestId} are not the ones you saw (argsHash differs): reload the agent and decide on what it shows now`, { agentId: params.id });
-        }
-        const out = await client.decide(params.id, decision, principalOf(user), body.requestId);
+        // The client checks the request is the open one and its arguments the ones the person saw.
+        const out = await client.decide(params.id, decision, principalOf(user), body.requestId, body.argsHash);
         return accepted(c, { requestId: out.requestId });
       },
     });
@@ -141,7 +129,6 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
         409: { description: 'the agent has ended (ERR_AGENT_ENDED)' },
       },
       handler: async ({ c, params, body, user }) => {
-        await live(params.id, action);
         await client.control(params.id, action, principalOf(user), (body as { reason?: string }).reason);
         return accepted(c);
       },
@@ -192,11 +179,7 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
         });
         const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
         if (query.cursor !== undefined && !after) throw new HttpError(400, GatewayErrorCode.Invalid, 'cursor is not one this API gave: use nextCursor of the previous page, or leave it out for the first');
-        const all: ReturnType<typeof summaryOf>[] = [];
-        for (const s of await client.list({ limit: Number.MAX_SAFE_INTEGER })) {
-          const r = await client.record(s.agentId).catch(() => undefined);
-          if (r) all.push(summaryOf(r));
-        }
+        const all: ApiAgentSummary[] = await client.list({ limit: Number.MAX_SAFE_INTEGER });
         return c.json(page(all, { statuses: split(query.status), labels, agent: query.agent, q: query.q, limit: query.limit, after }));
       },
     }),
@@ -279,14 +262,7 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
         409: { description: 'ERR_NOTHING_PENDING (requestId is not the open question) or ERR_AGENT_ENDED' },
       },
       handler: async ({ c, params, body, user }) => {
-        const r = await live(params.id, 'be answered');
-        if (body.requestId !== undefined) {
-          const waiting = waitingOf(r);
-          if (waiting?.kind !== 'input' || waiting.requestId !== body.requestId) {
-            throw new HttpError(409, GatewayErrorCode.NothingPending, `agent ${params.id} is not waiting for an answer to ${body.requestId}: reload it`, { agentId: params.id });
-          }
-        }
-        await client.answer(params.id, body.text, principalOf(user));
+        await client.answer(params.id, body.text, principalOf(user), body.requestId !== undefined ? { requestId: body.requestId } : {});
         return accepted(c);
       },
     }),
@@ -299,7 +275,6 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
       body: S.TellBody,
       responses: { 202: { description: 'sent', schema: S.Accepted }, 404: { description: 'no such agent' }, 409: { description: 'the agent has ended (ERR_AGENT_ENDED)' } },
       handler: async ({ c, params, body, user }) => {
-        await live(params.id, 'be told anything');
         await client.answer(params.id, body.text, principalOf(user), body.interrupt ? { interrupt: true } : {});
         return accepted(c);
       },

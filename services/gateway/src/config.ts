@@ -1,6 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import type { ConnectOptions } from '@errand/nats';
+import type { ChannelConfig } from '@errand/notify';
 import { ConfigError, envConnect, envInt, envPrefix } from '@errand/service';
+import { parseCallbackChannels } from './callbacks.js';
 
 /** A person the gateway knows, by the bearer token that names them. */
 export interface GatewayUser {
@@ -23,6 +25,8 @@ export interface GatewayConfig {
   agentModules: string[];
   /** `ERRAND_GATEWAY_KEEPALIVE_MS`: how often an idle event stream gets a `: keep-alive` comment (15 s). */
   keepAliveMs: number;
+  /** `ERRAND_NOTIFY_CHANNELS` (the notifier's): the Slack and Telegram channels whose callbacks the gateway serves. */
+  channels: Record<string, ChannelConfig>;
   logLevel: string;
 }
 
@@ -65,6 +69,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       .map((s) => s.trim())
       .filter(Boolean),
     keepAliveMs: envInt(env, 'ERRAND_GATEWAY_KEEPALIVE_MS', 15_000, 10),
+    channels: parseCallbackChannels(env),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

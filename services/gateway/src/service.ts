@@ -4,19 +4,25 @@ import { serve } from '@hono/node-server';
 import { createClient } from '@errand/client';
 import type { ServiceDefinition } from '@errand/service';
 import { createGatewayApp } from './app.js';
+import { callbackRoutes } from './callbacks.js';
 import { parseConfig, type GatewayConfig } from './config.js';
 import { lazyRegistry } from './registry.js';
+import { systemRoutes } from './system.js';
 
 export const gatewayService: ServiceDefinition<GatewayConfig> = {
   name: 'errand-gateway',
   parseConfig,
   logLevel: (c) => c.logLevel,
   connect: (c) => c.connect,
-  // ERRAND_GATEWAY_TOKENS' name does not say secret (…_TOKENS): its tokens are named here.
-  secrets: (c) => c.users.map((u) => u.token),
+  // Neither ERRAND_GATEWAY_TOKENS nor ERRAND_NOTIFY_CHANNELS has a name that says secret: their secrets are named here.
+  secrets: (c) => [
+    ...c.users.map((u) => u.token),
+    ...Object.values(c.channels).flatMap((ch) =>
+      ch.type === 'slack' ? [ch.token, ch.signingSecret] : ch.type === 'telegram' ? [ch.token, ch.secretToken] : ch.type === 'webhook' ? [ch.secret] : [],
+    ),
+  ],
   start: async ({ config, conn, logger, redactor }) => {
     const client = await createClient(conn, config.prefix);
-    // TODO(gateway): mount system.ts (systemRoutes) and callbacks.ts (callbackRoutes) here once they exist.
     const { app } = createGatewayApp({
       conn,
       client,
@@ -27,6 +33,8 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
       webDir: config.webDir,
       registry: lazyRegistry(config.agentModules),
       keepAliveMs: config.keepAliveMs,
+      system: systemRoutes({ conn, prefix: config.prefix, logger }),
+      callbacks: callbackRoutes({ conn, prefix: config.prefix, logger, channels: config.channels }),
     });
     const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
     await new Promise<void>((resolve, reject) => {

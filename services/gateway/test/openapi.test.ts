@@ -5,7 +5,9 @@ import { createClient } from '@errand/client';
 import { silentLogger, patternRedactor } from '@errand/protocols';
 import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 import { createGatewayApp, type GatewayApp } from '../src/app.js';
+import { callbackRoutes } from '../src/callbacks.js';
 import { openApiPath } from '../src/openapi.js';
+import { systemRoutes } from '../src/system.js';
 import { ALICE } from './helpers.js';
 
 let srv: TestServer;
@@ -26,6 +28,8 @@ beforeAll(async () => {
     users: [ALICE],
     webDir: '/nonexistent',
     registry: () => Promise.reject(new Error('not used')),
+    system: systemRoutes({ conn: d.conn, prefix: d.prefix, logger: silentLogger }),
+    callbacks: callbackRoutes({ conn: d.conn, prefix: d.prefix, logger: silentLogger, channels: {} }),
   });
   const res = await gw.app.request('/api/openapi.json', { headers: { Authorization: `Bearer ${ALICE.token}` } });
   expect(res.status).toBe(200);
@@ -98,6 +102,9 @@ describe('GET /api/openapi.json', () => {
   it('documents every route the app serves, and serves every route it documents', () => {
     const documented = new Set(Object.entries(doc.paths as Record<string, Json>).flatMap(([path, item]) => Object.keys(item).map((m) => `${m} ${path}`)));
     expect([...served(gw.app)].sort()).toEqual([...documented].sort());
+    expect(documented).toContain('get /api/system');
+    expect(documented).toContain('post /slack/{channel}/actions');
+    expect(documented).toContain('post /telegram/{channel}/webhook');
   });
 
   it("is generated from the schemas the routes validate with", async () => {
