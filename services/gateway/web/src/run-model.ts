@@ -128,10 +128,11 @@ export class RunModel {
         break;
       case 'event.plan':
         n.tasks = e.tasks;
+        // An item's time runs from when it was first seen in progress (or done) to when it ended.
         walk(e.tasks, (t) => {
           const times = n.taskTimes.get(t.id);
-          if (!times) n.taskTimes.set(t.id, { start: e.at, ...(TASK_DONE.has(t.status) ? { end: e.at } : {}) });
-          else if (t.status === 'pending') n.taskTimes.set(t.id, { start: e.at });
+          if (t.status === 'pending') n.taskTimes.delete(t.id);
+          else if (!times) n.taskTimes.set(t.id, { start: e.at, ...(TASK_DONE.has(t.status) ? { end: e.at } : {}) });
           else if (TASK_DONE.has(t.status)) times.end ??= e.at;
           else delete times.end;
         });

@@ -3,9 +3,13 @@ import { getSession } from './api.js';
 
 export type StreamState = 'connecting' | 'live' | 'reconnecting' | 'closed';
 
+const RETRY_MS = 3000;
+
 /**
- * Listens to a server-sent event stream with named events. EventSource reconnects by itself and
- * sends `Last-Event-ID`, so the gateway resumes after the last event seen: no gap, no repeat.
+ * Listens to a server-sent event stream with named events. EventSource reconnects by itself after
+ * a dropped connection and sends `Last-Event-ID`, so the gateway resumes after the last event seen:
+ * no gap, no repeat. A refused (re)connection (a gateway restarting, a 401) closes an EventSource
+ * for good; then it is opened again after a pause with `?after=<last id>`, which resumes the same way.
  * `url` undefined: no stream. Handlers may change between renders without reconnecting.
  */
 export function useEventStream(url: string | undefined, kinds: readonly string[], onMessage: (kind: string, data: unknown, id: string) => void): StreamState {
@@ -18,10 +22,14 @@ export function useEventStream(url: string | undefined, kinds: readonly string[]
       setState('closed');
       return;
     }
-    setState('connecting');
-    const es = new EventSource(url, { withCredentials: true });
+    const names = kindsKey.split(',').filter(Boolean);
+    let lastId: string | undefined;
+    let es: EventSource | undefined;
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    let stopped = false;
     const listen = (e: Event) => {
       const m = e as MessageEvent<string>;
+      if (m.lastEventId) lastId = m.lastEventId;
       let data: unknown;
       try {
         data = JSON.parse(m.data);
@@ -30,19 +38,32 @@ export function useEventStream(url: string | undefined, kinds: readonly string[]
       }
       handler.current(m.type, data, m.lastEventId);
     };
-    const names = kindsKey.split(',').filter(Boolean);
-    for (const k of names) es.addEventListener(k, listen);
-    es.onopen = () => setState('live');
-    es.onerror = () => {
-      if (es.readyState === EventSource.CLOSED) {
+    const open = () => {
+      const target = lastId ? `${url}${url.includes('?') ? '&' : '?'}after=${encodeURIComponent(lastId)}` : url;
+      const source = new EventSource(target, { withCredentials: true });
+      es = source;
+      for (const k of names) source.addEventListener(k, listen);
+      source.onopen = () => setState('live');
+      source.onerror = () => {
+        if (source.readyState !== EventSource.CLOSED) {
+          setState('reconnecting');
+          return;
+        }
         setState('closed');
-        // A refused stream (401) closes for good: ask the API why, which shows the sign-in note.
+        // Ask the API why (a 401 shows the sign-in note), then try again.
         void getSession().catch(() => undefined);
-      } else setState('reconnecting');
+        if (!stopped) retry = setTimeout(open, RETRY_MS);
+      };
     };
+    setState('connecting');
+    open();
     return () => {
-      for (const k of names) es.removeEventListener(k, listen);
-      es.close();
+      stopped = true;
+      clearTimeout(retry);
+      if (es) {
+        for (const k of names) es.removeEventListener(k, listen);
+        es.close();
+      }
     };
   }, [url, kindsKey]);
   return state;

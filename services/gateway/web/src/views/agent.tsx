@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { agentPath, get, post } from '../api.js';
+import { agentPath, ApiError, get, post } from '../api.js';
 import { clock, count, duration, money, oneLine, stateText, toMs } from '../format.js';
 import { hasTask, RunModel, type AgentNode, type ToolCall } from '../run-model.js';
 import { agentHref, replayHref } from '../router.js';
@@ -8,6 +8,8 @@ import { EVENT_KINDS, TERMINAL, type AgentDetail, type AgentSummary, type LogLin
 import { ErrorNote, Json, NeedsYou, Section, StatusBadge, useNow } from '../ui.js';
 
 const MAX_LOG_LINES = 500;
+/** How long a missing agent is looked for again (its record is written a moment after the submit). */
+const NEW_AGENT_GRACE_MS = 15_000;
 
 export function AgentView({ id }: { id: string }) {
   const model = useMemo(() => new RunModel(id), [id]);
@@ -17,6 +19,7 @@ export function AgentView({ id }: { id: string }) {
   const refetch = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const now = useNow(1000);
 
+  const started = useRef(Date.now());
   const load = async () => {
     refetch.current = undefined;
     try {
@@ -27,6 +30,8 @@ export function AgentView({ id }: { id: string }) {
       setVersion(model.version);
     } catch (err) {
       setError(err);
+      // A goal just submitted (or a fork just started) has no record for a moment: look again.
+      if (err instanceof ApiError && err.status === 404 && Date.now() - started.current < NEW_AGENT_GRACE_MS) refetch.current = setTimeout(() => void load(), 500);
     }
   };
   const soon = () => {
@@ -37,7 +42,7 @@ export function AgentView({ id }: { id: string }) {
     return () => clearTimeout(refetch.current);
   }, [id]);
 
-  const stream = useEventStream(agentPath(id, '/events'), EVENT_KINDS, (_kind, data) => {
+  const stream = useEventStream(detail ? agentPath(id, '/events') : undefined, EVENT_KINDS, (_kind, data) => {
     const e = data as ProgressEvent;
     if (typeof e?.agentId !== 'string' || typeof e.kind !== 'string') return;
     model.apply(e);
@@ -50,7 +55,7 @@ export function AgentView({ id }: { id: string }) {
   const root = model.root;
   const status = a?.status ?? root.status;
   const ended = status !== undefined && TERMINAL.has(status);
-  if (!a && error) return <ErrorNote error={error} />;
+  if (!a && error && !(error instanceof ApiError && error.status === 404 && refetch.current)) return <ErrorNote error={error} />;
   if (!a) return <p class="muted">Loading {id}…</p>;
   const origin = detail?.record.origin as { agentId: string; step: number } | undefined;
   const created = toMs(a.createdAt) ?? now;
@@ -88,7 +93,7 @@ export function AgentView({ id }: { id: string }) {
         </p>
         <ErrorNote error={error} />
       </header>
-      {a.waiting && !ended ? <Decision agent={a} waiting={a.waiting} onSent={soon} /> : null}
+      {a.waiting && !ended ? <Decision agent={a} waiting={withCalls(a.waiting, detail?.record.approvals)} onSent={soon} now={now} /> : null}
       {ended ? <Outcome agent={a} /> : null}
       <div class="grid">
         <Section title="Task tree" id="tree">
@@ -109,7 +114,14 @@ export function AgentView({ id }: { id: string }) {
 
 // --- the pending decision ----------------------------------------------------------------------
 
-function Decision({ agent, waiting, onSent }: { agent: AgentSummary; waiting: Waiting; onSent: () => void }) {
+/** The calls an approval asks about: from `waiting`, else from the record's open request of that id (older gateways). */
+function withCalls(w: Waiting, approvals: unknown): Waiting {
+  if (w.calls?.length || !Array.isArray(approvals)) return w;
+  const open = (approvals as { requestId?: unknown; calls?: unknown }[]).find((x) => x.requestId === w.requestId);
+  return Array.isArray(open?.calls) ? { ...w, calls: open.calls as { tool: string; args: unknown }[] } : w;
+}
+
+function Decision({ agent, waiting, onSent, now }: { agent: AgentSummary; waiting: Waiting; onSent: () => void; now: number }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(undefined);
   const [sent, setSent] = useState<string | undefined>(undefined);
@@ -136,7 +148,7 @@ function Decision({ agent, waiting, onSent }: { agent: AgentSummary; waiting: Wa
         <h2 id="decision-h">{title}</h2>
         <span class="muted">
           since {clock(waiting.since)}
-          {waiting.deadline ? ` · decide by ${clock(waiting.deadline)}` : ''}
+          {waiting.deadline ? ` · decide by ${clock(waiting.deadline)} (${waiting.deadline > now ? `in ${duration(waiting.deadline - now)}` : 'passed'})` : ''}
         </span>
       </div>
       {waiting.summary ? <p>{waiting.summary}</p> : null}
@@ -191,10 +203,21 @@ function Decision({ agent, waiting, onSent }: { agent: AgentSummary; waiting: Wa
 }
 
 function Outcome({ agent }: { agent: AgentSummary }) {
+  const answer = (agent.output as { answer?: unknown } | undefined)?.answer;
   return (
     <Section title={agent.status === 'done' ? 'Result' : agent.status === 'failed' ? 'Failed' : 'Cancelled'} id="outcome">
       {agent.error ? <ErrorNote error={agent.error} /> : null}
-      {agent.output !== undefined ? <Json value={agent.output} label="output" /> : null}
+      {typeof answer === 'string' ? <p class="answer-text pre">{answer}</p> : null}
+      {agent.output !== undefined ? (
+        typeof answer === 'string' ? (
+          <details>
+            <summary>The whole output</summary>
+            <Json value={agent.output} label="output" />
+          </details>
+        ) : (
+          <Json value={agent.output} label="output" />
+        )
+      ) : null}
     </Section>
   );
 }

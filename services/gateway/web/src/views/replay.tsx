@@ -272,6 +272,18 @@ function EventBody({ e }: { e: Ev }) {
       </>
     );
   }
+  if (e.type === 'errand.fork') {
+    const from = (e.from ?? {}) as { agentId?: string; step?: number };
+    return (
+      <>
+        <h3>Forked</h3>
+        <p>
+          This run starts from {from.agentId ? <a href={agentHref(from.agentId)}>{from.agentId}</a> : 'another run'} after its step {from.step}; the commands still
+          outstanding there were sent again.
+        </p>
+      </>
+    );
+  }
   return (
     <>
       <h3>Event in</h3>

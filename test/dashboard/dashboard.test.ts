@@ -1,0 +1,201 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMockLlm, type MockLlm, type MockStep } from '@errand/llm';
+import { headers } from '@errand/nats';
+import { Header } from '@errand/protocols';
+import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { launchChromium, screenshot, signedIn, waitForText } from './browser.js';
+
+// The dashboard in a real browser (Debian's Chromium through playwright-core) against a real
+// gateway process, host, planner and tool-runner on a real nats-server, with a scripted model.
+// Screenshots go to test-results/dashboard/.
+
+const GOAL = 'DASH: update summary.md from notes.md';
+const NOTES = 'Release 3 adds a web dashboard.';
+const NEW_SUMMARY = '# Summary\n\nRelease 3 adds a web dashboard.\n';
+
+const plan = (read: string, write: string) => ({
+  name: 'update_plan',
+  arguments: {
+    tasks: [
+      { id: 'read', title: 'Read the notes', status: read },
+      { id: 'write', title: 'Write summary.md (asks first: it overwrites)', status: write },
+    ],
+  },
+});
+
+const STEPS: MockStep[] = [
+  { match: GOAL, reply: { content: 'A plan, then the notes.', toolCalls: [plan('in_progress', 'pending'), { name: 'fs_read', arguments: { path: 'notes.md' } }] } },
+  {
+    match: GOAL,
+    expect: { contains: [NOTES] },
+    reply: { content: 'Writing the summary.', toolCalls: [plan('done', 'in_progress'), { name: 'fs_write', arguments: { path: 'summary.md', overwrite: true, content: NEW_SUMMARY } }] },
+  },
+  { match: GOAL, reply: { content: 'Written.', toolCalls: [plan('done', 'done')] } },
+  { match: GOAL, reply: { content: 'Done: summary.md says what release 3 adds.' } },
+  // A fork asks the model again from where it starts: it is told to stop there.
+  { match: GOAL, repeat: true, reply: { content: 'Forked run: nothing more to do.' } },
+];
+
+let srv: TestServer;
+let mock: MockLlm;
+let d: Deployment;
+let browser: Browser;
+let base: string;
+const token = randomBytes(24).toString('base64url');
+const contexts: BrowserContext[] = [];
+let desktop: BrowserContext;
+let agentId: string;
+
+beforeAll(async () => {
+  srv = await startTestServer();
+  mock = await startMockLlm({ steps: STEPS });
+  d = await createDeployment(srv, { env: { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1' } });
+  await writeFile(join(d.workspace, 'notes.md'), `# Notes\n\n${NOTES}\n`);
+  await writeFile(join(d.workspace, 'summary.md'), '# Summary\n\n(nothing yet)\n');
+  const [, , , gateway] = await Promise.all([
+    d.start('host'),
+    d.start('planner'),
+    d.start('tool-runner'),
+    d.start('gateway', { ERRAND_GATEWAY_PORT: '0', ERRAND_GATEWAY_TOKENS: `tester:${token}` }),
+  ]);
+  const ready = JSON.parse(await gateway.waitForLine(/"msg":"gateway ready"/)) as { url: string };
+  base = ready.url;
+  browser = await launchChromium();
+  desktop = await signedIn(browser, base, token, { viewport: { width: 1280, height: 900 } });
+  contexts.push(desktop);
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of contexts) await c.close().catch(() => undefined);
+  await browser?.close();
+  await d?.stopAll();
+  await mock?.close();
+  await srv?.stop();
+});
+
+describe('the dashboard in a browser', () => {
+  it('without a session says to open the login link', async () => {
+    const anonymous = await browser.newContext({ baseURL: base });
+    contexts.push(anonymous);
+    const page = await anonymous.newPage();
+    await page.goto('/');
+    await waitForText(page.getByRole('alert'), /Open the login link\s+errand up\s+printed/);
+    await screenshot(page, '0-not-signed-in');
+  });
+
+  it('submits a goal from the page, shows its tree growing, is approved from a 375 px phone, and shows the agent finish', async () => {
+    const page = await desktop.newPage();
+    await page.goto('/');
+    const form = page.locator('#new-goal');
+    await form.getByLabel('Goal').fill(GOAL);
+    await form.getByLabel(/^Agent/).fill('assistant');
+    await form.getByLabel(/^Tools/).fill('fs_read, fs_write');
+    await form.getByRole('button', { name: 'Start agent' }).click();
+    await page.waitForURL(/\/agents\/[^/?]+$/);
+    agentId = decodeURIComponent(new URL(page.url()).pathname.split('/')[2]!);
+
+    // The tree grows: the plan's items, then the read under the item it belongs to, with its status.
+    const tree = page.locator('#tree');
+    await waitForText(tree.locator('[data-task-id="read"]'), 'Read the notes');
+    await waitForText(tree.locator('[data-task-id="read"] [data-call-id]'), /fs_read\s*ok/);
+    await screenshot(page, '1-agent-tree-growing');
+
+    // A phone opens the agent (as from a notification link) and approves the exact call.
+    const phone = await signedIn(browser, base, token, { viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    contexts.push(phone);
+    const mobile = await phone.newPage();
+    await mobile.goto(`/agents/${encodeURIComponent(agentId)}`);
+    const decision = mobile.locator('#decision');
+    await waitForText(decision, 'Needs your approval');
+    await waitForText(decision.locator('pre.json'), '"overwrite": true');
+    await waitForText(decision.locator('pre.json'), '"path": "summary.md"');
+    await waitForText(decision.locator('.tool-name'), 'fs_write');
+    // Nothing is wider than the phone: no sideways scrolling to reach the buttons.
+    expect(await mobile.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
+    const approve = decision.getByRole('button', { name: 'Approve' });
+    const box = await approve.boundingBox();
+    expect(box && box.x >= 0 && box.x + box.width <= 375 && box.height >= 40).toBe(true);
+    await screenshot(mobile, '2-approve-on-a-phone');
+    await approve.tap();
+    await waitForText(mobile.getByRole('status'), 'Sent: approved');
+
+    // The desktop page follows to the end without a reload.
+    await page.locator('.agent-head .facts .status-done').waitFor();
+    await waitForText(page.locator('#outcome'), 'summary.md says what release 3 adds');
+    await waitForText(page.locator('#tree [data-task-id="write"]'), /done/);
+    await waitForText(page.locator('#tree [data-task-id="write"] [data-call-id]'), /fs_write\s*ok/);
+    await screenshot(page, '3-agent-done');
+    expect(await readFile(join(d.workspace, 'summary.md'), 'utf8')).toBe(NEW_SUMMARY);
+    const record = await d.record(agentId);
+    expect(JSON.stringify(record?.approvals)).toContain('"tester"');
+
+    // The agents table lists it, done.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Agents' }).click();
+    await waitForText(page.locator(`tr[data-agent-id="${agentId}"]`), /done/);
+    await screenshot(page, '4-agents-table');
+    expect(mock.failures).toEqual([]);
+  }, 120_000);
+
+  it('steps through the finished run in the replay view, forks it, and diffs the fork with it', async () => {
+    const page = await desktop.newPage();
+    await page.goto(`/replay/${encodeURIComponent(agentId)}`);
+    await waitForText(page.getByRole('status'), 'Verified');
+    const heading = page.locator('.step-detail h2');
+    await waitForText(heading, 'Step 1: goal');
+    await waitForText(page.locator('.step-detail'), GOAL);
+    // Forward, one step at a time, to what the model answered and to what fs_read returned.
+    const seen: string[] = [];
+    for (let i = 0; i < 12 && !seen.some((h) => h.includes('fs_read returned')); i++) {
+      const before = (await heading.textContent()) ?? '';
+      await page.getByRole('button', { name: 'Next step' }).click();
+      await page.waitForFunction((prev) => document.querySelector('.step-detail h2')?.textContent !== prev, before);
+      const now = (await heading.textContent()) ?? '';
+      seen.push(now);
+      if (now.includes('model answered')) await waitForText(page.locator('.step-detail'), 'What the model answered');
+    }
+    expect(seen.some((h) => h.includes('model answered'))).toBe(true);
+    expect(seen.some((h) => h.includes('fs_read returned'))).toBe(true);
+    await waitForText(page.locator('.step-detail pre.json'), NOTES);
+    await screenshot(page, '5-replay-step');
+    const forkAt = Number(/Step (\d+)/.exec((await heading.textContent()) ?? '')?.[1]);
+
+    await page.getByRole('button', { name: `Fork from step ${forkAt}` }).click();
+    // (A refused fork shows its error in the step's panel: fail with it rather than a timeout.)
+    await Promise.race([
+      page.locator('.step-detail .error').waitFor().then(async () => {
+        throw new Error(`the fork was refused: ${await page.locator('.step-detail .error').textContent()}`);
+      }),
+      page.waitForURL((url) => url.pathname.startsWith('/agents/')),
+    ]);
+    await page.waitForURL((url) => url.pathname.startsWith('/agents/') && !url.pathname.endsWith(`/${encodeURIComponent(agentId)}`));
+    const forkId = decodeURIComponent(new URL(page.url()).pathname.split('/')[2]!);
+    await waitForText(page.locator('.agent-head .links'), `fork of ${agentId} at step ${forkAt}`);
+    await page.locator('.agent-head .facts .status-done').waitFor();
+    await screenshot(page, '6-fork');
+
+    await page.getByRole('link', { name: 'diff with it' }).click();
+    await page.waitForURL((url) => url.pathname === `/replay/${encodeURIComponent(forkId)}` && url.searchParams.get('diff') === agentId);
+    const diff = page.locator('#diff');
+    await waitForText(diff, /The runs (differ from step \d+ on|take the same path)/);
+    await diff.locator('table.diff tbody tr').first().waitFor();
+    await screenshot(page, '7-diff');
+  }, 120_000);
+
+  it('shows a dead-lettered message with its reason on the system page', async () => {
+    const h = headers();
+    h.set(Header.ContentType, 'application/json');
+    await d.conn.js.publish(d.subjects.agentIn(agentId, 'input'), new TextEncoder().encode('{"v":1,"kind":"input",'), { headers: h });
+    const page = await desktop.newPage();
+    await page.goto('/system');
+    const dlq = page.locator('#dlq');
+    // The page reads /api/system again every few seconds: the entry appears without a reload.
+    await waitForText(dlq.locator('li'), /not valid JSON/);
+    await waitForText(dlq.locator('li'), agentId);
+    await waitForText(page.locator('#services'), 'host');
+    await screenshot(page, '8-system-dlq');
+  }, 60_000);
+});
