@@ -35,12 +35,14 @@ describe('watch: the line log and the live tree', () => {
       ...m.applyEvent({ v: MESSAGE_VERSION, kind: 'event.step', agentId: 'a1', at, step: 1, inboxId: 'in-1', machine: { id: 'assistant', version: 1 }, event: { type: 'xstate.init', input: { goal: `tidy ${HOSTILE}` } }, state: 'planning', status: 'running', commands: [] }),
       ...m.applyRecord({
         format: RECORD_FORMAT, agentId: 'a1', machine: { id: 'assistant', version: 1 }, status: 'waiting', step: 1, goal: `tidy ${HOSTILE}`,
-        snapshot: { value: 'awaitingInput', context: { question: { requestId: 'q1', text: `Which?\n${HOSTILE}` } } },
+        snapshot: { value: 'awaitingInput', context: {} },
+        waiting: { kind: 'input', requestId: 'q1', since: at, question: `Which?\n${HOSTILE}` },
         children: {}, timers: {}, pending: {}, applied: [], outbox: [], deferred: [], createdAt: at, updatedAt: at,
       } as AgentRecord),
       ...m.applyEvent({ v: MESSAGE_VERSION, kind: 'event.failed', agentId: 'a1', at, error: { code: 'ERR_TOOL', message: `boom ${HOSTILE}`, retryable: false } }),
     ].map((l) => formatLine(m, l));
-    expect(lines.join('\n')).toContain(`Which?\\n${SHOWN}`);
+    // On one line: its line break is a space.
+    expect(lines.join('\n')).toContain(`Which? ${SHOWN}`);
     expect(lines.join('\n')).toContain(`boom ${SHOWN}`);
     for (const l of lines) expect(l).not.toMatch(CONTROL);
     const frame = renderFrame(m, { width: 200, height: 40, now: at });
@@ -81,6 +83,8 @@ describe('errand ls and show print agents’ text escaped', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).not.toMatch(CONTROL);
     expect(r.stdout).toContain(`goal: nap ${SHOWN} now`);
+    // A sleeping agent says when it moves on.
+    expect(r.stdout).toMatch(/^next timer: \S+ \S+ \(in 9m\)$/m);
   });
 
   it('--json stays exact JSON: the goal comes back byte for byte', async () => {

@@ -213,10 +213,10 @@ describe('errand ls', () => {
       const table = await errand(d, ['ls', '--label', 'team=core']);
       expect(table.code).toBe(0);
       const [head, ...rows] = table.stdout.trimEnd().split('\n');
-      expect(head).toMatch(/^ID +AGENT +STATUS +STEP +UPDATED +LABELS +GOAL$/);
+      expect(head).toMatch(/^ID +AGENT +STATUS +STATE +STEP +UPDATED +LABELS +WAITING FOR +GOAL$/);
       expect(rows).toHaveLength(2);
-      expect(rows.find((r) => r.startsWith(core))).toMatch(/tally +running +1 +\d+s ago +team=core,env=prod +count for core$/);
-      expect(rows.find((r) => r.startsWith(boom))).toMatch(/thrower +failed +\d+ +\d+s ago +team=core +explode for core$/);
+      expect(rows.find((r) => r.startsWith(core))).toMatch(/tally +running +counting +1 +\d+s ago +team=core,env=prod +- +count for core$/);
+      expect(rows.find((r) => r.startsWith(boom))).toMatch(/thrower +failed +listening +\d+ +\d+s ago +team=core +- +explode for core$/);
 
       const none = await errand(d, ['ls', '--status', 'paused', '--label', 'team=nobody']);
       expect(none.code).toBe(0);
