@@ -135,12 +135,14 @@ export async function systemStatus(conn: ErrandConnection, options: SystemStatus
   const peers = new Set<string>();
   let clusterName: string | undefined;
   const consumers: ConsumerBacklog[] = [];
+  let dlqState: { first_seq: number; last_seq: number; messages: number } | undefined;
   for (const stream of streams) {
     const info = await jsm.streams.info(stream).catch((err: unknown) => {
       if (isNotFound(err)) return undefined;
       throw err;
     });
     if (!info) continue;
+    if (stream === names.streams.dlq) dlqState = info.state;
     if (info.cluster?.name) clusterName = info.cluster.name;
     if (info.cluster?.leader) peers.add(info.cluster.leader);
     for (const r of info.cluster?.replicas ?? []) peers.add(r.name);
@@ -154,11 +156,10 @@ export async function systemStatus(conn: ErrandConnection, options: SystemStatus
 
   const dlq: DeadLetterEntry[] = [];
   const limit = options.dlqLimit ?? 20;
-  const dlqInfo = await jsm.streams.info(names.streams.dlq).catch(() => undefined);
-  if (dlqInfo && dlqInfo.state.messages > 0 && limit > 0) {
+  if (dlqState && dlqState.messages > 0 && limit > 0) {
     // Newest first, by sequence; deleted ones are skipped, within a bounded number of reads.
-    const first = dlqInfo.state.first_seq;
-    for (let seq = dlqInfo.state.last_seq, reads = 0; seq >= first && dlq.length < limit && reads < limit * 4; seq--, reads++) {
+    const first = dlqState.first_seq;
+    for (let seq = dlqState.last_seq, reads = 0; seq >= first && dlq.length < limit && reads < limit * 4; seq--, reads++) {
       const m = await jsm.streams.getMessage(names.streams.dlq, { seq }).catch(() => null);
       if (!m) continue;
       const h = m.header;
