@@ -1,8 +1,12 @@
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { gatewayService } from '@errand/gateway';
 import { hostService } from '@errand/host';
 import { startMockLlm, type MockLlm, type MockScript } from '@errand/llm';
-import { connect, provision, startNatsServer, type NatsServer, type ProvisionReport } from '@errand/nats';
+import { connect, provision, startNatsServer, writePrivateFile, type NatsServer, type ProvisionReport } from '@errand/nats';
 import { notifierService } from '@errand/notifier';
 import { plannerService } from '@errand/planner';
 import { resourceSpecs, type Logger, type Redactor, type Role } from '@errand/protocols';
@@ -14,7 +18,64 @@ import { serviceEnv, type DeploymentCredentials } from './credentials.js';
 type Env = Record<string, string | undefined>;
 
 /** Every service `errand up` runs, in start order (a host first, so goals are accepted at once). */
-export const SERVICES: readonly ServiceDefinition<never>[] = [hostService, plannerService, toolRunnerService, notifierService] as never[];
+export const SERVICES: readonly ServiceDefinition<never>[] = [hostService, plannerService, toolRunnerService, notifierService, gatewayService] as never[];
+
+/** The gateway's port when none is asked for (another free one when it is taken). */
+export const DEFAULT_GATEWAY_PORT = 7878;
+
+/** Whether `port` can be listened on at 127.0.0.1 now; 0 asks the system for a free one. */
+async function listenable(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : undefined));
+    });
+  });
+}
+
+/** The port the gateway listens on: `requested` as given, else 7878, else any free one. */
+export async function gatewayPort(requested: number | undefined): Promise<number> {
+  if (requested !== undefined && requested !== 0) return requested;
+  if (requested === undefined && (await listenable(DEFAULT_GATEWAY_PORT)) !== undefined) return DEFAULT_GATEWAY_PORT;
+  const free = await listenable(0);
+  if (free === undefined) throw new Error('no free port for the gateway on 127.0.0.1');
+  return free;
+}
+
+/** The person `errand up` signs in to the dashboard as: the login name, as a gateway user name. */
+export function localUser(): string {
+  let name = 'local';
+  try {
+    name = userInfo().username;
+  } catch {
+    // no user database entry (a container): 'local'
+  }
+  return name.replace(/[^A-Za-z0-9._@-]/g, '-').slice(0, 64) || 'local';
+}
+
+/** The file in the data folder that keeps the local user's dashboard token. */
+export const gatewayTokenFile = (dataDir: string): string => join(dataDir, 'gateway-token');
+
+/**
+ * The local user's dashboard login token, kept in the data folder (mode 0600) so the printed link
+ * stays valid across restarts; made on first use.
+ */
+export async function loadGatewayToken(dataDir: string, create = true): Promise<{ user: string; token: string } | undefined> {
+  const file = gatewayTokenFile(dataDir);
+  try {
+    const saved = JSON.parse(await readFile(file, 'utf8')) as { user?: unknown; token?: unknown };
+    if (typeof saved.user === 'string' && typeof saved.token === 'string' && /^[A-Za-z0-9_-]{32,}$/.test(saved.token)) return { user: saved.user, token: saved.token };
+  } catch {
+    // none yet (or unreadable): make one
+  }
+  if (!create) return undefined;
+  const made = { user: localUser(), token: randomBytes(24).toString('base64url') };
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await writePrivateFile(file, `${JSON.stringify(made)}\n`);
+  return made;
+}
 
 /** What the scripted model answers when `errand up` has no OPENAI_API_KEY and no script. */
 export const FALLBACK_SCRIPT: MockScript = {
@@ -55,6 +116,8 @@ export interface StackOptions {
   metricsPort: number | undefined;
   logger: Logger;
   serviceLogger?: (service: string, level: string, redactor: Redactor) => ServiceLogger;
+  /** The gateway (HTTP API and dashboard) on 127.0.0.1: its port and the local user's login; none: no gateway. */
+  gateway: { port: number; user: string; token: string } | undefined;
   /** Progress lines for a person. */
   say(line: string): void;
 }
@@ -66,6 +129,8 @@ export interface Stack {
   readonly mock: MockLlm | undefined;
   readonly services: readonly StartedService[];
   readonly metrics: MetricsServer | undefined;
+  /** The gateway's base URL and the local user's login link, when it runs. */
+  readonly dashboard: { readonly url: string; readonly loginUrl: string } | undefined;
   readonly report: ProvisionReport;
   /** The environment the services were started with (without secrets worth printing). */
   readonly env: Env;
@@ -133,6 +198,14 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       // One endpoint for the whole process (below), not one per service.
       ERRAND_METRICS_PORT: undefined,
     };
+    const dashboard = o.gateway ? { url: `http://127.0.0.1:${o.gateway.port}`, loginUrl: `http://127.0.0.1:${o.gateway.port}/login?token=${o.gateway.token}` } : undefined;
+    if (o.gateway) {
+      env.ERRAND_GATEWAY_HOST = '127.0.0.1';
+      env.ERRAND_GATEWAY_PORT = String(o.gateway.port);
+      env.ERRAND_GATEWAY_TOKENS = [`${o.gateway.user}:${o.gateway.token}`, o.env.ERRAND_GATEWAY_TOKENS].filter(Boolean).join(',');
+      // The notifier's links open the agent in the dashboard (…/agents/<id>).
+      env.ERRAND_DASHBOARD_URL = o.env.ERRAND_DASHBOARD_URL || dashboard!.url;
+    }
     setupTracing('errand', env);
     if (!env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) {
       mock = await startMockLlm(o.script);
@@ -140,6 +213,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       o.say(`no OPENAI_API_KEY: the planner uses the scripted model at ${mock.url}`);
     }
     for (const definition of SERVICES) {
+      if (definition === (gatewayService as unknown) && !o.gateway) continue;
       // Each service connects as its own role; hosts sign the commands they publish, workers check them.
       const identity = serviceEnv(o.credentials, roleOf(definition.name));
       if (o.insecure) delete identity.NATS_CREDS;
@@ -149,7 +223,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       o.say(`  ${started.name.padEnd(12)} running (pid ${process.pid})`);
     }
     if (o.metricsPort !== undefined) metrics = await startMetricsServer({ port: o.metricsPort, host: '127.0.0.1' });
-    return { url, prefix: o.prefix, server, mock, services, metrics, report, env, stop };
+    return { url, prefix: o.prefix, server, mock, services, metrics, dashboard, report, env, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -75,10 +75,21 @@ describe('errand up and the CLI, as a user runs them', () => {
       expect(waiting).toMatchObject({ status: 'waiting', waiting: { kind: 'approval', calls: [{ tool: 'fs_write', args: { path: 'plan.txt', content: 'new plan\n', overwrite: true } }] } });
       const requestId = waiting!.waiting!.requestId;
 
+      // The dashboard link: signs the browser in, and the gateway shows the same agent waiting.
+      const dashboard = /Dashboard: (http:\/\/127\.0\.0\.1:\d+\/login\?token=[A-Za-z0-9_-]+)/.exec(first.stdout())?.[1];
+      expect(dashboard, first.stdout()).toBeDefined();
+      const login = await fetch(dashboard!, { redirect: 'manual' });
+      expect(login.status).toBe(303);
+      const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+      const viaGateway = (await (await fetch(new URL(`/api/agents/${agentId}`, dashboard), { headers: { Cookie: cookie } })).json()) as { agent: Shown };
+      expect(viaGateway.agent).toMatchObject({ status: 'waiting', waiting: { requestId } });
+
       // Ctrl-C, and up again on the same data: the agent is still waiting for the same request.
       await stop(first);
       first = undefined;
       second = await up(join(root, 'nats'), workspace, model);
+      // The same login link works again (the token is kept in the data folder).
+      expect(second.stdout()).toContain(`Dashboard: ${dashboard}`);
       const after = JSON.parse((await errand(['show', agentId, '--json'])).stdout) as Shown;
       expect(after).toMatchObject({ status: 'waiting', waiting: { requestId } });
       expect(await readFile(join(workspace, 'plan.txt'), 'utf8')).toBe('old plan\n');

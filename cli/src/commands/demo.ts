@@ -14,7 +14,7 @@ import { followAgent } from '../follow.js';
 import { createLogger } from '../logger.js';
 import { CliError, printJson } from '../output.js';
 import { duration, formatLine, ProgressModel } from '../progress.js';
-import { startStack } from '../stack.js';
+import { gatewayPort, loadGatewayToken, startStack } from '../stack.js';
 import { loadDeploymentCredentials } from './up.js';
 import { parsePort } from './options.js';
 
@@ -24,6 +24,7 @@ interface DemoOptions extends GlobalOptions {
   interactive?: boolean;
   approveAfter: number;
   timeout: number;
+  gatewayPort?: number;
 }
 
 const DEMO_PREFIX = 'demo';
@@ -36,6 +37,7 @@ export function registerDemo(program: Command): void {
     .option('--port <port>', 'client port of the embedded server (0: any free port)', parsePort, 0)
     .option('-i, --interactive', 'you approve the file overwrite yourself (default: approved automatically once shown)')
     .option('--approve-after <seconds>', 'without --interactive: how long the approval is shown before it is approved', Number, 1)
+    .option('--gateway-port <port>', 'port of the dashboard on 127.0.0.1 (default 7878, or any free port when it is taken)', parsePort)
     .option('--timeout <seconds>', 'give up when the goal is not finished after this long', Number, 120)
     .addHelpText(
       'after',
@@ -44,7 +46,9 @@ The sample goal asks the built-in assistant agent to compare two release notes a
 summary. The agent plans (a task tree), reads two files at once, hits a wrong file name and
 corrects itself, and asks before it overwrites summary.md. The model is scripted, so no API key or
 network is needed; the rest — NATS, the host, planner, tool runner and notifier — is the real thing.
-It ends with a summary and exits 0 when the goal was done, 1 otherwise.
+It ends with a summary and exits 0 when the goal was done, 1 otherwise. While it runs, the
+dashboard shows it: open the printed "Dashboard:" link (it signs you in) to watch the task tree
+grow and approve the overwrite from the browser (with --interactive, whichever answers first).
 
 Examples:
   $ errand demo
@@ -66,6 +70,7 @@ Examples:
         await writeFile(join(workspace, path), text);
       }
       const level = opts.logLevel ?? 'error';
+      const login = (await loadGatewayToken(join(root, 'nats')))!;
       const credentials = await loadDeploymentCredentials(join(root, 'creds'), DEMO_PREFIX);
       const stack = await startStack({
         external: undefined,
@@ -81,6 +86,7 @@ Examples:
         script: DEMO_SCRIPT,
         serviceLogLevel: level,
         metricsPort: undefined,
+        gateway: { port: await gatewayPort(opts.gatewayPort), ...login },
         logger: createLogger(level, 'demo'),
         serviceLogger: (service, l, redactor) => createServiceLogger(service, l, { stdout: !opts.json, redactor }),
         say: (line) => say(`  ${line}`),
@@ -96,6 +102,7 @@ Examples:
         say();
         say(`goal: ${DEMO_GOAL}`);
         say(`workspace: ${workspace}`);
+        if (stack.dashboard) say(`Dashboard: ${stack.dashboard.loginUrl}  (the run, live, while the demo runs)`);
         say();
         const abort = new AbortController();
         const timer = setTimeout(() => abort.abort(), opts.timeout * 1000);

@@ -10,7 +10,7 @@ import { ExitCode } from '../exit-codes.js';
 import { createLogger } from '../logger.js';
 import { CliError, printJson } from '../output.js';
 import { defaultCredsDir, loadCredentials, type DeploymentCredentials } from '../credentials.js';
-import { defaultWorkspace, FALLBACK_SCRIPT, startStack } from '../stack.js';
+import { DEFAULT_GATEWAY_PORT, defaultWorkspace, FALLBACK_SCRIPT, gatewayPort, loadGatewayToken, startStack } from '../stack.js';
 import { formatReport } from './provision.js';
 import { parsePort, parseReplicas } from './options.js';
 
@@ -23,6 +23,7 @@ interface UpOptions extends GlobalOptions {
   workspace?: string;
   llmScript?: string;
   metricsPort: number;
+  gatewayPort?: number;
 }
 
 export async function readScript(path: string): Promise<MockScript> {
@@ -36,7 +37,7 @@ export async function readScript(path: string): Promise<MockScript> {
 export function registerUp(program: Command): void {
   program
     .command('up')
-    .description('run all of Errand on this machine: nats-server (unless NATS_URL is set), a host, a planner, a tool runner and a notifier')
+    .description('run all of Errand on this machine: nats-server (unless NATS_URL is set), a host, a planner, a tool runner, a notifier and the gateway (HTTP API and dashboard)')
     .option('--data-dir <dir>', 'where the embedded server keeps its data (persists across runs)', defaultDataDir())
     .option('--port <port>', 'client port of the embedded server (0: any free port)', parsePort, 0)
     .option('--replicas <n>', 'JetStream replicas when NATS_URL points at a cluster', parseReplicas, 1)
@@ -44,6 +45,7 @@ export function registerUp(program: Command): void {
     .option('--creds-dir <dir>', 'where the deployment\'s credentials are kept, minted on first start (default: next to the data folder)')
     .option('--insecure', 'run the embedded server without authentication: any client that reaches it may do anything (not for shared machines)')
     .option('--metrics-port <port>', 'port of the Prometheus /metrics endpoint on 127.0.0.1 (0: any free port)', parsePort, 0)
+    .option('--gateway-port <port>', `port of the gateway (HTTP API and dashboard) on 127.0.0.1 (default ${DEFAULT_GATEWAY_PORT}, or any free port when it is taken; 0: any free port)`, parsePort)
     .option('--llm-script <file>', 'without OPENAI_API_KEY: the scripted model\'s script (default: one fixed answer)')
     .addHelpText(
       'after',
@@ -64,12 +66,21 @@ applications get submitter.creds (NATS_CREDS). Hosts sign every command with the
 signing key and workers refuse what no host signed. \`errand creds\` manages the folder;
 docs/security.md says what each role may do.
 
+The gateway serves the HTTP API and the dashboard on 127.0.0.1 (--gateway-port). \`errand up\`
+makes a login token for you on first start, keeps it in the data folder (gateway-token, mode
+0600) so the printed link stays valid across restarts, and prints the link:
+  Dashboard: http://127.0.0.1:7878/login?token=…
+Opening it signs the browser in; the same token works as \`Authorization: Bearer <token>\` for
+the API (docs/gateway.md). ERRAND_GATEWAY_TOKENS adds other people (name:token,…). The
+notifier's links point at the dashboard (ERRAND_DASHBOARD_URL, unless you set it).
+
 Stop it with Ctrl-C; started again it finds its data where it left it, and every agent continues
 where it was. Other errand commands, in other terminals, find the server it started on their own.
 
 Examples:
   $ errand up                                # embedded nats-server in ~/.errand/nats
   $ errand up --port 4333 --data-dir ./nats  # a fixed port and a project-local data folder
+  $ errand up --gateway-port 8080            # the dashboard on http://127.0.0.1:8080
   $ OPENAI_API_KEY=sk-… errand up            # plan with OpenAI
   $ NATS_URL=nats://127.0.0.1:4222 errand up # use a server you already run`,
     )
@@ -87,6 +98,7 @@ Examples:
       if (opts.insecure) {
         logger.warn({}, '--insecure: the embedded nats-server accepts every client without credentials; anyone who reaches it can approve, run tools and read everything');
       }
+      const login = (await loadGatewayToken(opts.dataDir))!;
       const stack = await startStack({
         external,
         credentials,
@@ -100,6 +112,7 @@ Examples:
         script: opts.llmScript ? await readScript(opts.llmScript) : FALLBACK_SCRIPT,
         serviceLogLevel: opts.logLevel ?? 'info',
         metricsPort: opts.metricsPort,
+        gateway: { port: await gatewayPort(opts.gatewayPort), ...login },
         // With --json, stdout carries only the JSON report: the services log to stderr.
         ...(opts.json ? { serviceLogger: (service: string, level: string, redactor: Redactor) => createServiceLogger(service, level, { fd: 2, redactor }) } : {}),
         logger,
@@ -129,6 +142,7 @@ Examples:
             model: stack.mock ? { scripted: stack.mock.url } : { baseURL: stack.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1' },
             services: stack.services.map((s) => s.name),
             metrics: stack.metrics?.url,
+            dashboard: stack.dashboard?.loginUrl,
             pid: process.pid,
             provision: stack.report,
           });
@@ -137,6 +151,7 @@ Examples:
           say(`workspace for the fs_* tools: ${stack.env.ERRAND_WORKSPACE}`);
           say(`metrics: ${stack.metrics?.url}`);
           say(opts.insecure ? 'WARNING: --insecure: the server accepts any client without credentials' : `credentials: ${credsDir} (applications: NATS_CREDS=${credentials.credsFile('submitter')})`);
+          if (stack.dashboard) say(`Dashboard: ${stack.dashboard.loginUrl}`);
           say(`Errand is up. NATS_URL=${stack.url}  (Ctrl-C to stop)`);
           say(`try: errand submit "take a nap" --agent sleeper --input '{"delayMs":2000}' --wait`);
         }

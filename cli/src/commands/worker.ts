@@ -1,9 +1,10 @@
 import { resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
+import { defaultDataDir } from '@errand/nats';
 import { runService } from '@errand/service';
 import { resolveTarget, type GlobalOptions } from '../context.js';
 import { loadCredentials, serviceEnv } from '../credentials.js';
-import { roleOf, SERVICES } from '../stack.js';
+import { loadGatewayToken, roleOf, SERVICES } from '../stack.js';
 
 interface WorkerOptions extends GlobalOptions {
   config?: string;
@@ -36,7 +37,11 @@ in flight finishes or is handed to another worker.
 Examples:
   $ NATS_URL=nats://nats.internal:4222 errand worker host
   $ OPENAI_API_KEY=sk-… ERRAND_PLANNER_CONCURRENCY=64 errand worker planner
-  $ errand worker tool-runner --config ./errand.json --workspace /srv/agent-files`,
+  $ errand worker tool-runner --config ./errand.json --workspace /srv/agent-files
+  $ ERRAND_GATEWAY_TOKENS=alice:<token> ERRAND_GATEWAY_PORT=8080 errand worker gateway
+
+The gateway (HTTP API and dashboard, docs/gateway.md) needs ERRAND_GATEWAY_TOKENS; beside a
+running \`errand up\` without it, it signs in the same local user as the link \`errand up\` printed.`,
     )
     .action(async (service: string, _opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<WorkerOptions>();
@@ -45,7 +50,11 @@ Examples:
       // Beside a running `errand up`, a worker joins it as its role, with its keys; elsewhere
       // NATS_CREDS, ERRAND_SIGNING_KEY and ERRAND_VERIFY_KEY come from the environment.
       const credentials = target.credsDir ? await loadCredentials(target.credsDir, { prefix: target.prefix, create: false }) : undefined;
-      const identity = credentials ? serviceEnv(credentials, roleOf(definition.name)) : {};
+      const identity: Record<string, string | undefined> = credentials ? serviceEnv(credentials, roleOf(definition.name)) : {};
+      if (service === 'gateway' && !process.env.ERRAND_GATEWAY_TOKENS && target.source === 'errand up') {
+        const login = await loadGatewayToken(defaultDataDir(), false);
+        if (login) identity.ERRAND_GATEWAY_TOKENS = `${login.user}:${login.token}`;
+      }
       await runService(definition, {
         ...identity,
         ...process.env,
