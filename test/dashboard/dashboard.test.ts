@@ -104,6 +104,13 @@ describe('the dashboard in a browser', () => {
     await waitForText(tree.locator('[data-task-id="read"] [data-call-id]'), /fs_read\s*ok/);
     await screenshot(page, '1-agent-tree-growing');
 
+    // The agents table, open in another tab, shows it needs a person.
+    const table = await desktop.newPage();
+    await table.goto('/');
+    const row = table.locator(`tr[data-agent-id="${agentId}"]`);
+    await waitForText(row, 'needs you');
+    await waitForText(row, GOAL);
+
     // A phone opens the agent (as from a notification link) and approves the exact call.
     const phone = await signedIn(browser, base, token, { viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
     contexts.push(phone);
@@ -133,10 +140,11 @@ describe('the dashboard in a browser', () => {
     const record = await d.record(agentId);
     expect(JSON.stringify(record?.approvals)).toContain('"tester"');
 
-    // The agents table lists it, done.
-    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Agents' }).click();
-    await waitForText(page.locator(`tr[data-agent-id="${agentId}"]`), /done/);
-    await screenshot(page, '4-agents-table');
+    // The table in the other tab followed without a reload: done, and no longer waiting for anyone.
+    await waitForText(row, /done/);
+    expect(await row.textContent()).not.toContain('needs you');
+    await screenshot(table, '4-agents-table');
+    await table.close();
     expect(mock.failures).toEqual([]);
   }, 120_000);
 
@@ -151,7 +159,9 @@ describe('the dashboard in a browser', () => {
     const seen: string[] = [];
     for (let i = 0; i < 12 && !seen.some((h) => h.includes('fs_read returned')); i++) {
       const before = (await heading.textContent()) ?? '';
-      await page.getByRole('button', { name: 'Next step' }).click();
+      // By keyboard: the step buttons are real buttons.
+      await page.getByRole('button', { name: 'Next step' }).focus();
+      await page.keyboard.press('Enter');
       await page.waitForFunction((prev) => document.querySelector('.step-detail h2')?.textContent !== prev, before);
       const now = (await heading.textContent()) ?? '';
       seen.push(now);
@@ -197,5 +207,9 @@ describe('the dashboard in a browser', () => {
     await waitForText(dlq.locator('li'), agentId);
     await waitForText(page.locator('#services'), 'host');
     await screenshot(page, '8-system-dlq');
+    // Dark, from the system setting.
+    await page.emulateMedia({ colorScheme: 'dark' });
+    expect(await page.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe('rgb(15, 18, 22)');
+    await screenshot(page, '9-system-dark');
   }, 60_000);
 });

@@ -254,15 +254,21 @@ function NewGoal() {
         </label>
         <div class="row">
           <label>
-            Agent <span class="muted">(optional)</span>
+            <span>
+              Agent <span class="muted">(optional)</span>
+            </span>
             <input value={agent} placeholder="assistant" onInput={(e) => setAgent(e.currentTarget.value)} />
           </label>
           <label>
-            Labels <span class="muted">(optional)</span>
+            <span>
+              Labels <span class="muted">(optional)</span>
+            </span>
             <input value={labels} placeholder="team=ops, env=dev" onInput={(e) => setLabels(e.currentTarget.value)} />
           </label>
           <label>
-            Tools <span class="muted">(optional)</span>
+            <span>
+              Tools <span class="muted">(optional)</span>
+            </span>
             <input value={tools} placeholder="fs_read, fs_write" onInput={(e) => setTools(e.currentTarget.value)} />
           </label>
         </div>
