@@ -45,6 +45,8 @@ export async function* tail(options: TailOptions): AsyncGenerator<JsMsg> {
   } finally {
     options.signal.removeEventListener('abort', close);
     await messages.close();
+    // Gone now, not after the server's inactivity threshold: a dashboard reconnects often.
+    await consumer.delete().catch(() => {});
   }
 }
 
@@ -57,9 +59,13 @@ export async function nextSeq(conn: ErrandConnection, stream: string): Promise<n
 /** The sequence of the first message on `subject`, or undefined when there is none. */
 async function firstSeq(conn: ErrandConnection, stream: string, subject: string): Promise<number | undefined> {
   const consumer = await conn.js.consumers.get(stream, { filter_subjects: subject, deliver_policy: DeliverPolicy.All });
-  if ((await consumer.info(true)).num_pending === 0) return undefined;
-  const m = await consumer.next({ expires: 5_000 });
-  return m?.seq;
+  try {
+    if ((await consumer.info(true)).num_pending === 0) return undefined;
+    const m = await consumer.next({ expires: 5_000 });
+    return m?.seq;
+  } finally {
+    await consumer.delete().catch(() => {});
+  }
 }
 
 function decodeEvent(m: JsMsg): ProgressEvent | undefined {

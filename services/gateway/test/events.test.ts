@@ -111,6 +111,33 @@ describe('GET /api/agents/:id/events', () => {
   });
 });
 
+describe('connections', () => {
+  it("a client that goes away takes its stream's consumer with it", async () => {
+    const jsm = await w.d.conn.jsm();
+    const stream = resourceNames(w.d.prefix).streams.events;
+    const count = async () => (await jsm.streams.info(stream)).state.consumer_count;
+    const before = await count();
+    const readers = await Promise.all([0, 1, 2].map(async () => {
+      const abort = new AbortController();
+      const res = await w.api('/api/agents/events', { signal: abort.signal });
+      const reader = res.body!.getReader();
+      await reader.read(); // the first comment: the stream is open
+      return { abort, reader };
+    }));
+    const deadline = Date.now() + 10_000;
+    while ((await count()) < before + 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await count()).toBeGreaterThanOrEqual(before + 3);
+    for (const r of readers) {
+      await r.reader.cancel().catch(() => {});
+      r.abort.abort();
+    }
+    // Deleted when the connection closes, well before the server would drop them as inactive.
+    const gone = Date.now() + 4_000;
+    while ((await count()) > before && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
+    expect(await count()).toBe(before);
+  });
+});
+
 describe('GET /api/agents/events', () => {
   it("every agent's state, done and failed events, resumable", async () => {
     const res = await w.api('/api/agents/events');
