@@ -112,15 +112,20 @@ export async function* agentTreeEvents(options: TreeOptions): AsyncGenerator<Str
     start = (await firstSeq(conn, stream, subjects.agentEventAll(rootId))) ?? end;
   }
   const member = new Map<string, boolean>([[rootId, true]]);
+  const members = new Set<string>([rootId]);
+  // A child's id is `<parent>-<ref>`, or `c-<hash>` when that would be too long (childAgentId):
+  // any other id is no descendant, and needs no lookup.
+  const mayDescend = (agentId: string) => agentId.startsWith('c-') || [...members].some((m) => agentId.startsWith(`${m}-`));
   const isMember = async (agentId: string, depth = 0): Promise<boolean> => {
     const known = member.get(agentId);
     if (known !== undefined) return known;
     let result = false;
-    if (depth < 64) {
+    if (depth < 64 && mayDescend(agentId)) {
       const parent = (await options.record(agentId).catch(() => undefined))?.parent?.agentId;
       result = parent !== undefined && (await isMember(parent, depth + 1));
     }
     member.set(agentId, result);
+    if (result) members.add(agentId);
     return result;
   };
   for await (const m of tail({ conn, stream, filterSubjects: [subjects.agentEventAll()], startSeq: start, signal: options.signal })) {
