@@ -142,6 +142,28 @@ const goalFields = {
   notify: z.array(NotifyRuleSchema).optional(),
 };
 
+/**
+ * What the agent waits for a person to do, machine-independent: set by the runtime from the
+ * machine's `errand.wait` action and cleared by it (docs/agents.md, "Waiting for a person"). While
+ * it is set (and the agent is neither paused nor ended) the record's status is `waiting`.
+ */
+export const WaitingSchema = z.object({
+  kind: z.enum(WAIT_KINDS),
+  /** The request a decision or an answer names (`requestId` of the `approval` / `input` message). */
+  requestId: z.string().min(1),
+  /** When the agent began waiting for this request (a repeated wait for the same request keeps it). */
+  since: epochMs,
+  /** When the machine stops waiting (it expires, escalates or gives up), when it says. */
+  deadline: epochMs.optional(),
+  /** What the person is asked, in words (input and budget waits). */
+  question: z.string().optional(),
+  /** The exact tool calls an approval is asked for, arguments as the tool would get them. */
+  calls: z.array(z.object({ tool: z.string().min(1), args: z.unknown() })).optional(),
+  /** The hash a decision must name (approval and budget waits): a decision about other arguments is refused. */
+  argsHash: z.string().min(1).optional(),
+  /** A one-line summary for lists and notifications. */
+  summary: z.string().optional(),
+});
 /** What a fork starts from: see {@link GoalMessageSchema} `fork` and docs/replay.md. */
 export const ForkSeedSchema = z.object({
   from: z.object({ agentId, step: z.number().int().nonnegative() }),
@@ -156,6 +178,11 @@ export const ForkSeedSchema = z.object({
   reissue: z.array(z.looseObject({ kind: nonEmpty })).default([]),
   /** An event applied at once as the fork's next step (a human-edited result, say). */
   event: MachineEventSchema.optional(),
+  /**
+   * What the original waited for a person to do at that step (`record.waiting`): the fork waits
+   * for it too (and, for an approval, asks it again: the original's decisions do not carry over).
+   */
+  waiting: WaitingSchema.optional(),
 });
 export type ForkSeed = z.infer<typeof ForkSeedSchema>;
 

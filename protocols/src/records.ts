@@ -1,7 +1,10 @@
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
 import { CodecError, CodecErrorCode } from './errors.js';
-import { AGENT_STATUSES, BudgetSchema, ErrorInfoSchema, MachineEventSchema, messageSchemas, NotifyRuleSchema, PrincipalSchema, WAIT_KINDS, type MessageKind } from './messages.js';
+import { AGENT_STATUSES, BudgetSchema, ErrorInfoSchema, MachineEventSchema, messageSchemas, NotifyRuleSchema, PrincipalSchema, WaitingSchema, type MessageKind } from './messages.js';
+
+// Defined with the messages (a fork's seed carries one); part of the record.
+export { WaitingSchema };
 import { isAgentId } from './subjects.js';
 
 /**
@@ -49,28 +52,6 @@ export const ApprovalRecordSchema = z.object({
 });
 export type ApprovalRecord = z.infer<typeof ApprovalRecordSchema>;
 
-/**
- * What the agent waits for a person to do, machine-independent: set by the runtime from the
- * machine's `errand.wait` action and cleared by it (docs/agents.md, "Waiting for a person"). While
- * it is set (and the agent is neither paused nor ended) the record's status is `waiting`.
- */
-export const WaitingSchema = z.object({
-  kind: z.enum(WAIT_KINDS),
-  /** The request a decision or an answer names (`requestId` of the `approval` / `input` message). */
-  requestId: z.string().min(1),
-  /** When the agent began waiting for this request (a repeated wait for the same request keeps it). */
-  since: epochMs,
-  /** When the machine stops waiting (it expires, escalates or gives up), when it says. */
-  deadline: epochMs.optional(),
-  /** What the person is asked, in words (input and budget waits). */
-  question: z.string().optional(),
-  /** The exact tool calls an approval is asked for, arguments as the tool would get them. */
-  calls: z.array(z.object({ tool: z.string().min(1), args: z.unknown() })).optional(),
-  /** The hash a decision must name (approval and budget waits): a decision about other arguments is refused. */
-  argsHash: z.string().min(1).optional(),
-  /** A one-line summary for lists and notifications. */
-  summary: z.string().optional(),
-});
 export type Waiting = z.infer<typeof WaitingSchema>;
 
 /** The totals of the agent's model usage, as the machine last reported them (`errand.emit` of kind `usage`). */

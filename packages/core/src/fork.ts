@@ -2,6 +2,7 @@ import { childAgentId, messageIds, type AgentRecord, type ForkSeed, type Message
 import { Draft } from './draft.js';
 import { emptyRecord, type StepContext } from './record.js';
 import { settle, settlementOfJournaled } from './settle.js';
+import { settleWaitStatus, startWait } from './waiting.js';
 
 /** The machine event a fork's first journal entry carries: everything needed to rebuild it. */
 export const FORK_EVENT = 'errand.fork';
@@ -39,6 +40,13 @@ export function seedFork(goal: Pick<Message<'goal'>, 'goal' | 'labels' | 'notify
   };
   const draft = new Draft(record, ctx);
   reissue(draft, fork.from.agentId, fork.reissue);
+  if (fork.waiting) {
+    // The fork waits for what the original waited for, asked anew: an approval request is
+    // registered for the fork (the original's decisions are not the fork's), `since` is now.
+    const { kind, requestId, deadline, question, calls, argsHash, summary } = fork.waiting;
+    startWait(draft.record, { kind, requestId, question, calls, argsHash, summary, deadlineAt: deadline }, ctx.now);
+    settleWaitStatus(draft.record);
+  }
   const { event: _edited, ...seed } = fork;
   // The seed is journaled as this record's current step: no transition happens.
   draft.journal({ type: FORK_EVENT, ...seed, goal: goal.goal, ...(goal.labels ? { labels: goal.labels } : {}), ...(goal.notify?.length ? { notify: goal.notify } : {}) });

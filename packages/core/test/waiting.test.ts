@@ -207,6 +207,34 @@ describe('record.waiting', () => {
     expect(r.waiting).toBeUndefined();
   });
 
+  it('a fork from a step where it waited waits for the same, asked anew (an approval request of its own); its journal replays to it', () => {
+    const run = new Run();
+    run.start();
+    const original = run.ask({ kind: 'approval', requestId: 'r1', calls: CALLS, argsHash: HASH, deadlineAt: AT + 99_000 });
+    const ctx = { agentId: 'f1', inboxId: 'goal:f1', now: AT + 50_000, subjects, registry };
+    const d = decide(
+      undefined,
+      {
+        v: MESSAGE_VERSION,
+        kind: 'goal',
+        agentId: 'f1',
+        goal: 'ask people',
+        agent: 'asker',
+        fork: { from: { agentId: 'w1', step: original.step }, machine: original.machine, snapshot: original.snapshot, reissue: [], waiting: original.waiting },
+        at: AT + 50_000,
+      },
+      ctx,
+    );
+    if (d.type !== 'commit') throw new Error(d.type);
+    const fork = d.record;
+    expect(fork).toMatchObject({ status: 'waiting', waiting: { kind: 'approval', requestId: 'r1', since: AT + 50_000, deadline: AT + 99_000, calls: CALLS, argsHash: HASH } });
+    expect(fork.approvals).toEqual([{ requestId: 'r1', argsHash: HASH, calls: [callHash('fs_delete', CALLS[0]!.args)], requestedAt: AT + 50_000 }]);
+    const entry = fork.outbox.find((e) => e.message.kind === 'event.step')!.message as unknown as Message<'event.step'>;
+    expect(entry.status).toBe('waiting');
+    const replayed = replayJournaled(undefined, entry, { ...ctx, now: entry.at, inboxId: entry.inboxId });
+    expect({ status: replayed.status, waiting: replayed.waiting, approvals: replayed.approvals }).toEqual({ status: fork.status, waiting: fork.waiting, approvals: fork.approvals });
+  });
+
   it('replay reaches the same waiting, status and approval requests at every step', () => {
     const run = new Run();
     run.start();

@@ -64,5 +64,7 @@ export function forkSeed(replay: ReplayResult, options: ForkOptions = {}): ForkS
     snapshot,
     reissue,
     ...(edited ? { event: edited } : {}),
+    // What it waited for a person to do there: the fork waits for it too (asked anew).
+    ...(replay.record.waiting ? { waiting: structuredClone(replay.record.waiting) } : {}),
   };
 }

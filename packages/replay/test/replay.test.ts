@@ -144,6 +144,27 @@ describe('replay', () => {
     expect(Object.values(r.children).map((c) => c.agentId).sort()).toEqual(goals.map((g) => g.agentId).sort());
   });
 
+  it('a fork at a step where the agent waited for a person waits for the same (asked anew), with its deadline timer; a decision on the fork applies', () => {
+    const orig = new Sim('r1');
+    const call = { tool: 'echo', args: { n: 1 } };
+    orig.step({ v: MESSAGE_VERSION, kind: 'goal', agentId: 'r1', goal: 'review', agent: 'reviewer', input: call, at: clock }, 'goal:r1');
+    expect(orig.record!.status).toBe('waiting');
+    const replay = replayJournal(orig.journal, { registry });
+    expect(verifyReplay(replay, orig.record!)).toMatchObject({ ok: true });
+    const seed = forkSeed(replay);
+    expect(seed.waiting).toEqual(orig.record!.waiting);
+    const fork = new Sim('f1');
+    const r = fork.step({ v: MESSAGE_VERSION, kind: 'goal', agentId: 'f1', goal: 'review', fork: seed, at: clock }, 'goal:f1');
+    expect(r).toMatchObject({ status: 'waiting', waiting: { kind: 'approval', requestId: 'review-1', calls: [call] } });
+    expect(Object.keys(r.timers)).toHaveLength(1);
+    const argsHash = orig.record!.waiting!.argsHash!;
+    fork.step({ v: MESSAGE_VERSION, kind: 'approval', agentId: 'f1', requestId: 'review-1', decision: 'approve', argsHash, by: { id: 'ana', channel: 'cli' }, at: clock }, 'approval:f1');
+    expect(fork.record!.status).toBe('running');
+    expect(fork.toolRequests()).toEqual([expect.objectContaining({ tool: 'echo', approval: expect.objectContaining({ requestId: 'review-1' }) })]);
+    // The fork's own journal, its seed first, replays to it.
+    expect(verifyReplay(replayJournal(fork.journal, { registry }), fork.record!)).toMatchObject({ ok: true });
+  });
+
   it('a fork without an edited event re-issues the pending command under its own id', () => {
     const orig = runPipeline('p7');
     const seed = forkSeed(replayJournal(orig.journal, { registry, stopAt: 2 }));
