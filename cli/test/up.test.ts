@@ -177,6 +177,8 @@ describe('errand up and the CLI, as a user runs them', () => {
       const summary = JSON.parse(r.stdout) as Record<string, unknown>;
       expect(summary).toMatchObject({ ok: true, status: 'done', rounds: 6, toolCalls: { ok: 4, failed: 1 } });
       expect(summary.approvals).toEqual([expect.stringMatching(/ approved$/)]);
+      // The dashboard served the run while it ran (its link signs in).
+      expect(summary.dashboard).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/login\?token=[A-Za-z0-9_-]{32,}$/);
       // The approved overwrite really happened in the demo's workspace.
       expect(await readFile(join(root, 'workspace', 'summary.md'), 'utf8')).toContain('Approvals from Slack and Telegram');
     } finally {

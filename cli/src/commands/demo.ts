@@ -162,6 +162,7 @@ Examples:
           answer: output.answer,
           error: s?.error,
           seconds: Math.round((Date.now() - started) / 100) / 10,
+          dashboard: stack.dashboard?.loginUrl,
         };
         if (opts.json) printJson(summary);
         else {
