@@ -50,6 +50,20 @@ describe('agent records', () => {
     expect(() => decodeRecord(dangling)).toThrow(/outboxRefs: entry 0's messages refers to context.nothing/);
   });
 
+  it('carry what the agent waits for, its usage and budget; records without them read as before, and a malformed wait is refused', () => {
+    const waiting: AgentRecord = {
+      ...record,
+      status: 'waiting',
+      waiting: { kind: 'approval', requestId: 'tools-1', since: 1_700_000_000_900, deadline: 1_700_000_600_900, calls: [{ tool: 'fs_write', args: { path: 'a', overwrite: true } }], argsHash: 'h', summary: 'fs_write(a)' },
+      usage: { inputTokens: 10, outputTokens: 2, costUsd: 0.0001 },
+      budget: { maxCostUsd: 1 },
+    };
+    expect(decodeRecord(encodeRecord(waiting))).toEqual(waiting);
+    expect(decodeRecord(encodeRecord(record)).waiting).toBeUndefined();
+    const wrong = new Packr({ useRecords: false }).pack({ ...record, waiting: { kind: 'coffee', requestId: 'x', since: 1 } });
+    expect(() => decodeRecord(wrong)).toThrow(/waiting\.kind/);
+  });
+
   it('refuse a format written by a newer Errand, naming it', () => {
     const newer = new Packr({ useRecords: false }).pack({ ...record, format: RECORD_FORMAT + 1 });
     expect(() => decodeRecord(newer)).toThrow(CodecError);
