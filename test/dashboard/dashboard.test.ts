@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm, type MockLlm, type MockStep } from '@errand/llm';
 import { headers } from '@errand/nats';
 import { Header } from '@errand/protocols';
@@ -27,7 +27,30 @@ const plan = (read: string, write: string) => ({
   },
 });
 
+// A second agent delegates a sub-goal to a child agent under one plan item, then asks a person.
+const GOAL2 = 'DASH2: find the number and ask how to show it';
+const CHILD_GOAL = 'CHILD-GOAL-7: look the number up';
+const plan2 = (find: string, ask: string) => ({
+  name: 'update_plan',
+  arguments: {
+    tasks: [
+      { id: 'find', title: 'Find the number', status: find },
+      { id: 'ask', title: 'Ask how to show it', status: ask },
+    ],
+  },
+});
+
 const STEPS: MockStep[] = [
+  { match: CHILD_GOAL, reply: { content: 'The number is 42.' } },
+  { match: GOAL2, reply: { content: 'A helper looks it up.', toolCalls: [plan2('in_progress', 'pending'), { name: 'delegate', arguments: { goal: CHILD_GOAL } }] } },
+  {
+    match: GOAL2,
+    expect: { contains: ['The number is 42.'] },
+    reply: { content: 'Now the format.', toolCalls: [plan2('done', 'in_progress'), { name: 'ask_human', arguments: { question: 'Should I show 42 as a table or as text?' } }] },
+  },
+  { match: GOAL2, expect: { contains: ['as a table, please'] }, reply: { content: 'Here it is as a table: | n | 42 |', toolCalls: [plan2('done', 'done')] } },
+  { match: GOAL2, reply: { content: 'Shown as a table.' } },
+
   { match: GOAL, reply: { content: 'A plan, then the notes.', toolCalls: [plan('in_progress', 'pending'), { name: 'fs_read', arguments: { path: 'notes.md' } }] } },
   {
     match: GOAL,
@@ -68,6 +91,14 @@ beforeAll(async () => {
   desktop = await signedIn(browser, base, token, { viewport: { width: 1280, height: 900 } });
   contexts.push(desktop);
 }, 120_000);
+
+// A failed test leaves a screenshot of every open page, to see what the page showed instead.
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state !== 'fail') return;
+  const slug = ctx.task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 40);
+  let n = 0;
+  for (const c of contexts) for (const p of c.pages()) await screenshot(p, `failed-${slug}-${n++}`).catch(() => undefined);
+});
 
 afterAll(async () => {
   for (const c of contexts) await c.close().catch(() => undefined);
@@ -194,6 +225,33 @@ describe('the dashboard in a browser', () => {
     await diff.locator('table.diff tbody tr').first().waitFor();
     await screenshot(page, '7-diff');
   }, 120_000);
+
+  it('nests a child agent under its plan item, pauses and resumes a waiting agent, and takes an answer typed on the page', async () => {
+    const id = await d.submit({ goal: GOAL2, agent: 'assistant' });
+    const page = await desktop.newPage();
+    await page.goto(`/agents/${encodeURIComponent(id)}`);
+    const child = page.locator('#tree [data-task-id="find"] [data-agent-id]');
+    await waitForText(child, CHILD_GOAL);
+    await waitForText(child, /done/);
+    const decision = page.locator('#decision');
+    await waitForText(decision, 'Should I show 42 as a table or as text?');
+    await screenshot(page, '10-child-and-question');
+
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.locator('.agent-head .facts .status-paused').waitFor();
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.locator('.agent-head .facts .status-waiting').waitFor();
+
+    await decision.getByLabel('Your answer').fill('as a table, please');
+    await decision.getByRole('button', { name: 'Answer' }).click();
+    await page.locator('.agent-head .facts .status-done').waitFor();
+    await waitForText(page.locator('#outcome'), 'Shown as a table.');
+    await waitForText(page.locator('#tree [data-task-id="ask"]'), /done/);
+    await screenshot(page, '11-answered-and-done');
+    const record = await d.record(id);
+    expect(JSON.stringify(record?.snapshot)).toContain('as a table, please');
+    expect(mock.failures).toEqual([]);
+  }, 90_000);
 
   it('shows a dead-lettered message with its reason on the system page', async () => {
     const h = headers();

@@ -3,8 +3,12 @@ import type { AgentStatus, CommandSummary, ErrorInfo, ProgressEvent, Task, Usage
 
 // One agent and its descendants, folded from their progress events (the SSE stream of
 // /api/agents/:id/events): the task tree with the tool calls and child agents nested under the
-// plan item that was in progress when they started, the steps, usage. Pure and mutable; the view
-// re-renders on a version counter.
+// plan item that was in progress at the step that started them, the steps, usage. Pure and
+// mutable; the view re-renders on a version counter.
+//
+// A call or child belongs to the item in progress in the latest plan of a step at or before its
+// own: a model that updates its plan and calls a tool in one reply means the call for the item it
+// just started. Attributed by step, not by arrival, because a step's events may arrive in any order.
 
 export interface ToolCall {
   id: string;
@@ -15,8 +19,6 @@ export interface ToolCall {
   startedAt: number;
   durationMs?: number;
   error?: ErrorInfo;
-  /** The plan item in progress when the call was asked for. */
-  taskId?: string;
 }
 
 export interface StepEntry {
@@ -32,13 +34,15 @@ export interface StepEntry {
 export interface AgentNode {
   agentId: string;
   parentId?: string;
-  /** The parent's plan item this child was started under. */
-  taskId?: string;
+  /** The parent's step that started this child (its goal command), when seen. */
+  spawnStep?: number;
   agent?: string;
   goal?: string;
   status?: AgentStatus;
   state?: unknown;
   tasks: Task[];
+  /** Every plan the agent published, by step. */
+  plans: { step: number; tasks: Task[] }[];
   /** When each plan item was first seen in progress (or at all) and when it ended. */
   taskTimes: Map<string, { start: number; end?: number }>;
   tools: ToolCall[];
@@ -69,7 +73,7 @@ export class RunModel {
   node(agentId: string, parentId?: string): AgentNode {
     let n = this.agents.get(agentId);
     if (!n) {
-      n = { agentId, tasks: [], taskTimes: new Map(), tools: [], children: [], steps: [] };
+      n = { agentId, tasks: [], plans: [], taskTimes: new Map(), tools: [], children: [], steps: [] };
       this.agents.set(agentId, n);
       if (agentId !== this.rootId) this.adopt(parentId ?? this.rootId, n);
     } else if (parentId && n.parentId !== parentId && agentId !== this.rootId) {
@@ -85,7 +89,25 @@ export class RunModel {
     const parent = this.agents.get(parentId) ?? this.node(parentId);
     child.parentId = parentId;
     if (!parent.children.includes(child.agentId)) parent.children.push(child.agentId);
-    child.taskId ??= currentTask(parent.tasks);
+  }
+
+  /** The plan item in progress at `step` of agent `n` (see the note at the top). */
+  taskAt(n: AgentNode, step: number | undefined): string | undefined {
+    if (step === undefined) return undefined;
+    let plan: Task[] | undefined;
+    for (const p of n.plans) if (p.step <= step) plan = p.tasks;
+    return plan ? currentTask(plan) : undefined;
+  }
+
+  /** The item a tool call of `n` sits under. */
+  taskOfCall(n: AgentNode, call: ToolCall): string | undefined {
+    return this.taskAt(n, call.step);
+  }
+
+  /** The item of its parent a child sits under. */
+  taskOfChild(child: AgentNode): string | undefined {
+    const parent = child.parentId ? this.agents.get(child.parentId) : undefined;
+    return parent ? this.taskAt(parent, child.spawnStep) : undefined;
   }
 
   /** Children the parent's record lists (`children: { ref: { agentId, status } }`). */
@@ -116,7 +138,11 @@ export class RunModel {
         for (const c of e.commands) {
           if (c.kind !== 'goal') continue;
           const child = agentOfSubject(c.subject);
-          if (child && child !== e.agentId) this.node(child, e.agentId).firstAt ??= e.at;
+          if (child && child !== e.agentId) {
+            const c = this.node(child, e.agentId);
+            c.spawnStep ??= e.step;
+            c.firstAt ??= e.at;
+          }
         }
         if (AGENT_ENDED.has(e.status)) n.endAt ??= e.at;
         break;
@@ -128,6 +154,8 @@ export class RunModel {
         break;
       case 'event.plan':
         n.tasks = e.tasks;
+        n.plans.push({ step: e.step, tasks: e.tasks });
+        n.plans.sort((a, b) => a.step - b.step);
         // An item's time runs from when it was first seen in progress (or done) to when it ended.
         walk(e.tasks, (t) => {
           const times = n.taskTimes.get(t.id);
@@ -140,8 +168,7 @@ export class RunModel {
       case 'event.tool': {
         let call = n.tools.find((t) => t.id === e.callId);
         if (!call) {
-          const taskId = currentTask(n.tasks);
-          call = { id: e.callId, tool: e.tool, status: e.status, attempt: e.attempt, step: e.step, startedAt: e.at, ...(taskId ? { taskId } : {}) };
+          call = { id: e.callId, tool: e.tool, status: e.status, attempt: e.attempt, step: e.step, startedAt: e.at };
           n.tools.push(call);
         }
         if (e.status === 'requested') {

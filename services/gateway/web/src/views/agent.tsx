@@ -359,8 +359,11 @@ const TASK_ICON: Record<string, string> = { pending: '○', in_progress: '▸', 
 const TOOL_ICON: Record<string, string> = { requested: '▸', ok: '✓', error: '✗', retrying: '↻', cancelled: '⊘' };
 
 function AgentTree({ model, node, now }: { model: RunModel; node: AgentNode; now: number }) {
-  const loose = node.tools.filter((t) => !hasTask(node.tasks, t.taskId));
-  const looseChildren = node.children.filter((c) => !hasTask(node.tasks, model.agents.get(c)?.taskId));
+  const loose = node.tools.filter((t) => !hasTask(node.tasks, model.taskOfCall(node, t)));
+  const looseChildren = node.children.filter((c) => {
+    const child = model.agents.get(c);
+    return !child || !hasTask(node.tasks, model.taskOfChild(child));
+  });
   if (!node.tasks.length && !node.tools.length && !node.children.length) return <p class="muted">No plan or tool calls yet.</p>;
   return (
     <ul class="tree" role="tree" aria-label={`tasks of ${node.agentId}`}>
@@ -380,8 +383,11 @@ function AgentTree({ model, node, now }: { model: RunModel; node: AgentNode; now
 function TaskItem({ task, model, node, now }: { task: Task; model: RunModel; node: AgentNode; now: number }) {
   const times = node.taskTimes.get(task.id);
   const took = times ? (times.end ?? (task.status === 'in_progress' ? now : undefined)) : undefined;
-  const tools = node.tools.filter((c) => c.taskId === task.id);
-  const children = node.children.filter((c) => model.agents.get(c)?.taskId === task.id);
+  const tools = node.tools.filter((c) => model.taskOfCall(node, c) === task.id);
+  const children = node.children.filter((c) => {
+    const child = model.agents.get(c);
+    return child !== undefined && model.taskOfChild(child) === task.id;
+  });
   const nested = (task.children?.length ?? 0) + tools.length + children.length > 0;
   return (
     <li role="treeitem" aria-expanded={nested ? true : undefined} class={`task task-${task.status}`} data-task-id={task.id}>
