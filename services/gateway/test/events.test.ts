@@ -66,6 +66,17 @@ describe('GET /api/agents/:id/events', () => {
     expect((await w.api(`/api/agents/${agentId}/events`, { headers: { 'Last-Event-ID': 'x1' } })).status).toBe(400);
   });
 
+  it('finds children whose ids are hashes (a parent id too long for <parent>-<ref>)', async () => {
+    const parentId = `p-${'x'.repeat(95)}-${Date.now().toString(36)}`;
+    const res = await w.api('/api/agents', { json: { goal: 'delegate', agentId: parentId, agent: 'parent', input: { children: 2, childAgent: 'sleeper', childInput: { delayMs: 50 } } } });
+    expect(res.status).toBe(201);
+    const children = ['child-1', 'child-2'].map((ref) => childAgentId(parentId, ref));
+    expect(children.every((c) => c.startsWith('c-'))).toBe(true);
+    const { events } = await readSse(await w.api(`/api/agents/${parentId}/events`), ended(parentId));
+    expect([...new Set(events.map((e) => parse(e).agentId))].sort()).toEqual([parentId, ...children].sort());
+    expect(ids(events)).toEqual((await streamSeqs(w.d, [parentId, ...children])).filter((s) => s <= Number(events.at(-1)!.id)));
+  });
+
   it('resumes from Last-Event-ID with no gap and no repeat after the gateway is SIGKILLed mid-run', async () => {
     const port = Number(new URL(w.base).port);
     const create = await w.api('/api/agents', { json: { goal: 'count to six', agent: 'tally', input: { expect: 6 } } });
