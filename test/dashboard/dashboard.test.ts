@@ -40,7 +40,11 @@ const plan2 = (find: string, ask: string) => ({
   },
 });
 
+// Goals and arguments come from people and models: markup in them must show as text.
+const HOSTILE_GOAL = 'XSS-GOAL <img src=x onerror="window.__pwned = 1"> <script>window.__pwned = 2</script>';
+
 const STEPS: MockStep[] = [
+  { match: 'XSS-GOAL', reply: { content: 'Nothing to do.' } },
   { match: CHILD_GOAL, reply: { content: 'The number is 42.' } },
   { match: GOAL2, reply: { content: 'A helper looks it up.', toolCalls: [plan2('in_progress', 'pending'), { name: 'delegate', arguments: { goal: CHILD_GOAL } }] } },
   {
@@ -252,6 +256,37 @@ describe('the dashboard in a browser', () => {
     expect(JSON.stringify(record?.snapshot)).toContain('as a table, please');
     expect(mock.failures).toEqual([]);
   }, 90_000);
+
+  it('filters and searches the agents table, and shows markup in a goal as text', async () => {
+    const hostile = await d.submit({ goal: HOSTILE_GOAL, agent: 'assistant' });
+    await d.waitForStatus(hostile, ['done']);
+    const page = await desktop.newPage();
+    await page.goto('/');
+    const rows = page.locator('table.agents tbody tr');
+    await page.locator(`tr[data-agent-id="${hostile}"]`).waitFor();
+    await waitForText(page.locator(`tr[data-agent-id="${hostile}"] td.goal a`), '<img src=x onerror="window.__pwned = 1">');
+    expect(await page.locator('table.agents img, table.agents script').count()).toBe(0);
+    expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+
+    // Search: only the goal that has the text.
+    await page.getByRole('searchbox', { name: 'Search' }).fill('DASH2');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('table.agents tbody tr').length === 1);
+    await waitForText(rows, GOAL2);
+    // Status: none failed; the finished ones are listed under done.
+    await page.getByRole('searchbox', { name: 'Search' }).fill('');
+    await page.getByLabel('Status').selectOption('failed');
+    await waitForText(page.locator('#agents'), 'No agents match these filters');
+    await page.getByLabel('Status').selectOption('done');
+    await page.locator(`tr[data-agent-id="${hostile}"]`).waitFor();
+    await page.locator(`tr[data-agent-id="${agentId}"]`).waitFor();
+    await screenshot(page, '12-agents-filtered');
+    // On a phone the table is one block per row, each value named, and nothing is wider than the screen.
+    await page.setViewportSize({ width: 375, height: 740 });
+    await waitForText(page.locator(`tr[data-agent-id="${agentId}"] td[data-label="Steps"]`), /\d/);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
+    await screenshot(page, '13-agents-on-a-phone');
+  }, 60_000);
 
   it('shows a dead-lettered message with its reason on the system page', async () => {
     const h = headers();
