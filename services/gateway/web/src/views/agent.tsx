@@ -366,7 +366,7 @@ function AgentTree({ model, node, now }: { model: RunModel; node: AgentNode; now
   });
   if (!node.tasks.length && !node.tools.length && !node.children.length) return <p class="muted">No plan or tool calls yet.</p>;
   return (
-    <ul class="tree" role="tree" aria-label={`tasks of ${node.agentId}`}>
+    <ul class="tree" aria-label={`tasks of ${node.agentId}`}>
       {node.tasks.map((t) => (
         <TaskItem key={t.id} task={t} model={model} node={node} now={now} />
       ))}
@@ -390,14 +390,14 @@ function TaskItem({ task, model, node, now }: { task: Task; model: RunModel; nod
   });
   const nested = (task.children?.length ?? 0) + tools.length + children.length > 0;
   return (
-    <li role="treeitem" aria-expanded={nested ? true : undefined} class={`task task-${task.status}`} data-task-id={task.id}>
+    <li class={`task task-${task.status}`} data-task-id={task.id}>
       <span class="icon" aria-hidden="true">
         {TASK_ICON[task.status] ?? '·'}
       </span>{' '}
       <span class="title">{task.title}</span> <span class={`badge status-${task.status}`}>{task.status.replace('_', ' ')}</span>
       {times && took !== undefined ? <span class="dur">{duration(took - times.start)}</span> : null}
       {nested ? (
-        <ul role="group">
+        <ul>
           {task.children?.map((t) => (
             <TaskItem key={t.id} task={t} model={model} node={node} now={now} />
           ))}
@@ -417,7 +417,7 @@ function ToolItem({ call, now }: { call: ToolCall; now: number }) {
   const running = call.status === 'requested' || call.status === 'retrying';
   const took = running ? now - call.startedAt : call.durationMs;
   return (
-    <li role="treeitem" class={`tool tool-${call.status}`} data-call-id={call.id}>
+    <li class={`tool tool-${call.status}`} data-call-id={call.id}>
       <span class="icon" aria-hidden="true">
         {TOOL_ICON[call.status] ?? '·'}
       </span>{' '}
@@ -438,7 +438,7 @@ function ChildItem({ model, id, now }: { model: RunModel; id: string; now: numbe
   if (!n) return null;
   const took = n.firstAt !== undefined ? (n.endAt ?? (n.status && TERMINAL.has(n.status) ? undefined : now)) : undefined;
   return (
-    <li role="treeitem" aria-expanded="true" class="child" data-agent-id={id}>
+    <li class="child" data-agent-id={id}>
       <span class="icon" aria-hidden="true">
         ⤷
       </span>{' '}
