@@ -93,7 +93,7 @@ export function AgentView({ id }: { id: string }) {
         </p>
         <ErrorNote error={error} />
       </header>
-      {a.waiting && !ended ? <Decision agent={a} waiting={withCalls(a.waiting, detail?.record.approvals)} onSent={soon} now={now} /> : null}
+      {a.waiting && !ended ? <Decision key={a.waiting.requestId} agent={a} waiting={withCalls(a.waiting, detail?.record.approvals)} onSent={soon} now={now} /> : null}
       {ended ? <Outcome agent={a} /> : null}
       <div class="grid">
         <Section title="Task tree" id="tree">
