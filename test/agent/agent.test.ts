@@ -139,8 +139,10 @@ describe('the built-in agent, end to end (host + planner processes, scripted mod
         [no, 'deny'],
       ] as const) {
         const waiting = await w.d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingApproval');
-        const approval = contextOf(waiting).approval as { requestId: string; what: string };
-        expect(approval.what).toBe('1 of 1 steps');
+        // What it waits for, from the record (not the agent's context).
+        const approval = waiting.waiting!;
+        expect(approval).toMatchObject({ kind: 'budget', summary: '1 of 1 steps' });
+        expect(waiting.status).toBe('waiting');
         await w.d.send({ v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: approval.requestId, decision, argsHash: approval.requestId, by: { id: 'boss', channel: 'test' }, at: Date.now() });
       }
       expect((await w.d.waitForStatus(yes, ['done', 'failed'])).output).toMatchObject({ answer: 'Finished after the extension.' });
@@ -181,7 +183,7 @@ describe('the built-in agent, end to end (host + planner processes, scripted mod
     try {
       const agentId = await w.d.submit({ goal: 'Pick a city for the offsite' });
       const waiting = await w.d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingInput');
-      expect(contextOf(waiting).question).toMatchObject({ text: 'Which city should I pick?' });
+      expect(waiting).toMatchObject({ status: 'waiting', waiting: { kind: 'input', question: 'Which city should I pick?' } });
       await w.d.stopAll();
       await srv.restart();
       await w.startServices();

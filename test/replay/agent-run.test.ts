@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm } from '@errand/llm';
 import { MESSAGE_VERSION } from '@errand/protocols';
 import { createDeployment, runProcess, startTestServer, startTestToolRunner, type TestServer } from '@errand/testing';
-import { contextOf, stateOf, toolDef } from '../agent/setup.js';
+import { stateOf, toolDef } from '../agent/setup.js';
 
 const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 
@@ -49,7 +49,7 @@ describe('replay of a built-in agent run', () => {
       await d.start('host');
 
       const waiting = await d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingApproval');
-      const approval = contextOf(waiting).approval as { requestId: string; argsHash: string };
+      const approval = waiting.waiting!;
       await d.send({ v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: approval.requestId, argsHash: approval.argsHash, decision: 'approve', by: { id: 'boss', channel: 'test' }, at: Date.now() });
       const done = await d.waitForStatus(agentId, ['done', 'failed'], 60_000);
       expect(done.error).toBeUndefined();

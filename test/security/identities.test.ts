@@ -55,7 +55,6 @@ async function denied(work: Promise<unknown>): Promise<void> {
 }
 
 const stateOf = (snapshot: unknown) => (snapshot as { value: unknown }).value;
-const contextOf = (snapshot: unknown) => (snapshot as { context: Record<string, unknown> }).context;
 
 describe('connecting', () => {
   it('refuses a connection without credentials, and one whose credentials another operator minted', async () => {
@@ -83,7 +82,7 @@ describe('each role may do only its own part', () => {
     const client = await createClient(submitter, d.prefix);
     const { agentId } = await client.submit('tidy up the workspace');
     const waiting = await d.waitForRecord(agentId, (r) => stateOf(r.snapshot) === 'awaitingApproval');
-    const pending = contextOf(waiting.snapshot).approval as { requestId: string; argsHash: string };
+    const pending = { requestId: waiting.waiting!.requestId, argsHash: waiting.waiting!.argsHash! };
     const subjects = d.subjects;
     const names = resourceNames(d.prefix);
 
@@ -126,7 +125,7 @@ describe('each role may do only its own part', () => {
     // Nothing moved: still waiting on the same request, the file is there, the catalog says ask.
     const still = await d.record(agentId);
     expect(stateOf(still?.snapshot)).toBe('awaitingApproval');
-    expect(contextOf(still!.snapshot).approval).toMatchObject({ requestId: pending.requestId });
+    expect(still!.waiting).toMatchObject({ requestId: pending.requestId });
     expect(await readFile(join(workspace, 'precious.txt'), 'utf8')).toBe('keep me');
     const tools = await openBucket(d.conn, names.buckets.tools);
     expect(JSON.parse((await tools.get('tool.fs_delete'))!.string())).toMatchObject({ policy: 'ask' });
@@ -212,13 +211,14 @@ describe('who did it is the identity the server authenticated', () => {
     const waiting = await d.waitForRecord(first, (r) => stateOf(r.snapshot) === 'awaitingApproval');
     await client.decide(first, 'deny', { id: 'the-ceo', channel: 'cli', name: 'The CEO' });
     const one = await d.waitForRecord(first, (r) => r.approvals?.some((a) => a.decision !== undefined) === true);
-    expect(one.approvals!.find((a) => a.requestId === (contextOf(waiting.snapshot).approval as { requestId: string }).requestId)).toMatchObject({
+    expect(one.approvals!.find((a) => a.requestId === waiting.waiting!.requestId)).toMatchObject({
       decision: 'deny',
       by: { id: 'alice', channel: 'nats' },
     });
 
     // The same identity publishing by hand, without the proof its SDK adds: allowed, but not believed.
-    const pending = contextOf((await d.waitForRecord(second, (r) => stateOf(r.snapshot) === 'awaitingApproval')).snapshot).approval as { requestId: string; argsHash: string };
+    const asked = (await d.waitForRecord(second, (r) => stateOf(r.snapshot) === 'awaitingApproval')).waiting!;
+    const pending = { requestId: asked.requestId, argsHash: asked.argsHash! };
     const bare: Message<'approval'> = { v: MESSAGE_VERSION, kind: 'approval', agentId: second, requestId: pending.requestId, argsHash: pending.argsHash, decision: 'deny', by: { id: 'the-ceo', channel: 'cli' }, at: Date.now() };
     await alice.js.publish(d.subjects.agentIn(second, 'approval'), encodeMessage(bare).data);
     const two = await d.waitForRecord(second, (r) => r.approvals?.some((a) => a.decision !== undefined) === true);

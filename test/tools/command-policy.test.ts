@@ -186,7 +186,8 @@ describe('approvals of the built-in agent are bound to its request', () => {
       const [host, , runner] = await Promise.all([d.start('host'), d.start('planner'), d.start('tool-runner')]);
       const agentId = await d.submit({ goal: 'delete victim.txt', tools: ['fs_delete'] });
       const waiting = await d.waitForRecord(agentId, (r) => (r.snapshot as { value: unknown }).value === 'awaitingApproval');
-      const { requestId, argsHash } = (waiting.snapshot as { context: { approval: { requestId: string; argsHash: string } } }).context.approval;
+      const { requestId, argsHash } = { requestId: waiting.waiting!.requestId, argsHash: waiting.waiting!.argsHash! };
+      expect(waiting.waiting).toMatchObject({ kind: 'approval', calls: [{ tool: 'fs_delete', args: { path: 'victim.txt' } }] });
       expect(argsHash).toBe(waiting.approvals?.find((a) => a.requestId === requestId)?.argsHash);
       const by = { id: 'boss', channel: 'test' };
 

@@ -55,7 +55,7 @@ const stateOf = (r: AgentRecord) => (r.snapshot as { value: unknown }).value;
 async function expectAsks(agentId: string): Promise<void> {
   const waiting = await d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingApproval' || r.status === 'done' || r.status === 'failed');
   expect(stateOf(waiting)).toBe('awaitingApproval');
-  expect((contextOf(waiting).approval as { what: string }).what).toMatch(/^fs_delete\(/);
+  expect(waiting.waiting).toMatchObject({ kind: 'approval', summary: expect.stringMatching(/^fs_delete\(/) });
   expect(contextOf(waiting).toolPolicies).toMatchObject({ fs_delete: 'ask' });
   // The catalog's definition and time limit, not the goal's.
   expect((contextOf(waiting).toolDefs as { name: string; description: string }[]).find((t) => t.name === 'fs_delete')?.description).not.toMatch(/harmless/);

@@ -30,7 +30,6 @@ async function world(steps: MockStep[], runnerEnv: Record<string, string> = {}, 
 }
 
 const stateOf = (r: { snapshot: unknown }) => (r.snapshot as { value: unknown }).value;
-const contextOf = (r: { snapshot: unknown }) => (r.snapshot as { context: Record<string, unknown> }).context;
 
 describe('the tool-runner, end to end', () => {
   it('registers its tools; an agent writes and reads workspace files and is told why a path is refused', async () => {
@@ -77,8 +76,8 @@ describe('the tool-runner, end to end', () => {
       ] as const) {
         const agentId = await w.d.submit({ goal });
         const waiting = await w.d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingApproval');
-        const a = contextOf(waiting).approval as { requestId: string; argsHash: string; what: string };
-        expect(a.what).toMatch(/^fs_delete\(\{"path":"(old|keep)\.txt"\}\)$/);
+        const a = waiting.waiting!;
+        expect(a.summary).toMatch(/^fs_delete\(\{"path":"(old|keep)\.txt"\}\)$/);
         // A decision about other arguments is not taken.
         await w.d.send({ v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: a.requestId, decision, argsHash: 'f00d', by: { id: 'x', channel: 'test' }, at: Date.now() });
         await w.d.send({ v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: a.requestId, decision, argsHash: a.argsHash, by: { id: 'boss', channel: 'test' }, at: Date.now() });
@@ -122,7 +121,7 @@ describe('the tool-runner, end to end', () => {
         expect((await w.d.waitForStatus(agentId, ['done', 'failed'])).output).toMatchObject({ answer: 'Slept.' });
       } else {
         const waiting = await w.d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingInput');
-        expect((contextOf(waiting).question as { text: string }).text).toMatch(/may or may not have taken effect.*Did shell/);
+        expect(waiting.waiting?.question).toMatch(/may or may not have taken effect.*Did shell/);
         await w.d.send(inputMessage(agentId, 'yes, it ran'));
         expect((await w.d.waitForStatus(agentId, ['done', 'failed'])).output).toMatchObject({ answer: 'Good, it ran.' });
         expect(second.stdout()).toContain('a call that was started before is delivered again: not re-running it');
