@@ -258,12 +258,15 @@ describe('the dashboard in a browser', () => {
   }, 90_000);
 
   it('filters and searches the agents table, and shows markup in a goal as text', async () => {
-    const hostile = await d.submit({ goal: HOSTILE_GOAL, agent: 'assistant' });
-    await d.waitForStatus(hostile, ['done']);
     const page = await desktop.newPage();
     await page.goto('/');
     const rows = page.locator('table.agents tbody tr');
+    await rows.first().waitFor();
+    // A goal submitted elsewhere (here over NATS) appears in the open table without a reload.
+    const hostile = await d.submit({ goal: HOSTILE_GOAL, agent: 'assistant' });
     await page.locator(`tr[data-agent-id="${hostile}"]`).waitFor();
+    await d.waitForStatus(hostile, ['done']);
+    await waitForText(page.locator(`tr[data-agent-id="${hostile}"]`), /done/);
     await waitForText(page.locator(`tr[data-agent-id="${hostile}"] td.goal a`), '<img src=x onerror="window.__pwned = 1">');
     expect(await page.locator('table.agents img, table.agents script').count()).toBe(0);
     expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
