@@ -363,7 +363,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       const r = await must(agentId);
       const pending = decidable(r, requestId);
       if (!pending) {
-        const what = requestId ? `approval ${requestId}` : 'a decision';
+        const what = requestId ? `approval ${requestId}` : 'an approval';
         const now = r.waiting?.kind === 'input' ? ` (it waits for an answer to a question, not a decision)` : TERMINAL_STATUSES.has(r.status) ? ` (it has ${endedWord(r)})` : '';
         throw new ClientError(ClientErrorCode.NothingPending, `agent ${agentId} is not waiting for ${what}${now}`, agentId);
       }
