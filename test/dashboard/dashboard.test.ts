@@ -43,8 +43,12 @@ const plan2 = (find: string, ask: string) => ({
 // Goals and arguments come from people and models: markup in them must show as text.
 const HOSTILE_GOAL = 'XSS-GOAL <img src=x onerror="window.__pwned = 1"> <script>window.__pwned = 2</script>';
 
+// An agent whose model takes its time, to talk to and cancel while it works.
+const SLOW_GOAL = 'SLOW-GOAL: think for a long while';
+
 const STEPS: MockStep[] = [
-  { match: 'XSS-GOAL', reply: { content: 'Nothing to do.' } },
+  { match: SLOW_GOAL, delayMs: 20_000, reply: { content: 'Thought.' } },
+  { match: 'XSS-GOAL', repeat: true, reply: { content: 'Nothing to do.' } },
   { match: CHILD_GOAL, reply: { content: 'The number is 42.' } },
   { match: GOAL2, reply: { content: 'A helper looks it up.', toolCalls: [plan2('in_progress', 'pending'), { name: 'delegate', arguments: { goal: CHILD_GOAL } }] } },
   {
@@ -97,11 +101,18 @@ beforeAll(async () => {
 }, 120_000);
 
 // A failed test leaves a screenshot of every open page, to see what the page showed instead.
+// Each test's pages are closed after it: every page holds event streams, and Chromium keeps at
+// most six connections to one HTTP/1.1 server per context.
 afterEach(async (ctx) => {
-  if (ctx.task.result?.state !== 'fail') return;
+  const failed = ctx.task.result?.state === 'fail';
   const slug = ctx.task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 40);
   let n = 0;
-  for (const c of contexts) for (const p of c.pages()) await screenshot(p, `failed-${slug}-${n++}`).catch(() => undefined);
+  for (const c of contexts) {
+    for (const p of c.pages()) {
+      if (failed) await screenshot(p, `failed-${slug}-${n++}`).catch(() => undefined);
+      await p.close();
+    }
+  }
 });
 
 afterAll(async () => {
@@ -179,7 +190,6 @@ describe('the dashboard in a browser', () => {
     await waitForText(row, /done/);
     expect(await row.textContent()).not.toContain('needs you');
     await screenshot(table, '4-agents-table');
-    await table.close();
     expect(mock.failures).toEqual([]);
   }, 120_000);
 
@@ -257,7 +267,7 @@ describe('the dashboard in a browser', () => {
     expect(mock.failures).toEqual([]);
   }, 90_000);
 
-  it('filters and searches the agents table, and shows markup in a goal as text', async () => {
+  it('keeps the agents table current (also after the tab was hidden), filters and searches it, and shows markup in a goal as text', async () => {
     const page = await desktop.newPage();
     await page.goto('/');
     const rows = page.locator('table.agents tbody tr');
@@ -270,6 +280,20 @@ describe('the dashboard in a browser', () => {
     await waitForText(page.locator(`tr[data-agent-id="${hostile}"] td.goal a`), '<img src=x onerror="window.__pwned = 1">');
     expect(await page.locator('table.agents img, table.agents script').count()).toBe(0);
     expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+
+    // A hidden tab lets go of its stream; shown again, it catches up on what happened meanwhile.
+    const setVisibility = (state: 'hidden' | 'visible') =>
+      page.evaluate((v) => {
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => v });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, state);
+    await setVisibility('hidden');
+    await waitForText(page.locator('#agents .live'), 'paused');
+    const meanwhile = await d.submit({ goal: 'XSS-GOAL while the tab was hidden', agent: 'assistant' });
+    await d.waitForStatus(meanwhile, ['done']);
+    await setVisibility('visible');
+    await waitForText(page.locator('#agents .live'), 'live');
+    await waitForText(page.locator(`tr[data-agent-id="${meanwhile}"]`), /done/);
 
     // Search: only the goal that has the text.
     await page.getByRole('searchbox', { name: 'Search' }).fill('DASH2');
@@ -289,6 +313,25 @@ describe('the dashboard in a browser', () => {
     await waitForText(page.locator(`tr[data-agent-id="${agentId}"] td[data-label="Steps"]`), /\d/);
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
     await screenshot(page, '13-agents-on-a-phone');
+  }, 60_000);
+
+  it('tells a working agent something and cancels it from the page', async () => {
+    const id = await d.submit({ goal: SLOW_GOAL, agent: 'assistant' });
+    const page = await desktop.newPage();
+    await page.goto(`/agents/${encodeURIComponent(id)}`);
+    await page.locator('.agent-head .facts .status-running').waitFor();
+    const controls = page.locator('#controls');
+    await controls.getByLabel('Tell the agent').fill('Keep it short, please.');
+    await controls.getByRole('button', { name: 'Tell' }).click();
+    await waitForText(controls.getByRole('status'), 'Told.');
+    await controls.getByLabel(/^Reason/).fill('not needed any more');
+    page.once('dialog', (dialog) => void dialog.accept());
+    await controls.getByRole('button', { name: 'Cancel agent' }).click();
+    await page.locator('.agent-head .facts .status-cancelled').waitFor();
+    await screenshot(page, '14-cancelled');
+    const record = await d.record(id);
+    expect(record?.status).toBe('cancelled');
+    expect(JSON.stringify(record)).toContain('not needed any more');
   }, 60_000);
 
   it('shows a dead-lettered message with its reason on the system page', async () => {

@@ -49,7 +49,7 @@ export function AgentView({ id }: { id: string }) {
     setVersion(model.version);
     // The record is the truth about now (status, what it waits for, usage): read it again when it changed.
     if (e.kind !== 'event.plan' && e.kind !== 'event.tool') soon();
-  });
+  }, soon);
 
   const a = detail?.agent;
   const root = model.root;

@@ -81,7 +81,7 @@ export function AgentsView() {
     if (typeof id !== 'string') return;
     pendingRefetch.current.add(id);
     timer.current ??= setTimeout(() => void flush(), 250);
-  });
+  }, () => setRefresh((n) => n + 1));
 
   const more = async () => {
     if (!cursor) return;
