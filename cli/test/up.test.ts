@@ -186,6 +186,40 @@ describe('errand up and the CLI, as a user runs them', () => {
     }
   }, 120_000);
 
+  it('errand demo prints the dashboard link; the run is there while it runs, and approving it there is the decision', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'errand-demo-dash-'));
+    // The demo would approve by itself only after 300 s: the test approves through the gateway.
+    const demo = startProcess(process.execPath, [cli, 'demo', '--data-dir', root, '--approve-after', '300', '--gateway-port', String(await freePort())], { env: userEnv() });
+    try {
+      const line = await demo.waitForLine(/Dashboard: http/, 60_000);
+      const login = new URL(/(http:\/\/\S+)/.exec(line)![1]!);
+      const token = login.searchParams.get('token')!;
+      const api = (path: string, init: RequestInit = {}) =>
+        fetch(new URL(path, login), { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
+      // The demo's agent shows up waiting for the overwrite, with the exact call.
+      let waiting: { agentId: string; waiting: { requestId: string; argsHash: string; calls: { tool: string; args: { path: string } }[] } } | undefined;
+      for (let i = 0; i < 600 && !waiting; i++) {
+        const page = (await (await api('/api/agents?status=waiting')).json()) as { agents: NonNullable<typeof waiting>[] };
+        waiting = page.agents.find((a) => a.agentId.startsWith('demo-'));
+        if (!waiting) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(waiting, demo.stdout()).toBeDefined();
+      expect(waiting!.waiting.calls).toEqual([expect.objectContaining({ tool: 'fs_write', args: expect.objectContaining({ path: 'summary.md' }) })]);
+      const res = await api(`/api/agents/${waiting!.agentId}/approve`, { method: 'POST', body: JSON.stringify({ requestId: waiting!.waiting.requestId, argsHash: waiting!.waiting.argsHash }) });
+      expect(res.status).toBe(202);
+      const exit = await demo.exited;
+      expect(exit.code, demo.stderr()).toBe(0);
+      // The demo took the dashboard's decision as the decision, and says who made it.
+      expect(demo.stdout()).toMatch(/1 approval\(s\)/);
+      expect(demo.stdout()).toMatch(/approval: \S+ approved by \S+/);
+      expect(await readFile(join(root, 'workspace', 'summary.md'), 'utf8')).toContain('Approvals from Slack and Telegram');
+    } finally {
+      demo.signal('SIGKILL');
+      await demo.exited;
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('errand worker runs one service against a given server, which serves agents until SIGTERM stops it cleanly', async () => {
     const srv = await startTestServer();
     try {

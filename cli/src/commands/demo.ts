@@ -22,12 +22,14 @@ interface DemoOptions extends GlobalOptions {
   dataDir?: string;
   port: number;
   interactive?: boolean;
-  approveAfter: number;
+  approveAfter?: number;
   timeout: number;
   gatewayPort?: number;
 }
 
 const DEMO_PREFIX = 'demo';
+/** On a terminal the approval waits this long, so there is time to approve it in the dashboard. */
+const TTY_APPROVE_AFTER_S = 20;
 
 export function registerDemo(program: Command): void {
   program
@@ -36,7 +38,7 @@ export function registerDemo(program: Command): void {
     .option('--data-dir <dir>', 'keep the demo\'s NATS data and workspace here (default: a temporary folder, removed at the end)')
     .option('--port <port>', 'client port of the embedded server (0: any free port)', parsePort, 0)
     .option('-i, --interactive', 'you approve the file overwrite yourself (default: approved automatically once shown)')
-    .option('--approve-after <seconds>', 'without --interactive: how long the approval is shown before it is approved', Number, 1)
+    .option('--approve-after <seconds>', `without --interactive: how long the approval is shown (in the terminal and the dashboard) before the demo approves it itself (default ${TTY_APPROVE_AFTER_S} on a terminal, 1 otherwise)`, Number)
     .option('--gateway-port <port>', 'port of the dashboard on 127.0.0.1 (default 7878, or any free port when it is taken)', parsePort)
     .option('--timeout <seconds>', 'give up when the goal is not finished after this long', Number, 120)
     .addHelpText(
@@ -57,7 +59,8 @@ Examples:
     )
     .action(async (_opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<DemoOptions>();
-      if (!(opts.approveAfter >= 0) || !(opts.timeout > 0)) throw new CliError(ExitCode.Usage, '--approve-after must be 0 or more seconds and --timeout more than 0 (see errand demo --help)');
+      const approveAfter = opts.approveAfter ?? (process.stdout.isTTY && !opts.json ? TTY_APPROVE_AFTER_S : 1);
+      if (!(approveAfter >= 0) || !(opts.timeout > 0)) throw new CliError(ExitCode.Usage, '--approve-after must be 0 or more seconds and --timeout more than 0 (see errand demo --help)');
       if (opts.interactive && !process.stdin.isTTY) throw new CliError(ExitCode.Usage, '--interactive needs a terminal to ask you in; run without it to approve automatically');
       const say = (line = '') => {
         if (!opts.json) process.stdout.write(`${line}\n`);
@@ -107,6 +110,9 @@ Examples:
         const abort = new AbortController();
         const timer = setTimeout(() => abort.abort(), opts.timeout * 1000);
         const deciding = new Set<string>();
+        /** Aborted once the run is followed to its end: a pending automatic decision stops waiting. */
+        const ended = new AbortController();
+        const decisions: Promise<void>[] = [];
         const follow = followAgent({
           conn,
           prefix: DEMO_PREFIX,
@@ -118,29 +124,53 @@ Examples:
             for (const l of lines) say(`  ${formatLine(model, l)}`);
             if (event.kind === 'event.approval' && event.status === 'requested' && !deciding.has(event.requestId)) {
               deciding.add(event.requestId);
-              void decide(event.requestId).catch((err: unknown) => say(`  could not decide the approval: ${(err as Error).message}`));
+              decisions.push(decide(event.requestId).catch((err: unknown) => say(`  could not decide the approval: ${(err as Error).message}`)));
             }
           },
           onRecord: (_r, lines) => {
             for (const l of lines) say(`  ${formatLine(model, l)}`);
           },
         });
+        /** Waits (up to `ms`) unless the run ends first: a decision made elsewhere needs no more waiting. */
+        const pause = (ms: number) =>
+          new Promise<void>((r) => {
+            const t = setTimeout(r, ms);
+            ended.signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+          });
         const decide = async (requestId: string) => {
+          // Someone may decide first (in the dashboard): theirs is the decision.
+          const decidedElsewhere = async () => {
+            const settled = (await client.record(agentId))?.approvals?.find((a) => a.requestId === requestId && a.decision !== undefined);
+            if (!settled) return false;
+            const verb = settled.decision === 'approve' ? 'approved' : settled.decision === 'deny' ? 'denied' : settled.decision;
+            approvals.push(`${requestId} ${verb} by ${settled.by?.name ?? settled.by?.id ?? 'someone'}`);
+            return true;
+          };
           let approve = true;
           if (opts.interactive) {
             const rl = createInterface({ input: process.stdin, output: process.stdout });
-            const answer = await rl.question(`  approve ${requestId}? [Y/n] `);
+            // The question goes away when the run ends (decided in the dashboard meanwhile).
+            const answer = await rl.question(`  approve ${requestId}? [Y/n] `, { signal: ended.signal }).catch(() => undefined);
             rl.close();
+            if (answer === undefined) return void (await decidedElsewhere());
             approve = !/^n/i.test(answer.trim());
           } else {
-            say(`  (the demo approves it in ${opts.approveAfter} s, as a person would with: errand approve ${agentId}; --interactive to decide yourself)`);
-            await new Promise((r) => setTimeout(r, opts.approveAfter * 1000));
+            say(`  (approve it in the dashboard, or with: errand approve ${agentId} — the demo approves it itself in ${approveAfter} s; --interactive to decide here)`);
+            await pause(approveAfter * 1000);
           }
-          await client.decide(agentId, approve ? 'approve' : 'deny', { id: process.env.USER ?? 'demo', channel: 'cli', name: 'the demo' }, requestId);
+          if ((await decidedElsewhere()) || ended.signal.aborted) return;
+          try {
+            await client.decide(agentId, approve ? 'approve' : 'deny', { id: process.env.USER ?? 'demo', channel: 'cli', name: 'the demo' }, requestId);
+          } catch (err) {
+            if (await decidedElsewhere()) return;
+            throw err;
+          }
           approvals.push(`${requestId} ${approve ? 'approved' : 'denied'}`);
         };
         await client.submit(DEMO_GOAL, { agentId, agent: 'assistant', tools: ['fs_list', 'fs_read', 'fs_write'], labels: { demo: 'true' } });
         await follow;
+        ended.abort();
+        await Promise.all(decisions);
         clearTimeout(timer);
         record = await client.record(agentId);
         if (abort.signal.aborted && record?.status !== 'done') {
@@ -169,6 +199,7 @@ Examples:
           say();
           say(`${summary.ok ? '✔ done' : `✘ ${summary.status}`} in ${duration(Date.now() - started)}: ${summary.steps} steps, ${summary.rounds ?? '?'} model rounds, ` +
             `${summary.toolCalls.ok} tool calls ok and ${summary.toolCalls.failed} failed (and corrected), ${approvals.length} approval(s), ${summary.tokens ?? 0} tokens`);
+          for (const a of approvals) say(`approval: ${a}`);
           if (summary.answer) say(`answer: ${summary.answer}`);
           if (summary.error) say(`error: ${summary.error.message}`);
           say();
