@@ -315,11 +315,14 @@ describe('the dashboard in a browser', () => {
     await screenshot(page, '13-agents-on-a-phone');
   }, 60_000);
 
-  it('tells a working agent something and cancels it from the page', async () => {
-    const id = await d.submit({ goal: SLOW_GOAL, agent: 'assistant' });
+  it('shows usage against the budget, tells a working agent something and cancels it from the page', async () => {
+    const id = await d.submit({ goal: SLOW_GOAL, agent: 'assistant', budget: { maxSteps: 40, maxTokens: 50_000 } });
     const page = await desktop.newPage();
     await page.goto(`/agents/${encodeURIComponent(id)}`);
     await page.locator('.agent-head .facts .status-running').waitFor();
+    // Usage against the goal's budget.
+    await waitForText(page.locator('#usage'), 'of 50,000');
+    await waitForText(page.locator('#usage'), 'of 40');
     const controls = page.locator('#controls');
     await controls.getByLabel('Tell the agent').fill('Keep it short, please.');
     await controls.getByRole('button', { name: 'Tell' }).click();
