@@ -9,6 +9,8 @@ import type { AgentStatus, CommandSummary, ErrorInfo, ProgressEvent, Task, Usage
 // A call or child belongs to the item in progress in the latest plan of a step at or before its
 // own: a model that updates its plan and calls a tool in one reply means the call for the item it
 // just started. Attributed by step, not by arrival, because a step's events may arrive in any order.
+// With several items in progress at once, a call goes to the one whose title or id its arguments
+// name (fs_read of notes/v1.md under the item "notes/v1.md"), else to the first.
 
 export interface ToolCall {
   id: string;
@@ -43,8 +45,10 @@ export interface AgentNode {
   tasks: Task[];
   /** Every plan the agent published, by step. */
   plans: { step: number; tasks: Task[] }[];
-  /** When each plan item was first seen in progress (or at all) and when it ended. */
-  taskTimes: Map<string, { start: number; end?: number }>;
+  /** When each plan item was first seen in progress (or done) and when it ended; `ran`: seen in progress. */
+  taskTimes: Map<string, { start: number; end?: number; ran: boolean }>;
+  /** The arguments (JSON text) of each tool call the model made, by call id (from the journal). */
+  callArgs: Map<string, string>;
   tools: ToolCall[];
   children: string[];
   steps: StepEntry[];
@@ -73,7 +77,7 @@ export class RunModel {
   node(agentId: string, parentId?: string): AgentNode {
     let n = this.agents.get(agentId);
     if (!n) {
-      n = { agentId, tasks: [], plans: [], taskTimes: new Map(), tools: [], children: [], steps: [] };
+      n = { agentId, tasks: [], plans: [], taskTimes: new Map(), callArgs: new Map(), tools: [], children: [], steps: [] };
       this.agents.set(agentId, n);
       if (agentId !== this.rootId) this.adopt(parentId ?? this.rootId, n);
     } else if (parentId && n.parentId !== parentId && agentId !== this.rootId) {
@@ -91,23 +95,31 @@ export class RunModel {
     if (!parent.children.includes(child.agentId)) parent.children.push(child.agentId);
   }
 
-  /** The plan item in progress at `step` of agent `n` (see the note at the top). */
-  taskAt(n: AgentNode, step: number | undefined): string | undefined {
+  /** The plan item in progress at `step` of agent `n` for a call with these arguments (see the note at the top). */
+  taskAt(n: AgentNode, step: number | undefined, args?: string): string | undefined {
     if (step === undefined) return undefined;
     let plan: Task[] | undefined;
     for (const p of n.plans) if (p.step <= step) plan = p.tasks;
-    return plan ? currentTask(plan) : undefined;
+    if (!plan) return undefined;
+    const open = inProgress(plan);
+    if (open.length > 1 && args) {
+      const named = open.find((t) => (t.title.length > 2 && args.includes(t.title)) || (t.id.length > 2 && args.includes(t.id)));
+      if (named) return named.id;
+    }
+    return open[0]?.id;
   }
 
   /** The item a tool call of `n` sits under. */
   taskOfCall(n: AgentNode, call: ToolCall): string | undefined {
-    return this.taskAt(n, call.step);
+    return this.taskAt(n, call.step, n.callArgs.get(call.id));
   }
 
-  /** The item of its parent a child sits under. */
+  /** The item of its parent a child sits under (a child's id is `<parent>-<call id>` while short enough). */
   taskOfChild(child: AgentNode): string | undefined {
     const parent = child.parentId ? this.agents.get(child.parentId) : undefined;
-    return parent ? this.taskAt(parent, child.spawnStep) : undefined;
+    if (!parent) return undefined;
+    const ref = child.agentId.startsWith(`${parent.agentId}-`) ? child.agentId.slice(parent.agentId.length + 1) : undefined;
+    return this.taskAt(parent, child.spawnStep, ref ? parent.callArgs.get(ref) : undefined);
   }
 
   /** Children the parent's record lists (`children: { ref: { agentId, status } }`). */
@@ -130,6 +142,10 @@ export class RunModel {
         if (e.event.type === 'xstate.init') {
           const goal = (e.event.input as { goal?: unknown } | undefined)?.goal;
           if (typeof goal === 'string') n.goal ??= goal;
+        }
+        if (e.event.type === 'plan.result') {
+          const message = (e.event.result as { message?: { toolCalls?: { id?: unknown; arguments?: unknown }[] } } | undefined)?.message;
+          for (const c of message?.toolCalls ?? []) if (typeof c.id === 'string') n.callArgs.set(c.id, typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments ?? ''));
         }
         if (!n.steps.some((s) => s.step === e.step)) {
           n.steps.push({ step: e.step, at: e.at, eventType: e.event.type, event: e.event, state: e.state, status: e.status, commands: e.commands });
@@ -156,13 +172,17 @@ export class RunModel {
         n.tasks = e.tasks;
         n.plans.push({ step: e.step, tasks: e.tasks });
         n.plans.sort((a, b) => a.step - b.step);
-        // An item's time runs from when it was first seen in progress (or done) to when it ended.
+        // An item's time runs from when it was first seen in progress to when it ended; one that
+        // went from pending to done in one update has no time of its own (see taskSpan).
         walk(e.tasks, (t) => {
           const times = n.taskTimes.get(t.id);
           if (t.status === 'pending') n.taskTimes.delete(t.id);
-          else if (!times) n.taskTimes.set(t.id, { start: e.at, ...(TASK_DONE.has(t.status) ? { end: e.at } : {}) });
+          else if (!times) n.taskTimes.set(t.id, { start: e.at, ran: t.status === 'in_progress', ...(TASK_DONE.has(t.status) ? { end: e.at } : {}) });
           else if (TASK_DONE.has(t.status)) times.end ??= e.at;
-          else delete times.end;
+          else {
+            delete times.end;
+            times.ran = true;
+          }
         });
         break;
       case 'event.tool': {
@@ -221,17 +241,31 @@ export function walk(tasks: readonly Task[], f: (t: Task) => void): void {
   }
 }
 
-/** The deepest plan item in progress (the first one, reading top down), if any. */
-export function currentTask(tasks: readonly Task[]): string | undefined {
+/** The deepest plan items in progress, top down: an item in progress stands for itself unless some of its children are. */
+export function inProgress(tasks: readonly Task[]): Task[] {
+  const out: Task[] = [];
   for (const t of tasks) {
-    if (t.status !== 'in_progress') continue;
-    return (t.children && currentTask(t.children)) ?? t.id;
+    const inner = t.children ? inProgress(t.children) : [];
+    if (inner.length) out.push(...inner);
+    else if (t.status === 'in_progress') out.push(t);
   }
-  for (const t of tasks) {
-    const inner = t.children ? currentTask(t.children) : undefined;
-    if (inner) return inner;
-  }
-  return undefined;
+  return out;
+}
+
+/**
+ * How long an item took or has been taking: from the first of it and its children seen in
+ * progress to its end (`now` while it is in progress); undefined for an item never in progress.
+ */
+export function taskSpan(n: AgentNode, task: Task, now: number): number | undefined {
+  let start: number | undefined;
+  walk([task], (t) => {
+    const times = n.taskTimes.get(t.id);
+    if (times?.ran) start = start === undefined ? times.start : Math.min(start, times.start);
+  });
+  if (start === undefined) return undefined;
+  const own = n.taskTimes.get(task.id);
+  const end = TASK_DONE.has(task.status) ? (own?.end ?? start) : task.status === 'in_progress' ? now : undefined;
+  return end === undefined ? undefined : Math.max(0, end - start);
 }
 
 /** Whether a task id appears in the tree (calls under an item the plan dropped go to the agent level). */

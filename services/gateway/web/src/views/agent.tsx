@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { agentPath, ApiError, get, post } from '../api.js';
 import { clock, count, duration, money, oneLine, stateText, toMs } from '../format.js';
-import { hasTask, RunModel, type AgentNode, type ToolCall } from '../run-model.js';
+import { hasTask, RunModel, taskSpan, type AgentNode, type ToolCall } from '../run-model.js';
 import { agentHref, replayHref } from '../router.js';
 import { useEventStream } from '../sse.js';
 import { EVENT_KINDS, TERMINAL, type AgentDetail, type AgentSummary, type LogLine, type ProgressEvent, type Task, type Waiting } from '../types.js';
@@ -53,7 +53,9 @@ export function AgentView({ id }: { id: string }) {
 
   const a = detail?.agent;
   const root = model.root;
-  const status = a?.status ?? root.status;
+  // The record is the truth about now, but an end seen in the events is final even before the
+  // record is read again (or when it cannot be: a gateway that went away).
+  const status = root.status && TERMINAL.has(root.status) ? root.status : (a?.status ?? root.status);
   const ended = status !== undefined && TERMINAL.has(status);
   if (!a && error && !(error instanceof ApiError && error.status === 404 && refetch.current)) return <ErrorNote error={error} />;
   if (!a) return <p class="muted">Loading {id}…</p>;
@@ -381,8 +383,7 @@ function AgentTree({ model, node, now }: { model: RunModel; node: AgentNode; now
 }
 
 function TaskItem({ task, model, node, now }: { task: Task; model: RunModel; node: AgentNode; now: number }) {
-  const times = node.taskTimes.get(task.id);
-  const took = times ? (times.end ?? (task.status === 'in_progress' ? now : undefined)) : undefined;
+  const took = taskSpan(node, task, now);
   const tools = node.tools.filter((c) => model.taskOfCall(node, c) === task.id);
   const children = node.children.filter((c) => {
     const child = model.agents.get(c);
@@ -395,7 +396,7 @@ function TaskItem({ task, model, node, now }: { task: Task; model: RunModel; nod
         {TASK_ICON[task.status] ?? '·'}
       </span>{' '}
       <span class="title">{task.title}</span> <span class={`badge status-${task.status}`}>{task.status.replace('_', ' ')}</span>
-      {times && took !== undefined ? <span class="dur">{duration(took - times.start)}</span> : null}
+      {took !== undefined ? <span class="dur">{duration(took)}</span> : null}
       {nested ? (
         <ul>
           {task.children?.map((t) => (
