@@ -32,6 +32,15 @@ export function clock(at: number | string | undefined): string {
   return ms === undefined ? '' : new Date(ms).toTimeString().slice(0, 8);
 }
 
+/** `12:01:03` when `at` is today, `Dec 6, 12:01:03` on another day (a deadline a day away). */
+export function clockOrDay(at: number | string | undefined, now = Date.now()): string {
+  const ms = toMs(at);
+  if (ms === undefined) return '';
+  const d = new Date(ms);
+  if (d.toDateString() === new Date(now).toDateString()) return clock(ms);
+  return `${d.toLocaleDateString('en-US', { month: 'short', day: 'numeric' })}, ${clock(ms)}`;
+}
+
 export function dateTime(at: number | string | undefined): string {
   const ms = toMs(at);
   return ms === undefined ? '' : new Date(ms).toLocaleString();

@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { agentPath, ApiError, get, post } from '../api.js';
-import { clock, count, duration, money, oneLine, stateText, toMs } from '../format.js';
+import { clock, clockOrDay, count, duration, money, oneLine, stateText, toMs } from '../format.js';
 import { hasTask, RunModel, taskSpan, type AgentNode, type ToolCall } from '../run-model.js';
 import { agentHref, replayHref } from '../router.js';
 import { useEventStream } from '../sse.js';
@@ -150,7 +150,7 @@ function Decision({ agent, waiting, onSent, now }: { agent: AgentSummary; waitin
         <h2 id="decision-h">{title}</h2>
         <span class="muted">
           since {clock(waiting.since)}
-          {waiting.deadline ? ` · decide by ${clock(waiting.deadline)} (${waiting.deadline > now ? `in ${duration(waiting.deadline - now)}` : 'passed'})` : ''}
+          {waiting.deadline ? ` · decide by ${clockOrDay(waiting.deadline, now)} (${waiting.deadline > now ? `in ${duration(waiting.deadline - now)}` : 'passed'})` : ''}
         </span>
       </div>
       {waiting.summary ? <p>{waiting.summary}</p> : null}
