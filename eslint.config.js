@@ -4,7 +4,7 @@
 import importX, { createNodeResolver } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
-const SERVICES = ['@errand/host', '@errand/planner', '@errand/tool-runner-service', '@errand/notifier'];
+const SERVICES = ['@errand/host', '@errand/planner', '@errand/tool-runner-service', '@errand/notifier', '@errand/gateway'];
 /** Each vendor SDK and the one package that may import it. */
 const VENDORS = [
   { pattern: '@nats-io/*', home: 'packages/nats' },
