@@ -236,6 +236,25 @@ describe('errand up and the CLI, as a user runs them', () => {
       worker.signal('SIGTERM');
       expect((await worker.exited).code).toBe(0);
       expect(worker.stdout()).toMatch(/"service":"host".*"msg":"host stopped"/);
+
+      // The gateway the same way: its API answers the configured person, and lists that agent.
+      const token = 'a'.repeat(32);
+      const gateway = startProcess(process.execPath, [cli, 'worker', 'gateway', '--server', srv.url, '--prefix', d.prefix], {
+        env: userEnv({ LOG_FORMAT: 'json', ERRAND_GATEWAY_PORT: '0', ERRAND_GATEWAY_TOKENS: `carol:${token}`, ...(d.env('gateway').NATS_CREDS ? { NATS_CREDS: d.env('gateway').NATS_CREDS! } : {}) }),
+      });
+      try {
+        const ready = await gateway.waitForLine(/"msg":"gateway ready"/, 30_000);
+        const url = (JSON.parse(ready) as { url: string }).url;
+        const get = (path: string, t = token) => fetch(new URL(path, url), { headers: { authorization: `Bearer ${t}` } });
+        expect(await (await get('/api/session')).json()).toMatchObject({ user: 'carol' });
+        expect((await get('/api/session', 'b'.repeat(32))).status).toBe(401);
+        const page = (await (await get('/api/agents')).json()) as { agents: { agentId: string; status: string }[] };
+        expect(page.agents).toEqual([expect.objectContaining({ agentId, status: 'done' })]);
+        gateway.signal('SIGTERM');
+        expect((await gateway.exited).code).toBe(0);
+      } finally {
+        gateway.signal('SIGKILL');
+      }
     } finally {
       await srv.stop();
     }
