@@ -25,6 +25,10 @@ export default defineConfig({
   ssr: { resolve: { conditions } },
   test: {
     pool: 'forks',
+    // Test files wait on servers and processes far more than they compute: on 2 cores, Vitest's
+    // default (one worker per core but one) ran them one at a time. Each file has its own
+    // nats-server and prefix, so they run side by side.
+    maxWorkers: Number(process.env.ERRAND_TEST_WORKERS) || 3,
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // `pnpm test` runs every project; `pnpm test:unit` only the first (`vitest run --project unit`).
