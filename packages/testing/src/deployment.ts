@@ -27,7 +27,7 @@ import {
 import { createCommandSigner, generateCommandKeys, type CommandSigner, type MessageInput } from '@errand/protocols';
 import type { MsgHdrs } from '@errand/nats';
 import { startProcess, type TestProcess } from './process.js';
-import { uniquePrefix, type TestServer } from './servers.js';
+import { uniquePrefix, type TestCluster, type TestServer } from './servers.js';
 
 /** The built entry points of the services, run as real processes (`pnpm test` builds first). */
 export const serviceMain = {
@@ -64,10 +64,13 @@ export interface Deployment {
    * role for this prefix. Spread it last over the rest of the environment.
    */
   env(role: Role): Record<string, string>;
-  /** Starts a service process and waits until it is ready. */
-  start(service: ServiceName, env?: Record<string, string>): Promise<TestProcess>;
+  /**
+   * Starts a service process and waits until it is ready. On a cluster it connects to node
+   * `on.node` (alone: it learns the others from that node) or, without, to the list of every node.
+   */
+  start(service: ServiceName, env?: Record<string, string>, on?: { node?: number }): Promise<TestProcess>;
   /** Starts a service process without waiting (for one that should crash). */
-  spawn(service: ServiceName, env?: Record<string, string>): TestProcess;
+  spawn(service: ServiceName, env?: Record<string, string>, on?: { node?: number }): TestProcess;
   record(agentId: string): Promise<AgentRecord | undefined>;
   /** Resolves when the agent's record reaches one of `statuses` (watching its KV key; bounded). */
   waitForStatus(agentId: string, statuses: AgentStatus[], timeoutMs?: number): Promise<AgentRecord>;
@@ -83,13 +86,19 @@ export interface Deployment {
   stopAll(): Promise<void>;
 }
 
+/**
+ * A deployment on a test server, or on a test cluster: there its streams and buckets get the
+ * cluster's replicas (unless `resources.replicas` says otherwise) and its processes connect to
+ * every node or to a chosen one (`start(service, env, { node })`).
+ */
 export async function createDeployment(
-  srv: TestServer,
+  srv: TestServer | TestCluster,
   options: { resources?: Partial<ResourceOptions>; env?: Record<string, string> } = {},
 ): Promise<Deployment> {
   const prefix = uniquePrefix();
   const conn = await srv.connect({ reconnectTimeWaitMs: 100 });
-  const specs = resourceSpecs({ ...options.resources, prefix });
+  const replicas = 'replicas' in srv ? { replicas: srv.replicas } : {};
+  const specs = resourceSpecs({ ...replicas, ...options.resources, prefix });
   await provision(conn, { specs });
   const subjects = createSubjects(prefix);
   const agents = await openBucket(conn, specs.names.buckets.agents);
@@ -108,9 +117,16 @@ export async function createDeployment(
   const creds: Partial<Record<ServiceName, string>> = {};
   for (const service of Object.keys(serviceMain) as ServiceName[]) creds[service] = roleEnv[service].NATS_CREDS;
 
-  const spawn = (service: ServiceName, env: Record<string, string> = {}) => {
+  const urlOf = (node: number | undefined) => {
+    if (node === undefined) return srv.url;
+    if (!('nodes' in srv)) throw new RangeError('a service can be put on a node only on a test cluster');
+    const n = srv.nodes[node];
+    if (!n) throw new RangeError(`no node ${node}; the cluster has ${srv.nodes.length}`);
+    return n.url;
+  };
+  const spawn = (service: ServiceName, env: Record<string, string> = {}, on: { node?: number } = {}) => {
     const p = startProcess(process.execPath, [serviceMain[service]], {
-      env: { ...process.env, NATS_URL: srv.url, ...(creds[service] ? { NATS_CREDS: creds[service] } : {}), ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ERRAND_WORKSPACE: workspace, ...(service === 'gateway' ? { ERRAND_GATEWAY_PORT: '0' } : {}), ...options.env, ...env },
+      env: { ...process.env, NATS_URL: urlOf(on.node), ...(creds[service] ? { NATS_CREDS: creds[service] } : {}), ERRAND_PREFIX: prefix, LOG_LEVEL: 'info', ERRAND_HOST_ACK_WAIT_MS: '2000', ERRAND_WORKSPACE: workspace, ...(service === 'gateway' ? { ERRAND_GATEWAY_PORT: '0' } : {}), ...options.env, ...env },
     });
     processes.push(p);
     return p;
@@ -146,8 +162,8 @@ export async function createDeployment(
     },
     env: (role) => ({ ...roleEnv[role] }),
     spawn,
-    async start(service, env = {}) {
-      const p = spawn(service, env);
+    async start(service, env = {}, on = {}) {
+      const p = spawn(service, env, on);
       await p.waitForLine(READY[service]);
       return p;
     },

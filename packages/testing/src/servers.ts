@@ -158,11 +158,23 @@ export interface TestCluster extends AsyncDisposable {
   readonly nodes: readonly NatsServer[];
   /** Every node's client URL. */
   readonly urls: readonly string[];
-  /** Connects with every node as a seed, so the client fails over. */
-  connect(options?: Partial<ConnectOptions>): Promise<ErrandConnection>;
+  /** Every node's client URL, comma-separated (what `NATS_URL` takes). */
+  readonly url: string;
+  /** The replicas a deployment on it provisions its streams and buckets with (the cluster's size). */
+  readonly replicas: number;
+  /** Set when the cluster requires credentials (as {@link TestServer.auth}); every node trusts the same operator. */
+  readonly auth: TestAuth | undefined;
+  /**
+   * `NATS_URL`, `ERRAND_PREFIX` and (with auth) `NATS_CREDS` of `role` under `prefix`. With
+   * `node`, `NATS_URL` is that node's URL alone: the process connects there, and learns the other
+   * nodes from it (the server's cluster gossip) to fail over; without, the list of every node.
+   */
+  env(role: Role, prefix: string, node?: number): Promise<Record<string, string>>;
+  /** Connects with every node as a seed (or to node `node` alone), so the client fails over. */
+  connect(options?: Partial<ConnectOptions> & { node?: number }): Promise<ErrandConnection>;
   /** SIGKILLs node `i`. */
   kill(i: number): Promise<void>;
-  /** Restarts node `i` on its ports with its data. */
+  /** Restarts node `i` on its ports with its data (after a kill, or stopping it cleanly first). */
   restart(i: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -171,42 +183,71 @@ export interface TestClusterOptions {
   size: number;
   /** How long to wait for the cluster to place a replicated stream. */
   readyTimeoutMs: number;
+  /** Require credentials on every node, as {@link TestServerOptions.auth} (same default). */
+  auth: boolean;
 }
 
 /**
- * Starts `size` (3) nodes on loopback with full-mesh routes and JetStream, and waits until the
- * cluster can place a stream with `size` replicas.
+ * Starts `size` (3) nodes on loopback with full-mesh routes (authenticated with a random user and
+ * password) and JetStream, and waits until the cluster can place a stream with `size` replicas.
+ * With auth (the default) every node trusts the same fresh operator and account (memory
+ * resolver, as `startTestServer`), so `createDeployment(cluster)` runs each service as its role.
  */
 export async function startTestCluster(options: Partial<TestClusterOptions> = {}): Promise<TestCluster> {
   const size = options.size ?? 3;
   const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
+  const auth = (options.auth ?? process.env.ERRAND_TEST_AUTH !== '0') ? await testAuth() : undefined;
+  const adminCreds = auth ? await auth.auth.credsFile('admin', 'errand') : undefined;
   const name = uniquePrefix('cluster');
+  const routeAuth = { user: 'route', password: randomBytes(16).toString('hex') };
   const clusterPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
   const routes = clusterPorts.map((p) => `nats://127.0.0.1:${p}`);
-  const nodes = await Promise.all(
+  const started = await Promise.allSettled(
     clusterPorts.map((port, i) =>
       startNatsServer({
         port: 0,
         storeDir: 'temporary',
         env: process.env,
         serverName: `${name}_n${i + 1}`,
-        cluster: { name, port, routes: routes.filter((_, j) => j !== i) },
+        cluster: { name, port, routes: routes.filter((_, j) => j !== i), auth: routeAuth },
         readyTimeoutMs,
+        ...(auth ? { config: serverAuthConfig(auth.auth.identities), client: { credsFile: adminCreds! } } : {}),
       }),
     ),
   );
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    await auth?.cleanup();
+    throw failed.reason;
+  }
+  const nodes = started.map((r) => (r as PromiseFulfilledResult<NatsServer>).value);
   const conns = tracker();
+  const creds = adminCreds ? { credsFile: adminCreds } : {};
   const cluster: TestCluster = {
     nodes,
     get urls() {
       return nodes.map((n) => n.url);
     },
-    connect: (opts = {}) => conns.open({ servers: cluster.urls, ...opts }),
+    get url() {
+      return cluster.urls.join(',');
+    },
+    replicas: size,
+    auth: auth?.auth,
+    async env(role, prefix, i) {
+      return {
+        NATS_URL: i === undefined ? cluster.url : node(nodes, i).url,
+        ERRAND_PREFIX: prefix,
+        ...(auth ? { NATS_CREDS: await auth.auth.credsFile(role, prefix) } : {}),
+      };
+    },
+    connect: ({ node: i, ...opts } = {}) => conns.open({ servers: i === undefined ? cluster.urls : node(nodes, i).url, ...creds, ...opts }),
     kill: (i) => node(nodes, i).kill(),
     restart: (i) => node(nodes, i).restart(),
     async stop() {
       await conns.closeAll();
       await Promise.all(nodes.map((n) => n.stop()));
+      await auth?.cleanup();
     },
     [Symbol.asyncDispose]: () => cluster.stop(),
   };
