@@ -11,7 +11,7 @@ import { notifierService } from '@errand/notifier';
 import { plannerService } from '@errand/planner';
 import { resourceSpecs, type Logger, type Redactor, type Role } from '@errand/protocols';
 import { startService, type ServiceDefinition, type ServiceLogger, type StartedService } from '@errand/service';
-import { setupTracing, startMetricsServer, type MetricsServer } from '@errand/telemetry';
+import { setupTracing, startMetricsServer, type MetricsServer, type Readiness } from '@errand/telemetry';
 import { toolRunnerService } from '@errand/tool-runner-service';
 import { serviceEnv, type DeploymentCredentials } from './credentials.js';
 
@@ -168,6 +168,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         ...(o.insecure ? {} : { config: await readFile(o.credentials.serverConfigFile, 'utf8'), client: { credsFile: o.credentials.credsFile('admin') } }),
       });
       url = server.url;
+      if (server.orphanStopped !== undefined) o.say(`stopped the nats-server (pid ${server.orphanStopped}) an earlier errand up left running on this data folder`);
       o.say(`nats-server ${server.version} listening on ${url} (pid ${server.pid})`);
     } else {
       o.say(`using the NATS server at ${url}`);
@@ -222,7 +223,17 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       services.push(started);
       o.say(`  ${started.name.padEnd(12)} running (pid ${process.pid})`);
     }
-    if (o.metricsPort !== undefined) metrics = await startMetricsServer({ port: o.metricsPort, host: '127.0.0.1' });
+    if (o.metricsPort !== undefined) {
+      // One /readyz for the process: ready when every service is, else the first one's reason.
+      const readiness = (): Readiness => {
+        for (const s of services) {
+          const r = s.readiness();
+          if (!r.ready) return { ready: false, reason: `${s.name}: ${r.reason}` };
+        }
+        return { ready: true };
+      };
+      metrics = await startMetricsServer({ port: o.metricsPort, host: '127.0.0.1', readiness });
+    }
     return { url, prefix: o.prefix, server, mock, services, metrics, dashboard, report, env, stop };
   } catch (err) {
     await stop();

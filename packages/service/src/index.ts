@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
 import { connect, connectOptionsFromEnv, type ConnectOptions, type ErrandConnection, type NatsConnection } from '@errand/nats';
-import { setupTracing, startMetricsServer, type MetricsServer } from '@errand/telemetry';
+import { setupTracing, startMetricsServer, type MetricsServer, type Readiness } from '@errand/telemetry';
 import { assertPrefix, createRedactor, createSubjects, DEFAULT_PREFIX, patternRedactor, type Logger, type Redactor } from '@errand/protocols';
 
 import { readFileSync } from 'node:fs';
@@ -255,6 +255,12 @@ export function createServiceLogger(
 /** What a service's `start` returns: something to stop on SIGTERM/SIGINT. */
 export interface Running {
   stop(): Promise<void>;
+  /**
+   * Why the service cannot take work right now (its consumer stopped, a dependency is away), or
+   * undefined when it can. Read on every `GET /readyz`; the connection and the start/drain state
+   * are checked by {@link startService} already.
+   */
+  notReady?(): string | undefined;
 }
 
 export interface ServiceDefinition<C> {
@@ -281,7 +287,15 @@ export interface StartedService extends Running {
   readonly metrics: MetricsServer | undefined;
   /** Its answers to service discovery (`$SRV.PING`…): `id` is this instance's. */
   readonly discovery: DiscoveryResponder;
+  /**
+   * Ready: connected to NATS, started (its consumers run) and not draining. What `GET /readyz`
+   * answers; `errand up` combines its services' into one.
+   */
+  readiness(): Readiness;
 }
+
+/** The phases of a service process, as readiness reports them. */
+type Phase = 'connecting' | 'starting' | 'running' | 'draining' | 'stopped';
 
 /**
  * Starts a service in this process from an environment: parses its configuration (throws
@@ -302,22 +316,57 @@ export async function startService<C>(
   const { logger, shipper } = options.logger ? options.logger(service, definition.logLevel(config), redactor) : createServiceLogger(service, definition.logLevel(config), { redactor });
   const metricsPort = env.ERRAND_METRICS_PORT ? envInt(env, 'ERRAND_METRICS_PORT', 0, 0) : undefined;
   const tracing = setupTracing(definition.name, env);
-  const conn = await connect({ ...definition.connect(config), ...options.connect, logger });
-  shipper.attach(conn.nc, createSubjects(envPrefix(env)).logs(service));
+  let phase: Phase = 'connecting';
+  let away: string | undefined;
   let running: Running | undefined;
+  let conn: ErrandConnection | undefined;
+  const readiness = (): Readiness => {
+    if (phase === 'connecting') return { ready: false, reason: 'connecting to NATS (NATS_URL)' };
+    if (phase === 'starting') return { ready: false, reason: `starting ${definition.name}` };
+    if (phase === 'draining') return { ready: false, reason: 'draining: stopping on SIGTERM, in-flight work is finished or handed back' };
+    if (phase === 'stopped' || conn?.nc.isClosed()) return { ready: false, reason: 'stopped' };
+    if (away) return { ready: false, reason: away };
+    const reason = running?.notReady?.();
+    return reason ? { ready: false, reason } : { ready: true };
+  };
+  // The endpoint answers before NATS does: liveness holds while the service waits for a server
+  // (waitOnFirstConnect), readiness says what it waits for.
   let metricsServer: MetricsServer | undefined;
+  if (metricsPort !== undefined) {
+    metricsServer = await startMetricsServer({ port: metricsPort, readiness });
+    logger.info({ url: metricsServer.url, live: `${metricsServer.base}/healthz`, ready: `${metricsServer.base}/readyz` }, `metrics at ${metricsServer.url}, health at /healthz and /readyz`);
+  }
+  try {
+    conn = await connect({ ...definition.connect(config), ...options.connect, logger });
+  } catch (err) {
+    await metricsServer?.close();
+    throw err;
+  }
+  const nc = conn.nc;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnecting') away ??= 'reconnecting to NATS';
+      else if (s.type === 'reconnect') away = undefined;
+      else if (s.type === 'close') away = 'the NATS connection is closed';
+    }
+  })().catch(() => {});
+  shipper.attach(conn.nc, createSubjects(envPrefix(env)).logs(service));
   let discovery: DiscoveryResponder | undefined;
   const stop = async () => {
+    if (phase === 'stopped') return;
+    phase = 'draining';
     // Gone from discovery before it stops taking work.
     discovery?.stop();
     await running?.stop();
+    phase = 'stopped';
     await metricsServer?.close();
     await tracing.flush().catch((err: unknown) => logger.warn({ err }, 'could not export the last spans'));
     shipper.detach();
-    await conn.close();
+    await conn!.close();
   };
   try {
     const started = new Date();
+    phase = 'starting';
     running = await definition.start({ config, conn, logger, redactor });
     discovery = answerDiscovery(conn.nc, {
       name: definition.name,
@@ -328,16 +377,13 @@ export async function startService<C>(
     });
     // The server has the subscriptions once this returns: a ping right after start is answered.
     await conn.nc.flush();
-    if (metricsPort !== undefined) {
-      metricsServer = await startMetricsServer({ port: metricsPort });
-      logger.info({ url: metricsServer.url }, `metrics at ${metricsServer.url}`);
-    }
+    phase = 'running';
   } catch (err) {
     await stop();
     throw err;
   }
   if (tracing.exporting) logger.info({}, 'exporting traces over OTLP');
-  return { name: service, logger, metrics: metricsServer, discovery: discovery!, stop };
+  return { name: service, logger, metrics: metricsServer, discovery: discovery!, readiness, stop };
 }
 
 /**

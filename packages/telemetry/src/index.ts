@@ -11,4 +11,4 @@ export {
   type HeaderReader,
   type Tracing,
 } from './tracing.js';
-export { metrics, registry, startMetricsServer, watchConsumerPending, type MetricsServer } from './metrics.js';
+export { HealthPath, metrics, registry, startMetricsServer, watchConsumerPending, type MetricsServer, type MetricsServerOptions, type Readiness } from './metrics.js';

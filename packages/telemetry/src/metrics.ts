@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -57,18 +57,61 @@ export function watchConsumerPending(consumer: string, read: PendingSource): () 
   };
 }
 
+/**
+ * Whether a process can take work: `ready` false carries the reason a person (or a probe's log)
+ * reads, such as "reconnecting to NATS" or "draining: stopping on SIGTERM".
+ */
+export type Readiness = { ready: true } | { ready: false; reason: string };
+
 export interface MetricsServer {
   readonly port: number;
   readonly url: string;
+  /** `http://host:port`, the root the health paths hang off. */
+  readonly base: string;
   close(): Promise<void>;
 }
 
-/** Serves `GET /metrics` (Prometheus text format) on `host:port` (0: any free port). */
-export async function startMetricsServer(options: { port: number; host?: string }): Promise<MetricsServer> {
+export interface MetricsServerOptions {
+  /** 0: any free port. */
+  port: number;
+  /** Default 0.0.0.0. */
+  host?: string;
+  /** Read on every `GET /readyz`; without it the process is ready as long as it answers. */
+  readiness?: () => Readiness;
+}
+
+/** The paths a metrics server answers; deploy/k8s probes and systemd checks use them. */
+export const HealthPath = { live: '/healthz', ready: '/readyz', metrics: '/metrics' } as const;
+
+/**
+ * Serves on `host:port`: `GET /metrics` (Prometheus text format); `GET /healthz` (liveness: 200
+ * `{"status":"ok"}` whenever the event loop gets to answer); `GET /readyz` (readiness: 200
+ * `{"status":"ready"}`, or 503 `{"code":"ERR_NOT_READY","message":…}` with the reason from
+ * `readiness`). Anything else is 404.
+ */
+export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const host = options.host ?? '0.0.0.0';
+  const json = (res: ServerResponse, status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(body)}\n`);
   const server: Server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('Errand serves Prometheus metrics at GET /metrics\n');
+    const path = (req.url ?? '').split('?')[0];
+    const get = req.method === 'GET';
+    if (get && path === HealthPath.live) {
+      json(res, 200, { status: 'ok' });
+      return;
+    }
+    if (get && path === HealthPath.ready) {
+      let r: Readiness;
+      try {
+        r = options.readiness?.() ?? { ready: true };
+      } catch (err) {
+        r = { ready: false, reason: `could not tell: ${(err as Error).message}` };
+      }
+      if (r.ready) json(res, 200, { status: 'ready' });
+      else json(res, 503, { code: 'ERR_NOT_READY', message: r.reason });
+      return;
+    }
+    if (!get || path !== HealthPath.metrics) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`Errand serves Prometheus metrics at GET ${HealthPath.metrics}, liveness at ${HealthPath.live} and readiness at ${HealthPath.ready}\n`);
       return;
     }
     registry
@@ -81,9 +124,11 @@ export async function startMetricsServer(options: { port: number; host?: string 
     server.listen(options.port, host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
+  const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
   return {
     port,
-    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}/metrics`,
+    base,
+    url: `${base}${HealthPath.metrics}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
