@@ -24,6 +24,7 @@ export {
   type FindNatsServerOptions,
   type NatsServer,
   type NatsServerOptions,
+  type PidRecord,
 } from './nats-server.js';
 export {
   addUser,

@@ -137,6 +137,11 @@ export interface NatsServer extends AsyncDisposable {
   readonly version: string;
   readonly pid: number | undefined;
   readonly running: boolean;
+  /**
+   * The pid of an orphaned server of this data folder that start-up stopped (one an earlier
+   * `errand up` started and left running when it was killed), if there was one.
+   */
+  readonly orphanStopped: number | undefined;
   /** The last lines the server wrote to stderr, for error reports. */
   recentOutput(): string[];
   /** Stops cleanly (SIGTERM, SIGKILL after `stopTimeoutMs`); removes a temporary store. */
@@ -150,7 +155,9 @@ export interface NatsServer extends AsyncDisposable {
 /**
  * Starts nats-server with JetStream and waits until it answers JetStream API requests (in a cluster:
  * until the meta leader is elected). Throws {@link NatsError}: `ERR_NATS_SERVER_NOT_FOUND`,
- * `ERR_NATS_SERVER_DATA_IN_USE` when another live server owns the data folder, and
+ * `ERR_NATS_SERVER_DATA_IN_USE` when another live server owns the data folder (an orphan Errand
+ * provably started on this folder, whose starter is gone, is stopped instead: see the pid file's
+ * {@link PidRecord}), and
  * `ERR_NATS_SERVER_START` (with the server's own last words) when it exits or is not ready in time.
  */
 export async function startNatsServer(options: Partial<NatsServerOptions> = {}): Promise<NatsServer> {
@@ -166,9 +173,10 @@ export async function startNatsServer(options: Partial<NatsServerOptions> = {}):
   let version = '';
   let output: string[] = [];
   let exited: Promise<void> = Promise.resolve();
+  let orphanStopped: number | undefined;
 
   const launch = async (): Promise<void> => {
-    await claimStoreDir(storeDir);
+    orphanStopped = (await claimStoreDir(storeDir, o.stopTimeoutMs, logger)) ?? orphanStopped;
     const portsDir = await mkdtemp(join(tmpdir(), 'errand-nats-ports-'));
     const args = ['-a', o.host, '-p', port === 0 ? '-1' : String(port), '-js', '-sd', storeDir, '--ports_file_dir', portsDir];
     if (o.serverName) args.push('--server_name', o.serverName);
@@ -236,7 +244,7 @@ export async function startNatsServer(options: Partial<NatsServerOptions> = {}):
     } finally {
       await rm(portsDir, { recursive: true, force: true });
     }
-    await writeFile(join(storeDir, PID_FILE), String(proc.pid));
+    await writeFile(join(storeDir, PID_FILE), `${JSON.stringify(await pidRecordFor(proc.pid!, binary, storeDir))}\n`);
     logger.info({ url: `nats://${o.host}:${port}`, pid: proc.pid, storeDir, version }, 'nats-server ready');
   };
 
@@ -269,6 +277,9 @@ export async function startNatsServer(options: Partial<NatsServerOptions> = {}):
     },
     get pid() {
       return child?.pid;
+    },
+    get orphanStopped() {
+      return orphanStopped;
     },
     get running() {
       return child !== undefined && child.exitCode === null && child.signalCode === null;
@@ -349,24 +360,151 @@ function replyPrefix(creds: Uint8Array): { inboxPrefix?: string } {
   return prefix ? { inboxPrefix: prefix } : {};
 }
 
-/** Refuses a data folder that a live server (of ours) is still using: two servers on one store corrupt it. */
-async function claimStoreDir(storeDir: string): Promise<void> {
+/**
+ * What the pid file in a data folder records about the server Errand started there, so that a later
+ * `errand up` can tell its own orphan (the process that started it died by `kill -9`) from anything
+ * else: the pid with the kernel's start time of that process (a reused pid has another), the binary
+ * and folder it was started with, the user, and the process that started it.
+ */
+export interface PidRecord {
+  readonly pid: number;
+  /** Field 22 of /proc/<pid>/stat: clock ticks since boot when the process started. */
+  readonly startTime: string | undefined;
+  readonly binary: string;
+  readonly storeDir: string;
+  readonly uid: number | undefined;
+  readonly owner: { readonly pid: number; readonly startTime: string | undefined };
+}
+
+/** A process's start time (clock ticks after boot) and state from /proc, where there is one. */
+async function procStat(pid: number): Promise<{ startTime: string; state: string } | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  // `pid (comm) state ppid …`: comm may contain spaces and parentheses; fields follow the last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  const startTime = fields[19];
+  return state !== undefined && startTime !== undefined ? { state, startTime } : undefined;
+}
+
+async function procUid(pid: number): Promise<number | undefined> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
+  const uid = status && /^Uid:\s+(\d+)/m.exec(status)?.[1];
+  return uid ? Number(uid) : undefined;
+}
+
+/** Alive and not a zombie (a killed orphan stays a zombie until its new parent reaps it). */
+async function isRunning(pid: number): Promise<boolean> {
+  if (!isAlive(pid)) return false;
+  const stat = await procStat(pid);
+  return stat === undefined || stat.state !== 'Z';
+}
+
+/** Whether `pid` is still the process recorded (same start time), not a later one that reused the number. */
+async function isSameProcess(pid: number, startTime: string | undefined): Promise<boolean> {
+  if (!(await isRunning(pid))) return false;
+  if (startTime === undefined) return true;
+  return (await procStat(pid))?.startTime === startTime;
+}
+
+async function pidRecordFor(pid: number, binary: string, storeDir: string): Promise<PidRecord> {
+  return {
+    pid,
+    startTime: (await procStat(pid))?.startTime,
+    binary,
+    storeDir,
+    uid: process.getuid?.(),
+    owner: { pid: process.pid, startTime: (await procStat(process.pid))?.startTime },
+  };
+}
+
+function parsePidRecord(text: string): PidRecord | { pid: number; legacy: true } | undefined {
+  const trimmed = text.trim();
+  if (/^\d+$/.test(trimmed)) return { pid: Number(trimmed), legacy: true };
+  try {
+    const r = JSON.parse(trimmed) as Partial<PidRecord>;
+    if (!Number.isInteger(r.pid) || (r.pid as number) <= 0 || typeof r.binary !== 'string' || typeof r.storeDir !== 'string' || !r.owner) return undefined;
+    return r as PidRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Why the live process of `record` is an orphan Errand may stop, or undefined when it is not
+ * provably one: the same process (start time), owned by this user, running `binary` with this data
+ * folder (`-sd <storeDir>`), and the process that started it gone. Without /proc nothing is proven.
+ */
+async function provenOrphan(record: PidRecord, storeDir: string): Promise<boolean> {
+  if (record.startTime === undefined || record.storeDir !== storeDir) return false;
+  const stat = await procStat(record.pid);
+  if (!stat || stat.state === 'Z' || stat.startTime !== record.startTime) return false;
+  const uid = process.getuid?.();
+  if (uid === undefined || (await procUid(record.pid)) !== uid || record.uid !== uid) return false;
+  const cmdline = await readFile(`/proc/${record.pid}/cmdline`, 'utf8').catch(() => undefined);
+  if (cmdline === undefined) return false;
+  const argv = cmdline.split('\0');
+  const sd = argv.indexOf('-sd');
+  if (argv[0] !== record.binary || sd < 0 || argv[sd + 1] !== storeDir) return false;
+  // Its starter still runs (another `errand up`, or this process): the server is in use, not orphaned.
+  return !(await isSameProcess(record.owner.pid, record.owner.startTime));
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone (or throws when it stays). */
+async function stopProcess(pid: number, startTime: string, graceMs: number): Promise<void> {
+  const gone = async () => !(await isSameProcess(pid, startTime));
+  const waitGone = async (ms: number) => {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if (await gone()) return true;
+      await sleep(50);
+    }
+    return gone();
+  };
+  process.kill(pid, 'SIGTERM');
+  if (await waitGone(graceMs)) return;
+  process.kill(pid, 'SIGKILL');
+  if (await waitGone(5000)) return;
+  throw new NatsError(NatsErrorCode.ServerDataInUse, `the orphaned nats-server (pid ${pid}) did not exit after SIGKILL; stop it by hand`);
+}
+
+/**
+ * Refuses a data folder that a live server is still using (two servers on one store corrupt it),
+ * except an orphan of Errand's own: a server this user's Errand started on this folder whose
+ * starter died (`kill -9` of `errand up`) is stopped (SIGTERM, SIGKILL after `graceMs`) and the
+ * folder claimed. A stale pid file (its process gone, or the pid reused) is removed.
+ */
+async function claimStoreDir(storeDir: string, graceMs: number, logger: Logger): Promise<number | undefined> {
   const pidFile = join(storeDir, PID_FILE);
-  if (!existsSync(pidFile)) return;
-  const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
-  if (Number.isInteger(pid) && pid > 0 && isAlive(pid) && (await looksLikeNatsServer(pid))) {
-    throw new NatsError(
-      NatsErrorCode.ServerDataInUse,
-      `another nats-server (pid ${pid}) is using the data folder ${storeDir}; stop it, or choose another folder (--data-dir), or point NATS_URL at it`,
-    );
+  if (!existsSync(pidFile)) return undefined;
+  let stopped: number | undefined;
+  const record = parsePidRecord(await readFile(pidFile, 'utf8').catch(() => ''));
+  if (record && (await isRunning(record.pid))) {
+    if ('legacy' in record) {
+      if (await looksLikeNatsServer(record.pid)) throw dataInUse(record.pid, storeDir);
+    } else if (await provenOrphan(record, storeDir)) {
+      logger.warn({ pid: record.pid, storeDir }, 'taking over the nats-server an earlier errand up left running on this data folder: stopping it');
+      await stopProcess(record.pid, record.startTime!, graceMs);
+      stopped = record.pid;
+    } else if (await isSameProcess(record.pid, record.startTime)) {
+      throw dataInUse(record.pid, storeDir);
+    }
   }
   await rm(pidFile, { force: true });
+  return stopped;
+}
+
+function dataInUse(pid: number, storeDir: string): NatsError {
+  return new NatsError(
+    NatsErrorCode.ServerDataInUse,
+    `another nats-server (pid ${pid}) is using the data folder ${storeDir}; stop it, or choose another folder (--data-dir), or point NATS_URL at it`,
+  );
 }
 
 async function releaseStoreDir(storeDir: string, pid: number | undefined): Promise<void> {
   const pidFile = join(storeDir, PID_FILE);
-  const owner = await readFile(pidFile, 'utf8').catch(() => undefined);
-  if (owner !== undefined && Number(owner) === pid) await rm(pidFile, { force: true });
+  const owner = parsePidRecord(await readFile(pidFile, 'utf8').catch(() => ''));
+  if (owner !== undefined && owner.pid === pid) await rm(pidFile, { force: true });
 }
 
 /** Where /proc exists, tells a live nats-server from an unrelated process that reused the pid. */
