@@ -94,7 +94,13 @@ export async function consumeMessages<K extends MessageKind>(
   const beating = new Set<JsMsg>();
   const ticker = o.heartbeatMs
     ? setInterval(() => {
-        for (const m of beating) m.working();
+        for (const m of beating) {
+          try {
+            m.working();
+          } catch {
+            // The connection is closed or draining: nothing to tell; an outage only buffers these.
+          }
+        }
       }, o.heartbeatMs)
     : undefined;
   ticker?.unref();

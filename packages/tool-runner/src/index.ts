@@ -109,7 +109,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
     runnerId: `${hostname()}-${process.pid}`,
     heartbeatMs: 5000,
     concurrency: 16,
-    ackWaitMs: 30_000,
+    ackWaitMs: 5_000,
     logger: silentLogger,
     maxInlineResult: 64 * 1024,
     previewChars: 4000,

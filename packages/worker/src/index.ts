@@ -1,5 +1,6 @@
 import {
   CodecError,
+  ErrandError,
   CodecErrorCode,
   createSubjects,
   decodeMessage,
@@ -24,6 +25,9 @@ import { metrics, startSpan, traceparentFrom, type ErrandSpan } from '@errand/te
  * later is taken for one published again (or replayed), whatever its headers say.
  */
 const FIRST_COPY_WITHIN_MS = 60_000;
+
+/** The longest pause between attempts to record and answer a result held while NATS is away. */
+const HOLD_RETRY_MAX_MS = 2_000;
 
 /**
  * Whether this delivery is the first of the first copy a host published — which cannot have run
@@ -96,6 +100,13 @@ function listenForCancels(conn: ErrandConnection, subject: string, handler: Canc
   };
 }
 
+/** A redelivered copy of a command whose first delivery, in this process, was handed back or failed: the copy goes back too. */
+class WorkerCopyError extends ErrandError {
+  constructor(key: string) {
+    super('ERR_COPY_HANDED_BACK', `command ${key} was handed back or failed in this worker while a copy waited for it; the copy is retried`);
+  }
+}
+
 export type CommandKind = 'plan.request' | 'tool.request' | 'notify.request';
 type ResultOf<K extends CommandKind> = K extends 'plan.request' ? Message<'plan.result'> : K extends 'tool.request' ? Message<'tool.result'> : undefined;
 
@@ -141,7 +152,7 @@ export interface CommandWorker extends AsyncDisposable {
 export async function startCommandWorker<K extends CommandKind>(
   options: Pick<CommandWorkerOptions<K>, 'conn' | 'prefix' | 'name' | 'filterSubject' | 'expect' | 'execute'> & Partial<CommandWorkerOptions<K>>,
 ): Promise<CommandWorker> {
-  const o = { concurrency: 16, ackWaitMs: 30_000, stopGraceMs: 10_000, logger: silentLogger, verify: undefined, ...options };
+  const o = { concurrency: 16, ackWaitMs: 5_000, stopGraceMs: 10_000, logger: silentLogger, verify: undefined, ...options };
   const { conn } = o;
   const subjects = createSubjects(o.prefix);
   const names = resourceNames(o.prefix);
@@ -168,9 +179,11 @@ export async function startCommandWorker<K extends CommandKind>(
     await publishMessage(conn, subjects.agentIn(result.agentId, token), result, { msgId: messageIds.result(key), traceparent });
   };
   const count = (outcome: string) => metrics.commands.inc({ worker: o.name, outcome });
+  /** Commands this process runs or holds a result of, by key: whether each ended answered (not handed back). */
+  const inFlight = new Map<string, Promise<boolean>>();
 
   /** Runs one command exactly once per key, and sends its result under the command's trace. */
-  const run = async (cmd: Message<K> & { key: string; agentId: string }, msg: JsMsg, span: ErrandSpan, log: Logger) => {
+  const run = async (cmd: Message<K> & { key: string; agentId: string }, msg: JsMsg, span: ErrandSpan, log: Logger): Promise<boolean> => {
     const { traceparent } = span;
     const firstRun = isFirstCopy(cmd, msg);
     const stored = firstRun ? undefined : await effects.get(effectKey(cmd.key));
@@ -178,7 +191,7 @@ export async function startCommandWorker<K extends CommandKind>(
       if (stored.length > 0) await send(decodeMessage(stored.value) as InboxMessage, cmd.key, traceparent);
       log.info({}, 'repeat of a completed command: answered from the effects bucket');
       count('repeat');
-      return;
+      return false;
     }
     const controller = new AbortController();
     const mine = running.get(cmd.agentId) ?? new Set();
@@ -188,22 +201,27 @@ export async function startCommandWorker<K extends CommandKind>(
     const started = Date.now();
     try {
       let result: ResultOf<K> | undefined;
+      let finished = false;
       try {
         result = await o.execute(cmd, { signal: controller.signal, msg, log });
+        finished = true;
       } catch (err) {
         // An abort surfaces as whatever the command threw; what matters is why it was aborted.
         if (!controller.signal.aborted) throw err;
       }
-      if (controller.signal.aborted) {
+      // A result that is in hand is kept even when the worker stops meanwhile: handing it back
+      // would run the command again (a second model bill). A cancel of the agent drops it.
+      if (!finished || (controller.signal.aborted && !stopAll.signal.aborted)) {
         if (stopAll.signal.aborted) {
-          // Not finished because this worker stops: another replica runs it.
+          // Not finished because this worker stops: another replica runs it at once.
           msg.nak();
           log.info({}, 'command interrupted by shutdown: handed back');
-        } else {
-          log.info({}, 'command aborted (agent cancelled): no result sent');
+          count('aborted');
+          return true;
         }
+        log.info({}, 'command aborted (agent cancelled): no result sent');
         count('aborted');
-        return;
+        return false;
       }
       // Recorded and answered at once: both complete before the ack, so a crash in between leaves
       // the command unacked and it is redelivered — as a crash before either would. The agent
@@ -211,28 +229,66 @@ export async function startCommandWorker<K extends CommandKind>(
       // A first copy ran without looking, so it records only where nothing is recorded yet: an
       // unmarked copy of a command that already ran (replayed) leaves the first result standing.
       const value = result ? encodeMessage(result as InboxMessage).data : new Uint8Array();
-      const recording = firstRun
-        ? effects.create(effectKey(cmd.key), value).then(
-            () => true,
-            (err: unknown) => {
-              if (!isRevisionConflict(err)) throw err;
-              return false;
-            },
-          )
-        : effects.put(effectKey(cmd.key), value).then(() => true);
-      const [recorded] = await Promise.all([recording, result ? send(result as InboxMessage, cmd.key, traceparent) : undefined]);
+      const recorded = await deliver(cmd.key, value, firstRun, result as InboxMessage | undefined, traceparent, log);
       if (!recorded) {
         // The agent took the first result already (it applies one per key); this one changes nothing.
         log.warn({}, 'an unmarked copy of a command that had already run: ran again, the first result stands');
         count('repeat');
-        return;
+        return false;
       }
       const ms = Date.now() - started;
       record(result as InboxMessage | undefined, ms, span);
       log.info({ ms }, 'command done');
+      return false;
     } finally {
       mine.delete(controller);
       if (mine.size === 0) running.delete(cmd.agentId);
+    }
+  };
+
+  /**
+   * Records a finished command's result in the effects ledger and answers the agent, retrying
+   * with bounded back-off until both succeed: a result computed while NATS is away (a model's
+   * answer that arrived during an outage) is held and delivered once NATS is back, never thrown
+   * away to be computed again. The consumer keeps heartbeating the command meanwhile. Resolves
+   * false when another copy's result was recorded first.
+   */
+  const deliver = async (key: string, value: Uint8Array, firstRun: boolean, result: InboxMessage | undefined, traceparent: string | undefined, log: Logger): Promise<boolean> => {
+    let attempt = 0;
+    let holdingSince: number | undefined;
+    for (;;) {
+      try {
+        const recording = firstRun
+          ? effects.create(effectKey(key), value).then(
+              () => true,
+              async (err: unknown) => {
+                if (!isRevisionConflict(err)) throw err;
+                // After a failed attempt the value there may be this very one (the write landed, its reply did not).
+                if (attempt === 0) return false;
+                const there = await effects.get(effectKey(key));
+                return there?.operation === 'PUT' && Buffer.from(there.value).equals(Buffer.from(value));
+              },
+            )
+          : effects.put(effectKey(key), value).then(() => true);
+        const [recorded] = await Promise.all([recording, result ? send(result, key, traceparent) : undefined]);
+        if (holdingSince !== undefined) {
+          log.info({ heldMs: Date.now() - holdingSince, attempts: attempt + 1 }, 'held result delivered: recorded and answered after NATS came back');
+          count('held');
+        }
+        return recorded;
+      } catch (err) {
+        if (conn.nc.isClosed()) {
+          // Closed for good (not an outage): nothing can be delivered from this process any more.
+          log.error({ err: (err as Error).message }, 'the connection is closed: a finished result could not be delivered; the command is redelivered elsewhere');
+          throw err;
+        }
+        if (holdingSince === undefined) {
+          holdingSince = Date.now();
+          log.warn({ err: (err as Error).message }, 'holding a finished result: could not record or answer it (NATS unreachable?); retrying until it is delivered, it is not run again');
+        }
+        attempt += 1;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(HOLD_RETRY_MAX_MS, 100 * 2 ** Math.min(attempt, 6))));
+      }
     }
   };
 
@@ -272,7 +328,26 @@ export async function startCommandWorker<K extends CommandKind>(
       const step = Number(cmd.key.split(':').at(-2));
       const callLog = log.child({ agentId: cmd.agentId, ...(Number.isInteger(step) ? { step } : {}), key: cmd.key, traceId: span.traceId });
       try {
-        await run(cmd, msg, span, callLog);
+        const same = inFlight.get(cmd.key);
+        if (same) {
+          // Redelivered while this process still runs it or holds its result (its heartbeats could
+          // not reach the server during an outage): wait for that one instead of running it again.
+          callLog.info({ deliveries: msg.info.deliveryCount }, 'a copy of a command this worker is running or holding: waiting for it, not running it again');
+          if (!(await same)) throw new WorkerCopyError(cmd.key);
+          span.end();
+          return;
+        }
+        const work = run(cmd, msg, span, callLog);
+        const ran = work.then(
+          (handedBack) => !handedBack,
+          () => false,
+        );
+        inFlight.set(cmd.key, ran);
+        try {
+          await work;
+        } finally {
+          if (inFlight.get(cmd.key) === ran) inFlight.delete(cmd.key);
+        }
         span.end();
       } catch (err) {
         span.end(err);

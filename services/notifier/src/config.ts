@@ -45,7 +45,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     channels,
     dashboardUrl: env.ERRAND_DASHBOARD_URL || undefined,
     callbackPort,
-    ackWaitMs: envInt(env, 'ERRAND_NOTIFY_ACK_WAIT_MS', 30_000, 100),
+    ackWaitMs: envInt(env, 'ERRAND_NOTIFY_ACK_WAIT_MS', 5_000, 100),
     logLevel: env.LOG_LEVEL || 'info',
     crashAfterSend: env.ERRAND_CRASH_AT === 'notifier.after-send',
     verify: envVerifyKey(env, 'notifier'),

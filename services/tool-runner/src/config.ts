@@ -71,7 +71,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     runnerId: env.ERRAND_RUNNER_ID || undefined,
     configFile: env.ERRAND_CONFIG ? resolve(env.ERRAND_CONFIG) : undefined,
     concurrency: envInt(env, 'ERRAND_TOOL_CONCURRENCY', 16),
-    ackWaitMs: envInt(env, 'ERRAND_TOOL_ACK_WAIT_MS', 30_000, 100),
+    ackWaitMs: envInt(env, 'ERRAND_TOOL_ACK_WAIT_MS', 5_000, 100),
     logLevel: env.LOG_LEVEL || 'info',
     verify: envVerifyKey(env, 'tool-runner', { required: true }),
   };
