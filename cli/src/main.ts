@@ -11,6 +11,7 @@ import { registerMcp } from './commands/mcp.js';
 import { registerMockLlm } from './commands/mock-llm.js';
 import { registerProvision } from './commands/provision.js';
 import { registerReplay } from './commands/replay.js';
+import { registerStatus } from './commands/status.js';
 import { registerSubmit } from './commands/submit.js';
 import { registerUp } from './commands/up.js';
 import { registerWatch } from './commands/watch.js';
@@ -55,6 +56,7 @@ registerAgentCommands(program);
 registerGc(program);
 registerReplay(program);
 registerLogs(program);
+registerStatus(program);
 registerMockLlm(program);
 registerMcp(program);
 

@@ -416,4 +416,16 @@ function decidable(r: AgentRecord, requestId: string | undefined): { requestId: 
   const open = r.approvals?.find((a) => a.requestId === requestId && a.decision === undefined);
   return open ? { requestId: open.requestId, argsHash: open.argsHash } : undefined;
 }
-export { discoverServices, systemStatus, type ConsumerBacklog, type DeadLetterEntry, type ServiceInstance, type SystemStatus, type SystemStatusOptions } from './system.js';
+export {
+  discoverServices,
+  systemStatus,
+  type ConsumerBacklog,
+  type DeadLetterEntry,
+  type JetStreamUsage,
+  type PeerHealth,
+  type ReplicaHealth,
+  type ResourceHealth,
+  type ServiceInstance,
+  type SystemStatus,
+  type SystemStatusOptions,
+} from './system.js';

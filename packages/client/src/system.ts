@@ -1,6 +1,9 @@
 import { durabilityWarning, type ErrandConnection } from '@errand/nats';
 import { createSubjects, discoverySubject, DiscoveryVerb, Header, PingResponseSchema, resourceNames } from '@errand/protocols';
 
+/** What `jsm.streams.info` answers (nats.js's StreamInfo, which @errand/nats does not re-export). */
+type StreamInfo = Awaited<ReturnType<Awaited<ReturnType<ErrandConnection['jsm']>>['streams']['info']>>;
+
 /**
  * What a deployment looks like from one connection: the server, the services alive (NATS service
  * discovery), the backlogs of Errand's durable consumers and the newest dead letters. The gateway
@@ -23,6 +26,15 @@ export interface SystemStatus {
   replicas: Record<string, number>;
   /** The durable consumers of Errand's streams, by stream then name. */
   consumers: ConsumerBacklog[];
+  /** Every provisioned Errand stream, KV bucket and object store with its replicas, in provisioning order. */
+  resources: ResourceHealth[];
+  /**
+   * The JetStream servers seen as leaders and replicas of those resources: the cluster's peers as
+   * Errand's data sees them (the meta group itself needs the system account).
+   */
+  peers: PeerHealth[];
+  /** The account's JetStream usage and limits; absent when it could not be read. */
+  jetstream?: JetStreamUsage;
   /** The newest dead letters first. */
   dlq: DeadLetterEntry[];
 }
@@ -51,6 +63,71 @@ export interface ConsumerBacklog {
   ackPending: number;
   /** Delivered more than once and not yet acknowledged. */
   redelivered: number;
+}
+
+/** One replica of a stream that is not its leader, as the leader reports it. */
+export interface ReplicaHealth {
+  /** The server it is on. */
+  name: string;
+  /** Caught up with the leader. */
+  current: boolean;
+  /** The leader has lost it (its server is down or cut off). */
+  offline: boolean;
+  /** Operations it is behind the leader. */
+  lag: number;
+  /** Milliseconds since the leader last heard from it. */
+  activeMs: number;
+}
+
+/** An Errand stream, KV bucket or object store, with its replication health. */
+export interface ResourceHealth {
+  /** `stream` (inbox, events, work, logs, dlq), `bucket` (KV) or `objects` (object store). */
+  kind: 'stream' | 'bucket' | 'objects';
+  /** The stream, bucket or object store name (`ERRAND_WORK`, `errand_agents`). */
+  name: string;
+  /** The JetStream stream behind it (`KV_errand_agents` for a bucket). */
+  stream: string;
+  /** Configured replicas. */
+  replicas: number;
+  /** The server leading it; absent while it has no leader (a majority of its servers is away). */
+  leader?: string;
+  /** The leader plus the replicas that are current: equal to `replicas` when healthy. */
+  current: number;
+  /** Its replicas other than the leader. */
+  followers: ReplicaHealth[];
+  messages: number;
+  bytes: number;
+  consumers: number;
+  /** Set when its state could not be read (a leader election under way, a timeout). */
+  error?: string;
+}
+
+/** A JetStream server as the Errand resources see it. */
+export interface PeerHealth {
+  name: string;
+  /** Resources it leads. */
+  leads: number;
+  /** Resources it holds a replica of (not leading). */
+  follows: number;
+  /** Every replica it holds is current. */
+  current: boolean;
+  /** A leader reports it offline. */
+  offline: boolean;
+  /** The largest lag of its replicas. */
+  lag: number;
+  /** Milliseconds since a leader last heard from it (the largest over its replicas; 0 for a pure leader). */
+  activeMs: number;
+}
+
+/** The account's JetStream usage against its limits (-1: unlimited). */
+export interface JetStreamUsage {
+  memory: number;
+  storage: number;
+  streams: number;
+  consumers: number;
+  limits: { maxMemory: number; maxStorage: number; maxStreams: number; maxConsumers: number };
+  /** JetStream API requests and errors this account made since the server started. */
+  api: { total: number; errors: number };
 }
 
 export interface DeadLetterEntry {
@@ -135,23 +212,50 @@ export async function systemStatus(conn: ErrandConnection, options: SystemStatus
   const peers = new Set<string>();
   let clusterName: string | undefined;
   const consumers: ConsumerBacklog[] = [];
+  const resources: ResourceHealth[] = [];
   let dlqState: { first_seq: number; last_seq: number; messages: number } | undefined;
-  for (const stream of streams) {
-    const info = await jsm.streams.info(stream).catch((err: unknown) => {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    });
-    if (!info) continue;
-    if (stream === names.streams.dlq) dlqState = info.state;
+  const targets: { kind: ResourceHealth['kind']; name: string; stream: string }[] = [
+    ...streams.map((stream) => ({ kind: 'stream' as const, name: stream, stream })),
+    ...Object.values(names.buckets).map((bucket) => ({ kind: 'bucket' as const, name: bucket, stream: `KV_${bucket}` })),
+    ...Object.values(names.objectStores).map((store) => ({ kind: 'objects' as const, name: store, stream: `OBJ_${store}` })),
+  ];
+  let firstError: unknown;
+  for (const target of targets) {
+    let info: StreamInfo | undefined;
+    try {
+      info = await jsm.streams.info(target.stream);
+    } catch (err) {
+      if (isNotFound(err)) continue;
+      // One unreadable stream (a leader election under way) is reported, not fatal; all of them is.
+      firstError ??= err;
+      resources.push({ ...target, replicas: 0, current: 0, followers: [], messages: 0, bytes: 0, consumers: 0, error: (err as Error).message });
+      continue;
+    }
+    resources.push(resourceHealth(target, info));
     if (info.cluster?.name) clusterName = info.cluster.name;
     if (info.cluster?.leader) peers.add(info.cluster.leader);
     for (const r of info.cluster?.replicas ?? []) peers.add(r.name);
+    if (target.kind !== 'stream') continue;
+    const stream = target.stream;
+    if (stream === names.streams.dlq) dlqState = info.state;
     for await (const c of jsm.consumers.list(stream)) {
       // Durable consumers are the services' work; ephemeral ones are readers (watches, SSE).
       if (!c.config.durable_name) continue;
       consumers.push({ stream, name: c.name, pending: c.num_pending, ackPending: c.num_ack_pending, redelivered: c.num_redelivered });
     }
   }
+  if (firstError !== undefined && resources.every((r) => r.error)) throw firstError;
+  const jetstream = await jsm.getAccountInfo().then(
+    (a): JetStreamUsage => ({
+      memory: a.memory,
+      storage: a.storage,
+      streams: a.streams,
+      consumers: a.consumers,
+      limits: { maxMemory: a.limits.max_memory, maxStorage: a.limits.max_storage, maxStreams: a.limits.max_streams, maxConsumers: a.limits.max_consumers },
+      api: { total: a.api.total, errors: a.api.errors },
+    }),
+    () => undefined,
+  );
   consumers.sort((a, b) => a.stream.localeCompare(b.stream) || a.name.localeCompare(b.name));
 
   const dlq: DeadLetterEntry[] = [];
@@ -196,8 +300,53 @@ export async function systemStatus(conn: ErrandConnection, options: SystemStatus
     services,
     replicas,
     consumers,
+    resources,
+    peers: peerHealth(resources),
+    ...(jetstream ? { jetstream } : {}),
     dlq,
   };
+}
+
+function resourceHealth(target: { kind: ResourceHealth['kind']; name: string; stream: string }, info: StreamInfo): ResourceHealth {
+  const leader = info.cluster?.leader || undefined;
+  const followers: ReplicaHealth[] = (info.cluster?.replicas ?? []).map((r) => ({
+    name: r.name,
+    current: r.current,
+    offline: r.offline === true,
+    lag: r.lag ?? 0,
+    activeMs: Math.round((r.active ?? 0) / 1e6),
+  }));
+  return {
+    ...target,
+    replicas: info.config.num_replicas || 1,
+    ...(leader ? { leader } : {}),
+    current: (leader ? 1 : 0) + followers.filter((r) => r.current && !r.offline).length,
+    followers,
+    messages: info.state.messages,
+    bytes: info.state.bytes,
+    consumers: info.state.consumer_count,
+  };
+}
+
+function peerHealth(resources: ResourceHealth[]): PeerHealth[] {
+  const peers = new Map<string, PeerHealth>();
+  const peer = (name: string) => {
+    let p = peers.get(name);
+    if (!p) peers.set(name, (p = { name, leads: 0, follows: 0, current: true, offline: false, lag: 0, activeMs: 0 }));
+    return p;
+  };
+  for (const r of resources) {
+    if (r.leader) peer(r.leader).leads += 1;
+    for (const f of r.followers) {
+      const p = peer(f.name);
+      p.follows += 1;
+      p.current &&= f.current && !f.offline;
+      p.offline ||= f.offline;
+      p.lag = Math.max(p.lag, f.lag);
+      p.activeMs = Math.max(p.activeMs, f.activeMs);
+    }
+  }
+  return [...peers.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /** The agent a subject is about (`<prefix>.agent.<id>.…`), if it is one of this prefix's. */
