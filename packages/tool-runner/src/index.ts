@@ -55,6 +55,8 @@ export interface ToolRunnerOptions {
   concurrency: number;
   /** Between heartbeats of a long call before JetStream gives it to another runner. */
   ackWaitMs: number;
+  /** On stop, how long calls in flight may finish before they are aborted and handed back to another runner. */
+  stopGraceMs: number;
   logger: Logger;
   /** Where each tool comes from, for the catalog (`mcp:<server>`); `builtin` otherwise. */
   sources?: Readonly<Record<string, string>>;
@@ -110,6 +112,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
     heartbeatMs: 5000,
     concurrency: 16,
     ackWaitMs: 5_000,
+    stopGraceMs: 10_000,
     logger: silentLogger,
     maxInlineResult: 64 * 1024,
     previewChars: 4000,
@@ -173,6 +176,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
       expect: 'tool.request',
       concurrency: o.concurrency,
       ackWaitMs: o.ackWaitMs,
+      stopGraceMs: o.stopGraceMs,
       logger: log,
       verify: o.verify,
       execute: async (cmd, { signal, log: callLog }) => {

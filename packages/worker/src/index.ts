@@ -201,17 +201,15 @@ export async function startCommandWorker<K extends CommandKind>(
     const started = Date.now();
     try {
       let result: ResultOf<K> | undefined;
-      let finished = false;
       try {
         result = await o.execute(cmd, { signal: controller.signal, msg, log });
-        finished = true;
       } catch (err) {
         // An abort surfaces as whatever the command threw; what matters is why it was aborted.
         if (!controller.signal.aborted) throw err;
       }
-      // A result that is in hand is kept even when the worker stops meanwhile: handing it back
-      // would run the command again (a second model bill). A cancel of the agent drops it.
-      if (!finished || (controller.signal.aborted && !stopAll.signal.aborted)) {
+      // Aborted before it returned: what it returned (an error, most likely) is not its result.
+      // Once it has returned, a result in hand is never handed back: see `deliver`.
+      if (controller.signal.aborted) {
         if (stopAll.signal.aborted) {
           // Not finished because this worker stops: another replica runs it at once.
           msg.nak();

@@ -15,6 +15,8 @@ export interface NotifierConfig {
   callbackPort: number | undefined;
   /** How long a dead notifier's deliveries wait to be given to another one. */
   ackWaitMs: number;
+  /** ERRAND_STOP_GRACE_MS: on SIGTERM, how long deliveries in flight may finish before the rest are handed back (nak: another process takes them at once). */
+  stopGraceMs: number;
   logLevel: string;
   /** `ERRAND_CRASH_AT=notifier.after-send`: SIGKILL right after a delivery, before it is recorded. */
   crashAfterSend: boolean;
@@ -46,6 +48,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     dashboardUrl: env.ERRAND_DASHBOARD_URL || undefined,
     callbackPort,
     ackWaitMs: envInt(env, 'ERRAND_NOTIFY_ACK_WAIT_MS', 5_000, 100),
+    stopGraceMs: envInt(env, 'ERRAND_STOP_GRACE_MS', 10_000, 0),
     logLevel: env.LOG_LEVEL || 'info',
     crashAfterSend: env.ERRAND_CRASH_AT === 'notifier.after-send',
     verify: envVerifyKey(env, 'notifier'),

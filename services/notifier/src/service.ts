@@ -51,6 +51,7 @@ export const notifierService: ServiceDefinition<NotifierConfig> = {
           expect: 'notify.request',
           concurrency: 4,
           ackWaitMs: config.ackWaitMs,
+          stopGraceMs: config.stopGraceMs,
           logger,
           verify: config.verify,
           execute: async (command, { signal, log }) => {

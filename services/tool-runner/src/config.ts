@@ -25,6 +25,8 @@ export interface ToolRunnerConfig {
   configFile: string | undefined;
   concurrency: number;
   ackWaitMs: number;
+  /** ERRAND_STOP_GRACE_MS: on SIGTERM, how long calls in flight may finish before the rest are handed back (nak: another process takes them at once). */
+  stopGraceMs: number;
   logLevel: string;
   /** `ERRAND_VERIFY_KEY` (required): only commands a host of this deployment signed run. */
   verify: CommandVerifier;
@@ -72,6 +74,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     configFile: env.ERRAND_CONFIG ? resolve(env.ERRAND_CONFIG) : undefined,
     concurrency: envInt(env, 'ERRAND_TOOL_CONCURRENCY', 16),
     ackWaitMs: envInt(env, 'ERRAND_TOOL_ACK_WAIT_MS', 5_000, 100),
+    stopGraceMs: envInt(env, 'ERRAND_STOP_GRACE_MS', 10_000, 0),
     logLevel: env.LOG_LEVEL || 'info',
     verify: envVerifyKey(env, 'tool-runner', { required: true }),
   };

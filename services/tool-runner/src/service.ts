@@ -50,6 +50,7 @@ export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
       settings: config.settings,
       concurrency: config.concurrency,
       ackWaitMs: config.ackWaitMs,
+      stopGraceMs: config.stopGraceMs,
       logger,
       verify: config.verify,
       redactor,
