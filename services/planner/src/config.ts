@@ -15,6 +15,10 @@ export interface PlannerConfig {
   /** Requests per minute per model; 0 for no limit. */
   requestsPerMinute: number;
   timeoutMs: number;
+  /** ERRAND_PLANNER_ACK_WAIT_MS: how long a dead planner's model calls wait to be taken over (a call still running heartbeats every third of it). */
+  ackWaitMs: number;
+  /** ERRAND_STOP_GRACE_MS: on SIGTERM, how long model calls in flight may finish before the rest are handed back (nak: another planner takes them at once). */
+  stopGraceMs: number;
   prices: PriceTable;
   /** USD per day by label (`team=research`), enforced across every planner. */
   dailyCaps: Record<string, number>;
@@ -64,6 +68,8 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     concurrency: envInt(env, 'ERRAND_PLANNER_CONCURRENCY', 32),
     requestsPerMinute: envInt(env, 'ERRAND_MODEL_RPM', 0, 0),
     timeoutMs: envInt(env, 'ERRAND_LLM_TIMEOUT_MS', 600_000, 1000),
+    ackWaitMs: envInt(env, 'ERRAND_PLANNER_ACK_WAIT_MS', 5_000, 100),
+    stopGraceMs: envInt(env, 'ERRAND_STOP_GRACE_MS', 10_000, 0),
     prices,
     dailyCaps,
     logLevel: env.LOG_LEVEL || 'info',

@@ -27,6 +27,8 @@ export const plannerService: ServiceDefinition<PlannerConfig> = {
       filterSubject: subjects.workPlan(),
       expect: 'plan.request',
       concurrency: config.concurrency,
+      ackWaitMs: config.ackWaitMs,
+      stopGraceMs: config.stopGraceMs,
       logger,
       verify: config.verify,
       execute: createPlanExecutor({ model, spend, defaultModel: config.model, nc: conn.nc, subjects, rateLimit: createRateLimiter(config.requestsPerMinute), redactor }),
