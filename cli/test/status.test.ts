@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SystemStatus } from '@errand/client';
 import { resourceNames } from '@errand/protocols';
+import { assess } from '../src/commands/status.js';
 import { createDeployment, freePort, runProcess, startTestCluster, type Deployment, type TestCluster } from '@errand/testing';
 
 const cli = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -126,4 +128,40 @@ describe('errand status on a 3-node cluster', () => {
       .toBe(true);
     expect(last!.report.healthy).toBe(true);
   }, 180_000);
+});
+
+describe('what errand status calls a problem (assess, no server)', () => {
+  const healthy: SystemStatus = {
+    server: { version: '2.9.10', jetstream: true, cluster: { name: 'c', peers: ['n1', 'n2', 'n3'] }, durabilityWarning: 'nats-server 2.9.10 syncs every 60 s' },
+    services: [],
+    replicas: { 'errand-host': 2, 'errand-planner': 1, 'errand-tool-runner': 1 },
+    consumers: [],
+    resources: [{ kind: 'stream', name: 'E_WORK', stream: 'E_WORK', replicas: 3, leader: 'n1', current: 3, followers: [], messages: 0, bytes: 0, consumers: 1 }],
+    peers: [],
+    dlq: [],
+  };
+  it('the durability warning and a growing backlog are warnings: still healthy', () => {
+    const problems = assess(healthy, [{ stream: 'E_WORK', name: 'planner', from: 1, to: 5, overMs: 1000 }], 'e');
+    expect(problems.map((p) => p.severity)).toEqual(['warning', 'warning']);
+    expect(problems[0]!.what).toBe('the backlog of planner (E_WORK) grew from 1 to 5 in 1.0 s');
+    expect(problems[1]!.fix).toContain('sync_interval: always');
+  });
+  it('no host, no leader, missing replicas, nothing provisioned: degraded, first, each with what to do', () => {
+    const { leader: _leader, ...leaderless } = healthy.resources[0]!;
+    const s: SystemStatus = {
+      ...healthy,
+      replicas: {},
+      resources: [
+        { ...leaderless, name: 'A', current: 0 },
+        { ...healthy.resources[0]!, name: 'B', current: 2, followers: [{ name: 'n3', current: false, offline: true, lag: 4, activeMs: 9000 }] },
+        { ...healthy.resources[0]!, name: 'C', replicas: 1, current: 1 },
+      ],
+    };
+    const problems = assess(s, [], 'e');
+    const degraded = problems.filter((p) => p.severity === 'degraded');
+    expect(problems.slice(0, degraded.length)).toEqual(degraded);
+    expect(degraded.map((p) => p.what)).toEqual(['A has no leader', 'B: 2 of 3 replicas current (n3 offline)', 'no errand-host is alive: no agent progresses']);
+    expect(problems.some((p) => p.severity === 'warning' && p.what.startsWith('C has 1 replica') && p.fix === 'run `errand provision --prefix e --replicas 3`')).toBe(true);
+    expect(assess({ ...healthy, resources: [] }, [], 'e')[0]).toMatchObject({ severity: 'degraded', fix: expect.stringContaining('errand provision --prefix e --replicas 3') });
+  });
 });
