@@ -121,7 +121,7 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
   const n = resourceNames(prefix);
   const inboxPrefix = inboxPrefixFor(options.user ?? role);
   const { inbox, events, work, logs, dlq } = n.streams;
-  const { agents, tools, effects } = n.buckets;
+  const { agents, tools, effects, limits } = n.buckets;
   const results = n.objectStores.results;
   const base = { pub: [`${JS}.INFO`], sub: [`${inboxPrefix}.>`, ...DISCOVERY_LISTEN] };
   const logsOf = (service: string) => s.logs(service);
@@ -166,10 +166,11 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
         deadLetters,
       ];
       sub = [s.submit()];
-      denyPub.push(...MANAGE_STREAMS, answers.plan, answers.tool, s.agentInAll(undefined, 'approval'), s.agentInAll(undefined, 'input'), ...writeBucket(tools));
+      denyPub.push(...MANAGE_STREAMS, answers.plan, answers.tool, s.agentInAll(undefined, 'approval'), s.agentInAll(undefined, 'input'), ...writeBucket(tools), ...writeBucket(limits));
       break;
     case 'planner':
-      pub = [...worker('planner'), answers.plan, `${prefix}.agent.*.stream`];
+      // The shared rate limit is the planner's alone.
+      pub = [...worker('planner'), answers.plan, `${prefix}.agent.*.stream`, ...readStream(`KV_${limits}`), ...writeBucket(limits)];
       sub = [cancels];
       denyPub.push(answers.tool, ...decide, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools));
       break;
@@ -185,28 +186,28 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
         `$O.${results}.>`,
       ];
       sub = [cancels];
-      denyPub.push(answers.plan, ...decide, `${prefix}.work.>`, ...writeBucket(agents));
+      denyPub.push(answers.plan, ...decide, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(limits));
       break;
     case 'notifier':
       pub = [...worker('notifier'), ...readBucket(agents), s.agentInAll(undefined, 'approval'), s.agentInAll(undefined, 'input')];
       sub = [cancels];
-      denyPub.push(answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools));
+      denyPub.push(answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools), ...writeBucket(limits));
       break;
     case 'gateway':
       // Goals too: a fork from the dashboard publishes its goal itself, as `errand fork` does.
       pub = [...reader.allow, s.submit(), ...decide, s.agentInAll(undefined, 'goal'), logsOf('gateway'), deadLetters, ...DISCOVERY_ASK];
       sub = [...progress, s.logs()];
-      denyPub.push(...reader.deny, answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools));
+      denyPub.push(...reader.deny, answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools), ...writeBucket(limits));
       break;
     case 'operator':
       pub = [...reader.allow, s.submit(), ...decide, s.agentInAll(undefined, 'goal'), ...writeBucket(tools), ...DISCOVERY_ASK];
       sub = [...progress, s.logs()];
-      denyPub.push(...reader.deny, answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents));
+      denyPub.push(...reader.deny, answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(limits));
       break;
     case 'submitter':
       pub = [...consumeStream(events), ...readStream(events), s.submit(), s.agentInAll(undefined, 'input')];
       sub = [...progress];
-      denyPub.push(answers.plan, answers.tool, s.agentInAll(undefined, 'approval'), s.agentInAll(undefined, 'control'), `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools));
+      denyPub.push(answers.plan, answers.tool, s.agentInAll(undefined, 'approval'), s.agentInAll(undefined, 'control'), `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools), ...writeBucket(limits));
       break;
   }
   return {

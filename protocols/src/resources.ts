@@ -57,7 +57,13 @@ export interface ResourceNames {
     readonly logs: string;
     readonly dlq: string;
   };
-  readonly buckets: { readonly agents: string; readonly tools: string; readonly effects: string };
+  readonly buckets: {
+    readonly agents: string;
+    readonly tools: string;
+    readonly effects: string;
+    /** The planners' shared rate limit: per model, the time the next call may go (cluster-wide). */
+    readonly limits: string;
+  };
   readonly objectStores: { readonly results: string };
 }
 
@@ -78,7 +84,7 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
       logs: `${upper}_LOGS`,
       dlq: `${upper}_DLQ`,
     },
-    buckets: { agents: `${base}_agents`, tools: `${base}_tools`, effects: `${base}_effects` },
+    buckets: { agents: `${base}_agents`, tools: `${base}_tools`, effects: `${base}_effects`, limits: `${base}_limits` },
     objectStores: { results: `${base}_results` },
   };
 }
@@ -240,6 +246,17 @@ export function resourceSpecs(options: Partial<ResourceOptions> = {}): ResourceS
       history: 1,
       ttlMs: o.effectsTtlMs,
       maxValueSize: MAX_MESSAGE_BYTES,
+      maxBytes: -1,
+      storage: o.storage,
+      replicas: o.replicas,
+    },
+    {
+      bucket: names.buckets.limits,
+      description: "Errand: the planners' per-model rate limit, shared by every planner (the next free slot, set with compare-and-set)",
+      history: 1,
+      // A model not called for a day has no slot to remember.
+      ttlMs: DAY,
+      maxValueSize: 1024,
       maxBytes: -1,
       storage: o.storage,
       replicas: o.replicas,

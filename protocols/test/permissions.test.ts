@@ -43,3 +43,17 @@ describe('service discovery permissions ($SRV, ADR-32)', () => {
     expect(() => discoverySubject(DiscoveryVerb.Ping, 'errand-*')).toThrow(/letters, digits/);
   });
 });
+
+describe("the planners' shared rate-limit bucket", () => {
+  it.each(ROLES)('%s may write the limits bucket only if it is the planner (or admin)', (role) => {
+    const p = rolePermissions(role, { prefix: 'acme' });
+    const put = '$KV.acme_limits.rate.gpt-4o-mini';
+    expect(allowed(p.pub, put), `${role} → ${put}`).toBe(role === 'planner' || role === 'admin');
+  });
+
+  it('the planner reads it (gets and compare-and-set need the stream API of KV_acme_limits)', () => {
+    const p = rolePermissions('planner', { prefix: 'acme' });
+    expect(allowed(p.pub, '$JS.API.STREAM.MSG.GET.KV_acme_limits')).toBe(true);
+    expect(allowed(p.pub, '$JS.API.DIRECT.GET.KV_acme_limits.$KV.acme_limits.rate.m')).toBe(true);
+  });
+});

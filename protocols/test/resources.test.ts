@@ -62,7 +62,7 @@ describe('resourceNames', () => {
         logs: 'ERRAND_LOGS',
         dlq: 'ERRAND_DLQ',
       },
-      buckets: { agents: 'errand_agents', tools: 'errand_tools', effects: 'errand_effects' },
+      buckets: { agents: 'errand_agents', tools: 'errand_tools', effects: 'errand_effects', limits: 'errand_limits' },
       objectStores: { results: 'errand_results' },
     });
   });
@@ -76,7 +76,7 @@ describe('resourceNames', () => {
         logs: 'ACME_ERRAND_LOGS',
         dlq: 'ACME_ERRAND_DLQ',
       },
-      buckets: { agents: 'acme_errand_agents', tools: 'acme_errand_tools', effects: 'acme_errand_effects' },
+      buckets: { agents: 'acme_errand_agents', tools: 'acme_errand_tools', effects: 'acme_errand_effects', limits: 'acme_errand_limits' },
       objectStores: { results: 'acme_errand_results' },
     });
   });
@@ -102,11 +102,11 @@ describe('resourceNames', () => {
 });
 
 describe('resourceSpecs', () => {
-  it('has the five streams and three buckets, named by resourceNames', () => {
+  it('has the five streams and four buckets, named by resourceNames', () => {
     const specs = resourceSpecs();
     expect(specs.names).toEqual(resourceNames('errand'));
     expect(specs.streams.map((s) => s.name)).toEqual(['ERRAND_INBOX', 'ERRAND_EVENTS', 'ERRAND_WORK', 'ERRAND_LOGS', 'ERRAND_DLQ']);
-    expect(specs.buckets.map((b) => b.bucket)).toEqual(['errand_agents', 'errand_tools', 'errand_effects']);
+    expect(specs.buckets.map((b) => b.bucket)).toEqual(['errand_agents', 'errand_tools', 'errand_effects', 'errand_limits']);
   });
 
   it.each([
@@ -192,7 +192,7 @@ describe('resourceSpecs', () => {
   it.each([1, 3, 5])('propagates replicas: %i to every stream and bucket', (replicas) => {
     const { streams, buckets } = resourceSpecs({ replicas });
     expect(streams).toHaveLength(5);
-    expect(buckets).toHaveLength(3);
+    expect(buckets).toHaveLength(4);
     for (const x of [...streams, ...buckets]) expect(x.replicas).toBe(replicas);
   });
 
@@ -221,10 +221,10 @@ describe('resourceSpecs', () => {
     }
   });
 
-  it('gives buckets one value of history, a TTL only for effects, and a positive value size no larger than a message', () => {
+  it('gives buckets one value of history, a TTL only for effects (7 days) and limits (1 day), and a positive value size no larger than a message', () => {
     for (const bucket of resourceSpecs().buckets) {
       expect(bucket.history).toBe(1);
-      expect(bucket.ttlMs).toBe(bucket.bucket.endsWith('_effects') ? 7 * 24 * 3600 * 1000 : 0);
+      expect(bucket.ttlMs).toBe(bucket.bucket.endsWith('_effects') ? 7 * 24 * 3600 * 1000 : bucket.bucket.endsWith('_limits') ? 24 * 3600 * 1000 : 0);
       expect(bucket.maxValueSize).toBeGreaterThan(0);
       expect(bucket.maxValueSize).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
     }

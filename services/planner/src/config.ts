@@ -12,8 +12,10 @@ export interface PlannerConfig {
   /** The model for plan commands that name none. */
   model: string;
   concurrency: number;
-  /** Requests per minute per model; 0 for no limit. */
+  /** Requests per window (a minute unless `rateWindowMs` says otherwise) per model, across every planner; 0 for no limit. */
   requestsPerMinute: number;
+  /** The window `requestsPerMinute` counts in (ms); 60 000 by default. */
+  rateWindowMs: number;
   timeoutMs: number;
   /** ERRAND_PLANNER_ACK_WAIT_MS: how long a dead planner's model calls wait to be taken over (a call still running heartbeats every third of it). */
   ackWaitMs: number;
@@ -67,6 +69,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     model: env.ERRAND_MODEL || 'gpt-4o-mini',
     concurrency: envInt(env, 'ERRAND_PLANNER_CONCURRENCY', 32),
     requestsPerMinute: envInt(env, 'ERRAND_MODEL_RPM', 0, 0),
+    rateWindowMs: envInt(env, 'ERRAND_MODEL_RATE_WINDOW_MS', 60_000, 1000),
     timeoutMs: envInt(env, 'ERRAND_LLM_TIMEOUT_MS', 600_000, 1000),
     ackWaitMs: envInt(env, 'ERRAND_PLANNER_ACK_WAIT_MS', 5_000, 100),
     stopGraceMs: envInt(env, 'ERRAND_STOP_GRACE_MS', 10_000, 0),

@@ -3,32 +3,8 @@ import { MESSAGE_VERSION, patternRedactor, type Message, type Redactor, type Sub
 import type { NatsConnection } from '@errand/nats';
 import type { SpendLedger } from './spend.js';
 
-/** Spaces calls to one model at least `60_000 / rpm` ms apart (per process). */
-export function createRateLimiter(requestsPerMinute: number): (model: string, signal: AbortSignal) => Promise<void> {
-  if (requestsPerMinute <= 0) return async () => {};
-  const interval = 60_000 / requestsPerMinute;
-  const next = new Map<string, number>();
-  return async (model, signal) => {
-    const now = Date.now();
-    const at = Math.max(now, next.get(model) ?? 0);
-    next.set(model, at + interval);
-    if (at > now) {
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(resolve, at - now);
-        signal.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(t);
-            // Give the slot back when no later call was spaced after it.
-            if (next.get(model) === at + interval) next.set(model, at);
-            reject(signal.reason);
-          },
-          { once: true },
-        );
-      });
-    }
-  };
-}
+// The limiter lives in rate-limit.ts; re-exported for the callers that know it from here.
+export { createRateLimiter } from './rate-limit.js';
 
 export interface PlannerOptions {
   model: ChatModel;

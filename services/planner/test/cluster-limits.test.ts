@@ -1,0 +1,121 @@
+import { AckPolicy } from '@nats-io/jetstream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMockLlm, type MockLlm } from '@errand/llm';
+import { openBucket } from '@errand/nats';
+import { decodeMessage, effectKeys, MESSAGE_VERSION, resourceNames, type Message } from '@errand/protocols';
+import { createDeployment, startTestServer, type Deployment, type TestProcess, type TestServer } from '@errand/testing';
+
+// Two real planner processes on one server share the rate limit (limits bucket) and the daily cap (effects bucket).
+let srv: TestServer;
+const mocks: MockLlm[] = [];
+const deployments: Deployment[] = [];
+beforeAll(async () => {
+  srv = await startTestServer();
+});
+afterAll(async () => {
+  for (const d of deployments) await d.stopAll();
+  for (const m of mocks) await m.close();
+  await srv?.stop();
+});
+
+const request = (agentId: string, n: number, extra: Partial<Message<'plan.request'>> = {}): Message<'plan.request'> => ({
+  v: MESSAGE_VERSION,
+  kind: 'plan.request',
+  key: `${agentId}:${n}:0`,
+  agentId,
+  step: n,
+  at: Date.now(),
+  messages: [{ role: 'user', content: `question ${n}` }],
+  tools: [],
+  ...extra,
+});
+
+/** Publishes `count` plan commands of one agent and reads their `count` results from its inbox. */
+async function planMany(d: Deployment, agentId: string, count: number, extra: Partial<Message<'plan.request'>> = {}): Promise<Message<'plan.result'>[]> {
+  const names = resourceNames(d.prefix);
+  const jsm = await d.conn.jsm();
+  await jsm.consumers.add(names.streams.inbox, { durable_name: `reader-${agentId}`, ack_policy: AckPolicy.Explicit, filter_subject: d.subjects.agentIn(agentId, 'plan') });
+  const inbox = await d.conn.js.consumers.get(names.streams.inbox, `reader-${agentId}`);
+  for (let n = 1; n <= count; n++) {
+    const { data, headers } = d.signed(request(agentId, n, extra));
+    await d.conn.js.publish(d.subjects.workPlan(), data, { headers });
+  }
+  const results: Message<'plan.result'>[] = [];
+  while (results.length < count) {
+    const m = await inbox.next({ expires: 20_000 });
+    if (!m) throw new Error(`only ${results.length} of ${count} plan results arrived`);
+    m.ack();
+    results.push(decodeMessage(m.data, { expect: 'plan.result' }));
+  }
+  return results;
+}
+
+const answered = (p: TestProcess) => (p.stdout().match(/command done/g) ?? []).length;
+
+describe('limits that hold across planners', () => {
+  it('two planners share one rate limit: with 6 per window and 12 calls queued, never more than 6 reach the model within a window', async () => {
+    const WINDOW = 6000;
+    const arrivals: number[] = [];
+    const mock = await startMockLlm({ steps: [{ repeat: true, reply: { content: 'ok' } }] });
+    mocks.push(mock);
+    const d = await createDeployment(srv, {
+      env: { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1', ERRAND_MODEL_RPM: '6', ERRAND_MODEL_RATE_WINDOW_MS: String(WINDOW), ERRAND_PLANNER_CONCURRENCY: '12', LOG_LEVEL: 'info' },
+    });
+    deployments.push(d);
+    const planners = await Promise.all([d.start('planner'), d.start('planner')]);
+    // The condition runs as each request arrives at the model: its time is the arrival time.
+    const all = mock.until((m) => {
+      while (arrivals.length < m.requests.length) arrivals.push(Date.now());
+      return m.requests.length >= 12;
+    }, 90_000);
+    all.catch(() => {});
+    const results = await planMany(d, 'agent-rate', 12).catch((err: Error) => {
+      throw new Error(`${err.message}\nplanner 1:\n${planners[0]!.stdout()}${planners[0]!.stderr()}\nplanner 2:\n${planners[1]!.stdout()}${planners[1]!.stderr()}`);
+    });
+    expect(results.every((r) => r.result?.message.content === 'ok'), JSON.stringify(results.filter((r) => r.error))).toBe(true);
+    await all;
+    expect(arrivals).toHaveLength(12);
+    // Both planners took calls: the limit held for the two of them together, not each alone.
+    expect(answered(planners[0]!), planners[0]!.stdout()).toBeGreaterThan(0);
+    expect(answered(planners[1]!), planners[1]!.stdout()).toBeGreaterThan(0);
+    // Per-process limits would let all 12 through in the first window. Slots are WINDOW / 6 = 1 s
+    // apart; the limit is on when calls start, and the HTTP hop from a planner to the model takes a
+    // variable time on a loaded machine (up to ~500 ms seen with 3 test files on 2 cores), so a
+    // window here is WINDOW less 10 %: 7 arrivals inside it would mean 7 slots in one window.
+    const sorted = [...arrivals].sort((a, b) => a - b);
+    for (const t of sorted) {
+      const inWindow = sorted.filter((u) => u >= t && u < t + WINDOW * 0.9).length;
+      expect(inWindow, `arrivals (ms after the first): ${sorted.map((u) => u - sorted[0]!).join(', ')}`).toBeLessThanOrEqual(6);
+    }
+  }, 120_000);
+
+  it('two planners share one daily cap: together they overshoot it by at most the calls in flight (here one per planner)', async () => {
+    // Each call costs $1 (500 + 500 tokens at $1000 per million); the cap is $3.
+    const mock = await startMockLlm({ steps: [{ repeat: true, delayMs: 150, reply: { content: 'spent', usage: { inputTokens: 500, outputTokens: 500 } } }] });
+    mocks.push(mock);
+    const d = await createDeployment(srv, {
+      env: {
+        OPENAI_BASE_URL: mock.url,
+        ERRAND_MODEL: 'mock-1',
+        ERRAND_PRICES: '{"mock-1": {"inputPerMTok": 1000, "outputPerMTok": 1000}}',
+        ERRAND_DAILY_CAPS: '{"team=research": 3}',
+        ERRAND_PLANNER_CONCURRENCY: '1',
+      },
+    });
+    deployments.push(d);
+    await Promise.all([d.start('planner'), d.start('planner')]);
+    const results = await planMany(d, 'agent-cap', 12, { labels: { team: 'research' } });
+    const paid = results.filter((r) => r.result);
+    const refused = results.filter((r) => r.error);
+    expect(refused.every((r) => r.error?.code === 'ERR_DAILY_BUDGET')).toBe(true);
+    expect(paid.length).toBeGreaterThanOrEqual(3);
+    // The documented overshoot: the calls already in flight when the cap is reached, one per planner at concurrency 1.
+    expect(paid.length).toBeLessThanOrEqual(3 + 2);
+    expect(mock.requests).toHaveLength(paid.length);
+    const kv = await openBucket(d.conn, resourceNames(d.prefix).buckets.effects);
+    const day = new Date().toISOString().slice(0, 10);
+    const spent = Number((await kv.get(effectKeys.spend('team=research', day)))?.string());
+    expect(spent).toBe(paid.length);
+    expect(spent).toBeLessThanOrEqual(3 + 2);
+  }, 90_000);
+});
