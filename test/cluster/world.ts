@@ -1,0 +1,213 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { agents as builtInAgents } from '@errand/agent';
+import { createClient } from '@errand/client';
+import { createRegistry } from '@errand/core';
+import { startMockLlm, type MockLlm, type MockStep } from '@errand/llm';
+import { newAgentId, resourceSpecs, type AgentRecord } from '@errand/protocols';
+import { createDeployment, uniquePrefix, type Deployment, type TestCluster, type TestProcess } from '@errand/testing';
+
+const notesServer = fileURLToPath(new URL('../fixtures/mcp-notes-server.mjs', import.meta.url));
+
+/**
+ * The world of a cluster chaos test: `n` built-in agents, each asked `<tok>` to note one thing.
+ * Each agent's script is two model calls — the first answers with one `notes__add_note` call,
+ * the second (which must carry the tool's result) with the final answer — so a repeated model
+ * call finds no step of its own left (`mock.failures`), and is counted by `modelCalls`. The tool
+ * is a real MCP server (test/fixtures/mcp-notes-server.mjs) run by real tool-runners: it appends
+ * `add_note <idempotency key> <text>` to one log file shared by every runner, whose lines are the
+ * side effects.
+ */
+export interface ChaosWorld {
+  readonly d: Deployment;
+  readonly mock: MockLlm;
+  readonly notesLog: string;
+  /** `chaos#0007#` for agent 7: the text that tells its model calls apart. */
+  token(i: number): string;
+  /** The agent ids, by index, as submitted. */
+  readonly ids: string[];
+  /** Submits every goal (under ids chosen up front, so a retried submit is the same goal). */
+  submitAll(): Promise<void>;
+  /** Submits sent again because no host answered the first time. */
+  readonly submitRetries: number;
+  /** How many add_note effects each idempotency key has had. */
+  effects(): Promise<Map<string, number>>;
+  /** Resolves once at least `count` agents have had their tool call run (polls the log; bounded). */
+  waitForEffects(count: number, timeoutMs: number): Promise<void>;
+  /** Resolves once every agent has ended, or at the deadline: the records of those that ended (polls). */
+  waitAllEnded(timeoutMs: number): Promise<Map<string, AgentRecord>>;
+  /** Model requests per agent token: before the tool result (`plan`) and after it (`answer`). */
+  modelCalls(): Map<string, { plan: number; answer: number }>;
+  /** Replays every agent's journal and verifies it against its record; returns the failures. */
+  verifyAll(): Promise<string[]>;
+  /** Every line any process of the deployment printed that mentions `text` (for a finding's evidence). */
+  evidence(text: string, processes: readonly TestProcess[]): string[];
+  stop(): Promise<void>;
+}
+
+export async function chaosWorld(cluster: TestCluster, n: number, label: string): Promise<ChaosWorld> {
+  const token = (i: number) => `${label}#${String(i).padStart(4, '0')}#`;
+  const steps: MockStep[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = token(i);
+    steps.push({ match: t, expect: { notContains: [`noted: note ${t}`] }, reply: { content: `Noting ${t}.`, toolCalls: [{ name: 'notes__add_note', arguments: { text: `note ${t}` } }] } });
+    steps.push({ match: t, expect: { contains: [`noted: note ${t}`] }, reply: { content: `finished ${t}` } });
+  }
+  const mock = await startMockLlm({ steps });
+  const tag = uniquePrefix(label);
+  const notesLog = join(tmpdir(), `${tag}-notes.log`);
+  const config = join(tmpdir(), `${tag}-config.json`);
+  await writeFile(notesLog, '');
+  await writeFile(config, JSON.stringify({ mcpServers: { notes: { command: process.execPath, args: [notesServer], env: { NOTES_LOG: notesLog } } } }));
+  const d = await createDeployment(cluster, {
+    env: { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1', ERRAND_CONFIG: config, ERRAND_TOOLS: '', ERRAND_SUBMIT_RATE: '0', LOG_LEVEL: 'info' },
+  });
+  const ids: string[] = [];
+  let submitRetries = 0;
+
+  const effects = async () => {
+    const counts = new Map<string, number>();
+    for (const line of (await readFile(notesLog, 'utf8')).split('\n')) {
+      const m = /^add_note (\S+) /.exec(line);
+      if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+    }
+    return counts;
+  };
+  const registry = createRegistry(builtInAgents);
+
+  return {
+    d,
+    mock,
+    notesLog,
+    token,
+    ids,
+    async submitAll() {
+      // Each goal under an id chosen here: a submit whose host or node dies before it answers is
+      // sent again under the same id, which the intake takes as the same goal (existing), never a second.
+      ids.push(...Array.from({ length: n }, () => newAgentId(Date.now())));
+      const submitOne = async (k: number) => {
+        const deadline = Date.now() + 90_000;
+        for (;;) {
+          try {
+            const got = await d.submit({ goal: `${token(k)} note this one thing`, agentId: ids[k] });
+            if (got !== ids[k]) throw new Error(`submitted ${ids[k]}, the host answered ${got}`);
+            return;
+          } catch (err) {
+            const message = (err as Error).message;
+            if (!/timeout|no responders|TIMEOUT|503|disconnect|closed/i.test(message) || Date.now() > deadline) throw err;
+            submitRetries += 1;
+          }
+        }
+      };
+      // In waves, so a host's intake is not asked for all of them in one instant.
+      for (let i = 0; i < n; i += 25) await Promise.all(Array.from({ length: Math.min(25, n - i) }, (_, j) => submitOne(i + j)));
+    },
+    get submitRetries() {
+      return submitRetries;
+    },
+    effects,
+    async waitForEffects(count, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const agents = new Set([...(await effects()).keys()].map((k) => k.split(':')[0]));
+        if (agents.size >= count) return;
+        if (Date.now() > deadline) throw new Error(`only ${agents.size} of ${count} agents had their tool call run within ${timeoutMs} ms`);
+        await sleep(100);
+      }
+    },
+    async waitAllEnded(timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      const ended = new Map<string, AgentRecord>();
+      for (;;) {
+        const open = ids.filter((id) => !ended.has(id));
+        for (let i = 0; i < open.length; i += 50) {
+          await Promise.all(
+            open.slice(i, i + 50).map(async (id) => {
+              const r = await d.record(id).catch(() => undefined); // a read during a leader election: try again next round
+              if (r && ['done', 'failed', 'cancelled'].includes(r.status)) ended.set(id, r);
+            }),
+          );
+        }
+        if (ended.size === ids.length) return ended;
+        if (Date.now() > deadline) return ended;
+        await sleep(500);
+      }
+    },
+    modelCalls() {
+      const calls = new Map<string, { plan: number; answer: number }>();
+      for (const r of mock.requests) {
+        const text = r.messages.map((m) => `${m.content ?? ''}`).join('\n');
+        const t = /[a-z]+#\d{4}#/.exec(text)?.[0];
+        if (!t) continue;
+        const c = calls.get(t) ?? { plan: 0, answer: 0 };
+        if (text.includes(`noted: note ${t}`)) c.answer += 1;
+        else c.plan += 1;
+        calls.set(t, c);
+      }
+      return calls;
+    },
+    async verifyAll() {
+      const client = await createClient(d.conn, d.prefix);
+      const failures: string[] = [];
+      for (let i = 0; i < ids.length; i += 20) {
+        await Promise.all(
+          ids.slice(i, i + 20).map(async (id) => {
+            try {
+              const { verification } = await client.replay(id, { registry });
+              if (!verification?.ok) failures.push(`${id}: ${verification?.reason ?? 'no record to verify against'} ${verification?.diff.join(' ') ?? ''}`);
+            } catch (err) {
+              failures.push(`${id}: ${(err as Error).message}`);
+            }
+          }),
+        );
+      }
+      return failures;
+    },
+    evidence(text, processes) {
+      return processes.flatMap((p) => `${p.stdout()}\n${p.stderr()}`.split('\n').filter((l) => l.includes(text)).map((l) => `[pid ${p.pid}] ${l}`));
+    },
+    async stop() {
+      await d.stopAll();
+      await mock.close();
+      await rm(notesLog, { force: true });
+      await rm(config, { force: true });
+    },
+  };
+}
+
+/**
+ * Waits until every stream of the deployment has all its replicas current (none offline or
+ * lagging): what a rolling restart waits for before it takes down the next node (polls; bounded).
+ */
+export async function waitForStreamsCurrent(cluster: TestCluster, prefix: string, timeoutMs: number): Promise<void> {
+  const conn = await cluster.connect({ reconnectTimeWaitMs: 100 });
+  const jsm = await conn.jsm();
+  const specs = resourceSpecs({ prefix, replicas: cluster.replicas });
+  const names = [...specs.streams.map((s) => s.name), ...specs.buckets.map((b) => `KV_${b.bucket}`), ...specs.objectStores.map((o) => `OBJ_${o.bucket}`)];
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  try {
+    for (;;) {
+      const lagging: string[] = [];
+      for (const name of names) {
+        try {
+          const info = await jsm.streams.info(name);
+          const replicas = info.cluster?.replicas ?? [];
+          if (!info.cluster?.leader) lagging.push(`${name}: no leader`);
+          else if (replicas.length < cluster.replicas - 1 || replicas.some((r) => !r.current || r.offline)) lagging.push(`${name}: ${JSON.stringify(replicas.map((r) => [r.name, r.current, r.offline ?? false, r.lag ?? 0]))}`);
+        } catch (err) {
+          lagging.push(`${name}: ${(err as Error).message}`);
+        }
+      }
+      if (lagging.length === 0) return;
+      last = lagging.join('; ');
+      if (Date.now() > deadline) throw new Error(`streams not current within ${timeoutMs} ms: ${last}`);
+      await sleep(200);
+    }
+  } finally {
+    await conn.close();
+  }
+}
