@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SystemStatus } from '@errand/client';
 import { resourceNames } from '@errand/protocols';
 import { assess } from '../src/commands/status.js';
-import { createDeployment, freePort, runProcess, startTestCluster, type Deployment, type TestCluster } from '@errand/testing';
+import { createDeployment, freePort, runProcess, startTestCluster, startTestServer, type Deployment, type TestCluster, type TestServer } from '@errand/testing';
 
 const cli = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 let cluster: TestCluster;
@@ -164,4 +164,33 @@ describe('what errand status calls a problem (assess, no server)', () => {
     expect(problems.some((p) => p.severity === 'warning' && p.what.startsWith('C has 1 replica') && p.fix === 'run `errand provision --prefix e --replicas 3`')).toBe(true);
     expect(assess({ ...healthy, resources: [] }, [], 'e')[0]).toMatchObject({ severity: 'degraded', fix: expect.stringContaining('errand provision --prefix e --replicas 3') });
   });
+});
+
+describe('errand status on a single server (as errand up runs it)', () => {
+  let srv: TestServer;
+  let single: Deployment;
+  beforeAll(async () => {
+    srv = await startTestServer();
+    single = await createDeployment(srv);
+  });
+  afterAll(async () => {
+    await single?.stopAll();
+    await srv?.stop();
+  });
+  const statusOf = async () => {
+    const { ERRAND_PREFIX: _p, NATS_CREDS: _c, NATS_URL: _u, ...rest } = process.env;
+    const r = await runProcess(process.execPath, [cli, 'status', '--json', '--sample-ms', '0', '--prefix', single.prefix], { env: { ...rest, HOME: dir, ...single.env('operator') } });
+    return { code: r.code, report: JSON.parse(r.stdout) as Report };
+  };
+
+  it('every stream and bucket 1/1 led by the server itself; no host: degraded; a host: healthy', async () => {
+    const before = await statusOf();
+    expect(before.code).toBe(1);
+    expect(before.report.problems.filter((p) => p.severity === 'degraded').map((p) => p.what)).toEqual(['no errand-host is alive: no agent progresses']);
+    for (const r of before.report.resources) expect(r, r.name).toMatchObject({ replicas: 1, current: 1, leader: expect.any(String) });
+    await single.start('host');
+    const after = await statusOf();
+    expect(after.code, JSON.stringify(after.report.problems)).toBe(0);
+    expect(after.report.replicas['errand-host']).toBe(1);
+  }, 60_000);
 });

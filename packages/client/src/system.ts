@@ -231,7 +231,7 @@ export async function systemStatus(conn: ErrandConnection, options: SystemStatus
       resources.push({ ...target, replicas: 0, current: 0, followers: [], messages: 0, bytes: 0, consumers: 0, error: (err as Error).message });
       continue;
     }
-    resources.push(resourceHealth(target, info));
+    resources.push(resourceHealth(target, info, conn.nc.info?.server_name));
     if (info.cluster?.name) clusterName = info.cluster.name;
     if (info.cluster?.leader) peers.add(info.cluster.leader);
     for (const r of info.cluster?.replicas ?? []) peers.add(r.name);
@@ -307,8 +307,10 @@ export async function systemStatus(conn: ErrandConnection, options: SystemStatus
   };
 }
 
-function resourceHealth(target: { kind: ResourceHealth['kind']; name: string; stream: string }, info: StreamInfo): ResourceHealth {
-  const leader = info.cluster?.leader || undefined;
+function resourceHealth(target: { kind: ResourceHealth['kind']; name: string; stream: string }, info: StreamInfo, serverName: string | undefined): ResourceHealth {
+  // A server outside a cluster names no leader: the stream lives on the server this connection is on.
+  const standalone = !info.cluster?.name && !info.cluster?.replicas?.length;
+  const leader = info.cluster?.leader || (standalone ? (serverName ?? 'this server') : undefined);
   const followers: ReplicaHealth[] = (info.cluster?.replicas ?? []).map((r) => ({
     name: r.name,
     current: r.current,
