@@ -1,7 +1,7 @@
 import { AckPolicy } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm, type MockLlm } from '@errand/llm';
-import { openBucket } from '@errand/nats';
+import { connect, openBucket } from '@errand/nats';
 import { decodeMessage, effectKeys, MESSAGE_VERSION, resourceNames, type Message } from '@errand/protocols';
 import { createDeployment, startTestServer, type Deployment, type TestProcess, type TestServer } from '@errand/testing';
 
@@ -75,6 +75,23 @@ describe('limits that hold across planners', () => {
     expect(results.every((r) => r.result?.message.content === 'ok'), JSON.stringify(results.filter((r) => r.error))).toBe(true);
     await all;
     expect(arrivals).toHaveLength(12);
+    // The server holds the slot (the planners wrote it), and only a planner may write it.
+    const limits = resourceNames(d.prefix).buckets.limits;
+    for (const role of ['planner', 'host', 'tool-runner', 'operator'] as const) {
+      const conn = await connect({ servers: srv.url, credsFile: d.env(role).NATS_CREDS, name: `probe-${role}` });
+      try {
+        const outcome = await (async () => {
+          const kv = await openBucket(conn, limits);
+          if (role === 'planner') expect(Number((await kv.get('rate.mock-1'))?.string())).toBeGreaterThan(0);
+          await kv.put('rate.probe', '0');
+          return 'written';
+        })().catch((err: Error) => err.message);
+        if (role === 'planner') expect(outcome).toBe('written');
+        else expect(outcome, role).toMatch(/permission|timeout/i);
+      } finally {
+        await conn.close();
+      }
+    }
     // Both planners took calls: the limit held for the two of them together, not each alone.
     expect(answered(planners[0]!), planners[0]!.stdout()).toBeGreaterThan(0);
     expect(answered(planners[1]!), planners[1]!.stdout()).toBeGreaterThan(0);
