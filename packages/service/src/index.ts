@@ -352,8 +352,7 @@ export async function startService<C>(
   })().catch(() => {});
   shipper.attach(conn.nc, createSubjects(envPrefix(env)).logs(service));
   let discovery: DiscoveryResponder | undefined;
-  const stop = async () => {
-    if (phase === 'stopped') return;
+  const stopOnce = async () => {
     phase = 'draining';
     // Gone from discovery before it stops taking work.
     discovery?.stop();
@@ -364,6 +363,9 @@ export async function startService<C>(
     shipper.detach();
     await conn!.close();
   };
+  // Once: a second SIGTERM (or stop()) while draining waits for the same drain.
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= stopOnce());
   try {
     const started = new Date();
     phase = 'starting';
