@@ -92,6 +92,7 @@ describe('deploy/systemd', () => {
   it('one unit per service, running its real main, draining on SIGTERM, restarting on failure, hardened', async () => {
     const files = (await readdir(join(deploy, 'systemd'))).filter((f) => f.endsWith('.service')).sort();
     expect(files).toEqual(services.map((s) => `errand-${s}.service`));
+    const ports: string[] = [];
     for (const file of files) {
       const name = file.replace(/^errand-/, '').replace(/\.service$/, '') as keyof typeof serviceMain;
       const unit = parseUnit(await readFile(join(deploy, 'systemd', file), 'utf8'));
@@ -114,9 +115,13 @@ describe('deploy/systemd', () => {
       expect(values(unit, 'Service', 'Environment'), file).toContain(`NATS_CREDS=/etc/errand/creds/${name}.creds`);
       expect(values(unit, 'Service', 'EnvironmentFile'), file).toContain('/etc/errand/errand.env');
       expect(one(unit, 'Install', 'WantedBy'), file).toBe('multi-user.target');
+      ports.push(values(unit, 'Service', 'Environment').find((e) => e.startsWith('ERRAND_METRICS_PORT='))!);
     }
+    // Each its own metrics port: all five may run on one machine.
+    expect(new Set(ports).size).toBe(services.length);
+    expect(ports.every((p) => /^ERRAND_METRICS_PORT=\d+$/.test(p))).toBe(true);
     const env = await readFile(join(deploy, 'systemd', 'errand.env.example'), 'utf8');
-    for (const v of ['NATS_URL', 'ERRAND_PREFIX', 'ERRAND_METRICS_PORT', 'ERRAND_VERIFY_KEY']) expect(env).toMatch(new RegExp(`^${v}=`, 'm'));
+    for (const v of ['NATS_URL', 'ERRAND_PREFIX', 'ERRAND_VERIFY_KEY']) expect(env).toMatch(new RegExp(`^${v}=`, 'm'));
   });
 
   it('systemd-analyze verify accepts every unit (where systemd is installed)', async () => {
