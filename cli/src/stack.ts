@@ -165,6 +165,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         storeDir: o.dataDir,
         env: process.env,
         logger: o.logger,
+        // The server stops when this process dies, even by kill -9; if that fails, the next up takes it over.
+        supervise: true,
         ...(o.insecure ? {} : { config: await readFile(o.credentials.serverConfigFile, 'utf8'), client: { credsFile: o.credentials.credsFile('admin') } }),
       });
       url = server.url;

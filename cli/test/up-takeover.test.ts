@@ -16,8 +16,9 @@ const PID_FILE = 'errand-nats-server.pid';
 let home: string;
 let model: MockLlm;
 const started: TestProcess[] = [];
-/** Processes that are not children of this test (the orphaned server): ended by pid in afterAll. */
-const orphans: number[] = [];
+/** Processes that are not children of this test (servers, watchdogs): ended in afterAll if still the same process. */
+const orphans: { pid: number; start: string | undefined }[] = [];
+const track = (...pids: number[]) => orphans.push(...pids.map((pid) => ({ pid, start: startTime(pid) })));
 
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), 'errand-takeover-home-'));
@@ -31,7 +32,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const p of started) p.signal('SIGKILL');
   await Promise.all(started.map((p) => p.exited));
-  for (const pid of orphans) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  for (const { pid, start } of orphans) if (alive(pid) && start !== undefined && startTime(pid) === start) process.kill(pid, 'SIGKILL');
   await model.close();
   await rm(home, { recursive: true, force: true });
 });
@@ -83,6 +84,29 @@ function startTime(pid: number): string | undefined {
 }
 
 describe('errand up takes over the nats-server an earlier, killed errand up left running', () => {
+  it('kill -9 of errand up: its watchdog stops the embedded server, and errand up starts again without a takeover', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'errand-takeover-'));
+    const dataDir = join(root, 'nats');
+    const first = up(dataDir, join(root, 'workspace'));
+    await first.waitForLine(/Errand is up/, 30_000);
+    const { pid: server, supervisor } = JSON.parse(await readFile(join(dataDir, PID_FILE), 'utf8')) as { pid: number; supervisor: number };
+    track(server, supervisor);
+    first.signal('SIGKILL');
+    await first.exited;
+    await until(() => !alive(server), 15_000, 'the server stops with its errand up');
+    await until(() => !alive(supervisor), 5_000, 'the watchdog exits after it');
+    const second = up(dataDir, join(root, 'workspace'));
+    await second.waitForLine(/Errand is up/, 30_000);
+    expect(second.stdout()).not.toContain('stopped the nats-server');
+    const again = JSON.parse(await readFile(join(dataDir, PID_FILE), 'utf8')) as { supervisor: number };
+    track(again.supervisor);
+    second.signal('SIGINT');
+    expect((await second.exited).code, second.stderr()).toBe(0);
+    // A clean stop ends the watchdog too (it exits when its server does).
+    await until(() => !alive(again.supervisor), 5_000, 'the watchdog exits after a clean stop');
+    await rm(root, { recursive: true, force: true });
+  }, 90_000);
+
   it('kill -9 of errand up with an agent waiting, then errand up again: the orphan is stopped, and the agent continues to done', async () => {
     const root = await mkdtemp(join(tmpdir(), 'errand-takeover-'));
     const dataDir = join(root, 'nats');
@@ -92,8 +116,9 @@ describe('errand up takes over the nats-server an earlier, killed errand up left
 
     const first = up(dataDir, workspace);
     await first.waitForLine(/Errand is up/, 30_000);
-    const orphan = (JSON.parse(await readFile(join(dataDir, PID_FILE), 'utf8')) as { pid: number }).pid;
-    orphans.push(orphan);
+    const { pid: orphan, supervisor } = JSON.parse(await readFile(join(dataDir, PID_FILE), 'utf8')) as { pid: number; supervisor?: number };
+    expect(supervisor).toBeGreaterThan(0);
+    track(orphan, supervisor!);
 
     const submitted = await errand(['submit', 'Rewrite plan.txt', '--agent', 'assistant', '--tools', 'fs_write', '--json']);
     expect(submitted.code, submitted.stderr).toBe(0);
@@ -102,6 +127,10 @@ describe('errand up takes over the nats-server an earlier, killed errand up left
     const show = async () => JSON.parse((await errand(['show', agentId, '--json'])).stdout) as Shown;
     await until(async () => (await show()).waiting?.kind === 'approval', 30_000, 'the agent waits for an approval');
 
+    // Its watchdog would stop the server after `errand up` dies: killed first, the server is left
+    // as the issue found it (as after an OOM kill of both, or on a system without /proc).
+    process.kill(supervisor!, 'SIGKILL');
+    await until(() => !alive(supervisor!), 5_000, 'the watchdog is gone');
     first.signal('SIGKILL');
     await first.exited;
     // What the issue describes: the embedded server outlives its `errand up`.

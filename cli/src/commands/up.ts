@@ -75,7 +75,10 @@ the API (docs/gateway.md). ERRAND_GATEWAY_TOKENS adds other people (name:token,â
 notifier's links point at the dashboard (ERRAND_DASHBOARD_URL, unless you set it).
 
 Stop it with Ctrl-C; started again it finds its data where it left it, and every agent continues
-where it was. Other errand commands, in other terminals, find the server it started on their own.
+where it was. Killed instead (kill -9), its embedded nats-server is stopped by a watchdog; a server
+left running anyway is stopped by the next \`errand up\` on the same data folder, but only when it is
+provably the one Errand started there (docs/operations.md, "The embedded server").
+Other errand commands, in other terminals, find the server it started on their own.
 
 Examples:
   $ errand up                                # embedded nats-server in ~/.errand/nats

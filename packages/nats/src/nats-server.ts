@@ -106,6 +106,12 @@ export interface NatsServerOptions extends FindNatsServerOptions {
    * trusts, and the CA of its TLS certificate.
    */
   client: { credsFile?: string; caFile?: string } | undefined;
+  /**
+   * Ties the server's life to this process (Linux, /proc): a small watchdog process stops the
+   * server (SIGTERM, SIGKILL after `stopTimeoutMs`) once this process is gone, even by `kill -9`.
+   * Without it (or when the watchdog is killed too) the next start on the folder takes the orphan over.
+   */
+  supervise: boolean;
 }
 
 export function defaultNatsServerOptions(): NatsServerOptions {
@@ -124,6 +130,7 @@ export function defaultNatsServerOptions(): NatsServerOptions {
     args: [],
     config: undefined,
     client: undefined,
+    supervise: false,
   };
 }
 
@@ -244,7 +251,9 @@ export async function startNatsServer(options: Partial<NatsServerOptions> = {}):
     } finally {
       await rm(portsDir, { recursive: true, force: true });
     }
-    await writeFile(join(storeDir, PID_FILE), `${JSON.stringify(await pidRecordFor(proc.pid!, binary, storeDir))}\n`);
+    const record = await pidRecordFor(proc.pid!, binary, storeDir);
+    const supervisor = o.supervise ? superviseServer(record, o.stopTimeoutMs) : undefined;
+    await writeFile(join(storeDir, PID_FILE), `${JSON.stringify({ ...record, ...(supervisor ? { supervisor } : {}) })}\n`);
     logger.info({ url: `nats://${o.host}:${port}`, pid: proc.pid, storeDir, version }, 'nats-server ready');
   };
 
@@ -374,6 +383,8 @@ export interface PidRecord {
   readonly storeDir: string;
   readonly uid: number | undefined;
   readonly owner: { readonly pid: number; readonly startTime: string | undefined };
+  /** The watchdog that stops the server when its owner dies (`supervise`), if one runs. */
+  readonly supervisor?: number;
 }
 
 /** A process's start time (clock ticks after boot) and state from /proc, where there is one. */
@@ -428,6 +439,40 @@ function parsePidRecord(text: string): PidRecord | { pid: number; legacy: true }
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The watchdog of {@link NatsServerOptions.supervise}: a separate Node process (no native code) that
+ * polls /proc every 500 ms and, once the owner is gone (its pid dead or reused), stops the server —
+ * only the very process recorded (same start time) — then exits; it exits by itself when the server
+ * does. Returns its pid, or undefined where there is no /proc to check with.
+ */
+function superviseServer(record: PidRecord, graceMs: number): number | undefined {
+  if (record.startTime === undefined || record.owner.startTime === undefined) return undefined;
+  const script = `
+const fs = require('node:fs');
+const [owner, ownerStart, server, serverStart, grace] = process.argv.slice(1);
+const start = (pid) => { try { const t = fs.readFileSync('/proc/' + pid + '/stat', 'utf8'); const f = t.slice(t.lastIndexOf(')') + 2).split(' '); return f[0] === 'Z' ? undefined : f[19]; } catch { return undefined; } };
+const signal = (sig) => { try { if (start(server) === serverStart) process.kill(Number(server), sig); } catch {} };
+const tick = setInterval(() => {
+  if (start(server) !== serverStart) process.exit(0);
+  if (start(owner) === ownerStart) return;
+  clearInterval(tick);
+  signal('SIGTERM');
+  const deadline = Date.now() + Number(grace);
+  setInterval(() => {
+    if (start(server) !== serverStart) process.exit(0);
+    if (Date.now() > deadline) { signal('SIGKILL'); process.exit(0); }
+  }, 100);
+}, 500);`;
+  const watchdog = spawn(
+    process.execPath,
+    ['-e', script, String(record.owner.pid), record.owner.startTime, String(record.pid), record.startTime, String(graceMs)],
+    { stdio: 'ignore', detached: true },
+  );
+  watchdog.on('error', () => {});
+  watchdog.unref();
+  return watchdog.pid;
 }
 
 /**
