@@ -85,7 +85,7 @@ describe('chaos on a 3-node cluster', () => {
     const finished = keysLogged('command done');
     const unfinishedInKilledRunner = new Set([...keysLogged('tool call running')].filter((key): key is string => !!key && !finished.has(key)));
     const twice = [...effects].filter(([key, count]) => count !== 1 && !(count === 2 && unfinishedInKilledRunner.has(key)));
-    for (const [key] of twice) console.error(`FINDING: effect ${key} ran ${effects.get(key)} times\n  ${w.evidence(key, procs).join('\n  ')}`);
+    for (const [key] of twice) console.error(`FINDING: effect ${key} ran ${effects.get(key)} times\n  ${w.evidence(key.split(":")[0]!, procs).join('\n  ')}`);
     expect(twice).toEqual([]);
     const rerun = [...effects].filter(([key, count]) => count === 2 && unfinishedInKilledRunner.has(key)).map(([key]) => key);
     if (rerun.length) console.log(`chaos: ${rerun.length} call(s) in flight in the SIGKILLed runner ran again under the same key: ${rerun.join(', ')}`);
@@ -102,6 +102,6 @@ describe('chaos on a 3-node cluster', () => {
 
     // Every journal replays to its stored record.
     expect(await w.verifyAll()).toEqual([]);
-    console.log(`chaos: ${N} agents (submitted by ${submittedMs} ms, ${w.submitRetries} submits sent again), done in ${Date.now() - started} ms; node 2 killed at ${nodeKilledAt} ms with ${atNodeKill.effects} effects and ${atNodeKill.done} agents done, down ${nodeDownMs} ms; host and runner killed with ${atProcessKill.effects} effects, ${atProcessKill.done} done`);
+    console.log(`chaos: ${N} agents (submitted by ${submittedMs} ms, ${w.submitErrors.length} submits sent again: ${JSON.stringify([...new Set(w.submitErrors.map((e) => e.replace(/^\S+: /, '')))])}), done in ${Date.now() - started} ms; node 2 killed at ${nodeKilledAt} ms with ${atNodeKill.effects} effects and ${atNodeKill.done} agents done, down ${nodeDownMs} ms; host and runner killed with ${atProcessKill.effects} effects, ${atProcessKill.done} done`);
   }, 300_000);
 });

@@ -27,12 +27,14 @@ export interface ChaosWorld {
   readonly notesLog: string;
   /** `chaos#0007#` for agent 7: the text that tells its model calls apart. */
   token(i: number): string;
-  /** The agent ids, by index, as submitted. */
+  /** The agent ids, by index (chosen before they are submitted). */
   readonly ids: string[];
   /** Submits every goal (under ids chosen up front, so a retried submit is the same goal). */
   submitAll(): Promise<void>;
-  /** Submits sent again because no host answered the first time. */
-  readonly submitRetries: number;
+  /** Submits the goals of agents `from` to `to` (exclusive). */
+  submitRange(from: number, to: number): Promise<void>;
+  /** Why a submit was sent again (no host answered, or one refused for a moment): `<agent id>: <error>`. */
+  readonly submitErrors: readonly string[];
   /** How many add_note effects each idempotency key has had. */
   effects(): Promise<Map<string, number>>;
   /** Resolves once at least `count` agents have had their tool call run (polls the log; bounded). */
@@ -65,8 +67,8 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
   const d = await createDeployment(cluster, {
     env: { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1', ERRAND_CONFIG: config, ERRAND_TOOLS: '', ERRAND_SUBMIT_RATE: '0', LOG_LEVEL: 'info' },
   });
-  const ids: string[] = [];
-  let submitRetries = 0;
+  const ids: string[] = Array.from({ length: n }, () => newAgentId(Date.now()));
+  const submitErrors: string[] = [];
 
   const effects = async () => {
     const counts = new Map<string, number>();
@@ -77,6 +79,28 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
     return counts;
   };
   const registry = createRegistry(builtInAgents);
+  const submitRange = async (from: number, to: number) => {
+    // Each goal under an id chosen up front: a submit whose host or node dies before it answers
+    // is sent again under the same id, which the intake takes as the same goal (existing), never a second.
+    const submitOne = async (k: number) => {
+      const deadline = Date.now() + 90_000;
+      for (;;) {
+        try {
+          const got = await d.submit({ goal: `${token(k)} note this one thing`, agentId: ids[k] });
+          if (got !== ids[k]) throw new Error(`submitted ${ids[k]}, the host answered ${got}`);
+          return;
+        } catch (err) {
+          const message = (err as Error).message;
+          // No answer (the host or its node died), or a host whose node is restarting: the same
+          // goal again under the same id. Each is kept in `submitErrors` for the report.
+          if (!/timeout|no responders|503|disconnect|closed|jetstream is not enabled|jetstream not enabled/i.test(message) || Date.now() > deadline) throw err;
+          submitErrors.push(`${ids[k]}: ${message}`);
+        }
+      }
+    };
+    // In waves, so a host's intake is not asked for all of them in one instant.
+    for (let i = from; i < to; i += 25) await Promise.all(Array.from({ length: Math.min(25, to - i) }, (_, j) => submitOne(i + j)));
+  };
 
   return {
     d,
@@ -85,29 +109,10 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
     token,
     ids,
     async submitAll() {
-      // Each goal under an id chosen here: a submit whose host or node dies before it answers is
-      // sent again under the same id, which the intake takes as the same goal (existing), never a second.
-      ids.push(...Array.from({ length: n }, () => newAgentId(Date.now())));
-      const submitOne = async (k: number) => {
-        const deadline = Date.now() + 90_000;
-        for (;;) {
-          try {
-            const got = await d.submit({ goal: `${token(k)} note this one thing`, agentId: ids[k] });
-            if (got !== ids[k]) throw new Error(`submitted ${ids[k]}, the host answered ${got}`);
-            return;
-          } catch (err) {
-            const message = (err as Error).message;
-            if (!/timeout|no responders|TIMEOUT|503|disconnect|closed/i.test(message) || Date.now() > deadline) throw err;
-            submitRetries += 1;
-          }
-        }
-      };
-      // In waves, so a host's intake is not asked for all of them in one instant.
-      for (let i = 0; i < n; i += 25) await Promise.all(Array.from({ length: Math.min(25, n - i) }, (_, j) => submitOne(i + j)));
+      await submitRange(0, n);
     },
-    get submitRetries() {
-      return submitRetries;
-    },
+    submitRange,
+    submitErrors,
     effects,
     async waitForEffects(count, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
