@@ -11,6 +11,17 @@ afterAll(() => srv?.stop());
 const echo = { name: 'echo', description: 'the echo tool', parameters: { type: 'object', properties: {}, additionalProperties: true } };
 const OUTAGE_MS = 10_000;
 
+/** The test's own JetStream calls right after the restart may time out while the server recovers its store: try again (bounded). */
+async function afterRestart<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 5 || (err as Error).name !== 'TimeoutError') throw err;
+    }
+  }
+}
+
 describe('the nats-server stopped for 10 s under running workers', () => {
   it('a model answer that arrives during the outage is held and delivered after reconnect: each step served once, each effect once', async () => {
     // Each agent's first model call is answered 2 s after it arrives: the server is gone by then.
@@ -36,7 +47,7 @@ describe('the nats-server stopped for 10 s under running workers', () => {
       await srv.restart();
 
       for (const id of ids) {
-        const done = await d.waitForStatus(id, ['done', 'failed'], 60_000);
+        const done = await afterRestart(() => d.waitForStatus(id, ['done', 'failed'], 60_000));
         expect(done.status).toBe('done');
       }
       await planner.waitForLine(/held result delivered/, 20_000);

@@ -52,6 +52,12 @@ export interface ConsumeMessagesOptions<K extends MessageKind> {
    * back soon — without a slow handler's message going to another process meanwhile. Unset: none.
    */
   heartbeatMs?: number;
+  /**
+   * Creates the durable consumer again when the server says it is gone (deleted, or lost with a
+   * server's store): the pull loop keeps asking for it and resumes once it exists. Unset: the
+   * loop waits for someone else to create it.
+   */
+  recreate?(): Promise<unknown>;
   logger: Logger;
 }
 
@@ -86,7 +92,9 @@ export async function consumeMessages<K extends MessageKind>(
 ): Promise<MessageConsumer> {
   const o = { ...defaultConsumeMessagesOptions(), ...options } as ConsumeMessagesOptions<K>;
   const logger = o.logger.child({ component: 'consumer', origin: o.deadLetter.origin });
-  const messages = await o.consumer.consume({ max_messages: Math.max(10, o.concurrency * 2) });
+  const pullOptions = { max_messages: Math.max(10, o.concurrency * 2) };
+  let messages = await o.consumer.consume(pullOptions);
+  let closing = false;
   const inflight = new Set<Promise<void>>();
   const origin = o.deadLetter.origin;
   const stopWatching = watchConsumerPending(origin, async () => (await o.consumer.info()).num_pending);
@@ -104,6 +112,32 @@ export async function consumeMessages<K extends MessageKind>(
       }, o.heartbeatMs)
     : undefined;
   ticker?.unref();
+  // A consumer deleted under us, or not found after a leader election or a server restart: the pull
+  // loop retries on its own; recreating it (one attempt at a time) lets it resume.
+  // Once created again, the pull starts afresh at once (the old one would wait for missed heartbeats).
+  let recreating = false;
+  let restart = false;
+  const watchStatus = (current: typeof messages) =>
+    void (async () => {
+      for await (const s of current.status()) {
+        if ((s.type !== 'consumer_deleted' && s.type !== 'consumer_not_found') || recreating) continue;
+        logger.warn({ status: s.type }, o.recreate ? 'the consumer is gone: creating it again' : 'the consumer is gone: waiting for it to be created again');
+        if (!o.recreate) continue;
+        recreating = true;
+        o.recreate()
+          .then(
+            async () => {
+              logger.info({}, 'consumer created again');
+              if (!closing && current === messages) {
+                restart = true;
+                await current.close();
+              }
+            },
+            (err: unknown) => logger.warn({ err }, 'could not create the consumer again; retrying when the server next says it is missing'),
+          )
+          .finally(() => (recreating = false));
+      }
+    })().catch((err: unknown) => logger.debug({ err }, 'consumer status stream ended'));
 
   const process = async (msg: JsMsg): Promise<void> => {
     if (msg.info.redelivered) metrics.redeliveries.inc({ consumer: origin });
@@ -147,27 +181,41 @@ export async function consumeMessages<K extends MessageKind>(
   };
 
   const loop = (async () => {
-    for await (const msg of messages) {
-      const p: Promise<void> = process(msg)
-        .catch((err: unknown) => {
-          // Publishing to the DLQ failed (NATS down): leave the message unacked for redelivery.
-          logger.error({ err, subject: msg.subject, seq: msg.seq }, 'could not process message; it will be redelivered');
-        })
-        .finally(() => inflight.delete(p));
-      inflight.add(p);
-      if (inflight.size >= o.concurrency) await Promise.race(inflight);
+    for (;;) {
+      watchStatus(messages);
+      for await (const msg of messages) {
+        const p: Promise<void> = process(msg)
+          .catch((err: unknown) => {
+            // Publishing to the DLQ failed (NATS down): leave the message unacked for redelivery.
+            logger.error({ err, subject: msg.subject, seq: msg.seq }, 'could not process message; it will be redelivered');
+          })
+          .finally(() => inflight.delete(p));
+        inflight.add(p);
+        if (inflight.size >= o.concurrency) await Promise.race(inflight);
+      }
+      if (closing || !restart) break;
+      // Closed after the consumer was created again: pull from it afresh.
+      restart = false;
+      messages = await o.consumer.consume(pullOptions);
     }
     await Promise.all(inflight);
-  })().finally(() => {
-    clearInterval(ticker);
-    stopWatching();
-  });
+  })()
+    .catch((err: unknown) => {
+      // The pull loop ended with an error (the connection closed under it): nothing more is taken;
+      // say so rather than leave an unhandled rejection to crash the process.
+      logger.error({ err }, 'the consumer stopped taking messages');
+    })
+    .finally(() => {
+      clearInterval(ticker);
+      stopWatching();
+    });
 
   let stopping: Promise<void> | undefined;
   return {
     done: loop,
     stop: () =>
       (stopping ??= (async () => {
+        closing = true;
         await messages.close();
         await loop;
       })()),

@@ -118,14 +118,15 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
   const agents = await openBucket(conn, names.buckets.agents);
   const deadLetterTo = (origin: string): DeadLetterTarget => ({ js: conn.js, subjects, origin, maxPayload: conn.nc.info?.max_payload ?? 1024 * 1024 });
 
-  await ensureConsumer(conn, {
+  const inboxSpec = {
     stream: names.streams.inbox,
     name: INBOX_CONSUMER,
     filterSubject: subjects.agentInAll(),
     ackWaitMs: o.ackWaitMs,
     maxAckPending: 10_000,
     description: 'Errand hosts: agent steps',
-  });
+  };
+  await ensureConsumer(conn, inboxSpec);
   // Who decided, answered or cancelled is taken from the proof on the message, checked against the
   // account of this host's own credentials; without credentials (--insecure) only the claim exists.
   const identities = o.identities ?? (conn.identity ? identityVerifier(conn.identity.account) : undefined);
@@ -138,6 +139,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     deadLetter: deadLetterTo('host'),
     concurrency: o.concurrency,
     heartbeatMs: Math.max(100, Math.floor(o.ackWaitMs / 3)),
+    recreate: () => ensureConsumer(conn, inboxSpec),
     logger,
     validate: (message, msg) => checkEnvelope(subjects, message, msg),
     // A machine version this host lacks (a rolling upgrade): wait for a host that has it, never dead-letter.
@@ -151,7 +153,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
 
   let timers: MessageConsumer | undefined;
   if (o.timers) {
-    await ensureConsumer(conn, {
+    const timerSpec = {
       stream: names.streams.work,
       name: TIMER_CONSUMER,
       filterSubject: subjects.workTimer(),
@@ -159,7 +161,8 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
       // Every waiting timer is a delayed, unacked message.
       maxAckPending: 1_000_000,
       description: 'Errand hosts: durable timers',
-    });
+    };
+    await ensureConsumer(conn, timerSpec);
     timers = await consumeMessages({
       consumer: await conn.js.consumers.get(names.streams.work, TIMER_CONSUMER),
       expect: 'timer.request',
@@ -168,6 +171,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
       // Every wait is a redelivery, so the delivery count says nothing about failure: a timer is
       // never given up on (a failed firing is retried with back-off).
       maxDeliveries: Number.POSITIVE_INFINITY,
+      recreate: () => ensureConsumer(conn, timerSpec),
       logger,
       ...(o.verifier ? { validate: verifySignature(o.verifier) } : {}),
       handle: createTimerHandler({ js: conn.js, subjects, logger, now: o.now }),

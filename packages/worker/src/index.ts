@@ -158,14 +158,15 @@ export async function startCommandWorker<K extends CommandKind>(
   const names = resourceNames(o.prefix);
   const log = o.logger.child({ component: 'worker', worker: o.name });
   const effects = await openBucket(conn, names.buckets.effects);
-  await ensureConsumer(conn, {
+  const consumerSpec = {
     stream: names.streams.work,
     name: o.name,
     filterSubject: o.filterSubject,
     ackWaitMs: o.ackWaitMs,
     maxAckPending: Math.max(100, o.concurrency * 4),
     description: `Errand ${o.name}`,
-  });
+  };
+  await ensureConsumer(conn, consumerSpec);
 
   // Commands in flight by agent, so that a cancel of the agent, or the worker stopping, reaches them.
   const running = new Map<string, Set<AbortController>>();
@@ -317,6 +318,7 @@ export async function startCommandWorker<K extends CommandKind>(
     concurrency: o.concurrency,
     // A long command tells JetStream it is still running, so no other replica gets it meanwhile.
     heartbeatMs: Math.max(100, Math.floor(o.ackWaitMs / 3)),
+    recreate: () => ensureConsumer(conn, consumerSpec),
     logger: log,
     ...(o.verify ? { validate: refuseUnsigned(o.verify, () => count('refused')) } : {}),
     handle: async (command, msg) => {
