@@ -410,7 +410,13 @@ export async function runService<C>(definition: ServiceDefinition<C>, env: Env =
   }
   const shutdown = async (signal: string) => {
     started.logger.info({ signal }, 'shutting down');
-    await started.stop();
+    try {
+      await started.stop();
+    } catch (err) {
+      // Said and exited 1, rather than an unhandled rejection.
+      started.logger.error({ err }, `could not stop cleanly: ${(err as Error).message}`);
+      process.exit(1);
+    }
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
