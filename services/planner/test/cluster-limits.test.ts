@@ -2,6 +2,7 @@ import { AckPolicy } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm, type MockLlm } from '@errand/llm';
 import { connect, openBucket } from '@errand/nats';
+import { createRateLimiter, kvSlotStore, rateKey } from '../src/rate-limit.js';
 import { decodeMessage, effectKeys, MESSAGE_VERSION, resourceNames, type Message } from '@errand/protocols';
 import { createDeployment, startTestServer, type Deployment, type TestProcess, type TestServer } from '@errand/testing';
 
@@ -135,4 +136,35 @@ describe('limits that hold across planners', () => {
     expect(spent).toBe(paid.length);
     expect(spent).toBeLessThanOrEqual(3 + 2);
   }, 90_000);
+
+  it('on the real bucket: a call cancelled while it waits gives its slot back, and two limiters (two planners) race by compare-and-set without sharing a slot', async () => {
+    const d = await createDeployment(srv, { env: { OPENAI_BASE_URL: 'http://127.0.0.1:9/v1' } });
+    deployments.push(d);
+    const kv = await openBucket(d.conn, resourceNames(d.prefix).buckets.limits);
+    // 60 per minute: one a second. Two limiters on one bucket, as two planners.
+    const a = createRateLimiter(60, { store: kvSlotStore(kv) });
+    const b = createRateLimiter(60, { store: kvSlotStore(kv) });
+    const slotOf = async () => Number((await kv.get(rateKey('m')))?.string());
+    await a('m', new AbortController().signal);
+    const first = await slotOf();
+    // b's call waits for the next slot; cancelled, it hands the slot back.
+    const abort = new AbortController();
+    const waiting = b('m', abort.signal);
+    // Poll until b has reserved (the bucket moved one interval on), then cancel.
+    const deadline = Date.now() + 5000;
+    while ((await slotOf()) !== first + 1000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(await slotOf()).toBe(first + 1000);
+    abort.abort(new Error('agent cancelled'));
+    await expect(waiting).rejects.toThrow('agent cancelled');
+    expect(await slotOf()).toBe(first);
+    // Ten calls at once from two limiters at 10 per second: ten distinct slots, 100 ms apart.
+    const c = createRateLimiter(10, { store: kvSlotStore(kv), windowMs: 1000 });
+    const e = createRateLimiter(10, { store: kvSlotStore(kv), windowMs: 1000 });
+    const went = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? c : e)('n', new AbortController().signal).then(() => Date.now())));
+    const sorted = went.sort((x, y) => x - y);
+    // The bucket moved ten intervals on from the first slot; the i-th call went no earlier than its
+    // slot, first slot + i × 100 ms (a timer may fire a millisecond early). Late is load, not a bug.
+    const firstSlot = Number((await kv.get(rateKey('n')))?.string()) - 10 * 100;
+    for (let i = 0; i < sorted.length; i++) expect(sorted[i]! - firstSlot, sorted.map((t) => t - firstSlot).join(', ')).toBeGreaterThanOrEqual(i * 100 - 2);
+  }, 60_000);
 });
