@@ -60,7 +60,7 @@ describe('errand CLI', () => {
     expect(first.code).toBe(0);
     const report = JSON.parse(first.stdout) as { ok: boolean; changed: boolean; items: { name: string; action: string }[] };
     expect(report.ok).toBe(true);
-    expect(report.items.map((i) => i.action)).toEqual(Array(9).fill('created'));
+    expect(report.items.map((i) => i.action)).toEqual(Array(10).fill('created'));
     const second = await errand(['provision', '--prefix', prefix], admin);
     expect(second.code).toBe(0);
     expect(second.stdout).toContain('everything was already up to date');
