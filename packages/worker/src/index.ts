@@ -180,6 +180,24 @@ export async function startCommandWorker<K extends CommandKind>(
     await publishMessage(conn, subjects.agentIn(result.agentId, token), result, { msgId: messageIds.result(key), traceparent });
   };
   const count = (outcome: string) => metrics.commands.inc({ worker: o.name, outcome });
+  // Results held while NATS is away, by command: on reconnect each is heartbeated and retried at once
+  // (not after its back-off), so its message is not handed to another worker meanwhile.
+  const held = new Map<JsMsg, () => void>();
+  let statusDone = false;
+  void (async () => {
+    for await (const s of conn.nc.status()) {
+      if (statusDone) break;
+      if (s.type !== 'reconnect') continue;
+      for (const [m, wake] of held) {
+        try {
+          m.working();
+        } catch {
+          // closed: the retry says so
+        }
+        wake();
+      }
+    }
+  })().catch(() => {});
   /** Commands this process runs or holds a result of, by key: whether each ended answered (not handed back). */
   const inFlight = new Map<string, Promise<boolean>>();
 
@@ -228,7 +246,7 @@ export async function startCommandWorker<K extends CommandKind>(
       // A first copy ran without looking, so it records only where nothing is recorded yet: an
       // unmarked copy of a command that already ran (replayed) leaves the first result standing.
       const value = result ? encodeMessage(result as InboxMessage).data : new Uint8Array();
-      const recorded = await deliver(cmd.key, value, firstRun, result as InboxMessage | undefined, traceparent, log);
+      const recorded = await deliver(msg, cmd.key, value, firstRun, result as InboxMessage | undefined, traceparent, log);
       if (!recorded) {
         // The agent took the first result already (it applies one per key); this one changes nothing.
         log.warn({}, 'an unmarked copy of a command that had already run: ran again, the first result stands');
@@ -252,7 +270,7 @@ export async function startCommandWorker<K extends CommandKind>(
    * away to be computed again. The consumer keeps heartbeating the command meanwhile. Resolves
    * false when another copy's result was recorded first.
    */
-  const deliver = async (key: string, value: Uint8Array, firstRun: boolean, result: InboxMessage | undefined, traceparent: string | undefined, log: Logger): Promise<boolean> => {
+  const deliver = async (msg: JsMsg, key: string, value: Uint8Array, firstRun: boolean, result: InboxMessage | undefined, traceparent: string | undefined, log: Logger): Promise<boolean> => {
     let attempt = 0;
     let holdingSince: number | undefined;
     for (;;) {
@@ -270,6 +288,7 @@ export async function startCommandWorker<K extends CommandKind>(
             )
           : effects.put(effectKey(key), value).then(() => true);
         const [recorded] = await Promise.all([recording, result ? send(result, key, traceparent) : undefined]);
+        held.delete(msg);
         if (holdingSince !== undefined) {
           log.info({ heldMs: Date.now() - holdingSince, attempts: attempt + 1 }, 'held result delivered: recorded and answered after NATS came back');
           count('held');
@@ -286,7 +305,10 @@ export async function startCommandWorker<K extends CommandKind>(
           log.warn({ err: (err as Error).message }, 'holding a finished result: could not record or answer it (NATS unreachable?); retrying until it is delivered, it is not run again');
         }
         attempt += 1;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(HOLD_RETRY_MAX_MS, 100 * 2 ** Math.min(attempt, 6))));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(HOLD_RETRY_MAX_MS, 100 * 2 ** Math.min(attempt, 6)));
+          held.set(msg, () => (clearTimeout(timer), resolve()));
+        });
       }
     }
   };
@@ -363,7 +385,7 @@ export async function startCommandWorker<K extends CommandKind>(
   const stop = () =>
     (stopping ??= (async () => {
       stopListening();
-      const drained = consumer.stop();
+      const drained = consumer.stop().finally(() => (statusDone = true));
       const grace = new Promise<void>((resolve) => setTimeout(resolve, o.stopGraceMs).unref());
       await Promise.race([drained, grace]);
       stopAll.abort();
