@@ -20,15 +20,10 @@ describe('chaos on a 3-node cluster', () => {
     w = await chaosWorld(cluster, N, 'chaos');
     const { d } = w;
     // Two of each, on different nodes; node 2 is the one that dies, node 0 hosts the processes that die.
-    const procs: TestProcess[] = await Promise.all([
-      d.start('host', {}, { node: 0 }),
-      d.start('host', {}, { node: 1 }),
-      d.start('planner', {}, { node: 1 }),
-      d.start('planner', {}, { node: 2 }),
-      d.start('tool-runner', { ERRAND_RUNNER_ID: 'runner-a' }, { node: 2 }),
-      d.start('tool-runner', { ERRAND_RUNNER_ID: 'runner-b' }, { node: 0 }),
-    ]);
-    const [hostA, , , , , runnerB] = procs as [TestProcess, TestProcess, TestProcess, TestProcess, TestProcess, TestProcess];
+    const services = await w.startServices({ hosts: [0, 1], planners: [1, 2], runners: [2, 0] });
+    const procs: TestProcess[] = services.all;
+    const hostA = services.hosts[0]!;
+    const runnerB = services.runners[1]!;
     const started = Date.now();
     // Goals go in while the faults happen (a submit no host answered is sent again under its id).
     const submitted = w.submitAll();
@@ -46,7 +41,7 @@ describe('chaos on a 3-node cluster', () => {
     runnerB.signal('SIGKILL');
     const atProcessKill = { effects: (await w.effects()).size, done: await doneNow() };
     await Promise.all([hostA.exited, runnerB.exited]);
-    procs.push(...(await Promise.all([d.start('host', {}, { node: 0 }), d.start('tool-runner', { ERRAND_RUNNER_ID: 'runner-b' }, { node: 0 })])));
+    procs.push(...(await Promise.all([d.start('host', {}, { node: 0 }), d.start('tool-runner', { ERRAND_RUNNER_ID: 'runner-1' }, { node: 0 })])));
     // Then node 2 comes back, with its data.
     await cluster.restart(2);
     const nodeDownMs = Date.now() - started - nodeKilledAt;
@@ -60,7 +55,7 @@ describe('chaos on a 3-node cluster', () => {
     const stragglers = w.ids.filter((id) => !records.has(id));
     for (const id of stragglers) {
       const r = await d.record(id).catch(() => undefined);
-      console.error(`FINDING: agent ${id} (${w.token(w.ids.indexOf(id))}) had not ended: ${r ? `${r.status} at step ${r.step}` : 'no record'}\n  ${w.evidence(id, procs).join('\n  ')}`);
+      console.error(`FINDING: agent ${id} (${w.token(w.ids.indexOf(id))}) had not ended: ${r ? `${r.status} at step ${r.step}` : 'no record'}; its submits: ${JSON.stringify(w.submitErrors.filter((e) => e.startsWith(id)))}\n  ${w.evidence(id, procs).join('\n  ')}`);
     }
     expect(stragglers).toEqual([]);
     const notDone = [...records].filter(([, r]) => r.status !== 'done');

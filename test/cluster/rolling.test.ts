@@ -18,14 +18,9 @@ describe('rolling restart of a 3-node cluster', () => {
   it(`every nats-server restarted one at a time while ${N} agents run: all finish, effects and model calls once, journals verify`, async () => {
     w = await chaosWorld(cluster, N, 'rolling');
     const { d } = w;
-    const procs: TestProcess[] = await Promise.all([
-      d.start('host', {}, { node: 0 }),
-      d.start('host', {}, { node: 1 }),
-      d.start('planner', {}, { node: 1 }),
-      d.start('planner', {}, { node: 2 }),
-      d.start('tool-runner', { ERRAND_RUNNER_ID: 'runner-a' }, { node: 2 }),
-      d.start('tool-runner', { ERRAND_RUNNER_ID: 'runner-b' }, { node: 0 }),
-    ]);
+    // Two of each, on different nodes; node 2 is the one that dies, node 0 hosts the processes that die.
+    const services = await w.startServices({ hosts: [0, 1], planners: [1, 2], runners: [2, 0] });
+    const procs: TestProcess[] = services.all;
     const started = Date.now();
     const doneNow = async () => (await Promise.all(w!.ids.map((id) => d.record(id).catch(() => undefined)))).filter((r) => r?.status === 'done').length;
     // A quarter of the goals first; each restart then happens while the next quarter is being
@@ -56,7 +51,7 @@ describe('rolling restart of a 3-node cluster', () => {
     const stragglers = w.ids.filter((id) => !records.has(id));
     for (const id of stragglers) {
       const r = await d.record(id).catch(() => undefined);
-      console.error(`FINDING: agent ${id} (${w.token(w.ids.indexOf(id))}) had not ended: ${r ? `${r.status} at step ${r.step}` : 'no record'}\n  ${w.evidence(id, procs).join('\n  ')}`);
+      console.error(`FINDING: agent ${id} (${w.token(w.ids.indexOf(id))}) had not ended: ${r ? `${r.status} at step ${r.step}` : 'no record'}; its submits: ${JSON.stringify(w.submitErrors.filter((e) => e.startsWith(id)))}\n  ${w.evidence(id, procs).join('\n  ')}`);
     }
     expect(stragglers).toEqual([]);
     const notDone = [...records].filter(([, r]) => r.status !== 'done');

@@ -7,8 +7,10 @@ import { agents as builtInAgents } from '@errand/agent';
 import { createClient } from '@errand/client';
 import { createRegistry } from '@errand/core';
 import { startMockLlm, type MockLlm, type MockStep } from '@errand/llm';
-import { newAgentId, resourceSpecs, type AgentRecord } from '@errand/protocols';
+import { newAgentId, resourceNames, resourceSpecs, type AgentRecord } from '@errand/protocols';
+import { readCatalog } from '@errand/runtime';
 import { createDeployment, uniquePrefix, type Deployment, type TestCluster, type TestProcess } from '@errand/testing';
+import { openBucket } from '@errand/nats';
 
 const notesServer = fileURLToPath(new URL('../fixtures/mcp-notes-server.mjs', import.meta.url));
 
@@ -29,11 +31,17 @@ export interface ChaosWorld {
   token(i: number): string;
   /** The agent ids, by index (chosen before they are submitted). */
   readonly ids: string[];
+  /**
+   * Starts the services: the tool-runners first, then — once the catalog lists their tool with
+   * both runners live, as a host's intake reads it — the hosts and planners (a host started
+   * earlier could cache a catalog without the tool and give the first goals no tools).
+   */
+  startServices(layout: Layout): Promise<Services>;
   /** Submits every goal (under ids chosen up front, so a retried submit is the same goal). */
   submitAll(): Promise<void>;
   /** Submits the goals of agents `from` to `to` (exclusive). */
   submitRange(from: number, to: number): Promise<void>;
-  /** Why a submit was sent again (no host answered, or one refused for a moment): `<agent id>: <error>`. */
+  /** Why a submit was sent again (no host answered, or one refused for a moment), and a resend answered `existing`: `<agent id>: <what>`. */
   readonly submitErrors: readonly string[];
   /** How many add_note effects each idempotency key has had. */
   effects(): Promise<Map<string, number>>;
@@ -48,6 +56,19 @@ export interface ChaosWorld {
   /** Every line any process of the deployment printed that mentions `text` (for a finding's evidence). */
   evidence(text: string, processes: readonly TestProcess[]): string[];
   stop(): Promise<void>;
+}
+
+/** Which node each service process connects to (two of each, on different nodes). */
+export interface Layout {
+  hosts: [number, number];
+  planners: [number, number];
+  runners: [number, number];
+}
+export interface Services {
+  hosts: TestProcess[];
+  planners: TestProcess[];
+  runners: TestProcess[];
+  all: TestProcess[];
 }
 
 export async function chaosWorld(cluster: TestCluster, n: number, label: string): Promise<ChaosWorld> {
@@ -86,14 +107,17 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
       const deadline = Date.now() + 90_000;
       for (;;) {
         try {
-          const got = await d.submit({ goal: `${token(k)} note this one thing`, agentId: ids[k] });
-          if (got !== ids[k]) throw new Error(`submitted ${ids[k]}, the host answered ${got}`);
+          const reply = await d.conn.nc.request(d.subjects.submit(), new TextEncoder().encode(JSON.stringify({ goal: `${token(k)} note this one thing`, agentId: ids[k] })), { timeout: 10_000 });
+          const answer = JSON.parse(reply.string()) as { agentId?: string; existing?: boolean; error?: { message: string } };
+          if (!answer.agentId) throw new Error(`submit refused: ${answer.error?.message}`);
+          if (answer.agentId !== ids[k]) throw new Error(`submitted ${ids[k]}, the host answered ${answer.agentId}`);
+          if (answer.existing) submitErrors.push(`${ids[k]}: answered existing`);
           return;
         } catch (err) {
           const message = (err as Error).message;
           // No answer (the host or its node died), or a host whose node is restarting: the same
           // goal again under the same id. Each is kept in `submitErrors` for the report.
-          if (!/timeout|no responders|503|disconnect|closed|jetstream is not enabled|jetstream not enabled/i.test(message) || Date.now() > deadline) throw err;
+          if (!/timeout|no responders|503|disconnect|closed|jetstream is not enabled|jetstream not enabled|temporarily unavailable/i.test(message) || Date.now() > deadline) throw err;
           submitErrors.push(`${ids[k]}: ${message}`);
         }
       }
@@ -102,9 +126,27 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
     for (let i = from; i < to; i += 25) await Promise.all(Array.from({ length: Math.min(25, to - i) }, (_, j) => submitOne(i + j)));
   };
 
+  const startServices = async (layout: Layout): Promise<Services> => {
+    const runners = await Promise.all(layout.runners.map((node, i) => d.start('tool-runner', { ERRAND_RUNNER_ID: `runner-${i}` }, { node })));
+    const catalog = await openBucket(d.conn, resourceNames(d.prefix).buckets.tools);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const tool = (await readCatalog(catalog)).find((t) => t.definition.name === 'notes__add_note');
+      if (tool && tool.runners.length >= layout.runners.length) break;
+      if (Date.now() > deadline) throw new Error(`the catalog did not list notes__add_note with ${layout.runners.length} live runners within 30 s: ${JSON.stringify(tool?.runners)}`);
+      await sleep(100);
+    }
+    const [hosts, planners] = await Promise.all([
+      Promise.all(layout.hosts.map((node) => d.start('host', {}, { node }))),
+      Promise.all(layout.planners.map((node) => d.start('planner', {}, { node }))),
+    ]);
+    return { hosts, planners, runners, all: [...hosts, ...planners, ...runners] };
+  };
+
   return {
     d,
     mock,
+    startServices,
     notesLog,
     token,
     ids,

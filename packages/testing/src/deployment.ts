@@ -82,8 +82,8 @@ export interface Deployment {
   submit(body: Record<string, unknown>): Promise<string>;
   /** Publishes an inbox message for an agent. */
   send(message: Message<'input' | 'control' | 'approval'>): Promise<void>;
-  /** SIGTERMs every process this deployment started and waits for them. */
-  stopAll(): Promise<void>;
+  /** SIGTERMs every process this deployment started and waits for them; SIGKILLs those still running after `graceMs` (20 s). */
+  stopAll(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -201,9 +201,15 @@ export async function createDeployment(
       const token = message.kind === 'control' ? 'control' : message.kind === 'approval' ? 'approval' : 'input';
       await publishMessage(conn, subjects.agentIn(message.agentId, token), message);
     },
-    async stopAll() {
+    async stopAll(graceMs = 20_000) {
       for (const p of processes) p.signal('SIGTERM');
+      // A drain that cannot finish (its NATS node gone for good) is cut short: a test's afterAll
+      // must end every process within its own timeout.
+      const timer = setTimeout(() => {
+        for (const p of processes) p.signal('SIGKILL');
+      }, graceMs);
       await Promise.all(processes.map((p) => p.exited));
+      clearTimeout(timer);
     },
   };
 }
