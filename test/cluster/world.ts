@@ -115,9 +115,10 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
           return;
         } catch (err) {
           const message = (err as Error).message;
-          // No answer (the host or its node died), or a host whose node is restarting: the same
-          // goal again under the same id. Each is kept in `submitErrors` for the report.
-          if (!/timeout|no responders|503|disconnect|closed|jetstream is not enabled|jetstream not enabled|temporarily unavailable/i.test(message) || Date.now() > deadline) throw err;
+          // No answer (the host or its node died), or a host that refused it for a transient
+          // JetStream error while its node restarts or a leader is elected (the intake answers
+          // those as refusals): the same goal again under the same id. Kept in `submitErrors`.
+          if (!/timeout|no responders|503|disconnect|closed|jetstream is not enabled|jetstream not enabled|temporarily unavailable|offline|no suitable peers|leader|insufficient resources/i.test(message) || Date.now() > deadline) throw err;
           submitErrors.push(`${ids[k]}: ${message}`);
         }
       }
