@@ -149,9 +149,13 @@ export interface DeadLetterEntry {
 export interface SystemStatusOptions {
   /** The deployment's subject prefix: only its services and streams are reported. */
   prefix: string;
-  /** How long to collect discovery answers at most (default 300 ms). */
+  /**
+   * How long to collect discovery answers at most (default 1 s). The wait ends `quietMs` after the
+   * last answer, so this bounds only a slow or busy deployment: 300 ms missed every service of a
+   * deployment on a loaded machine.
+   */
   discoveryMs?: number;
-  /** Stop collecting once no new answer came for this long (default 100 ms). */
+  /** Stop collecting once no new answer came for this long (default 150 ms). */
   quietMs?: number;
   /** How many dead letters (default 20). */
   dlqLimit?: number;
@@ -167,8 +171,8 @@ export async function discoverServices(conn: ErrandConnection, options: Pick<Sys
   try {
     const replies = await conn.nc.requestMany(discoverySubject(DiscoveryVerb.Ping), undefined, {
       strategy: 'stall',
-      stall: options.quietMs ?? 100,
-      maxWait: options.discoveryMs ?? 300,
+      stall: options.quietMs ?? 150,
+      maxWait: options.discoveryMs ?? 1000,
     });
     for await (const m of replies) {
       let body: unknown;
