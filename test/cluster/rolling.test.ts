@@ -10,8 +10,11 @@ beforeAll(async () => {
   cluster = await startTestCluster();
 }, 90_000);
 afterAll(async () => {
-  await w?.stop();
-  await cluster?.stop();
+  try {
+    await w?.stop(); // every service process: SIGTERM, SIGKILL after 20 s
+  } finally {
+    await cluster?.stop();
+  }
 }, 60_000);
 
 describe('rolling restart of a 3-node cluster', () => {
