@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   CodecError,
   ErrandError,
@@ -129,6 +130,16 @@ export interface CommandWorkerOptions<K extends CommandKind> {
   ackWaitMs: number;
   /** On stop, how long commands in flight may finish before they are aborted and handed back. */
   stopGraceMs: number;
+  /**
+   * Claim each command with a "running" mark (one KV create before it runs), so that a copy
+   * delivered to another worker (the first one's heartbeats lost in an outage, or a restarted
+   * server that lost its consumer state and delivers it as new) first waits up to `takeoverWaitMs`
+   * for the first one's result instead of running it again. Default: for plan commands (a second
+   * model call is a second bill); a non-idempotent tool has its own "started" mark.
+   */
+  markRunning: boolean;
+  /** How long such a copy waits for the other worker's result; default half the ack wait, at least 1 s. */
+  takeoverWaitMs: number;
   logger: Logger;
   /**
    * The deployment's verify key(s) (ERRAND_VERIFY_KEY). When given, a command without a valid
@@ -152,7 +163,17 @@ export interface CommandWorker extends AsyncDisposable {
 export async function startCommandWorker<K extends CommandKind>(
   options: Pick<CommandWorkerOptions<K>, 'conn' | 'prefix' | 'name' | 'filterSubject' | 'expect' | 'execute'> & Partial<CommandWorkerOptions<K>>,
 ): Promise<CommandWorker> {
-  const o = { concurrency: 16, ackWaitMs: 5_000, stopGraceMs: 10_000, logger: silentLogger, verify: undefined, ...options };
+  const ackWaitMs = options.ackWaitMs ?? 5_000;
+  const o = {
+    concurrency: 16,
+    ackWaitMs,
+    stopGraceMs: 10_000,
+    markRunning: options.expect === 'plan.request',
+    takeoverWaitMs: Math.max(1_000, Math.floor(ackWaitMs / 2)),
+    logger: silentLogger,
+    verify: undefined,
+    ...options,
+  };
   const { conn } = o;
   const subjects = createSubjects(o.prefix);
   const names = resourceNames(o.prefix);
@@ -198,6 +219,21 @@ export async function startCommandWorker<K extends CommandKind>(
       }
     }
   })().catch(() => {});
+  /** The effects-bucket key of the mark a worker leaves when it starts a command (see `markRunning`). */
+  const runningKey = (key: string) => `running.${effectKey(key)}`;
+  const instanceId = `${o.name}-${randomUUID()}`;
+  /** The command's recorded result, once it is there, or undefined after `ms`. */
+  const resultWithin = async (key: string, ms: number) => {
+    const watch = await effects.watch({ key: effectKey(key) });
+    const timer = setTimeout(() => watch.stop(), ms);
+    try {
+      for await (const e of watch) if (e.operation === 'PUT') return e;
+    } finally {
+      clearTimeout(timer);
+      watch.stop();
+    }
+    return undefined;
+  };
   /** Commands this process runs or holds a result of, by key: whether each ended answered (not handed back). */
   const inFlight = new Map<string, Promise<boolean>>();
 
@@ -205,7 +241,31 @@ export async function startCommandWorker<K extends CommandKind>(
   const run = async (cmd: Message<K> & { key: string; agentId: string }, msg: JsMsg, span: ErrandSpan, log: Logger): Promise<boolean> => {
     const { traceparent } = span;
     const firstRun = isFirstCopy(cmd, msg);
-    const stored = firstRun ? undefined : await effects.get(effectKey(cmd.key));
+    let stored: Awaited<ReturnType<typeof effects.get>> | undefined = firstRun ? undefined : await effects.get(effectKey(cmd.key));
+    if (o.markRunning && stored?.operation !== 'PUT') {
+      // Claim the command with a "running" mark. Found one: another worker started it and may hold
+      // its result (its heartbeats lost in an outage, or the server lost its consumer state and
+      // delivers it as new): give that worker a moment to deliver before running it again.
+      const claimed = await effects.create(runningKey(cmd.key), instanceId).then(
+        () => true,
+        (err: unknown) => {
+          if (!isRevisionConflict(err)) throw err;
+          return false;
+        },
+      );
+      if (!claimed) {
+        stored ??= await effects.get(effectKey(cmd.key));
+        const mark = stored?.operation === 'PUT' ? undefined : await effects.get(runningKey(cmd.key));
+        if (mark?.operation === 'PUT' && mark.string() !== instanceId) {
+          log.info({ waitMs: o.takeoverWaitMs }, 'a copy of a command another worker started: waiting for its result before running it');
+          stored = await resultWithin(cmd.key, o.takeoverWaitMs);
+          if (stored?.operation !== 'PUT') {
+            log.info({}, 'no result from the worker that started it: running it here');
+            effects.put(runningKey(cmd.key), instanceId).catch((err: unknown) => log.debug({ err }, 'could not mark the command as running'));
+          }
+        }
+      }
+    }
     if (stored?.operation === 'PUT') {
       if (stored.length > 0) await send(decodeMessage(stored.value) as InboxMessage, cmd.key, traceparent);
       log.info({}, 'repeat of a completed command: answered from the effects bucket');
@@ -230,7 +290,9 @@ export async function startCommandWorker<K extends CommandKind>(
       // Once it has returned, a result in hand is never handed back: see `deliver`.
       if (controller.signal.aborted) {
         if (stopAll.signal.aborted) {
-          // Not finished because this worker stops: another replica runs it at once.
+          // Not finished because this worker stops: another replica runs it at once (without
+          // waiting for a result from here: the mark goes first).
+          if (o.markRunning) await effects.delete(runningKey(cmd.key)).catch(() => {});
           msg.nak();
           log.info({}, 'command interrupted by shutdown: handed back');
           count('aborted');
