@@ -194,6 +194,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
         ...(identities ? { identities } : {}),
         submitRate: o.submitRate,
         ...(o.redactor ? { redactor: o.redactor } : {}),
+        crash: o.crash,
       })
     : undefined;
   // Ready means reachable: the intake subscription must have reached the server.

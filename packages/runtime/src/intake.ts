@@ -24,6 +24,7 @@ import { deadLetter, headers, type IdentityVerifier, isRevisionConflict, publish
 import type { AgentRegistry } from '@errand/core';
 import { attribute } from './attribution.js';
 import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
+import type { CrashHook } from './crash-points.js';
 
 /** How stale the tool catalog intake hands to goals may be (runners heartbeat every 5 s). */
 const CATALOG_MAX_AGE_MS = 2000;
@@ -77,6 +78,8 @@ export interface IntakeOptions {
   identities?: IdentityVerifier;
   /** Goals one identity may submit (per host): refused with `ERR_RATE_LIMITED` beyond it. */
   submitRate: SubmitRate;
+  /** Called at `intake.after-claim` (the host SIGKILLs itself there when ERRAND_CRASH_AT says so). */
+  crash: CrashHook;
 }
 
 /** A per-identity limit on goals: `perMinute` on average, `burst` at once; 0 per minute: no limit. */
@@ -113,7 +116,7 @@ function rateLimiter(rate: SubmitRate, now: () => number): (key: string) => { ok
  * answered with the reason and dead-lettered.
  */
 export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' | 'subjects' | 'registry' | 'deadLetter'> & Partial<IntakeOptions>): Subscription {
-  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, effects: undefined, defaultNotify: [], submitRate: DEFAULT_SUBMIT_RATE, ...options };
+  const o = { logger: silentLogger, queue: 'errand-host', now: Date.now, tools: undefined, effects: undefined, defaultNotify: [], submitRate: DEFAULT_SUBMIT_RATE, crash: () => {}, ...options };
   const log = o.logger.child({ component: 'intake' });
   const admit = rateLimiter(o.submitRate, o.now);
 
@@ -269,8 +272,25 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
         let earlier: string | undefined;
         if (request.agentId !== undefined) {
           const claimed = await claim(agentId, span.traceId);
-          if (!claimed.ours) return reply(msg, format, existingReply(agentId, claimed.traceId));
+          if (!claimed.ours) {
+            // Claimed by an earlier submit, but is its goal published? Its host may have died
+            // between claim and publish, or its publish failed and the claim could not be given
+            // back: then no goal would ever come, though every resend is told the agent exists.
+            // So publish the goal again under the same message id: JetStream drops it if the first
+            // got through (within its duplicate window), and a host acks a goal for an agent whose
+            // record exists without applying it (decide: 'a goal for an agent that already exists').
+            // It joins the first submit's trace, so every answer names the trace the agent has.
+            if ((await existingTrace(agentId)) === undefined) {
+              const first = claimed.traceId && /^[0-9a-f]{32}$/.test(claimed.traceId) ? claimed.traceId : undefined;
+              const traceparent = first ? `00-${first}-${span.traceparent.split('-')[2]}-01` : span.traceparent;
+              const ack = await publishMessage(o.js, o.subjects.agentIn(agentId, 'goal'), message, { msgId: messageIds.goal(agentId), traceparent });
+              if (!ack.duplicate) log.warn({ agentId, traceId: first ?? span.traceId }, 'a claimed submit had not published its goal (its host died or its publish failed): published it now');
+              if (!first) return reply(msg, format, existingReply(agentId, span.traceId));
+            }
+            return reply(msg, format, existingReply(agentId, claimed.traceId));
+          }
           earlier = claimed.earlier;
+          o.crash('intake.after-claim');
         }
         let ack;
         try {
