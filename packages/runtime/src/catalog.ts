@@ -1,5 +1,7 @@
 import { CatalogRunnerSchema, CatalogToolSchema, type CatalogTool } from '@errand/protocols';
-import type { KV } from '@errand/nats';
+import type { JetStreamClient, KV } from '@errand/nats';
+
+type JetStreamManager = Awaited<ReturnType<JetStreamClient['jetstreamManager']>>;
 import type { ToolDefinition, ToolPolicyName } from '@errand/protocols';
 
 export interface LiveTool extends CatalogTool {
@@ -7,20 +9,34 @@ export interface LiveTool extends CatalogTool {
   runners: string[];
 }
 
-/** The catalog's tools, each with the live runners that serve it (heartbeat within three intervals). */
-export async function readCatalog(kv: KV, now = Date.now()): Promise<LiveTool[]> {
+/**
+ * The catalog's tools, each with the live runners that serve it (heartbeat within three intervals).
+ * With `fromLeader`, each entry is read through the stream's leader (the JetStream API's message
+ * get) instead of a direct get, which on a replicated bucket (allow_direct) any replica may answer,
+ * one that lags included: a tool registered a moment ago is then seen.
+ */
+export async function readCatalog(kv: KV, now = Date.now(), fromLeader?: JetStreamManager): Promise<LiveTool[]> {
   const tools = new Map<string, LiveTool>();
   const runners: { id: string; tools: string[] }[] = [];
+  const leaderGet = fromLeader ? await leaderReader(kv, fromLeader) : undefined;
   const keys = await kv.keys();
   for await (const key of keys) {
-    const e = await kv.get(key);
-    if (!e || e.operation !== 'PUT') continue;
+    let value: unknown;
+    if (leaderGet) {
+      const e = await leaderGet(key);
+      if (e === undefined) continue;
+      value = e;
+    } else {
+      const e = await kv.get(key);
+      if (!e || e.operation !== 'PUT') continue;
+      value = e.json();
+    }
     try {
       if (key.startsWith('tool.')) {
-        const t = CatalogToolSchema.parse(e.json());
+        const t = CatalogToolSchema.parse(value);
         tools.set(t.definition.name, { ...t, runners: [] });
       } else if (key.startsWith('runner.')) {
-        const r = CatalogRunnerSchema.parse(e.json());
+        const r = CatalogRunnerSchema.parse(value);
         if (now - r.heartbeatAt <= 3 * r.heartbeatMs) runners.push({ id: r.runnerId, tools: r.tools });
       }
     } catch {
@@ -29,6 +45,23 @@ export async function readCatalog(kv: KV, now = Date.now()): Promise<LiveTool[]>
   }
   for (const r of runners) for (const name of r.tools) tools.get(name)?.runners.push(r.id);
   return [...tools.values()];
+}
+
+/** Reads a key's value (parsed JSON) through the stream leader; undefined when deleted or absent. */
+async function leaderReader(kv: KV, jsm: JetStreamManager): Promise<(key: string) => Promise<unknown>> {
+  const status = await kv.status();
+  const stream = status.streamInfo.config.name;
+  return async (key) => {
+    const m = await jsm.streams.getMessage(stream, { last_by_subj: `$KV.${status.bucket}.${key}` });
+    if (!m) return undefined; // none (the key was purged since it was listed)
+    const op = m.header?.get('KV-Operation');
+    if (op === 'DEL' || op === 'PURGE') return undefined;
+    try {
+      return m.json();
+    } catch {
+      return undefined;
+    }
+  };
 }
 
 /**

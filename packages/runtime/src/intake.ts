@@ -28,8 +28,6 @@ import type { CrashHook } from './crash-points.js';
 
 /** How stale the tool catalog intake hands to goals may be (runners heartbeat every 5 s). */
 const CATALOG_MAX_AGE_MS = 2000;
-/** How stale it may be when a goal names a tool it lacks. */
-const CATALOG_MISS_MAX_AGE_MS = 250;
 
 /**
  * Goal input that says what tools may do. Only the catalog sets these: a submitter's values are
@@ -123,10 +121,27 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
   // The catalog changes at heartbeat pace (seconds); reading every key of it for each submit would
   // put a scan of the bucket on the intake path. Read it at most every CATALOG_MAX_AGE_MS.
   let catalog: { at: number; tools: LiveTool[] } | undefined;
-  const liveCatalog = async (kv: KV, maxAgeMs = CATALOG_MAX_AGE_MS): Promise<LiveTool[]> => {
+  const liveCatalog = async (kv: KV): Promise<LiveTool[]> => {
     const now = o.now();
-    if (!catalog || now - catalog.at > maxAgeMs) catalog = { at: now, tools: await readCatalog(kv, now) };
+    if (!catalog || now - catalog.at > CATALOG_MAX_AGE_MS) catalog = { at: now, tools: await readCatalog(kv, now) };
     return catalog.tools;
+  };
+  // A goal naming a tool the cached copy lacks (a runner that just started, or a replica that lags:
+  // replicated buckets allow direct gets) reads the catalog afresh through the stream leader.
+  // Submits that miss at the same time share one read.
+  let fresh: Promise<LiveTool[]> | undefined;
+  let leader: ReturnType<JetStreamClient['jetstreamManager']> | undefined;
+  const freshCatalog = (kv: KV): Promise<LiveTool[]> => {
+    fresh ??= (async () => {
+      leader ??= o.js.jetstreamManager(false);
+      const now = o.now();
+      const tools = await readCatalog(kv, now, await leader);
+      catalog = { at: now, tools };
+      return tools;
+    })().finally(() => {
+      fresh = undefined;
+    });
+    return fresh;
   };
 
   const reply = (msg: Msg, format: WireFormat, body: Message<'submit.reply'>) => {
@@ -222,13 +237,26 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
       }
     }
     if (brought.some((k) => k !== 'toolPolicies')) log.info({ ignored: brought }, "a goal's own tool definitions/timeouts/askIfArgs were replaced by the catalog's");
-    // A goal that names a tool the cached catalog lacks (a runner that just started) reads it again,
-    // though never more often than CATALOG_MISS_MAX_AGE_MS, so naming missing tools cannot make
-    // every submit scan the bucket.
+    // A goal that names a tool the cached catalog lacks reads it afresh (see freshCatalog). A tool
+    // the goal lists in `tools` that no live runner serves even then refuses the submit: an agent
+    // silently given fewer tools fails later, told only that the tool does not exist.
     const named = [...(allowed ?? []), ...(Array.isArray(toolDefinitions) ? toolDefinitions.map((t) => (t as { name?: unknown })?.name) : [])];
+    const lacks = (tools: LiveTool[], n: unknown) => typeof n === 'string' && !tools.some((t) => t.definition.name === n && t.runners.length > 0);
     let live = await liveCatalog(o.tools);
-    if (named.some((n) => typeof n === 'string' && !live.some((t) => t.definition.name === n && t.runners.length > 0))) {
-      live = await liveCatalog(o.tools, CATALOG_MISS_MAX_AGE_MS);
+    if (named.some((n) => lacks(live, n))) live = await freshCatalog(o.tools);
+    const missing = [...new Set((allowed ?? []).filter((n) => lacks(live, n)))];
+    if (missing.length) {
+      const silent = missing.filter((n) => live.some((t) => t.definition.name === n));
+      const unknown = missing.filter((n) => !silent.includes(n));
+      const why = [
+        ...(unknown.length ? [`${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not in the tool catalog`] : []),
+        ...(silent.length ? [`${silent.join(', ')} ${silent.length === 1 ? 'has' : 'have'} no live tool-runner (none heartbeating)`] : []),
+      ].join('; ');
+      log.warn({ missing, unknown, silent }, 'submit refused: the goal names tools no live runner serves');
+      throw new ErrandError(
+        'ERR_UNKNOWN_TOOL',
+        `the goal names tools no live tool-runner serves: ${why}. Start a tool-runner that serves ${missing.join(', ')} (\`errand status\` lists the live services), or leave ${missing.length === 1 ? 'it' : 'them'} out of the goal's tools`,
+      );
     }
     const { definitions, policies, timeouts, askIfArgs } = toolsForGoal(live, allowed, stricter);
     return { ...rest, toolDefinitions: definitions, toolPolicies: policies, toolTimeouts: timeouts, toolAskIfArgs: askIfArgs };

@@ -4,7 +4,7 @@ import { openBucket, type KV, type Subscription } from '@errand/nats';
 import { catalogKeys, decodeMessage, resourceNames, type CatalogRunner, type CatalogTool } from '@errand/protocols';
 import { createRegistry, defineAgent, errandActions, type AgentInput } from '@errand/core';
 import { startIntake } from '@errand/runtime/internal';
-import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { createDeployment, recordingLogger, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 /** Intake in this process, against a real server: no host runs, so nothing consumes the goals. */
 
@@ -100,10 +100,11 @@ describe('the submit claim', () => {
 });
 
 describe('intake with a tool catalog', () => {
-  it('reads the catalog again for a goal naming a tool the cached copy lacks, at most every 250 ms', async () => {
+  it('reads the catalog afresh for a goal naming a tool the cached copy lacks, and refuses one naming a tool no live runner serves', async () => {
     const c = await createDeployment(srv);
     const tools = await openBucket(c.conn, resourceNames(c.prefix).buckets.tools);
     let now = Date.now();
+    const logger = recordingLogger();
     intakes.push(
       startIntake({
         nc: c.conn.nc,
@@ -116,6 +117,7 @@ describe('intake with a tool catalog', () => {
         deadLetter: { js: c.conn.js, subjects: c.subjects, origin: 'intake', maxPayload: 1024 * 1024 },
         queue: 'test-intake',
         now: () => now,
+        logger,
       }),
     );
     await c.conn.nc.flush();
@@ -129,18 +131,26 @@ describe('intake with a tool catalog', () => {
 
     // The first submit caches an empty catalog.
     expect((await toolsOf((await submitTo({ goal: 'one', agent: 'idle' })).agentId!)).toolDefinitions).toEqual([]);
+    // A goal naming a tool nobody serves is refused, saying which and what to do, and logged.
+    const refused = await submitTo({ goal: 'one and a half', agent: 'idle', tools: ['probe'] });
+    expect(refused.agentId).toBeUndefined();
+    expect(refused.error?.code).toBe('ERR_UNKNOWN_TOOL');
+    expect(refused.error?.message).toMatch(/probe is not in the tool catalog.*Start a tool-runner that serves probe/);
+    expect(logger.entries.some((e) => e.level === 'warn' && JSON.stringify(e).includes('probe'))).toBe(true);
+
+    // The tool is registered (through another connection) right after; the cached copy (2 s) lacks it.
     const entry: CatalogTool = { v: 1, definition: { name: 'probe', description: 'the probe', parameters: {} }, policy: 'ask', idempotent: true, destructive: false, timeoutMs: 5000, source: 'test', updatedAt: now };
     const runner: CatalogRunner = { v: 1, runnerId: 'r1', tools: ['probe'], heartbeatAt: now, heartbeatMs: 3_600_000, host: 'test', pid: 1 };
-    await tools.put(catalogKeys.tool('probe'), JSON.stringify(entry));
-    await tools.put(catalogKeys.runner('r1'), JSON.stringify(runner));
+    const other = await openBucket(d.conn, resourceNames(c.prefix).buckets.tools);
+    await other.put(catalogKeys.tool('probe'), JSON.stringify(entry));
+    await other.put(catalogKeys.runner('r1'), JSON.stringify(runner));
 
-    now += 100;
-    // Within 250 ms the cache stands, even for a goal naming the tool.
-    expect((await toolsOf((await submitTo({ goal: 'two', agent: 'idle', tools: ['probe'] })).agentId!)).toolDefinitions).toEqual([]);
-    now += 200;
-    // A goal not naming it still gets the cached catalog (2 s)…
-    expect((await toolsOf((await submitTo({ goal: 'three', agent: 'idle' })).agentId!)).toolDefinitions).toEqual([]);
-    // …one naming it (in tools, or in its own definitions) reads the catalog again, and gets the catalog's policy.
+    now += 10;
+    // A goal not naming it gets the cached catalog (at most 2 s old)…
+    expect((await toolsOf((await submitTo({ goal: 'two', agent: 'idle' })).agentId!)).toolDefinitions).toEqual([]);
+    // …one naming it reads the catalog afresh at once and gets it (before the fix: no tools).
+    expect((await toolsOf((await submitTo({ goal: 'three', agent: 'idle', tools: ['probe'] })).agentId!)).toolDefinitions).toEqual([entry.definition]);
+    // One naming it in its own definitions gets the catalog's definition and policy.
     const four = await toolsOf((await submitTo({ goal: 'four', agent: 'idle', input: { toolDefinitions: [{ name: 'probe', description: 'mine', parameters: {} }], toolPolicies: { probe: 'auto' } } })).agentId!);
     expect(four.toolDefinitions).toEqual([entry.definition]);
     expect(four.toolPolicies).toEqual({ probe: 'ask' });
