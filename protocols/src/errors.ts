@@ -14,6 +14,17 @@ export class ErrandError extends Error {
   }
 }
 
+/** Codes any service may answer a request with, beside its own. */
+export const ErrorCode = {
+  /**
+   * Refused for a passing cause, not for what was asked: JetStream not ready or without a stream
+   * leader (a node restarting), a consumer offline, a timeout inside the service. The same request
+   * (for a submit: the same agent id) may be sent again after a short wait.
+   */
+  Unavailable: 'ERR_UNAVAILABLE',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
 export const SubjectErrorCode = {
   InvalidToken: 'ERR_INVALID_TOKEN',
   InvalidPrefix: 'ERR_INVALID_PREFIX',

@@ -1,4 +1,4 @@
-export { CodecError, CodecErrorCode, ErrandError, SubjectError, SubjectErrorCode } from './errors.js';
+export { CodecError, CodecErrorCode, ErrandError, ErrorCode, SubjectError, SubjectErrorCode } from './errors.js';
 export { Header } from './headers.js';
 export { childAgentId, effectKey, effectKeys, messageIds, newAgentId, timerKeyOfMessageId } from './ids.js';
 export { jsonNestsDeeper, MAX_GOAL_DEPTH, MAX_NESTING_DEPTH, msgpackNestsDeeper, valueNestsDeeper } from './depth.js';

@@ -5,6 +5,7 @@ import {
   createSubjects,
   decodeMessage,
   ErrandError,
+  ErrorCode,
   Header,
   MAX_GOAL_DEPTH,
   MESSAGE_VERSION,
@@ -127,12 +128,48 @@ export interface ListFilter {
 
 export type SubmitOptions = Omit<Message<'submit.request'>, 'v' | 'kind' | 'goal'>;
 
+/** How `submit` retries: at most `attempts` tries, none started after `withinMs`, each awaiting its answer `answerTimeoutMs`. */
+export const SUBMIT_RETRY = { attempts: 5, withinMs: 15_000, answerTimeoutMs: 5_000, firstBackoffMs: 250, maxBackoffMs: 2_000 } as const;
+
+/** Why a submit try failed: no answer (a timeout, the connection lost meanwhile, or no host subscribed at all), or a refusal with its code. */
+export type SubmitFailure = { noAnswer: 'timeout' | 'disconnected' | 'no-responders' | 'other' } | { refusedWith: string | undefined };
+
+/**
+ * Whether a failed submit try is sent again (after `tries` tries, `elapsedMs` since the first): an
+ * answer lost to a timeout or a dropped connection, or a refusal the host marks passing
+ * (`ERR_UNAVAILABLE`) — never a refusal of the goal itself, nor a request no host is subscribed to.
+ */
+export function retrySubmit(failure: SubmitFailure, tries: number, elapsedMs: number): boolean {
+  if (tries >= SUBMIT_RETRY.attempts || elapsedMs >= SUBMIT_RETRY.withinMs) return false;
+  if ('noAnswer' in failure) return failure.noAnswer === 'timeout' || failure.noAnswer === 'disconnected';
+  return failure.refusedWith === ErrorCode.Unavailable;
+}
+
+/** The wait before the next try after `tries` tries: doubling from 250 ms to at most 2 s, with jitter (half to all of it). */
+export function submitBackoffMs(tries: number, random: () => number = Math.random): number {
+  const base = Math.min(SUBMIT_RETRY.maxBackoffMs, SUBMIT_RETRY.firstBackoffMs * 2 ** (tries - 1));
+  return Math.round(base / 2 + (random() * base) / 2);
+}
+
+function noAnswerKind(err: unknown): 'timeout' | 'disconnected' | 'no-responders' | 'other' {
+  const e = err as { name?: string; message?: string; cause?: { name?: string } } | undefined;
+  if (e?.name === 'TimeoutError' || e?.cause?.name === 'TimeoutError') return 'timeout';
+  if (e?.name === 'NoResponders' || e?.cause?.name === 'NoResponders') return 'no-responders';
+  if (e?.name === 'RequestError' && /disconnected/.test(e.message ?? '')) return 'disconnected';
+  return 'other';
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /** The Errand client: everything a user does to agents, over NATS. */
 export interface ErrandClient {
   readonly subjects: Subjects;
   /**
    * Hands a goal to a host; resolves with the agent id and the id of the trace the agent's work
    * joins (`traceparent` continues one of yours). Throws `ERR_NO_HOST` or `ERR_REFUSED`.
+   * Always sent under an agent id (a new one unless `options.agentId`); a try that got no answer in
+   * time, or a refusal marked passing (`ERR_UNAVAILABLE`), is sent again under the same id — see
+   * {@link SUBMIT_RETRY} — so one call starts at most one agent.
    */
   submit(goal: string, options?: SubmitOptions, trace?: { traceparent?: string }): Promise<{ agentId: string; existing: boolean; traceId: string }>;
   /** The agent's record, or undefined. */
@@ -318,7 +355,9 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       return diffRuns({ agentId: a, journal: ja }, { agentId: b, journal: jb });
     },
     async submit(goal, options = {}, trace = {}) {
-      const request: Message<'submit.request'> = { v: MESSAGE_VERSION, kind: 'submit.request', goal, ...options };
+      // Always under an agent id, so a try whose answer was lost can be sent again safely.
+      const agentId = options.agentId ?? newAgentId(Date.now());
+      const request: Message<'submit.request'> = { v: MESSAGE_VERSION, kind: 'submit.request', goal, ...options, agentId };
       // The host would refuse it; say so before encoding walks it.
       if (valueNestsDeeper(request, MAX_GOAL_DEPTH)) {
         throw new ClientError(ClientErrorCode.Refused, `the goal nests deeper than ${MAX_GOAL_DEPTH} levels of objects and arrays; flatten its input`, options.agentId, 'ERR_INVALID');
@@ -331,15 +370,34 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
         if (!(err instanceof CodecError)) throw err;
         throw new ClientError(ClientErrorCode.Refused, `the goal cannot be sent: ${err.message}`, options.agentId, err.code);
       }
-      let reply;
-      try {
-        reply = await conn.nc.request(subjects.submit(), prepared.data, { timeout: 10_000, ...(prepared.headers ? { headers: prepared.headers } : {}) });
-      } catch (err) {
-        throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}); start one with \`errand up\` or the host service`);
+      // Tries that got no answer, or a refusal the host marks passing (ERR_UNAVAILABLE), are sent
+      // again, the same bytes under the same agent id, so however many reach a host one agent starts.
+      const started = Date.now();
+      let answer: Message<'submit.reply'> | undefined;
+      for (let tries = 1; ; tries++) {
+        const left = SUBMIT_RETRY.withinMs - (Date.now() - started);
+        let failure: SubmitFailure;
+        try {
+          const reply = await conn.nc.request(subjects.submit(), prepared.data, { timeout: Math.max(500, Math.min(SUBMIT_RETRY.answerTimeoutMs, left)), ...(prepared.headers ? { headers: prepared.headers } : {}) });
+          answer = decodeMessage(reply.data, { contentType: reply.headers?.get(Header.ContentType), expect: 'submit.reply' });
+          if (answer.agentId) break;
+          failure = { refusedWith: answer.error?.code };
+        } catch (err) {
+          if (err instanceof CodecError) throw err;
+          failure = { noAnswer: noAnswerKind(err) };
+          if (!retrySubmit(failure, tries, Date.now() - started)) {
+            throw new ClientError(ClientErrorCode.NoHost, `no Errand host answered on ${subjects.submit()} (${(err as Error).message}${tries > 1 ? `; ${tries} tries` : ''}); start one with \`errand up\` or the host service`, agentId);
+          }
+          await sleep(submitBackoffMs(tries));
+          continue;
+        }
+        if (!retrySubmit(failure, tries, Date.now() - started)) break;
+        await sleep(submitBackoffMs(tries));
       }
-      const answer = decodeMessage(reply.data, { contentType: reply.headers?.get(Header.ContentType), expect: 'submit.reply' });
       if (!answer.agentId) throw new ClientError(ClientErrorCode.Refused, `the host refused the goal: ${answer.error?.message}`, undefined, answer.error?.code);
-      return { agentId: answer.agentId, existing: answer.existing ?? false, traceId: answer.traceId ?? traceIdOf(traceparent) ?? '' };
+      // An id this call made up is known to no one else: 'existing' can only mean an earlier try got through.
+      const existing = options.agentId === undefined ? false : (answer.existing ?? false);
+      return { agentId: answer.agentId, existing, traceId: answer.traceId ?? traceIdOf(traceparent) ?? '' };
     },
     record,
     get: async (agentId) => summarize(await must(agentId)),

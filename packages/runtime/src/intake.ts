@@ -4,6 +4,7 @@ import {
   effectKeys,
   encodeMessage,
   ErrandError,
+  ErrorCode,
   formatOf,
   Header,
   MAX_GOAL_DEPTH,
@@ -340,14 +341,21 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
       log.info({ agentId, agent, traceId: span.traceId }, 'goal accepted');
       reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', agentId, traceId: span.traceId });
     } catch (err) {
-      const code = err instanceof ErrandError ? err.code : 'ERR_INTERNAL';
-      const message = err instanceof Error ? err.message : String(err);
+      // What is not a refusal of the goal itself failed on the way (JetStream not enabled or
+      // without a leader while a node restarts, a consumer offline, a timeout): labelled passing,
+      // so a client sends the same submit (same agent id) again. A bug in this code is not.
+      const passing = !(err instanceof ErrandError) && !(err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError);
+      const code = err instanceof ErrandError ? err.code : passing ? ErrorCode.Unavailable : 'ERR_INTERNAL';
+      const cause = err instanceof Error ? err.message : String(err);
+      const message = passing ? `${cause} (a passing failure of the submit path: send the same submit, with the same agentId, again shortly)` : cause;
       reply(msg, format, { v: MESSAGE_VERSION, kind: 'submit.reply', error: { code, message } });
       if (err instanceof CodecError) {
         await deadLetter(o.deadLetter, { subject: msg.subject, data: msg.data, headers: msg.headers }, err).catch((e: unknown) =>
           log.error({ err: e }, 'could not dead-letter a bad submit request'),
         );
         log.warn({ code }, `submit refused: ${message}`);
+      } else if (passing) {
+        log.warn({ err, code }, `submit refused for a passing failure: ${cause}`);
       } else if (!(err instanceof ErrandError)) {
         log.error({ err }, 'submit failed');
       }

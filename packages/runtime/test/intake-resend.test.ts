@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { headers } from '@errand/nats';
-import { encodeMessage, Header, MESSAGE_VERSION, resourceNames, type Message } from '@errand/protocols';
-import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { setup } from 'xstate';
+import { headers, openBucket } from '@errand/nats';
+import { encodeMessage, ErrorCode, Header, MESSAGE_VERSION, resourceNames, type Message } from '@errand/protocols';
+import { createRegistry, defineAgent, errandActions, type AgentInput } from '@errand/core';
+import { startIntake } from '@errand/runtime/internal';
+import { createDeployment, recordingLogger, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 /**
  * A host that dies between claiming a submit's agent id and publishing its goal: the resend (same
@@ -85,4 +88,47 @@ describe('a host that dies at intake.after-claim', () => {
     expect((await d.journal('after-claim-1')).map((j) => j.step)).toEqual([1]);
     expect((await d.record('after-claim-1'))?.step).toBe(1);
   }, 60_000);
+});
+
+describe('a submit that fails on the way (the inbox stream unavailable)', () => {
+  it('is refused with ERR_UNAVAILABLE (a client sends it again), logged as a warning, and its claim given back', async () => {
+    const c = await createDeployment(srv);
+    const idle = defineAgent({
+      id: 'idle',
+      version: 1,
+      machine: setup({ types: {} as { input: AgentInput }, actions: errandActions }).createMachine({ id: 'idle', initial: 'waiting', states: { waiting: {} } }),
+    });
+    const effects = await openBucket(c.conn, resourceNames(c.prefix).buckets.effects);
+    const logger = recordingLogger();
+    const sub = startIntake({
+      nc: c.conn.nc,
+      js: c.conn.js,
+      agents: c.agents,
+      effects,
+      subjects: c.subjects,
+      registry: createRegistry([idle]),
+      deadLetter: { js: c.conn.js, subjects: c.subjects, origin: 'intake', maxPayload: 1024 * 1024 },
+      queue: 'test-intake-unavailable',
+      logger,
+    });
+    try {
+      await c.conn.nc.flush();
+      // No stream takes the goal: JetStream answers the publish with no responders, as while a node restarts.
+      await (await c.conn.jsm()).streams.delete(resourceNames(c.prefix).streams.inbox);
+      const reply = JSON.parse(
+        (await c.conn.nc.request(c.subjects.submit(), new TextEncoder().encode(JSON.stringify({ agentId: 'unavailable-1', goal: 'nap', agent: 'idle' })), { timeout: 10_000 })).string(),
+      ) as Reply;
+      expect(reply.agentId).toBeUndefined();
+      expect(reply.error?.code).toBe(ErrorCode.Unavailable);
+      expect(reply.error?.message).toMatch(/send the same submit, with the same agentId, again/);
+      expect(logger.entries.some((e) => e.level === 'warn' && e.msg.startsWith('submit refused for a passing failure'))).toBe(true);
+      // The claim was given back: the resend is not told the agent exists.
+      expect(await effects.get('intake.unavailable-1')).toMatchObject({ operation: 'DEL' });
+      // A refusal of the goal itself keeps its own code.
+      const invalid = JSON.parse((await c.conn.nc.request(c.subjects.submit(), new TextEncoder().encode(JSON.stringify({ goal: 'nap', agent: 'nobody' })), { timeout: 10_000 })).string()) as Reply;
+      expect(invalid.error?.code).toBe('ERR_UNKNOWN_AGENT');
+    } finally {
+      sub.unsubscribe();
+    }
+  });
 });
