@@ -44,7 +44,8 @@ export function httpErrorOf(err: unknown): HttpError | undefined {
       case 'ERR_NO_HOST':
         return new HttpError(503, err.code, err.message);
       case 'ERR_REFUSED':
-        return new HttpError(422, err.reason ?? err.code, err.message);
+        // ERR_UNAVAILABLE: refused for a passing failure (JetStream restarting), not for the goal: send it again.
+        return new HttpError(err.reason === 'ERR_UNAVAILABLE' ? 503 : 422, err.reason ?? err.code, err.message);
     }
   }
   if (err instanceof ReplayError) return new HttpError(422, err.code, err.message, { agentId: err.agentId });
