@@ -134,8 +134,12 @@ export interface CommandWorkerOptions<K extends CommandKind> {
    * Claim each command with a "running" mark (one KV create before it runs), so that a copy
    * delivered to another worker (the first one's heartbeats lost in an outage, or a restarted
    * server that lost its consumer state and delivers it as new) first waits up to `takeoverWaitMs`
-   * for the first one's result instead of running it again. Default: for plan commands (a second
-   * model call is a second bill); a non-idempotent tool has its own "started" mark.
+   * for the first one's result instead of running it again. It also stands in for looking the
+   * result up: a copy whose claim fails finds the result, so a second copy of a finished command
+   * is answered from the effects bucket even when it looks like a first copy (nats-server 2.9's
+   * duplicate window missed a re-published tool command across a node restart, and the second
+   * copy ran the tool again). Default: every kind (a second model call is a second bill, a second
+   * tool run or notification a second effect); a non-idempotent tool also keeps its "started" mark.
    */
   markRunning: boolean;
   /** How long such a copy waits for the other worker's result; default half the ack wait, at least 1 s. */
@@ -168,7 +172,7 @@ export async function startCommandWorker<K extends CommandKind>(
     concurrency: 16,
     ackWaitMs,
     stopGraceMs: 10_000,
-    markRunning: options.expect === 'plan.request',
+    markRunning: true,
     takeoverWaitMs: Math.max(1_000, Math.floor(ackWaitMs / 2)),
     logger: silentLogger,
     verify: undefined,

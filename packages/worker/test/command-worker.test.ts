@@ -97,7 +97,7 @@ describe('startCommandWorker', () => {
     }
   });
 
-  it('an unmarked copy is looked up when it reached the stream long after its step, and a replay that ran anyway leaves the first result recorded', async () => {
+  it('an unmarked copy is looked up when it reached the stream long after its step, and one replayed within the minute is answered from the effects bucket without running', async () => {
     const d = await createDeployment(srv);
     const results = collect(d.conn.nc, d.subjects.agentIn('w2', 'tool'));
     const runs: string[] = [];
@@ -123,14 +123,17 @@ describe('startCommandWorker', () => {
       expect(runs).toEqual([old.key]);
       await log.waitFor((e) => e.msg === 'repeat of a completed command: answered from the effects bucket');
 
-      // The same fresh command replayed unmarked within the minute runs again (as a first copy
-      // would), but the effects bucket keeps the first result, and the log says what happened.
+      // The same fresh command replayed unmarked within the minute (as nats-server 2.9 let through
+      // across a node restart) looks like a first copy, but its claim finds the running mark: it
+      // is answered from the effects bucket, not run again.
       const fresh = toolRequest('w2');
       await publish(d, fresh);
       await results.next();
+      // (Or, when it arrives before the first copy's run has quite ended, it waits for that run.)
+      const repeats = () => log.entries.filter((e) => e.msg === 'repeat of a completed command: answered from the effects bucket').length;
       await publish(d, fresh);
-      await log.waitFor((e) => e.msg === 'an unmarked copy of a command that had already run: ran again, the first result stands');
-      expect(runs).toEqual([old.key, fresh.key, fresh.key]);
+      await log.waitFor((e) => repeats() >= 2 || e.msg.startsWith('a copy of a command this worker is running or holding'));
+      expect(runs).toEqual([old.key, fresh.key]);
       expect(await storedOutput(fresh.key)).toEqual({ ran: 2 });
     } finally {
       results.stop();
@@ -157,6 +160,8 @@ describe('startCommandWorker', () => {
       const trace = newTraceparent();
       await publish(d, cmd, { [TRACEPARENT]: trace });
       const first = await results.next();
+      // Once its run is over (a copy that comes while it runs waits for it and sends nothing itself).
+      await log.waitFor((e) => e.msg === 'command done');
       // The same key again, as a host re-publishing a stored outbox sends it (after a crash, or a second host).
       await publish(d, cmd, { [Header.Republished]: '1' });
       const second = await results.next();
