@@ -10,7 +10,16 @@ export interface LiveTool extends CatalogTool {
 }
 
 /**
- * The catalog's tools, each with the live runners that serve it (heartbeat within three intervals).
+ * How long a runner whose heartbeats stopped still counts as serving its tools (or three of its
+ * intervals, when longer). A runner riding out a node restart or a leader election misses a few
+ * heartbeats; a goal submitted meanwhile must not lose its tools — their commands wait durably in
+ * the work stream until a runner takes them.
+ */
+export const RUNNER_GRACE_MS = 60_000;
+
+/**
+ * The catalog's tools, each with the live runners that serve it (heartbeat within
+ * {@link RUNNER_GRACE_MS}, or three intervals when longer).
  * With `fromLeader`, each entry is read through the stream's leader (the JetStream API's message
  * get) instead of a direct get, which on a replicated bucket (allow_direct) any replica may answer,
  * one that lags included: a tool registered a moment ago is then seen.
@@ -37,7 +46,7 @@ export async function readCatalog(kv: KV, now = Date.now(), fromLeader?: JetStre
         tools.set(t.definition.name, { ...t, runners: [] });
       } else if (key.startsWith('runner.')) {
         const r = CatalogRunnerSchema.parse(value);
-        if (now - r.heartbeatAt <= 3 * r.heartbeatMs) runners.push({ id: r.runnerId, tools: r.tools });
+        if (now - r.heartbeatAt <= Math.max(3 * r.heartbeatMs, RUNNER_GRACE_MS)) runners.push({ id: r.runnerId, tools: r.tools });
       }
     } catch {
       // an entry that does not parse is not a tool anyone can use

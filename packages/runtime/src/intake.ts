@@ -244,7 +244,8 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
     const named = [...(allowed ?? []), ...(Array.isArray(toolDefinitions) ? toolDefinitions.map((t) => (t as { name?: unknown })?.name) : [])];
     const lacks = (tools: LiveTool[], n: unknown) => typeof n === 'string' && !tools.some((t) => t.definition.name === n && t.runners.length > 0);
     let live = await liveCatalog(o.tools);
-    if (named.some((n) => lacks(live, n))) live = await freshCatalog(o.tools);
+    // So does one with a tool no runner seems to serve: a replica that lags may hold old heartbeats.
+    if (named.some((n) => lacks(live, n)) || live.some((t) => t.runners.length === 0)) live = await freshCatalog(o.tools);
     const missing = [...new Set((allowed ?? []).filter((n) => lacks(live, n)))];
     if (missing.length) {
       const silent = missing.filter((n) => live.some((t) => t.definition.name === n));
