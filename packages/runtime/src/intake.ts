@@ -123,13 +123,13 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
   // put a scan of the bucket on the intake path. Read it at most every CATALOG_MAX_AGE_MS.
   let catalog: { at: number; tools: LiveTool[] } | undefined;
   const liveCatalog = async (kv: KV): Promise<LiveTool[]> => {
-    const now = o.now();
-    if (!catalog || now - catalog.at > CATALOG_MAX_AGE_MS) catalog = { at: now, tools: await readCatalog(kv, now) };
+    if (!catalog || o.now() - catalog.at > CATALOG_MAX_AGE_MS) return freshCatalog(kv);
     return catalog.tools;
   };
-  // A goal naming a tool the cached copy lacks (a runner that just started, or a replica that lags:
-  // replicated buckets allow direct gets) reads the catalog afresh through the stream leader.
-  // Submits that miss at the same time share one read.
+  // The catalog is read through the stream leader: replicated buckets allow direct gets, which a
+  // replica that lags may answer — the first goals of a new cluster got no tools that way. A goal
+  // naming a tool the cached copy lacks (a runner that just started) reads it afresh too.
+  // Submits that read at the same time share one read.
   let fresh: Promise<LiveTool[]> | undefined;
   let leader: ReturnType<JetStreamClient['jetstreamManager']> | undefined;
   const freshCatalog = (kv: KV): Promise<LiveTool[]> => {
