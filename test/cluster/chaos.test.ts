@@ -55,20 +55,9 @@ describe('chaos on a 3-node cluster', () => {
     expect(atProcessKill.done).toBeLessThan(N);
 
     const records = await w.waitAllEnded(110_000);
-    const stragglers = w.ids.filter((id) => !records.has(id));
-    for (const id of stragglers) {
-      const r = await d.record(id).catch(() => undefined);
-      console.error(`FINDING: agent ${id} (${w.token(w.ids.indexOf(id))}) had not ended: ${r ? `${r.status} at step ${r.step}` : 'no record'}; its submits: ${JSON.stringify(w.submitErrors.filter((e) => e.startsWith(id)))}\n  ${w.evidence(id, procs).join('\n  ')}`);
-    }
+    const { stragglers, notDone } = await w.reportEnds(records, procs);
     expect(stragglers).toEqual([]);
-    const notDone = [...records].filter(([, r]) => r.status !== 'done');
-    for (const [id, r] of notDone) {
-      const t = w.token(w.ids.indexOf(id));
-      const asked = w.mock.requests.filter((q) => q.messages.some((m) => `${m.content ?? ''}`.includes(t))).map((q) => JSON.stringify(q.messages.slice(1)).slice(0, 1500));
-      const journal = await d.journal(id).catch((err: Error) => [err.message]);
-      console.error(`FINDING: agent ${id} (${t}) ended ${r.status}: ${JSON.stringify(r.error)}\n  journal: ${JSON.stringify(journal).slice(0, 4000)}\n  model requests: ${asked.join('\n    ')}\n  ${w.evidence(id, procs).slice(-20).join('\n  ')}`);
-    }
-    expect(notDone.map(([id, r]) => `${id}: ${r.status}`)).toEqual([]);
+    expect(notDone).toEqual([]);
     for (let i = 0; i < N; i++) expect(records.get(w.ids[i]!)?.output).toMatchObject({ answer: `finished ${w.token(i)}` });
 
     // Every side effect exactly once per idempotency key. The one run no system can take back: a

@@ -55,6 +55,11 @@ export interface ChaosWorld {
   verifyAll(): Promise<string[]>;
   /** Every line any process of the deployment printed that mentions `text` (for a finding's evidence). */
   evidence(text: string, processes: readonly TestProcess[]): string[];
+  /**
+   * The agents that did not end (`stragglers`) and those that ended other than done (`notDone`),
+   * each printed as a FINDING with its evidence: the submits, journal, model requests, log lines.
+   */
+  reportEnds(records: Map<string, AgentRecord>, processes: readonly TestProcess[]): Promise<{ stragglers: string[]; notDone: string[] }>;
   stop(): Promise<void>;
 }
 
@@ -144,7 +149,7 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
     return { hosts, planners, runners, all: [...hosts, ...planners, ...runners] };
   };
 
-  return {
+  const world: ChaosWorld = {
     d,
     mock,
     startServices,
@@ -214,6 +219,21 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
       }
       return failures;
     },
+    async reportEnds(records, processes) {
+      const stragglers = world.ids.filter((id) => !records.has(id));
+      for (const id of stragglers) {
+        const r = await d.record(id).catch(() => undefined);
+        console.error(`FINDING: agent ${id} (${world.token(world.ids.indexOf(id))}) had not ended: ${r ? `${r.status} at step ${r.step}` : 'no record'}; its submits: ${JSON.stringify(world.submitErrors.filter((e) => e.startsWith(id)))}\n  ${world.evidence(id, processes).join('\n  ')}`);
+      }
+      const notDone = [...records].filter(([, r]) => r.status !== 'done');
+      for (const [id, r] of notDone) {
+        const t = world.token(world.ids.indexOf(id));
+        const asked = world.mock.requests.filter((q) => q.messages.some((m) => `${m.content ?? ''}`.includes(t))).map((q) => JSON.stringify(q.messages.slice(1)).slice(0, 1500));
+        const journal = await d.journal(id).catch((err: Error) => [err.message]);
+        console.error(`FINDING: agent ${id} (${t}) ended ${r.status}: ${JSON.stringify(r.error)}\n  journal: ${JSON.stringify(journal).slice(0, 4000)}\n  model requests: ${asked.join('\n    ')}\n  ${world.evidence(id, processes).slice(-20).join('\n  ')}`);
+      }
+      return { stragglers, notDone: notDone.map(([id, r]) => `${id}: ${r.status}`) };
+    },
     evidence(text, processes) {
       return processes.flatMap((p) => `${p.stdout()}\n${p.stderr()}`.split('\n').filter((l) => l.includes(text)).map((l) => `[pid ${p.pid}] ${l}`));
     },
@@ -224,6 +244,7 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
       await rm(config, { force: true });
     },
   };
+  return world;
 }
 
 /**
