@@ -111,7 +111,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
     runnerId: `${hostname()}-${process.pid}`,
     heartbeatMs: 5000,
     concurrency: 16,
-    ackWaitMs: 5_000,
+    ackWaitMs: 3_000,
     stopGraceMs: 10_000,
     logger: silentLogger,
     maxInlineResult: 64 * 1024,

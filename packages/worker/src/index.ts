@@ -167,7 +167,7 @@ export interface CommandWorker extends AsyncDisposable {
 export async function startCommandWorker<K extends CommandKind>(
   options: Pick<CommandWorkerOptions<K>, 'conn' | 'prefix' | 'name' | 'filterSubject' | 'expect' | 'execute'> & Partial<CommandWorkerOptions<K>>,
 ): Promise<CommandWorker> {
-  const ackWaitMs = options.ackWaitMs ?? 5_000;
+  const ackWaitMs = options.ackWaitMs ?? 3_000;
   const o = {
     concurrency: 16,
     ackWaitMs,

@@ -47,7 +47,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     channels,
     dashboardUrl: env.ERRAND_DASHBOARD_URL || undefined,
     callbackPort,
-    ackWaitMs: envInt(env, 'ERRAND_NOTIFY_ACK_WAIT_MS', 5_000, 100),
+    ackWaitMs: envInt(env, 'ERRAND_NOTIFY_ACK_WAIT_MS', 3_000, 100),
     stopGraceMs: envInt(env, 'ERRAND_STOP_GRACE_MS', 10_000, 0),
     logLevel: env.LOG_LEVEL || 'info',
     crashAfterSend: env.ERRAND_CRASH_AT === 'notifier.after-send',

@@ -71,7 +71,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     requestsPerMinute: envInt(env, 'ERRAND_MODEL_RPM', 0, 0),
     rateWindowMs: envInt(env, 'ERRAND_MODEL_RATE_WINDOW_MS', 60_000, 1000),
     timeoutMs: envInt(env, 'ERRAND_LLM_TIMEOUT_MS', 600_000, 1000),
-    ackWaitMs: envInt(env, 'ERRAND_PLANNER_ACK_WAIT_MS', 5_000, 100),
+    ackWaitMs: envInt(env, 'ERRAND_PLANNER_ACK_WAIT_MS', 3_000, 100),
     stopGraceMs: envInt(env, 'ERRAND_STOP_GRACE_MS', 10_000, 0),
     prices,
     dailyCaps,

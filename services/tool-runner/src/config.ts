@@ -73,7 +73,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     runnerId: env.ERRAND_RUNNER_ID || undefined,
     configFile: env.ERRAND_CONFIG ? resolve(env.ERRAND_CONFIG) : undefined,
     concurrency: envInt(env, 'ERRAND_TOOL_CONCURRENCY', 16),
-    ackWaitMs: envInt(env, 'ERRAND_TOOL_ACK_WAIT_MS', 5_000, 100),
+    ackWaitMs: envInt(env, 'ERRAND_TOOL_ACK_WAIT_MS', 3_000, 100),
     stopGraceMs: envInt(env, 'ERRAND_STOP_GRACE_MS', 10_000, 0),
     logLevel: env.LOG_LEVEL || 'info',
     verify: envVerifyKey(env, 'tool-runner', { required: true }),
