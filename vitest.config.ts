@@ -29,7 +29,9 @@ export default defineConfig({
     // default (one worker per core but one) ran them one at a time. Each file has its own
     // nats-server and prefix, so they run side by side.
     maxWorkers: Number(process.env.ERRAND_TEST_WORKERS) || 3,
-    testTimeout: 30_000,
+    // Three files at a time on 2 cores: a test that starts a dozen CLI processes in turn takes
+    // twice as long as alone.
+    testTimeout: 60_000,
     hookTimeout: 60_000,
     // `pnpm test` runs every project; `pnpm test:unit` only the first (`vitest run --project unit`).
     projects: [

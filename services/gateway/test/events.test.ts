@@ -80,7 +80,9 @@ describe('GET /api/agents/:id/events', () => {
   it('resumes from Last-Event-ID with no gap and no repeat after the gateway is SIGKILLed mid-run', async () => {
     const port = Number(new URL(w.base).port);
     const create = await w.api('/api/agents', { json: { goal: 'count to six', agent: 'tally', input: { expect: 6 } } });
-    const { agentId } = (await create.json()) as { agentId: string };
+    const created = (await create.json()) as { agentId: string };
+    expect(create.status, JSON.stringify(created)).toBe(201);
+    const { agentId } = created;
     const tell = (n: number) => w.d.send(inputMessage(agentId, String(n)));
     const seen: SseEvent[] = [];
     const stepsOf = (events: SseEvent[]) => events.filter((e) => e.event === 'event.step').length;

@@ -12,7 +12,9 @@ afterAll(() => srv?.stop());
 describe('a host killed at a crash point', () => {
   // Each point is reached once per step; crashing the second time it is reached kills the host in
   // the middle of the run (the goal is step 1, the first tool result step 2).
-  it.each(CRASH_POINTS)('%s: a second host takes over, every effect happens once, every step is journaled once', async (point) => {
+  // (The intake's own point, intake.after-claim, is reached by a submit, not a step: see
+  // packages/runtime/test/intake-resend.test.ts.)
+  it.each(CRASH_POINTS.filter((p) => p.startsWith('host.')))('%s: a second host takes over, every effect happens once, every step is journaled once', async (point) => {
     const d: Deployment = await deploy(srv);
     const tools = await echoToolRunner(d);
     try {
