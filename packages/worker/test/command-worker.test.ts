@@ -118,6 +118,8 @@ describe('startCommandWorker', () => {
       const old = toolRequest('w2', { at: Date.now() - 120_000 });
       await publish(d, old);
       await results.next();
+      // Once its run is over (a copy that comes while it runs waits for it and sends nothing itself).
+      await log.waitFor((e) => e.msg === 'command done');
       await publish(d, old);
       await results.next();
       expect(runs).toEqual([old.key]);

@@ -14,6 +14,9 @@ import { agentTreeEvents, allAgentsEvents, LOG_LEVELS, logLines, type StreamItem
 import { route, type GatewayEnv, type RouteSpec } from './route.js';
 import * as S from './schemas.js';
 
+/** How long a submit waits for the new agent's record before it answers (201 either way). */
+const RECORD_WAIT_MS = 5_000;
+
 export interface ApiDeps {
   conn: ErrandConnection;
   client: ErrandClient;
@@ -161,6 +164,12 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
       handler: async ({ c, body, user }) => {
         const { goal, ...options } = body;
         const out = await client.submit(goal, { ...options, submittedBy: principalOf(user) });
+        // A host answers once the goal is published, before its first step has written the
+        // record: wait (briefly) for it, so that every route asked about the agent next finds it
+        // (the dashboard opens the agent's page at once; its events stream said 404 meanwhile).
+        for (let waited = 0; waited < RECORD_WAIT_MS && !(await client.record(out.agentId)); waited += 50) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
         return c.json(out, 201);
       },
     }),
