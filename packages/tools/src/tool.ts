@@ -1,4 +1,4 @@
-import type { ErrorInfo, ToolDefinition } from '@errand/protocols';
+import type { ErrorInfo, Logger, ToolDefinition } from '@errand/protocols';
 
 export type ToolPolicy = 'auto' | 'ask' | 'deny';
 
@@ -21,6 +21,10 @@ export interface ToolContext {
   signal: AbortSignal;
   /** The call's idempotency key (for tools that pass it on to what they call). */
   key: string;
+  /** Tells the runner the call is still making progress (JetStream's ack wait starts again). Given by a tool-runner. */
+  heartbeat?: () => void;
+  /** A logger bound to the agent, the call's key and the tool. Given by a tool-runner. */
+  log?: Logger;
 }
 
 export const ToolErrorCode = {
