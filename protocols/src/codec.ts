@@ -12,6 +12,16 @@ export const JSON_CONTENT_TYPE = 'application/json';
 export const MSGPACK_CONTENT_TYPE = 'application/msgpack';
 
 export type WireFormat = 'msgpack' | 'json';
+export const WIRE_FORMATS: readonly WireFormat[] = ['msgpack', 'json'];
+
+/**
+ * The `Content-Type` that names a wire format. Progress events carry it in both formats (a reader
+ * in any language picks its decoder from the header, never by guessing); other messages send it
+ * for JSON only, msgpack being the default.
+ */
+export function contentTypeOf(format: WireFormat): typeof JSON_CONTENT_TYPE | typeof MSGPACK_CONTENT_TYPE {
+  return format === 'json' ? JSON_CONTENT_TYPE : MSGPACK_CONTENT_TYPE;
+}
 
 /**
  * Standard msgpack maps (no msgpackr records), so any language's msgpack library reads our bytes;

@@ -70,11 +70,13 @@ export {
 } from './messages.js';
 export {
   CONTENT_TYPE_HEADER,
+  contentTypeOf,
   decodeMessage,
   encodeMessage,
   formatOf,
   JSON_CONTENT_TYPE,
   MSGPACK_CONTENT_TYPE,
+  WIRE_FORMATS,
   type DecodeOptions,
   type EncodedMessage,
   type EncodeOptions,
@@ -88,6 +90,7 @@ export {
   type ApprovalRecord,
   decodeRecord,
   encodeRecord,
+  RECORD_CONTENT_TYPE,
   isMessageKind,
   OutboxEntrySchema,
   READABLE_RECORD_FORMATS,

@@ -164,6 +164,16 @@ const packr = new Packr({ useRecords: false, skipValues: [undefined], int64AsTyp
   typeof Packr
 >[0]);
 
+/**
+ * The encoding of every agent record: KV entries carry no headers, so a record's format is fixed
+ * rather than named per entry — always msgpack (a standard map: its first byte is 0x80–0x8f, 0xde
+ * or 0xdf, never the `{` a JSON body starts with), whatever format the deployment's events use,
+ * with the record layout's number in its `format` field. A reader in any language decodes it with
+ * its msgpack library and checks `format` (see docs/protocol.md).
+ */
+export const RECORD_CONTENT_TYPE = 'application/msgpack';
+
+/** Encodes a record as {@link RECORD_CONTENT_TYPE} (see there). */
 export function encodeRecord(record: AgentRecord): Uint8Array {
   return packr.pack(storedForm(record));
 }

@@ -4,6 +4,7 @@ import {
   CodecError,
   CodecErrorCode,
   CONTENT_TYPE_HEADER,
+  contentTypeOf,
   decodeMessage,
   encodeMessage,
   ErrandError,
@@ -197,6 +198,13 @@ describe('encodeMessage', () => {
     expect(CONTENT_TYPE_HEADER).toBe('Content-Type');
     expect(JSON_CONTENT_TYPE).toBe('application/json');
     expect(MSGPACK_CONTENT_TYPE).toBe('application/msgpack');
+  });
+
+  it.each(FORMATS)('contentTypeOf(%s) names a type formatOf reads back as that format', (format) => {
+    expect(contentTypeOf(format)).toBe(format === 'json' ? JSON_CONTENT_TYPE : MSGPACK_CONTENT_TYPE);
+    expect(formatOf(contentTypeOf(format))).toBe(format);
+    // Explicit msgpack wins over the `{` guess (a msgpack body never starts with it anyway).
+    expect(formatOf(contentTypeOf(format), encodeMessage(samples['event.done'], { format }).data)).toBe(format);
   });
 });
 
