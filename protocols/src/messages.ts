@@ -530,6 +530,25 @@ export const SubmitReplySchema = z
     message: 'exactly one of agentId or error must be present',
   });
 
+// ---------------------------------------------------------------------------------------------
+// Schedules: errand.work.schedule.<id> (stream ERRAND_WORK)
+
+/**
+ * A schedule's durable timer: one per schedule, for its next fire. Hosts hold it back (a delayed
+ * redelivery) until `fireAt`, then fire the schedule and arm the next tick. A tick whose
+ * `generation` or `fireAt` no longer matches the schedule's record is stale and dropped.
+ */
+export const ScheduleTickMessageSchema = z.object({
+  v,
+  kind: z.literal('schedule.tick'),
+  scheduleId: token,
+  /** The schedule's generation (bumped by resume) this tick was armed for. */
+  generation: z.number().int().nonnegative(),
+  /** The fire time (epoch ms) this tick is for. */
+  fireAt: epochMs,
+  at: epochMs,
+});
+
 /** Every message kind Errand sends, by its `kind`. */
 export const messageSchemas = {
   goal: GoalMessageSchema,
@@ -555,6 +574,7 @@ export const messageSchemas = {
   'event.failed': FailedEventSchema,
   'submit.request': SubmitRequestSchema,
   'submit.reply': SubmitReplySchema,
+  'schedule.tick': ScheduleTickMessageSchema,
 } as const;
 
 export type MessageKind = keyof typeof messageSchemas;

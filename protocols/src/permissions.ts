@@ -121,7 +121,7 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
   const n = resourceNames(prefix);
   const inboxPrefix = inboxPrefixFor(options.user ?? role);
   const { inbox, events, work, logs, dlq } = n.streams;
-  const { agents, tools, effects, limits } = n.buckets;
+  const { agents, tools, effects, limits, schedules } = n.buckets;
   const results = n.objectStores.results;
   const base = { pub: [`${JS}.INFO`], sub: [`${inboxPrefix}.>`, ...DISCOVERY_LISTEN] };
   const logsOf = (service: string) => s.logs(service);
@@ -152,6 +152,10 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
         '$JS.FC.>',
         ...writeBucket(agents),
         ...writeBucket(effects),
+        // Schedules: a host advances each one's next fire (compare-and-set) and submits its goals
+        // through the intake like any client, so a fire's agent id is claimed once.
+        ...writeBucket(schedules),
+        s.submit(),
         `$O.${results}.>`,
         // What a step sends: goals of children, their cancels, results to parents, messages
         // between agents, timers firing, progress and the journal, and every command.
@@ -200,7 +204,8 @@ export function rolePermissions(role: Role, options: { prefix?: string; user?: s
       denyPub.push(...reader.deny, answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(tools), ...writeBucket(limits));
       break;
     case 'operator':
-      pub = [...reader.allow, s.submit(), ...decide, s.agentInAll(undefined, 'goal'), ...writeBucket(tools), ...DISCOVERY_ASK];
+      // Schedules too (`errand schedule add`, pause, resume, rm, trigger): a person decides what runs when.
+      pub = [...reader.allow, s.submit(), ...decide, s.agentInAll(undefined, 'goal'), ...writeBucket(tools), ...writeBucket(schedules), ...DISCOVERY_ASK];
       sub = [...progress, s.logs()];
       denyPub.push(...reader.deny, answers.plan, answers.tool, `${prefix}.work.>`, ...writeBucket(agents), ...writeBucket(limits));
       break;

@@ -63,6 +63,8 @@ export interface ResourceNames {
     readonly effects: string;
     /** The planners' shared rate limit: per model, the time the next call may go (cluster-wide). */
     readonly limits: string;
+    /** Schedules (`errand schedule`): each one's cron, goal and next fire time, by schedule id. */
+    readonly schedules: string;
   };
   readonly objectStores: { readonly results: string };
 }
@@ -84,7 +86,7 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
       logs: `${upper}_LOGS`,
       dlq: `${upper}_DLQ`,
     },
-    buckets: { agents: `${base}_agents`, tools: `${base}_tools`, effects: `${base}_effects`, limits: `${base}_limits` },
+    buckets: { agents: `${base}_agents`, tools: `${base}_tools`, effects: `${base}_effects`, limits: `${base}_limits`, schedules: `${base}_schedules` },
     objectStores: { results: `${base}_results` },
   };
 }
@@ -257,6 +259,16 @@ export function resourceSpecs(options: Partial<ResourceOptions> = {}): ResourceS
       // A model not called for a day has no slot to remember.
       ttlMs: DAY,
       maxValueSize: 1024,
+      maxBytes: -1,
+      storage: o.storage,
+      replicas: o.replicas,
+    },
+    {
+      bucket: names.buckets.schedules,
+      description: 'Errand: schedules (cron, time zone, goal, overlap and catch-up policy, next and last fire), changed with compare-and-set',
+      history: 1,
+      ttlMs: 0,
+      maxValueSize: 256 * 1024,
       maxBytes: -1,
       storage: o.storage,
       replicas: o.replicas,

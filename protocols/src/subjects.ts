@@ -96,6 +96,7 @@ export type ParsedSubject =
   | { readonly type: 'work.tool'; readonly tool: string }
   | { readonly type: 'work.notify'; readonly channel: string }
   | { readonly type: 'work.timer' }
+  | { readonly type: 'work.schedule'; readonly scheduleId: string }
   | { readonly type: 'submit' }
   | { readonly type: 'logs'; readonly service: string }
   | { readonly type: 'dlq'; readonly origin: string };
@@ -124,6 +125,8 @@ export interface Subjects {
   workNotify(channel?: string): string;
   /** `<p>.work.timer`: durable timers. */
   workTimer(): string;
+  /** `<p>.work.schedule.<id>` (every schedule when omitted): a schedule's durable tick for its next fire. */
+  workSchedule(scheduleId?: string): string;
   /** `<p>.submit`: core request/reply goal intake. */
   submit(): string;
   /** `<p>.logs.<service>` (every service when omitted). */
@@ -161,6 +164,7 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
     workTool: (tool) => `${p}.work.tool.${tool === undefined ? '*' : assertToken(tool, 'tool name')}`,
     workNotify: (channel) => `${p}.work.notify.${channel === undefined ? '*' : assertToken(channel, 'channel')}`,
     workTimer: () => `${p}.work.timer`,
+    workSchedule: (scheduleId) => `${p}.work.schedule.${scheduleId === undefined ? '*' : assertToken(scheduleId, 'schedule id')}`,
     submit: () => `${p}.submit`,
     logs: (service) => `${p}.logs.${service === undefined ? '*' : assertToken(service, 'service name')}`,
     dlq: (origin) => `${p}.dlq.${origin === undefined ? '*' : assertToken(origin, 'dead-letter origin')}`,
@@ -187,6 +191,7 @@ export function createSubjects(prefix: string = DEFAULT_PREFIX): Subjects {
           if (a === 'timer' && b === undefined) return { type: 'work.timer' };
           if (a === 'tool' && b !== undefined && c === undefined) return { type: 'work.tool', tool: token(b, 'tool name') };
           if (a === 'notify' && b !== undefined && c === undefined) return { type: 'work.notify', channel: token(b, 'channel') };
+          if (a === 'schedule' && b !== undefined && c === undefined) return { type: 'work.schedule', scheduleId: token(b, 'schedule id') };
           throw fail();
         case 'submit':
           if (a === undefined) return { type: 'submit' };

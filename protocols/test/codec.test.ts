@@ -80,9 +80,10 @@ describe('message kind catalogue', () => {
     expect([...MESSAGE_KINDS].sort()).toEqual(Object.keys(messageSchemas).sort());
   });
 
-  it('inbox, event, work and submit kinds partition MESSAGE_KINDS', () => {
+  it('inbox, event, work, submit and schedule kinds partition MESSAGE_KINDS', () => {
     const submit = MESSAGE_KINDS.filter((k) => k.startsWith('submit.'));
-    const groups: readonly string[] = [...INBOX_MESSAGE_KINDS, ...EVENT_MESSAGE_KINDS, ...WORK_MESSAGE_KINDS, ...submit];
+    const schedule = MESSAGE_KINDS.filter((k) => k.startsWith('schedule.'));
+    const groups: readonly string[] = [...INBOX_MESSAGE_KINDS, ...EVENT_MESSAGE_KINDS, ...WORK_MESSAGE_KINDS, ...submit, ...schedule];
     expect(new Set(groups).size).toBe(groups.length);
     expect([...groups].sort()).toEqual([...MESSAGE_KINDS].sort());
   });

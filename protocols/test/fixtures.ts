@@ -201,6 +201,14 @@ export const samples: { [K in MessageKind]: MessageInput<K> } = {
     dueAt: AT + 90_000,
     event: { type: 'timer.retry', attempt: 3 },
   },
+  'schedule.tick': {
+    v: 1,
+    kind: 'schedule.tick',
+    scheduleId: 'weekday-digest',
+    generation: 2,
+    fireAt: AT + 3_600_000,
+    at: AT + 2600,
+  },
   'event.step': {
     v: 1,
     kind: 'event.step',

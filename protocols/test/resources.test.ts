@@ -62,7 +62,7 @@ describe('resourceNames', () => {
         logs: 'ERRAND_LOGS',
         dlq: 'ERRAND_DLQ',
       },
-      buckets: { agents: 'errand_agents', tools: 'errand_tools', effects: 'errand_effects', limits: 'errand_limits' },
+      buckets: { agents: 'errand_agents', tools: 'errand_tools', effects: 'errand_effects', limits: 'errand_limits', schedules: 'errand_schedules' },
       objectStores: { results: 'errand_results' },
     });
   });
@@ -76,7 +76,7 @@ describe('resourceNames', () => {
         logs: 'ACME_ERRAND_LOGS',
         dlq: 'ACME_ERRAND_DLQ',
       },
-      buckets: { agents: 'acme_errand_agents', tools: 'acme_errand_tools', effects: 'acme_errand_effects', limits: 'acme_errand_limits' },
+      buckets: { agents: 'acme_errand_agents', tools: 'acme_errand_tools', effects: 'acme_errand_effects', limits: 'acme_errand_limits', schedules: 'acme_errand_schedules' },
       objectStores: { results: 'acme_errand_results' },
     });
   });
@@ -102,11 +102,11 @@ describe('resourceNames', () => {
 });
 
 describe('resourceSpecs', () => {
-  it('has the five streams and four buckets, named by resourceNames', () => {
+  it('has the five streams and five buckets, named by resourceNames', () => {
     const specs = resourceSpecs();
     expect(specs.names).toEqual(resourceNames('errand'));
     expect(specs.streams.map((s) => s.name)).toEqual(['ERRAND_INBOX', 'ERRAND_EVENTS', 'ERRAND_WORK', 'ERRAND_LOGS', 'ERRAND_DLQ']);
-    expect(specs.buckets.map((b) => b.bucket)).toEqual(['errand_agents', 'errand_tools', 'errand_effects', 'errand_limits']);
+    expect(specs.buckets.map((b) => b.bucket)).toEqual(['errand_agents', 'errand_tools', 'errand_effects', 'errand_limits', 'errand_schedules']);
   });
 
   it.each([
@@ -192,7 +192,7 @@ describe('resourceSpecs', () => {
   it.each([1, 3, 5])('propagates replicas: %i to every stream and bucket', (replicas) => {
     const { streams, buckets } = resourceSpecs({ replicas });
     expect(streams).toHaveLength(5);
-    expect(buckets).toHaveLength(4);
+    expect(buckets).toHaveLength(5);
     for (const x of [...streams, ...buckets]) expect(x.replicas).toBe(replicas);
   });
 
