@@ -161,6 +161,13 @@ function noAnswerKind(err: unknown): 'timeout' | 'disconnected' | 'no-responders
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * How long a command to an agent (`decide`, `answer`, `control`, `get`) waits for the record of an
+ * agent whose goal is in its inbox but not applied yet — one sent right after the submit was
+ * answered. Hosts apply a goal within milliseconds; a backlog can take longer.
+ */
+export const RECORD_WAIT_MS = 10_000;
+
 /** The Errand client: everything a user does to agents, over NATS. */
 export interface ErrandClient {
   readonly subjects: Subjects;
@@ -172,7 +179,11 @@ export interface ErrandClient {
    * {@link SUBMIT_RETRY} — so one call starts at most one agent.
    */
   submit(goal: string, options?: SubmitOptions, trace?: { traceparent?: string }): Promise<{ agentId: string; existing: boolean; traceId: string }>;
-  /** The agent's record, or undefined. */
+  /**
+   * The agent's record, or undefined. `get`, `decide`, `answer` and `control` find an agent whose
+   * submit was just answered even before a host has written its record: they wait for it while its
+   * goal is in the inbox (up to {@link RECORD_WAIT_MS}; then `ERR_NO_HOST`).
+   */
   record(agentId: string): Promise<AgentRecord | undefined>;
   get(agentId: string): Promise<AgentSummary>;
   /** Agents matching every part of `filter`, most recently updated first. Records this build cannot read are left out. */
@@ -232,10 +243,51 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       if (err instanceof CodecError) throw err;
       return undefined;
     });
+  const inboxStream = resourceNames(prefix).streams.inbox;
+  /**
+   * Whether the agent's goal sits in its inbox, not applied yet: a submit is answered once the goal
+   * is published, and a host writes the record when it applies it. The inbox is a work queue, so
+   * the goal leaves it once applied. Unreadable (no permission, no stream): not known to be there.
+   */
+  const goalPending = async (agentId: string): Promise<boolean> => {
+    try {
+      return (await (await conn.jsm()).streams.getMessage(inboxStream, { last_by_subj: subjects.agentIn(agentId, 'goal') })) !== null;
+    } catch {
+      return false;
+    }
+  };
+  /** The record once a host has written it, watched for up to `withinMs`; undefined if none came. */
+  const recordWithin = async (agentId: string, withinMs: number): Promise<AgentRecord | undefined> => {
+    const watcher = await agents.watch({ key: agentId });
+    const timer = setTimeout(() => watcher.stop(), withinMs);
+    try {
+      for await (const entry of watcher) {
+        if (entry.operation !== 'PUT') continue;
+        const r = await record(agentId);
+        if (r) return r;
+      }
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+      watcher.stop();
+    }
+  };
+  /**
+   * The agent's record. An agent whose goal is in its inbox but not yet applied (a command sent
+   * right after its submit was answered) is waited for, up to {@link RECORD_WAIT_MS}: throws
+   * `ERR_NO_HOST` when no host took it up by then, `ERR_AGENT_NOT_FOUND` when there is no such agent.
+   */
   const must = async (agentId: string) => {
-    const r = await record(agentId);
-    if (!r) throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
-    return r;
+    const r = (await record(agentId)) ?? ((await goalPending(agentId)) ? await recordWithin(agentId, RECORD_WAIT_MS) : await record(agentId));
+    if (r) return r;
+    if (await goalPending(agentId)) {
+      throw new ClientError(
+        ClientErrorCode.NoHost,
+        `agent ${agentId} was submitted but no host has started it: its goal has waited in the inbox for over ${RECORD_WAIT_MS / 1000} s (is a host running? errand status)`,
+        agentId,
+      );
+    }
+    throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
   };
   /** The record of an agent that has not ended; throws `ERR_AGENT_ENDED` (saying how it ended) or `ERR_AGENT_NOT_FOUND`. */
   const mustBeLive = async (agentId: string, doing: string) => {
