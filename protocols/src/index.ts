@@ -68,6 +68,7 @@ export {
   type WaitKind,
   type WorkCommand,
 } from './messages.js';
+export { isEndingEvent } from './ending.js';
 export {
   CONTENT_TYPE_HEADER,
   contentTypeOf,
