@@ -127,6 +127,7 @@ export {
   type SecretPattern,
 } from './redact.js';
 export { approvalHash, callHash, canonicalJson, type ApprovalCall } from './approval-hash.js';
+export { formatUsd, roundUsd } from './money.js';
 export {
   createCommandSigner,
   createCommandVerifier,
