@@ -20,7 +20,7 @@ import {
   type Redactor,
   type ToolPolicyName,
 } from '@errand/protocols';
-import { ToolError, type Tool } from '@errand/tools';
+import { ToolError, type Tool, type ToolContext } from '@errand/tools';
 import { startCommandWorker, type CommandWorker } from '@errand/worker';
 
 export const ToolRunnerErrorCode = {
@@ -179,7 +179,7 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
       stopGraceMs: o.stopGraceMs,
       logger: log,
       verify: o.verify,
-      execute: async (cmd, { signal, log: callLog }) => {
+      execute: async (cmd, { signal, msg, log: callLog }) => {
         const current = served.get(name);
         const started = Date.now();
         const result = (outcome: { output: unknown; truncated?: boolean; ref?: string } | { error: Message<'tool.result'>['error'] & object }): Message<'tool.result'> => ({
@@ -236,12 +236,22 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
         const limit = cmd.timeoutMs ?? entry.timeoutMs;
         const timeout = AbortSignal.timeout(limit);
         const callSignal = AbortSignal.any([signal, timeout]);
+        // A tool that says it is still working: JetStream hears at once (the consumer's own
+        // heartbeats go on regardless; a tool may also watch its own silence, as function tools can).
+        const heartbeat = () => {
+          try {
+            msg.working();
+          } catch {
+            // the connection is away: the consumer's heartbeats resume with it
+          }
+        };
+        const context: ToolContext = { signal: callSignal, key: cmd.key, heartbeat, log: callLog.child({ tool: name }) };
         try {
-          return result(await fit(cmd.key, await raceAbort(tool.run(cmd.args, { signal: callSignal, key: cmd.key }), callSignal)));
+          return result(await fit(cmd.key, await raceAbort(tool.run(cmd.args, context), callSignal)));
         } catch (err) {
           if (signal.aborted) throw err; // cancelled or shutting down: the worker decides
           if (timeout.aborted) return result({ error: { code: 'ERR_TOOL_TIMEOUT', message: `${name} took longer than ${limit} ms and was aborted`, retryable: true } });
-          if (err instanceof ToolError) return result({ error: err.toErrorInfo() });
+          if (isToolError(err)) return result({ error: err.toErrorInfo() });
           callLog.error({ err, tool: name }, 'tool failed unexpectedly');
           return result({ error: { code: ToolRunnerErrorCode.Internal, message: `${name} failed: ${(err as Error).message}`, retryable: false } });
         }
@@ -280,6 +290,16 @@ export async function startToolRunner(options: Pick<ToolRunnerOptions, 'conn' | 
       await catalog.delete(catalogKeys.runner(o.runnerId)).catch(() => {});
     })());
   return { update, stop, [Symbol.asyncDispose]: stop };
+}
+
+/**
+ * A failure the model should read. By its name and shape as well as its class: a module of function
+ * tools brings its own copy of @errand/tools when installed apart from the runner.
+ */
+function isToolError(err: unknown): err is ToolError {
+  if (err instanceof ToolError) return true;
+  const e = err as Partial<ToolError> | null;
+  return err instanceof Error && e?.name === 'ToolError' && typeof e.code === 'string' && typeof e.toErrorInfo === 'function';
 }
 
 /** Rejects when `signal` aborts even if the tool ignores it. */

@@ -21,7 +21,12 @@ export interface ToolRunnerConfig {
   shellBwrap: string | undefined;
   settings: Record<string, ToolSettings>;
   runnerId: string | undefined;
-  /** `errand.config.json` (ERRAND_CONFIG): the MCP servers whose tools this runner serves. */
+  /**
+   * ERRAND_TOOL_MODULES (`errand worker tool-runner --tools`): modules of tools made with
+   * defineTool (@errand/function-tools), comma-separated paths (from the working folder) or package names.
+   */
+  toolModules: string[];
+  /** `errand.config.json` (ERRAND_CONFIG): the MCP servers (and `toolModules`) whose tools this runner serves. */
   configFile: string | undefined;
   concurrency: number;
   ackWaitMs: number;
@@ -71,6 +76,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     shellBwrap: env.ERRAND_SHELL_BWRAP || undefined,
     settings,
     runnerId: env.ERRAND_RUNNER_ID || undefined,
+    toolModules: list(env.ERRAND_TOOL_MODULES),
     configFile: env.ERRAND_CONFIG ? resolve(env.ERRAND_CONFIG) : undefined,
     concurrency: envInt(env, 'ERRAND_TOOL_CONCURRENCY', 16),
     ackWaitMs: envInt(env, 'ERRAND_TOOL_ACK_WAIT_MS', 3_000, 100),

@@ -1,5 +1,7 @@
 // The tool-runner service as a definition: `main.ts` runs it as a process, `errand up` beside the others.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { loadToolModules } from '@errand/function-tools/internal';
 import { connectMcpServer, loadErrandConfig, type McpToolSource } from '@errand/mcp';
 import { ConfigError, type ServiceDefinition } from '@errand/service';
 import { startToolRunner } from '@errand/tool-runner';
@@ -33,6 +35,27 @@ export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
       ...(config.shellAllow.length ? [shellTool(shell)] : []),
     ].filter((t) => config.tools.includes(t.definition.name));
 
+    // Tools written as functions: ERRAND_TOOL_MODULES (from the working folder), then the config
+    // file's `toolModules` (from its folder). Loaded before any MCP server starts: a bad module
+    // stops the runner at once, saying which and why.
+    const functionTools: { specifier: string; tools: readonly Tool[] }[] = [];
+    const fromFile = config.configFile ? await toolModulesOf(config.configFile) : [];
+    try {
+      functionTools.push(...(await loadToolModules(config.toolModules, { base: process.cwd() })));
+      functionTools.push(...(await loadToolModules(fromFile, { base: dirname(config.configFile ?? '.') })));
+    } catch (err) {
+      const from = config.toolModules.length && !fromFile.length ? 'ERRAND_TOOL_MODULES' : fromFile.length && !config.toolModules.length ? 'ERRAND_CONFIG toolModules' : 'tool modules';
+      throw new ConfigError(`${from}: ${(err as Error).message}`);
+    }
+    const named = new Map<string, string>(builtIn.map((t) => [t.definition.name, 'a built-in tool']));
+    for (const m of functionTools) {
+      for (const t of m.tools) {
+        const other = named.get(t.definition.name);
+        if (other) throw new ConfigError(`tool ${t.definition.name} of ${m.specifier} has the name of ${other}; tool names must be unique (rename it, or leave the built-in out of ERRAND_TOOLS)`);
+        named.set(t.definition.name, `the tool module ${m.specifier}`);
+      }
+    }
+
     const mcp: McpToolSource[] = [];
     if (config.configFile) {
       const file = await loadErrandConfig(config.configFile).catch((err: Error) => {
@@ -40,8 +63,21 @@ export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
       });
       for (const [name, server] of Object.entries(file.mcpServers)) mcp.push(await connectMcpServer(name, server, { logger }));
     }
-    const all = () => [...builtIn, ...mcp.flatMap((m) => m.tools())];
-    const sources = () => Object.fromEntries(mcp.flatMap((m) => m.tools().map((t) => [t.definition.name, `mcp:${m.server}`])));
+    // An MCP tool may take a name only once it is free (its server can change its list later):
+    // one that collides with a built-in or function tool is left out, and said so.
+    const mcpTools = () =>
+      mcp.flatMap((m) =>
+        m.tools().filter((t) => {
+          const other = named.get(t.definition.name);
+          if (other) logger.error({ server: m.server, tool: t.definition.name }, `MCP tool ${t.definition.name} of ${m.server} is not served: it has the name of ${other}`);
+          return !other;
+        }),
+      );
+    const all = () => [...builtIn, ...functionTools.flatMap((m) => m.tools), ...mcpTools()];
+    const sources = () => ({
+      ...Object.fromEntries(functionTools.flatMap((m) => m.tools.map((t) => [t.definition.name, `function:${m.specifier}`]))),
+      ...Object.fromEntries(mcp.flatMap((m) => m.tools().filter((t) => !named.has(t.definition.name)).map((t) => [t.definition.name, `mcp:${m.server}`]))),
+    });
     const runner = await startToolRunner({
       conn,
       prefix: config.prefix,
@@ -65,3 +101,22 @@ export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
     };
   },
 };
+
+/**
+ * The config file's `toolModules`: paths (from the file's folder) or package names of modules of
+ * function tools. The MCP part of the file is read by @errand/mcp; this reads only this key.
+ */
+async function toolModulesOf(file: string): Promise<string[]> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`ERRAND_CONFIG: cannot read the config file ${file}: ${(err as Error).message}`);
+  }
+  const modules = (raw as { toolModules?: unknown } | null)?.toolModules;
+  if (modules === undefined) return [];
+  if (!Array.isArray(modules) || modules.some((m) => typeof m !== 'string' || !m.trim())) {
+    throw new ConfigError(`ERRAND_CONFIG: config file ${file}: toolModules must be a list of module paths or package names, like ["./dist/my-tools.js"]`);
+  }
+  return modules as string[];
+}
