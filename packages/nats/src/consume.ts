@@ -44,6 +44,16 @@ export interface ConsumeMessagesOptions<K extends MessageKind> {
    * lacks during a rolling upgrade.
    */
   keepRetrying?(err: unknown): boolean;
+  /**
+   * Failures that pass (JetStream without a leader while a node restarts, a timeout): the handler
+   * is tried again here, with back-off, while the message is heartbeated, for up to
+   * `retryInPlaceMs` — instead of a nak that leaves its redelivery to the server (nats-server
+   * 2.9.10 was seen never to redeliver a message nak'ed with a delay across a node restart).
+   * After that time it is nak'ed as any failure. Unset: none is retried in place.
+   */
+  retryInPlace?(err: unknown): boolean;
+  /** How long a message is retried in place; default 30 s. */
+  retryInPlaceMs?: number;
   /** Delay before a failed message is redelivered, by how often it was delivered so far. */
   retryDelayMs(deliveries: number): number;
   /**
@@ -59,6 +69,15 @@ export interface ConsumeMessagesOptions<K extends MessageKind> {
    */
   recreate?(): Promise<unknown>;
   logger: Logger;
+}
+
+/**
+ * Whether a failure passes: anything NATS or JetStream threw on the way (no leader while a node
+ * restarts, a timeout, a consumer offline), not an {@link ErrandError} (a refusal, a conflict this
+ * code decided) nor a bug (a TypeError and its kin). Worth trying again as it is.
+ */
+export function isPassingFailure(err: unknown): boolean {
+  return !(err instanceof ErrandError) && !(err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError);
 }
 
 export function defaultConsumeMessagesOptions(): Pick<
@@ -155,7 +174,19 @@ export async function consumeMessages<K extends MessageKind>(
     }
     if (ticker) beating.add(msg);
     try {
-      await o.handle(message, msg);
+      const since = Date.now();
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await o.handle(message, msg);
+          break;
+        } catch (err) {
+          if (closing || !o.retryInPlace?.(err) || Date.now() - since >= (o.retryInPlaceMs ?? 30_000)) throw err;
+          const delay = Math.min(2_000, 100 * 2 ** Math.min(attempt, 5));
+          logger.warn({ err: (err as Error).message, subject: msg.subject, seq: msg.seq, agentId: (message as { agentId?: string }).agentId, attempt, retryInMs: delay }, 'handler failed on a passing error; trying again here');
+          if (!ticker) msg.working();
+          await new Promise((resolve) => setTimeout(resolve, delay));
+        }
+      }
       msg.ack();
     } catch (err) {
       const deliveries = msg.info.deliveryCount;

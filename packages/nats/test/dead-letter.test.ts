@@ -163,6 +163,34 @@ describe('consumeMessages and the dead-letter stream', () => {
     expect(got.seen.map((m) => m.callId)).toEqual(['after']);
   });
 
+  it('tries a handler that failed on a passing error again in place, with the message still its first delivery; any other failure is nak\'ed', async () => {
+    const { specs, subjects, target } = await setup();
+    const deliveries: string[] = [];
+    const got = collector();
+    const consumer = await consumeMessages({
+      consumer: await conn.js.consumers.get(specs.names.streams.work, 'tools'),
+      expect: 'tool.request',
+      deadLetter: target,
+      maxDeliveries: 2,
+      retryDelayMs: () => 10,
+      retryInPlace: (err) => (err as Error).name === 'TimeoutError',
+      handle: async (m, msg) => {
+        deliveries.push(`${m.callId}#${msg.info.deliveryCount}`);
+        const tries = deliveries.filter((d) => d.startsWith(`${m.callId}#`)).length;
+        if (m.callId === 'passing' && tries < 3) throw Object.assign(new Error('timeout'), { name: 'TimeoutError' });
+        if (m.callId === 'bug' && tries < 2) throw new TypeError('x is undefined');
+        got.add(m);
+      },
+    });
+    await conn.js.publish(subjects.workTool('fs_read'), encodeMessage(toolRequest('passing')).data);
+    await got.until(1);
+    await conn.js.publish(subjects.workTool('fs_read'), encodeMessage(toolRequest('bug')).data);
+    await got.until(2);
+    await consumer.stop();
+    // Three tries of one delivery (no redelivery needed), then a bug retried only by redelivery.
+    expect(deliveries).toEqual(['passing#1', 'passing#1', 'passing#1', 'bug#1', 'bug#2']);
+  });
+
   it('handles messages concurrently up to the limit', async () => {
     const { specs, subjects, target } = await setup();
     let active = 0;

@@ -16,7 +16,7 @@ import {
   type Redactor,
   type Subjects,
 } from '@errand/protocols';
-import { consumeMessages, ensureConsumer, identityVerifier, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
+import { consumeMessages, ensureConsumer, identityVerifier, isPassingFailure, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
 import { RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/core';
 import type { CrashHook } from './crash-points.js';
 import { attributeInbox } from './attribution.js';
@@ -145,6 +145,10 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     // A machine version this host lacks (a rolling upgrade): wait for a host that has it, never dead-letter.
     keepRetrying: (err) => err instanceof RuntimeError && err.code === RuntimeErrorCode.MachineVersion,
     retryDelayMs: (deliveries) => Math.min(30_000, o.retryBaseMs * 2 ** (deliveries - 1)),
+    // A step that failed on the way (the record's bucket or a stream without a leader while a node
+    // restarts, a timeout) is run again here rather than left to a redelivery: a step is safe to
+    // run again (the record's revision decides), and the server may not redeliver (see consume.ts).
+    retryInPlace: isPassingFailure,
     handle: async (message, msg) => {
       await executor.run(attributeInbox(identities, message, msg.data, msg.headers), inboxIdOf(msg), traceparentFrom(msg.headers));
       o.crash('host.before-ack');

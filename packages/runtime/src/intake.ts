@@ -21,7 +21,7 @@ import {
   type WireFormat,
 } from '@errand/protocols';
 import { startSpan, traceIdOf, traceparentFrom } from '@errand/telemetry';
-import { deadLetter, headers, type IdentityVerifier, isRevisionConflict, publishMessage, readRecord, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
+import { deadLetter, headers, type IdentityVerifier, isPassingFailure, isRevisionConflict, publishMessage, readRecord, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
 import type { AgentRegistry } from '@errand/core';
 import { attribute } from './attribution.js';
 import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
@@ -345,7 +345,7 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
       // What is not a refusal of the goal itself failed on the way (JetStream not enabled or
       // without a leader while a node restarts, a consumer offline, a timeout): labelled passing,
       // so a client sends the same submit (same agent id) again. A bug in this code is not.
-      const passing = !(err instanceof ErrandError) && !(err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError);
+      const passing = isPassingFailure(err);
       const code = err instanceof ErrandError ? err.code : passing ? ErrorCode.Unavailable : 'ERR_INTERNAL';
       const cause = err instanceof Error ? err.message : String(err);
       const message = passing ? `${cause} (a passing failure of the submit path: send the same submit, with the same agentId, again shortly)` : cause;

@@ -18,7 +18,7 @@ import {
   type Message,
   type MessageKind,
 } from '@errand/protocols';
-import { consumeMessages, ensureConsumer, isRevisionConflict, openBucket, publishMessage, type ErrandConnection, type JsMsg } from '@errand/nats';
+import { consumeMessages, ensureConsumer, isRevisionConflict, openBucket, publishMessage, type ErrandConnection, type JsMsg, type KvEntry } from '@errand/nats';
 import { metrics, startSpan, traceparentFrom, type ErrandSpan } from '@errand/telemetry';
 
 /**
@@ -142,7 +142,12 @@ export interface CommandWorkerOptions<K extends CommandKind> {
    * tool run or notification a second effect); a non-idempotent tool also keeps its "started" mark.
    */
   markRunning: boolean;
-  /** How long such a copy waits for the other worker's result; default half the ack wait, at least 1 s. */
+  /**
+   * How long such a copy waits for the other worker's result after that worker last renewed its
+   * mark (a worker renews the marks of the commands it runs or holds every third of the ack wait):
+   * a worker still alive keeps its claim however long it runs or holds; a dead one's is taken over
+   * this long after its last renewal. Default half the ack wait plus half a renewal, at least 1 s.
+   */
   takeoverWaitMs: number;
   logger: Logger;
   /**
@@ -173,7 +178,7 @@ export async function startCommandWorker<K extends CommandKind>(
     ackWaitMs,
     stopGraceMs: 10_000,
     markRunning: true,
-    takeoverWaitMs: Math.max(1_000, Math.floor(ackWaitMs / 2)),
+    takeoverWaitMs: Math.max(1_000, Math.floor(ackWaitMs / 2 + ackWaitMs / 6)),
     logger: silentLogger,
     verify: undefined,
     ...options,
@@ -226,17 +231,49 @@ export async function startCommandWorker<K extends CommandKind>(
   /** The effects-bucket key of the mark a worker leaves when it starts a command (see `markRunning`). */
   const runningKey = (key: string) => `running.${effectKey(key)}`;
   const instanceId = `${o.name}-${randomUUID()}`;
-  /** The command's recorded result, once it is there, or undefined after `ms`. */
-  const resultWithin = async (key: string, ms: number) => {
-    const watch = await effects.watch({ key: effectKey(key) });
-    const timer = setTimeout(() => watch.stop(), ms);
-    try {
-      for await (const e of watch) if (e.operation === 'PUT') return e;
-    } finally {
-      clearTimeout(timer);
-      watch.stop();
+  /** How often a worker renews the running marks of the commands it runs or holds. */
+  const renewMs = Math.max(250, Math.floor(o.ackWaitMs / 3));
+  /**
+   * Keeps this worker's claim on a command alive while it runs or holds its result: the mark is
+   * written again every `renewMs`, so a copy delivered elsewhere (heartbeats lost in an outage)
+   * waits for this worker instead of running the command a second time. Returns the stop.
+   */
+  const renewMark = (key: string, log: Logger): (() => void) => {
+    const timer = setInterval(() => {
+      effects.put(runningKey(key), instanceId).catch((err: unknown) => log.debug({ err: (err as Error).message }, 'could not renew the running mark'));
+    }, renewMs);
+    return () => clearInterval(timer);
+  };
+  /**
+   * Waits for the result of a command another worker claimed (polls the effects bucket). Resolves
+   * the result once it is recorded, or undefined when it is this worker's to run: the mark was
+   * removed (handed back), or not renewed for `takeoverWaitMs` while the bucket answered — its
+   * worker died. Time the bucket could not be read does not count (the other worker could not
+   * renew either).
+   */
+  const awaitOtherWorker = async (key: string, mark: KvEntry): Promise<KvEntry | undefined> => {
+    let revision = mark.revision;
+    // The mark's own age (server time of its last write) counts, so a dead worker's command is not
+    // held up a second wait; at least a quarter of the wait is observed here (clock skew).
+    let since = Date.now() - Math.min(Math.max(0, Date.now() - mark.created.getTime()), Math.floor((o.takeoverWaitMs * 3) / 4));
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(200, renewMs)));
+      if (stopAll.signal.aborted) throw new WorkerCopyError(key);
+      let result: KvEntry | null;
+      let current: KvEntry | null;
+      try {
+        [result, current] = await Promise.all([effects.get(effectKey(key)), effects.get(runningKey(key))]);
+      } catch {
+        since = Date.now();
+        continue;
+      }
+      if (result?.operation === 'PUT') return result;
+      if (current?.operation !== 'PUT') return undefined;
+      if (current.revision !== revision) {
+        revision = current.revision;
+        since = Date.now();
+      } else if (Date.now() - since >= o.takeoverWaitMs) return undefined;
     }
-    return undefined;
   };
   /** Commands this process runs or holds a result of, by key: whether each ended answered (not handed back). */
   const inFlight = new Map<string, Promise<boolean>>();
@@ -261,11 +298,11 @@ export async function startCommandWorker<K extends CommandKind>(
         stored ??= await effects.get(effectKey(cmd.key));
         const mark = stored?.operation === 'PUT' ? undefined : await effects.get(runningKey(cmd.key));
         if (mark?.operation === 'PUT' && mark.string() !== instanceId) {
-          log.info({ waitMs: o.takeoverWaitMs }, 'a copy of a command another worker started: waiting for its result before running it');
-          stored = await resultWithin(cmd.key, o.takeoverWaitMs);
+          log.info({ waitMs: o.takeoverWaitMs }, 'a copy of a command another worker started: waiting for its result while that worker renews its claim');
+          stored = (await awaitOtherWorker(cmd.key, mark)) ?? undefined;
           if (stored?.operation !== 'PUT') {
-            log.info({}, 'no result from the worker that started it: running it here');
-            effects.put(runningKey(cmd.key), instanceId).catch((err: unknown) => log.debug({ err }, 'could not mark the command as running'));
+            log.info({}, 'the worker that started it no longer renews its claim, and left no result: running it here');
+            await effects.put(runningKey(cmd.key), instanceId).catch((err: unknown) => log.debug({ err }, 'could not mark the command as running'));
           }
         }
       }
@@ -276,6 +313,7 @@ export async function startCommandWorker<K extends CommandKind>(
       count('repeat');
       return false;
     }
+    const stopRenewing = o.markRunning ? renewMark(cmd.key, log) : () => {};
     const controller = new AbortController();
     const mine = running.get(cmd.agentId) ?? new Set();
     mine.add(controller);
@@ -296,6 +334,7 @@ export async function startCommandWorker<K extends CommandKind>(
         if (stopAll.signal.aborted) {
           // Not finished because this worker stops: another replica runs it at once (without
           // waiting for a result from here: the mark goes first).
+          stopRenewing();
           if (o.markRunning) await effects.delete(runningKey(cmd.key)).catch(() => {});
           msg.nak();
           log.info({}, 'command interrupted by shutdown: handed back');
@@ -324,6 +363,7 @@ export async function startCommandWorker<K extends CommandKind>(
       log.info({ ms }, 'command done');
       return false;
     } finally {
+      stopRenewing();
       mine.delete(controller);
       if (mine.size === 0) running.delete(cmd.agentId);
     }

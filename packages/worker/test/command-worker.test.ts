@@ -54,17 +54,18 @@ async function publish(d: Deployment, cmd: Message<'tool.request'>, extraHeaders
 }
 
 /** A worker serving the `echo` tool subject of `d`, with a name of its own (its durable consumer). */
-function echoWorker(d: Deployment, name: string, execute: Parameters<typeof startCommandWorker<'tool.request'>>[0]['execute'], more: { stopGraceMs?: number; ackWaitMs?: number; logger?: ReturnType<typeof recordingLogger> } = {}) {
+function echoWorker(d: Deployment, name: string, execute: Parameters<typeof startCommandWorker<'tool.request'>>[0]['execute'], more: { stopGraceMs?: number; ackWaitMs?: number; logger?: ReturnType<typeof recordingLogger>; subject?: string } = {}) {
+  const { subject, ...options } = more;
   return startCommandWorker({
     conn: d.conn,
     prefix: d.prefix,
     name,
-    filterSubject: d.subjects.workTool('echo'),
+    filterSubject: subject ?? d.subjects.workTool('echo'),
     expect: 'tool.request',
     verify: createCommandVerifier(d.keys.publicKey),
     ackWaitMs: 5_000,
     execute,
-    ...more,
+    ...options,
   });
 }
 
@@ -288,6 +289,69 @@ describe('startCommandWorker', () => {
       results.stop();
       await a.stop();
       await b?.stop();
+    }
+  });
+
+  it('a copy delivered elsewhere while its first worker still runs it waits as long as that worker renews its claim, and is answered from its result: the command runs once', async () => {
+    // The same signed command on a second subject, served by a second worker: what a copy delivered
+    // to another worker looks like (the first one's heartbeats lost in an outage, a server that lost
+    // its consumer state and delivers it again).
+    const d = await createDeployment(srv);
+    const results = collect(d.conn.nc, d.subjects.agentIn('w10', 'tool'));
+    const cmd = toolRequest('w10');
+    const logger = recordingLogger();
+    const ran: string[] = [];
+    const started = signal();
+    const finish = signal();
+    const execute = (name: string) => async (c: Message<'tool.request'>) => {
+      ran.push(name);
+      started.resolve();
+      await finish.promise;
+      return resultOf(c, { by: name });
+    };
+    // takeoverWaitMs is 1 s at this ack wait; the command runs three times that.
+    const a = await echoWorker(d, 'claim-a', execute('a'), { ackWaitMs: 1_000, logger });
+    const copies = d.subjects.workTool('echo-copies');
+    const b = await echoWorker(d, 'claim-b', execute('b'), { ackWaitMs: 1_000, logger, subject: copies });
+    try {
+      await publish(d, cmd);
+      await started.promise;
+      const { data, headers: h } = d.signed(cmd);
+      await d.conn.js.publish(copies, data, { headers: h, msgID: `${cmd.key}#copy` });
+      const waiting = await logger.waitFor((e) => e.msg.startsWith('a copy of a command another worker started'));
+      // The scenario: the first worker keeps running for three takeover waits.
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      finish.resolve();
+      await logger.waitFor((e) => e.msg === 'repeat of a completed command: answered from the effects bucket' && e.fields.worker === waiting.fields.worker);
+      expect(ran).toHaveLength(1);
+      expect(logger.entries.filter((e) => e.msg.startsWith('the worker that started it no longer renews'))).toEqual([]);
+      const r = decodeMessage((await results.next()).data, { expect: 'tool.result' });
+      expect(r.result?.output).toEqual({ by: ran[0] });
+    } finally {
+      finish.resolve();
+      results.stop();
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it('a copy whose claim nobody renews (its worker died) is taken over and run', async () => {
+    const d = await createDeployment(srv);
+    const results = collect(d.conn.nc, d.subjects.agentIn('w11', 'tool'));
+    const cmd = toolRequest('w11');
+    // A worker that died mid-call left its running mark, and no result.
+    const effects = await openBucket(d.conn, resourceNames(d.prefix).buckets.effects);
+    await effects.create(`running.${effectKey(cmd.key)}`, 'a-worker-that-died');
+    const logger = recordingLogger();
+    const w = await echoWorker(d, 'takeover', async (c) => resultOf(c, 'ran here'), { ackWaitMs: 1_000, logger });
+    try {
+      await publish(d, cmd);
+      const r = decodeMessage((await results.next()).data, { expect: 'tool.result' });
+      expect(r.result?.output).toBe('ran here');
+      expect(logger.entries.map((e) => e.msg)).toContain('the worker that started it no longer renews its claim, and left no result: running it here');
+    } finally {
+      results.stop();
+      await w.stop();
     }
   });
 
