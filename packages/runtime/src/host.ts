@@ -18,6 +18,7 @@ import {
 } from '@errand/protocols';
 import { consumeMessages, ensureConsumer, identityVerifier, isPassingFailure, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
 import { RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/core';
+import { startScheduler } from '@errand/schedules';
 import type { CrashHook } from './crash-points.js';
 import { attributeInbox } from './attribution.js';
 import { DEFAULT_SUBMIT_RATE, startIntake, type SubmitRate } from './intake.js';
@@ -38,6 +39,8 @@ export interface HostSettings {
   timers: boolean;
   /** Also answer `errand.submit`. */
   intake: boolean;
+  /** Also fire the deployment's schedules (`errand schedule`, docs/schedules.md). */
+  schedules: boolean;
   /** Notification rules for goals that bring none. */
   defaultNotify: NotifyRule[];
   /**
@@ -62,6 +65,7 @@ export function defaultHostSettings(): HostSettings {
     concurrency: 64,
     timers: true,
     intake: true,
+    schedules: true,
     defaultNotify: [],
     ackWaitMs: 3_000,
     retentionMs: DEFAULT_RETENTION_MS,
@@ -203,6 +207,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     : undefined;
   // Ready means reachable: the intake subscription must have reached the server.
   await conn.nc.flush();
+  const scheduler = o.schedules ? await startScheduler({ conn, prefix: o.prefix, logger, now: o.now, ackWaitMs: o.ackWaitMs }) : undefined;
   logger.info({ prefix: o.prefix, concurrency: o.concurrency, agents: o.registry.list().map((d) => `${d.id}@${d.version}`) }, 'host ready');
 
   const gc = o.gcIntervalMs > 0 ? startGcLoop(o, logger) : undefined;
@@ -212,6 +217,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     (stopping ??= (async () => {
       logger.info({}, 'host stopping: finishing steps in flight');
       await gc?.stop();
+      await scheduler?.stop();
       if (intake) await intake.drain().catch(() => intake.unsubscribe());
       await Promise.all([inbox.stop(), timers?.stop()]);
       logger.info({}, 'host stopped');
