@@ -1,5 +1,5 @@
 import { enqueueActions } from 'xstate';
-import { approvalHash, type ChatMessage, type Task } from '@errand/protocols';
+import { approvalHash, roundUsd, type ChatMessage, type Task } from '@errand/protocols';
 import { BUILT_IN_TOOLS, BuiltInTool } from './built-in-tools.js';
 import type {
   AgentContext,
@@ -25,9 +25,11 @@ import {
   compact,
   duration,
   keepLast,
+  centsUsd,
+  exactUsd,
   normalizeTasks,
-  notifyActions,
-  overBudget,
+  notifyActions as notifyWith,
+  overBudget as overBudgetWith,
   readReply,
   repeatedTool,
   roundCalls,
@@ -151,249 +153,284 @@ export const agentGuards = {
   budgetExpired: guard<ApprovalDeadlineEvent>((c, e) => ofOpenRequest(c, e) && c.approval!.kind === 'budget'),
 };
 
-export const agentActions = {
-  // --- anywhere
-  notifyStuck: action<StuckCheckEvent>((c, e, enqueue) => {
-    const minutes = Math.round(c.settings.stuckAfterMs / 60_000);
-    const text = `No progress on "${clip(c.goal, 80)}" for ${minutes >= 1 ? `${minutes} min` : `${Math.round(c.settings.stuckAfterMs / 1000)} s`} (step ${e.since}).`;
-    for (const n of notifyActions(c, 'stuck', 'Your agent seems stuck', text)) enqueue(n);
-  }),
-  setBudget: action<BudgetEvent>((c, e, enqueue) => enqueue.assign({ budget: { ...c.budget, ...(e.budget ?? {}) }, now: tellTime(c, e) })),
-  /** A new budget answers an open budget (or tools) question: it is closed without a decision. */
-  dropApproval: action((_c, _e, enqueue) => enqueue.assign({ approval: undefined })),
-  /** A message from a person while the agent works: staged for the next planning step. */
-  stageMessage: action<InputEvent>((c, e, enqueue) => enqueue.assign({ staged: [...c.staged, e.text], now: tellTime(c, e) })),
+/**
+ * How the agent counts money and raises a limit a person let it pass. `exact` (`assistant@4`):
+ * costs summed are rounded to a nano-dollar (no float noise in its usage, events and output),
+ * amounts it writes have the digits a small amount needs (`spent $0.000061 of $0.00005`), and an
+ * approved limit gets its allowance again from where usage stands — a wall-clock limit runs
+ * `elapsed + limit` more, however long the person took to decide. `cents` (`@1`–`@3`): costs summed
+ * as they come, amounts to the cent (`$0.00`), and a reached limit doubled or set just past usage
+ * (a wall-clock limit approved after a long wait asked again at once); kept so their journals
+ * replay exactly.
+ */
+export type Accounting = 'exact' | 'cents';
 
-  // --- planning
-  /** Each planning step is progress: re-arming the watch (same id) supersedes the previous one. */
-  watchProgress: action((c, _e, enqueue) => {
-    if (c.settings.stuckAfterMs > 0) enqueue.raise({ type: 'stuck.check', since: c.rounds }, { id: 'stuck-watch', delay: c.settings.stuckAfterMs });
-  }),
-  /** Asks the model for the next move — or, at a budget limit, opens a budget request instead (see `budgetReached`). */
-  requestPlan: action((c, _e, enqueue) => {
-    const over = overBudget(c);
-    if (over) {
-      const requestId = `budget-${c.rounds}-${c.usage.inputTokens + c.usage.outputTokens}`;
-      enqueue.assign({ approval: { kind: 'budget', requestId, argsHash: requestId, what: over.what, exceeded: over.exceeded } });
-      return;
-    }
-    let messages = c.messages;
-    const extra: ChatMessage[] = [];
-    if (c.staged.length) extra.push({ role: 'user', content: toldPrompt(c.staged) });
-    for (const note of c.notes) extra.push({ role: 'user', content: note });
-    messages = [...messages, ...extra];
-    let compactions = c.compactions;
-    if (size(messages) > c.settings.compactAtChars) {
-      messages = compact(messages, c.settings.keepRecent);
-      compactions += 1;
-    }
-    const planSeq = c.planSeq + 1;
-    const planRef = `plan-${planSeq}`;
-    enqueue.assign({ messages, staged: [], notes: [], planSeq, planRef, compactions });
-    enqueue({
-      type: 'errand.plan',
-      params: {
-        ref: planRef,
-        messages,
-        tools: [...BUILT_IN_TOOLS, ...c.toolDefs],
-        ...(c.model ? { model: c.model } : {}),
-        ...(Object.keys(c.labels).length ? { labels: c.labels } : {}),
-        ...(c.overDailyCap ? { overDailyCap: true } : {}),
-      },
-    });
-  }),
-  /**
-   * A model call's usage is reported first (its event leads the step's commands) and counted last,
-   * after the branch's own actions: those read the context as the answer found it (the `done`
-   * notification says what was spent before this reply).
-   */
-  reportUsage: action<PlanResultEvent>((c, e, enqueue) => {
-    if (e.usage) enqueue({ type: 'errand.emit', params: { kind: 'usage', usage: e.usage, total: addUsage(c, e) } });
-  }),
-  countUsage: action<PlanResultEvent>((c, e, enqueue) => enqueue.assign({ usage: addUsage(c, e), now: tellTime(c, e) })),
-  /** A label's daily cap, enforced by the planner across every host: a person decides. */
-  askToPassDailyCap: action<PlanResultEvent>((c, e, enqueue) =>
-    enqueue.assign({ approval: { kind: 'budget', requestId: `daily-${c.planSeq}`, argsHash: `daily-${c.planSeq}`, what: e.error!.message, exceeded: [] } }),
-  ),
-  backOff: action<PlanResultEvent>((c, e, enqueue) => {
-    const attempts = c.modelAttempts + 1;
-    enqueue.assign({ modelAttempts: attempts, backoffMs: backoffDelay(c.settings, attempts, `${c.agentId}:${c.planRef}`, e.error!.retryAfterMs) });
-  }),
-  compactHistory: action((c, _e, enqueue) =>
-    enqueue.assign({ messages: compact(c.messages, Math.max(4, Math.floor(c.settings.keepRecent / 2))), compactions: c.compactions + 1, modelAttempts: 0 }),
-  ),
-  failOnModelError: action<PlanResultEvent>((c, e, enqueue) => {
-    const error = e.error!;
-    const attempts = c.modelAttempts + 1;
-    const why = error.retryable ? `the model kept failing (${attempts} attempts): ${error.message}` : `the model call failed: ${error.message}`;
-    enqueue.assign({ failure: { ...error, message: why, retryable: false } });
-  }),
-  finish: action<PlanResultEvent>((c, e, enqueue) => {
-    const { message } = readReply(c, e);
-    enqueue.assign({ ...replied(c, e), answer: message.content ?? '' });
-    for (const a of notifyActions(c, 'done', `Done: ${clip(c.goal, 80)}`, clip(message.content ?? '', 1000))) enqueue(a);
-  }),
-  /** The repeated calls are not run: the model is told so, and asked to reflect. */
-  reflectOnLoop: action<PlanResultEvent>((c, e, enqueue) => {
-    const tool = repeatedTool(readReply(c, e).repeated!);
-    enqueue.assign({ ...refuseRepeated(c, e), reflections: c.reflections + 1, notes: [...c.notes, reflectionPrompt(`you called ${tool} with the same arguments ${c.settings.loopRepeats} times`)] });
-  }),
-  /** The repeated calls are not run, and a reflection did not break the loop: a person is asked. */
-  askAboutLoop: action<PlanResultEvent>((c, e, enqueue) => {
-    const tool = repeatedTool(readReply(c, e).repeated!);
-    const text = `I seem to be stuck: I keep calling ${tool} with the same arguments. How should I proceed?`;
-    enqueue.assign({ ...refuseRepeated(c, e), question: { requestId: `loop-${c.rounds + 1}`, text, reason: 'loop' } });
-  }),
-  /** The reply's calls become the round; nothing of it starts before `acting` (or a person's approval). */
-  takeCalls: action<PlanResultEvent>((c, e, enqueue) => {
-    const reply = readReply(c, e);
-    enqueue.assign({ ...replied(c, e), calls: roundCalls(c, reply.toolCalls), recent: reply.recent });
-  }),
-  /** Nothing of this round starts before a person has decided. */
-  askToRunCalls: action((c, _e, enqueue) => {
-    const asking = c.calls.filter((x) => x.status === 'approval');
-    const shown = asking.map((x) => ({ tool: x.tool, args: x.args }));
-    const what = asking.map((x) => `${x.tool}(${canonical(x.args)})`).join('; ');
-    enqueue.assign({ approval: { kind: 'tools', requestId: `tools-${c.planSeq}`, argsHash: approvalHash(shown), what, exceeded: [] } });
-  }),
-
-  // --- backingOff
-  armPlanRetry: action((c, _e, enqueue) => enqueue.raise({ type: 'retry.plan' }, { id: 'retry-plan', delay: c.backoffMs })),
-
-  // --- awaitingInput, awaitingApproval: the agent asks a person, and says so with `errand.wait`
-  ...askingActions('declared'),
-
-  // --- acting
-  ...callStarters('watchdog'),
-  takeToolResult: action<ToolResultEvent>(takeToolResult),
-  /** A call nobody answered in time (no live runner?) fails like a transient error: one call's own timer (`assistant@1`). */
-  failCallAtDeadline: action<ToolDeadlineEvent>((c, e, enqueue) => {
-    const call = c.calls.find((x) => x.id === e.callId);
-    if (!call || call.status !== 'running' || call.attempts !== e.attempt) return;
-    const patch = noAnswer(c, call, enqueue);
-    if (patch) enqueue.assign(patch);
-  }),
-  /**
-   * The watchdog fired: every call whose deadline has passed fails as above, and the watchdog is
-   * armed again for the earliest deadline still ahead (or left unarmed when no call runs).
-   * Only its own timer counts: another agent's `tool.watchdog` message changes nothing.
-   */
-  checkToolWatchdog: action<ToolWatchdogEvent>((c, e, enqueue) => {
-    if (e.from !== undefined) return;
-    const now = tellTime(c, e);
-    let next: AgentContext = c;
-    for (const call of c.calls) {
-      if (!watched(call) || call.deadlineAt! > now) continue;
-      next = { ...next, ...noAnswer(next, next.calls.find((x) => x.id === call.id)!, enqueue) };
-    }
-    const ahead = earliestDeadline(next.calls);
-    if (ahead !== undefined) enqueue.raise({ type: 'tool.watchdog', at: ahead }, { id: WATCHDOG, delay: Math.max(0, ahead - now) });
-    enqueue.assign({ calls: next.calls, notes: next.notes, replans: next.replans, now: next.now, question: next.question, watchdogAt: ahead });
-  }),
-  takeChildResult: action<ChildResultEvent>((c, e, enqueue) => {
-    const call = c.calls.find((x) => x.id === e.ref && x.kind === 'delegate');
-    if (!call || call.status !== 'running') return;
-    const updated: CallState =
-      e.outcome === 'done'
-        ? { ...call, status: 'ok', content: clip(JSON.stringify(e.output ?? null), c.settings.maxResultChars) }
-        : { ...call, status: 'error', content: `ERROR: the delegated agent ${e.outcome}${e.error ? `: ${e.error.message}` : ''}` };
-    enqueue.assign({ calls: c.calls.map((x) => (x.id === call.id ? updated : x)), now: tellTime(c, e) });
-  }),
-  /** An interrupting message: the calls in flight are cancelled and the model hears so. */
-  cancelRound: action((c, _e, enqueue) => {
-    const calls = c.calls.map((x) =>
-      x.status === 'running' || x.status === 'retrying' || x.status === 'waiting' ? { ...x, status: 'cancelled' as const, content: 'Cancelled: interrupted by a new message from the user.' } : x,
-    );
-    enqueue.assign({ messages: [...c.messages, ...toolMessages(calls)], calls: [], question: undefined });
-  }),
-  /** Every call of the round has an outcome: the results go to the model, and the round is counted. */
-  closeRound: action((c, _e, enqueue) => {
-    const { failedRounds, idleRounds, notes, reflections } = roundOutcome(c);
-    enqueue.assign({ messages: [...c.messages, ...toolMessages(c.calls)], calls: [], failedRounds, idleRounds, notes, reflections });
-  }),
-  /** Reflection did not help: a person looks before more is spent. */
-  askWhenStuck: action((c, _e, enqueue) =>
-    enqueue.assign({ question: { requestId: `stuck-${c.rounds}`, text: `I have made no progress for ${c.idleRounds} rounds. How should I proceed?`, reason: 'loop' }, idleRounds: 0 }),
-  ),
-  giveUpReplanning: action((c, _e, enqueue) =>
-    enqueue.assign({
-      failure: { code: 'ERR_REPLANS_EXHAUSTED', message: `gave up after ${c.replans} re-plans; the last failure: ${c.calls.find((x) => x.error)?.error?.message ?? 'unknown'}`, retryable: false },
+/** The chart's actions, for one way of counting money (see {@link Accounting}). */
+export function agentActions(accounting: Accounting) {
+  const exact = accounting === 'exact';
+  const usd = exact ? exactUsd : centsUsd;
+  const notifyActions = (...[c, topic, title, text, approval]: Parameters<typeof notifyWith>) => notifyWith(c, topic, title, text, approval, usd);
+  const overBudget = (c: AgentContext) => overBudgetWith(c, usd);
+  const addUsage = (c: AgentContext, e: PlanResultEvent) => usageWith(c, e, exact);
+  return {
+    // --- anywhere
+    notifyStuck: action<StuckCheckEvent>((c, e, enqueue) => {
+      const minutes = Math.round(c.settings.stuckAfterMs / 60_000);
+      const text = `No progress on "${clip(c.goal, 80)}" for ${minutes >= 1 ? `${minutes} min` : `${Math.round(c.settings.stuckAfterMs / 1000)} s`} (step ${e.since}).`;
+      for (const n of notifyActions(c, 'stuck', 'Your agent seems stuck', text)) enqueue(n);
     }),
-  ),
+    setBudget: action<BudgetEvent>((c, e, enqueue) => enqueue.assign({ budget: { ...c.budget, ...(e.budget ?? {}) }, now: tellTime(c, e) })),
+    /** A new budget answers an open budget (or tools) question: it is closed without a decision. */
+    dropApproval: action((_c, _e, enqueue) => enqueue.assign({ approval: undefined })),
+    /** A message from a person while the agent works: staged for the next planning step. */
+    stageMessage: action<InputEvent>((c, e, enqueue) => enqueue.assign({ staged: [...c.staged, e.text], now: tellTime(c, e) })),
 
-  // --- awaitingInput
-  takeAnswer: action<InputEvent>((c, e, enqueue) => {
-    const q = c.question!;
-    const now = tellTime(c, e);
-    if (q.callId) {
-      const calls = c.calls.map((x) => (x.id === q.callId ? { ...x, status: 'ok' as const, content: `The person answered: ${e.text}` } : x));
-      enqueue.assign({ messages: [...c.messages, ...toolMessages(calls)], calls: [], question: undefined, now, idleRounds: 0 });
-    } else {
-      enqueue.assign({ question: undefined, now, idleRounds: 0, reflections: 0, notes: [...c.notes, `The person said: ${e.text}`] });
-    }
-  }),
+    // --- planning
+    /** Each planning step is progress: re-arming the watch (same id) supersedes the previous one. */
+    watchProgress: action((c, _e, enqueue) => {
+      if (c.settings.stuckAfterMs > 0) enqueue.raise({ type: 'stuck.check', since: c.rounds }, { id: 'stuck-watch', delay: c.settings.stuckAfterMs });
+    }),
+    /** Asks the model for the next move — or, at a budget limit, opens a budget request instead (see `budgetReached`). */
+    requestPlan: action((c, _e, enqueue) => {
+      const over = overBudget(c);
+      if (over) {
+        const requestId = `budget-${c.rounds}-${c.usage.inputTokens + c.usage.outputTokens}`;
+        enqueue.assign({ approval: { kind: 'budget', requestId, argsHash: requestId, what: over.what, exceeded: over.exceeded } });
+        return;
+      }
+      let messages = c.messages;
+      const extra: ChatMessage[] = [];
+      if (c.staged.length) extra.push({ role: 'user', content: toldPrompt(c.staged) });
+      for (const note of c.notes) extra.push({ role: 'user', content: note });
+      messages = [...messages, ...extra];
+      let compactions = c.compactions;
+      if (size(messages) > c.settings.compactAtChars) {
+        messages = compact(messages, c.settings.keepRecent);
+        compactions += 1;
+      }
+      const planSeq = c.planSeq + 1;
+      const planRef = `plan-${planSeq}`;
+      enqueue.assign({ messages, staged: [], notes: [], planSeq, planRef, compactions });
+      enqueue({
+        type: 'errand.plan',
+        params: {
+          ref: planRef,
+          messages,
+          tools: [...BUILT_IN_TOOLS, ...c.toolDefs],
+          ...(c.model ? { model: c.model } : {}),
+          ...(Object.keys(c.labels).length ? { labels: c.labels } : {}),
+          ...(c.overDailyCap ? { overDailyCap: true } : {}),
+        },
+      });
+    }),
+    /**
+     * A model call's usage is reported first (its event leads the step's commands) and counted last,
+     * after the branch's own actions: those read the context as the answer found it (the `done`
+     * notification says what was spent before this reply).
+     */
+    reportUsage: action<PlanResultEvent>((c, e, enqueue) => {
+      if (!e.usage) return;
+      const usage = exact && e.usage.costUsd !== undefined ? { ...e.usage, costUsd: roundUsd(e.usage.costUsd) } : e.usage;
+      enqueue({ type: 'errand.emit', params: { kind: 'usage', usage, total: addUsage(c, e) } });
+    }),
+    countUsage: action<PlanResultEvent>((c, e, enqueue) => enqueue.assign({ usage: addUsage(c, e), now: tellTime(c, e) })),
+    /** A label's daily cap, enforced by the planner across every host: a person decides. */
+    askToPassDailyCap: action<PlanResultEvent>((c, e, enqueue) =>
+      enqueue.assign({ approval: { kind: 'budget', requestId: `daily-${c.planSeq}`, argsHash: `daily-${c.planSeq}`, what: e.error!.message, exceeded: [] } }),
+    ),
+    backOff: action<PlanResultEvent>((c, e, enqueue) => {
+      const attempts = c.modelAttempts + 1;
+      enqueue.assign({ modelAttempts: attempts, backoffMs: backoffDelay(c.settings, attempts, `${c.agentId}:${c.planRef}`, e.error!.retryAfterMs) });
+    }),
+    compactHistory: action((c, _e, enqueue) =>
+      enqueue.assign({ messages: compact(c.messages, Math.max(4, Math.floor(c.settings.keepRecent / 2))), compactions: c.compactions + 1, modelAttempts: 0 }),
+    ),
+    failOnModelError: action<PlanResultEvent>((c, e, enqueue) => {
+      const error = e.error!;
+      const attempts = c.modelAttempts + 1;
+      const why = error.retryable ? `the model kept failing (${attempts} attempts): ${error.message}` : `the model call failed: ${error.message}`;
+      enqueue.assign({ failure: { ...error, message: why, retryable: false } });
+    }),
+    finish: action<PlanResultEvent>((c, e, enqueue) => {
+      const { message } = readReply(c, e);
+      enqueue.assign({ ...replied(c, e), answer: message.content ?? '' });
+      for (const a of notifyActions(c, 'done', `Done: ${clip(c.goal, 80)}`, clip(message.content ?? '', 1000))) enqueue(a);
+    }),
+    /** The repeated calls are not run: the model is told so, and asked to reflect. */
+    reflectOnLoop: action<PlanResultEvent>((c, e, enqueue) => {
+      const tool = repeatedTool(readReply(c, e).repeated!);
+      enqueue.assign({ ...refuseRepeated(c, e), reflections: c.reflections + 1, notes: [...c.notes, reflectionPrompt(`you called ${tool} with the same arguments ${c.settings.loopRepeats} times`)] });
+    }),
+    /** The repeated calls are not run, and a reflection did not break the loop: a person is asked. */
+    askAboutLoop: action<PlanResultEvent>((c, e, enqueue) => {
+      const tool = repeatedTool(readReply(c, e).repeated!);
+      const text = `I seem to be stuck: I keep calling ${tool} with the same arguments. How should I proceed?`;
+      enqueue.assign({ ...refuseRepeated(c, e), question: { requestId: `loop-${c.rounds + 1}`, text, reason: 'loop' } });
+    }),
+    /** The reply's calls become the round; nothing of it starts before `acting` (or a person's approval). */
+    takeCalls: action<PlanResultEvent>((c, e, enqueue) => {
+      const reply = readReply(c, e);
+      enqueue.assign({ ...replied(c, e), calls: roundCalls(c, reply.toolCalls), recent: reply.recent });
+    }),
+    /** Nothing of this round starts before a person has decided. */
+    askToRunCalls: action((c, _e, enqueue) => {
+      const asking = c.calls.filter((x) => x.status === 'approval');
+      const shown = asking.map((x) => ({ tool: x.tool, args: x.args }));
+      const what = asking.map((x) => `${x.tool}(${canonical(x.args)})`).join('; ');
+      enqueue.assign({ approval: { kind: 'tools', requestId: `tools-${c.planSeq}`, argsHash: approvalHash(shown), what, exceeded: [] } });
+    }),
 
-  // --- awaitingApproval
-  remindApprover: action((c, _e, enqueue) => {
-    const a = c.approval!;
-    for (const n of notifyActions(c, 'reminder', 'Still waiting for your decision', a.what, { requestId: a.requestId, argsHash: a.argsHash, tool: a.kind, summary: a.what })) enqueue(n);
-  }),
-  /** Nobody decided in time, and there is nobody left to ask: the request expires. */
-  expireApproval: action((c, _e, enqueue) => {
-    const a = c.approval!;
-    enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'expired', argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools' } });
-    enqueue.assign({ decided: keepLast({ ...c.decided, [a.requestId]: { decision: 'expired', by: 'the deadline' } }, 20) });
-  }),
-  refuseUndecidedCalls: action((c, _e, enqueue) => {
-    const calls = c.calls.map((x): CallState => (x.status === 'approval' ? { ...x, status: 'error', content: 'ERROR: nobody approved this call in time; it was not run.' } : x));
-    enqueue.assign({ approval: undefined, calls });
-  }),
-  stopAtUndecidedBudget: action((c, _e, enqueue) =>
-    enqueue.assign({ approval: undefined, failure: { code: 'ERR_BUDGET', message: `stopped at the budget: nobody decided in time (${c.approval!.what})`, retryable: false } }),
-  ),
-  recordDecision: action<ApprovalEvent>((c, e, enqueue) => {
-    const a = c.approval!;
-    const status = e.decision === 'approve' ? 'approved' : 'denied';
-    const who = e.by ? `${e.by.name ?? e.by.id} (${e.by.channel})` : 'someone';
-    enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status, argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools', ...(e.by ? { by: e.by } : {}) } });
-    enqueue.assign({ decided: keepLast({ ...c.decided, [a.requestId]: { decision: e.decision, by: who } }, 20) });
-    enqueue.cancel('approval-reminder');
-    enqueue.cancel('approval-deadline');
-  }),
-  /** Approved calls run (named with the request, for the host's evidence); denied ones fail. */
-  decideCalls: action<ApprovalEvent>((c, e, enqueue) => {
-    const a = c.approval!;
-    const calls = c.calls.map((x): CallState =>
-      x.status !== 'approval' ? x : e.decision === 'approve' ? { ...x, status: 'running', approval: a.requestId } : { ...x, status: 'error', content: 'ERROR: a person denied this call.' },
-    );
-    enqueue.assign({ approval: undefined, calls, now: tellTime(c, e) });
-  }),
-  stopAtBudget: action((c, _e, enqueue) =>
-    enqueue.assign({ approval: undefined, failure: { code: 'ERR_BUDGET', message: `stopped at the budget: ${c.approval!.what}`, retryable: false } }),
-  ),
-  /** Continue: each limit that was reached is doubled from where usage stands. */
-  raiseBudget: action<ApprovalEvent>((c, e, enqueue) => {
-    const a = c.approval!;
-    const b = { ...c.budget };
-    const tokens = c.usage.inputTokens + c.usage.outputTokens;
-    if (a.exceeded.includes('maxSteps')) b.maxSteps = Math.max(c.rounds + 1, (b.maxSteps ?? 0) * 2);
-    if (a.exceeded.includes('maxTokens')) b.maxTokens = Math.max(tokens + 1, (b.maxTokens ?? 0) * 2);
-    if (a.exceeded.includes('maxCostUsd')) b.maxCostUsd = Math.max(c.usage.costUsd + 0.01, (b.maxCostUsd ?? 0) * 2);
-    if (a.exceeded.includes('maxWallMs')) b.maxWallMs = Math.max(c.now - c.startedAt + 1, (b.maxWallMs ?? 0) * 2);
-    enqueue.assign({ approval: undefined, budget: b, now: tellTime(c, e), overDailyCap: c.overDailyCap || a.exceeded.length === 0 });
-  }),
+    // --- backingOff
+    armPlanRetry: action((c, _e, enqueue) => enqueue.raise({ type: 'retry.plan' }, { id: 'retry-plan', delay: c.backoffMs })),
 
-  // --- failed
-  notifyFailure: action((c, _e, enqueue) => {
-    const why = c.failure?.message ?? 'unknown error';
-    for (const n of notifyActions(c, 'failed', `Failed: ${clip(c.goal, 80)}`, clip(why, 1000))) enqueue(n);
-  }),
-};
+    // --- awaitingInput, awaitingApproval: the agent asks a person, and says so with `errand.wait`
+    ...askingActions('declared', accounting),
 
-function addUsage(c: AgentContext, e: PlanResultEvent): AgentContext['usage'] {
-  return e.usage
-    ? { inputTokens: c.usage.inputTokens + e.usage.inputTokens, outputTokens: c.usage.outputTokens + e.usage.outputTokens, costUsd: c.usage.costUsd + (e.usage.costUsd ?? 0) }
-    : c.usage;
+    // --- acting
+    ...callStarters('watchdog'),
+    takeToolResult: action<ToolResultEvent>(takeToolResult),
+    /** A call nobody answered in time (no live runner?) fails like a transient error: one call's own timer (`assistant@1`). */
+    failCallAtDeadline: action<ToolDeadlineEvent>((c, e, enqueue) => {
+      const call = c.calls.find((x) => x.id === e.callId);
+      if (!call || call.status !== 'running' || call.attempts !== e.attempt) return;
+      const patch = noAnswer(c, call, enqueue);
+      if (patch) enqueue.assign(patch);
+    }),
+    /**
+     * The watchdog fired: every call whose deadline has passed fails as above, and the watchdog is
+     * armed again for the earliest deadline still ahead (or left unarmed when no call runs).
+     * Only its own timer counts: another agent's `tool.watchdog` message changes nothing.
+     */
+    checkToolWatchdog: action<ToolWatchdogEvent>((c, e, enqueue) => {
+      if (e.from !== undefined) return;
+      const now = tellTime(c, e);
+      let next: AgentContext = c;
+      for (const call of c.calls) {
+        if (!watched(call) || call.deadlineAt! > now) continue;
+        next = { ...next, ...noAnswer(next, next.calls.find((x) => x.id === call.id)!, enqueue) };
+      }
+      const ahead = earliestDeadline(next.calls);
+      if (ahead !== undefined) enqueue.raise({ type: 'tool.watchdog', at: ahead }, { id: WATCHDOG, delay: Math.max(0, ahead - now) });
+      enqueue.assign({ calls: next.calls, notes: next.notes, replans: next.replans, now: next.now, question: next.question, watchdogAt: ahead });
+    }),
+    takeChildResult: action<ChildResultEvent>((c, e, enqueue) => {
+      const call = c.calls.find((x) => x.id === e.ref && x.kind === 'delegate');
+      if (!call || call.status !== 'running') return;
+      const updated: CallState =
+        e.outcome === 'done'
+          ? { ...call, status: 'ok', content: clip(JSON.stringify(e.output ?? null), c.settings.maxResultChars) }
+          : { ...call, status: 'error', content: `ERROR: the delegated agent ${e.outcome}${e.error ? `: ${e.error.message}` : ''}` };
+      enqueue.assign({ calls: c.calls.map((x) => (x.id === call.id ? updated : x)), now: tellTime(c, e) });
+    }),
+    /** An interrupting message: the calls in flight are cancelled and the model hears so. */
+    cancelRound: action((c, _e, enqueue) => {
+      const calls = c.calls.map((x) =>
+        x.status === 'running' || x.status === 'retrying' || x.status === 'waiting' ? { ...x, status: 'cancelled' as const, content: 'Cancelled: interrupted by a new message from the user.' } : x,
+      );
+      enqueue.assign({ messages: [...c.messages, ...toolMessages(calls)], calls: [], question: undefined });
+    }),
+    /** Every call of the round has an outcome: the results go to the model, and the round is counted. */
+    closeRound: action((c, _e, enqueue) => {
+      const { failedRounds, idleRounds, notes, reflections } = roundOutcome(c);
+      enqueue.assign({ messages: [...c.messages, ...toolMessages(c.calls)], calls: [], failedRounds, idleRounds, notes, reflections });
+    }),
+    /** Reflection did not help: a person looks before more is spent. */
+    askWhenStuck: action((c, _e, enqueue) =>
+      enqueue.assign({ question: { requestId: `stuck-${c.rounds}`, text: `I have made no progress for ${c.idleRounds} rounds. How should I proceed?`, reason: 'loop' }, idleRounds: 0 }),
+    ),
+    giveUpReplanning: action((c, _e, enqueue) =>
+      enqueue.assign({
+        failure: { code: 'ERR_REPLANS_EXHAUSTED', message: `gave up after ${c.replans} re-plans; the last failure: ${c.calls.find((x) => x.error)?.error?.message ?? 'unknown'}`, retryable: false },
+      }),
+    ),
+
+    // --- awaitingInput
+    takeAnswer: action<InputEvent>((c, e, enqueue) => {
+      const q = c.question!;
+      const now = tellTime(c, e);
+      if (q.callId) {
+        const calls = c.calls.map((x) => (x.id === q.callId ? { ...x, status: 'ok' as const, content: `The person answered: ${e.text}` } : x));
+        enqueue.assign({ messages: [...c.messages, ...toolMessages(calls)], calls: [], question: undefined, now, idleRounds: 0 });
+      } else {
+        enqueue.assign({ question: undefined, now, idleRounds: 0, reflections: 0, notes: [...c.notes, `The person said: ${e.text}`] });
+      }
+    }),
+
+    // --- awaitingApproval
+    remindApprover: action((c, _e, enqueue) => {
+      const a = c.approval!;
+      for (const n of notifyActions(c, 'reminder', 'Still waiting for your decision', a.what, { requestId: a.requestId, argsHash: a.argsHash, tool: a.kind, summary: a.what })) enqueue(n);
+    }),
+    /** Nobody decided in time, and there is nobody left to ask: the request expires. */
+    expireApproval: action((c, _e, enqueue) => {
+      const a = c.approval!;
+      enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status: 'expired', argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools' } });
+      enqueue.assign({ decided: keepLast({ ...c.decided, [a.requestId]: { decision: 'expired', by: 'the deadline' } }, 20) });
+    }),
+    refuseUndecidedCalls: action((c, _e, enqueue) => {
+      const calls = c.calls.map((x): CallState => (x.status === 'approval' ? { ...x, status: 'error', content: 'ERROR: nobody approved this call in time; it was not run.' } : x));
+      enqueue.assign({ approval: undefined, calls });
+    }),
+    stopAtUndecidedBudget: action((c, _e, enqueue) =>
+      enqueue.assign({ approval: undefined, failure: { code: 'ERR_BUDGET', message: `stopped at the budget: nobody decided in time (${c.approval!.what})`, retryable: false } }),
+    ),
+    recordDecision: action<ApprovalEvent>((c, e, enqueue) => {
+      const a = c.approval!;
+      const status = e.decision === 'approve' ? 'approved' : 'denied';
+      const who = e.by ? `${e.by.name ?? e.by.id} (${e.by.channel})` : 'someone';
+      enqueue({ type: 'errand.emit', params: { kind: 'approval', requestId: a.requestId, status, argsHash: a.argsHash, tool: a.kind === 'budget' ? 'budget' : 'tools', ...(e.by ? { by: e.by } : {}) } });
+      enqueue.assign({ decided: keepLast({ ...c.decided, [a.requestId]: { decision: e.decision, by: who } }, 20) });
+      enqueue.cancel('approval-reminder');
+      enqueue.cancel('approval-deadline');
+    }),
+    /** Approved calls run (named with the request, for the host's evidence); denied ones fail. */
+    decideCalls: action<ApprovalEvent>((c, e, enqueue) => {
+      const a = c.approval!;
+      const calls = c.calls.map((x): CallState =>
+        x.status !== 'approval' ? x : e.decision === 'approve' ? { ...x, status: 'running', approval: a.requestId } : { ...x, status: 'error', content: 'ERROR: a person denied this call.' },
+      );
+      enqueue.assign({ approval: undefined, calls, now: tellTime(c, e) });
+    }),
+    stopAtBudget: action((c, _e, enqueue) =>
+      enqueue.assign({ approval: undefined, failure: { code: 'ERR_BUDGET', message: `stopped at the budget: ${c.approval!.what}`, retryable: false } }),
+    ),
+    /**
+     * Continue. `exact`: each limit that was reached gets its allowance again from where usage
+     * stands at the decision (a wall-clock limit: the time run so far, waiting for the decision
+     * included, plus the limit). `cents`: doubled, or just past usage.
+     */
+    raiseBudget: action<ApprovalEvent>((c, e, enqueue) => {
+      const a = c.approval!;
+      const b = { ...c.budget };
+      const tokens = c.usage.inputTokens + c.usage.outputTokens;
+      const now = tellTime(c, e);
+      if (exact) {
+        if (a.exceeded.includes('maxSteps')) b.maxSteps = c.rounds + b.maxSteps!;
+        if (a.exceeded.includes('maxTokens')) b.maxTokens = tokens + b.maxTokens!;
+        if (a.exceeded.includes('maxCostUsd')) b.maxCostUsd = roundUsd(c.usage.costUsd + b.maxCostUsd!);
+        if (a.exceeded.includes('maxWallMs')) b.maxWallMs = now - c.startedAt + b.maxWallMs!;
+      } else {
+        if (a.exceeded.includes('maxSteps')) b.maxSteps = Math.max(c.rounds + 1, (b.maxSteps ?? 0) * 2);
+        if (a.exceeded.includes('maxTokens')) b.maxTokens = Math.max(tokens + 1, (b.maxTokens ?? 0) * 2);
+        if (a.exceeded.includes('maxCostUsd')) b.maxCostUsd = Math.max(c.usage.costUsd + 0.01, (b.maxCostUsd ?? 0) * 2);
+        if (a.exceeded.includes('maxWallMs')) b.maxWallMs = Math.max(c.now - c.startedAt + 1, (b.maxWallMs ?? 0) * 2);
+      }
+      enqueue.assign({ approval: undefined, budget: b, now, overDailyCap: c.overDailyCap || a.exceeded.length === 0 });
+    }),
+
+    // --- failed
+    notifyFailure: action((c, _e, enqueue) => {
+      const why = c.failure?.message ?? 'unknown error';
+      for (const n of notifyActions(c, 'failed', `Failed: ${clip(c.goal, 80)}`, clip(why, 1000))) enqueue(n);
+    }),
+  };
+}
+
+/** The usage with the model call's added; `exact`: the cost rounded to a nano-dollar. */
+function usageWith(c: AgentContext, e: PlanResultEvent, exact: boolean): AgentContext['usage'] {
+  if (!e.usage) return c.usage;
+  const costUsd = c.usage.costUsd + (e.usage.costUsd ?? 0);
+  return { inputTokens: c.usage.inputTokens + e.usage.inputTokens, outputTokens: c.usage.outputTokens + e.usage.outputTokens, costUsd: exact ? roundUsd(costUsd) : costUsd };
 }
 
 /** The reply joins the history and counts as a round; the model's failed attempts are forgotten. */
@@ -584,9 +621,11 @@ export function callStarters(mode: DeadlineMode) {
  */
 type WaitMode = 'declared' | 'silent';
 
-/** The actions with which the agent asks a person (and stops asking), for one wait mode. */
-export function askingActions(mode: WaitMode) {
+/** The actions with which the agent asks a person (and stops asking), for one wait mode and way of counting money. */
+export function askingActions(mode: WaitMode, accounting: Accounting) {
   const declare = mode === 'declared';
+  const usd = accounting === 'exact' ? exactUsd : centsUsd;
+  const notifyActions = (...[c, topic, title, text, approval]: Parameters<typeof notifyWith>) => notifyWith(c, topic, title, text, approval, usd);
   /** The calls an open tools request asks about, as the tools would get them. */
   const askedCalls = (c: AgentContext) => c.calls.filter((x) => x.status === 'approval').map((x) => ({ tool: x.tool, args: x.args }));
   /** The `errand.wait` of the open approval request: its deadline is the `approval-deadline` timer's, from now. */

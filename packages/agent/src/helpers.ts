@@ -1,11 +1,20 @@
 import { createHash } from 'node:crypto';
-import { canonicalJson, MAX_GOAL_DEPTH, valueNestsDeeper, type Budget, type ChatMessage, type NotifyRule, type Task, type ToolCall } from '@errand/protocols';
+import { canonicalJson, formatUsd, MAX_GOAL_DEPTH, valueNestsDeeper, type Budget, type ChatMessage, type NotifyRule, type Task, type ToolCall } from '@errand/protocols';
 import { BUILT_IN_NAMES, BuiltInTool } from './built-in-tools.js';
 import type { AgentContext, CallState, PlanResultEvent, ToolResultEvent } from './context.js';
 import { reflectionPrompt, strategyPrompt } from './prompts.js';
 import type { AgentSettings } from './settings.js';
 
 /** Pure functions of the context (and an event) that the chart's guards and actions share. */
+
+/** How the agent writes an amount of dollars in what it says (budget questions, notifications). */
+export type UsdFormat = (usd: number) => string;
+
+/** To the cent, as `assistant@1`–`@3` wrote it (`$0.00` for small amounts): their journals replay to it. */
+export const centsUsd: UsdFormat = (usd) => `$${usd.toFixed(2)}`;
+
+/** With the digits a small amount needs (`$0.000061`), as `assistant@4` writes it. */
+export const exactUsd: UsdFormat = formatUsd;
 
 /** A deterministic number in [0, 1) from text: jitter that replays the same. */
 function unit(text: string): number {
@@ -52,7 +61,7 @@ export function compact(messages: readonly ChatMessage[], keepRecent: number): C
   return [...head, { role: 'user', content: `[${start - 2} earlier messages were compacted to save context.]` }, ...messages.slice(start)];
 }
 
-export function overBudget(c: AgentContext): { what: string; exceeded: (keyof Budget)[] } | undefined {
+export function overBudget(c: AgentContext, usd: UsdFormat = centsUsd): { what: string; exceeded: (keyof Budget)[] } | undefined {
   const b = c.budget;
   const parts: string[] = [];
   const exceeded: (keyof Budget)[] = [];
@@ -60,7 +69,7 @@ export function overBudget(c: AgentContext): { what: string; exceeded: (keyof Bu
   const tokens = c.usage.inputTokens + c.usage.outputTokens;
   if (b.maxTokens !== undefined && tokens >= b.maxTokens) (parts.push(`${tokens} of ${b.maxTokens} tokens`), exceeded.push('maxTokens'));
   if (b.maxCostUsd !== undefined && c.usage.costUsd >= b.maxCostUsd) {
-    parts.push(`spent $${c.usage.costUsd.toFixed(2)} of $${b.maxCostUsd.toFixed(2)}`);
+    parts.push(`spent ${usd(c.usage.costUsd)} of ${usd(b.maxCostUsd)}`);
     exceeded.push('maxCostUsd');
   }
   const wall = c.now - c.startedAt;
@@ -74,9 +83,10 @@ export function notifyActions(
   title: string,
   text: string,
   approval?: { requestId: string; argsHash: string; tool: string; summary: string },
+  usd: UsdFormat = centsUsd,
 ) {
   // Every message says what the goal is and what it has cost so far.
-  const full = `${text}\n\nGoal: ${clip(c.goal, 200)} · spent $${c.usage.costUsd.toFixed(2)} so far`;
+  const full = `${text}\n\nGoal: ${clip(c.goal, 200)} · spent ${usd(c.usage.costUsd)} so far`;
   return c.notify
     .filter((r) => r.on.includes(topic))
     .map((r) => ({ type: 'errand.notify' as const, params: { channel: r.channel, topic, title, text: full, ...(approval ? { approval } : {}) } }));

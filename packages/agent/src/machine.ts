@@ -12,7 +12,7 @@ import { agentActions, agentGuards, askingActions, callStarters } from './handle
  */
 export const agentMachine = setup({
   types: {} as { input: AgentInput; context: AgentContext; events: AgentEvent },
-  actions: { ...errandActions, ...agentActions },
+  actions: { ...errandActions, ...agentActions('exact') },
   guards: agentGuards,
 }).createMachine({
   id: 'agent',
@@ -108,15 +108,22 @@ export const agentMachine = setup({
 });
 
 /**
- * The chart as `assistant@2` ran it: the same steps, without telling the runtime when it waits for
- * a person (`errand.wait`), so its journals say `running` there. Kept registered so its journals
+ * The chart as `assistant@3` ran it: the same steps, with money counted to the cent and a limit a
+ * person let it pass doubled (see `Accounting` in handlers.ts). Kept registered so its journals
  * replay exactly and the agents it started finish as they began.
  */
-export const agentMachineV2 = agentMachine.provide({ actions: askingActions('silent') });
+export const agentMachineV3 = agentMachine.provide({ actions: agentActions('cents') });
 
 /**
- * The chart as `assistant@1` ran it: a durable deadline timer per tool call instead of one
- * watchdog per agent, and no `errand.wait`. Kept registered so its journals replay exactly
- * (`v1-journals.test.ts`) and the agents it started finish as they began.
+ * The chart as `assistant@2` ran it: as `@3`, without telling the runtime when it waits for a
+ * person (`errand.wait`), so its journals say `running` there. Kept registered so its journals
+ * replay exactly and the agents it started finish as they began.
  */
-export const agentMachineV1 = agentMachine.provide({ actions: { ...callStarters('per-call'), ...askingActions('silent') } });
+export const agentMachineV2 = agentMachine.provide({ actions: { ...agentActions('cents'), ...askingActions('silent', 'cents') } });
+
+/**
+ * The chart as `assistant@1` ran it: as `@2`, with a durable deadline timer per tool call instead
+ * of one watchdog per agent. Kept registered so its journals replay exactly (`v1-journals.test.ts`)
+ * and the agents it started finish as they began.
+ */
+export const agentMachineV1 = agentMachine.provide({ actions: { ...agentActions('cents'), ...callStarters('per-call'), ...askingActions('silent', 'cents') } });

@@ -2,7 +2,7 @@ import { createActor, transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { approvalHash, callHash, createSubjects, MESSAGE_VERSION, type AgentRecord, type InboxMessage, type Message } from '@errand/protocols';
 import { createRegistry, decide, replayJournaled, type AgentRegistry, type Decision } from '@errand/core';
-import { agents, assistant, assistantV1, assistantV2 } from '@errand/agent';
+import { agents, assistant, assistantV1, assistantV2, assistantV3 } from '@errand/agent';
 
 const subjects = createSubjects('errand');
 const defaultRegistry = createRegistry([assistant]);
@@ -337,7 +337,7 @@ describe('the built-in agent (pure steps)', () => {
     expect((state.context as { calls: { status: string }[] }).calls[0]!.status).toBe('running');
   });
 
-  it('assistant@1 agents keep their per-call deadline timers; a host with only assistant@3 still fails their calls at those deadlines', () => {
+  it('assistant@1 agents keep their per-call deadline timers; a host with only the newest assistant still fails their calls at those deadlines', () => {
     const run = new Run('a1', createRegistry([assistantV1]));
     run.start({ toolTimeouts: { search: 1000 }, settings: { toolDeadlineGraceMs: 500 } });
     run.reply({ toolCalls: [call('c1', 'x')] });
@@ -345,7 +345,7 @@ describe('the built-in agent (pure steps)', () => {
     expect(deadline).toMatchObject({ timerId: 'deadline-c1', event: { type: 'tool.deadline', callId: 'c1', attempt: 1 } });
     run.registry = createRegistry([assistant]);
     run.fire(deadline!);
-    expect(run.record!.machine).toEqual({ id: 'assistant', version: 3 });
+    expect(run.record!.machine).toEqual({ id: 'assistant', version: 4 });
     expect(run.calls()[0]).toMatchObject({ status: 'retrying', error: { code: 'ERR_TOOL_NO_ANSWER' } });
     // Its retry goes out under the watchdog.
     run.fire(run.timers()[0]!);
@@ -604,5 +604,109 @@ describe('the built-in agent says what it waits for (record.waiting, assistant@3
     expect(replayed.waiting).toEqual(run.record!.waiting);
     expect(replayed.approvals).toEqual(run.record!.approvals);
     expect(replayed.status).toBe('waiting');
+  });
+});
+
+describe('budgets a person lets the agent pass, and what they cost (assistant@4, #17)', () => {
+  const by = { id: 'boss', channel: 'cli' };
+  const MINUTE = 60_000;
+  const HOURS_2 = 2 * 3_600_000;
+  /** The limits the machine itself works with (the record's `budget` is the goal's, with a person's `control budget` merged). */
+  const limits = (run: Run) => (run.record!.snapshot as { context: { budget: unknown } }).context.budget;
+  /** An agent with a one-minute wall-clock budget whose first tool answers after 61 s: it asks to go on. */
+  const pastWallBudget = (registry: AgentRegistry) => {
+    const run = new Run('a1', registry);
+    run.start({}, { budget: { maxWallMs: MINUTE } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    const req = run.tools()[0]!;
+    run.apply({ v: MESSAGE_VERSION, kind: 'tool.result', agentId: 'a1', key: req.key, callId: req.callId, tool: req.tool, attempt: req.attempt, durationMs: 5, result: { output: 'ok' }, at: AT + MINUTE + 1000 });
+    expect(run.record!.waiting).toMatchObject({ kind: 'budget', summary: 'ran 61 s of 60 s' });
+    return run;
+  };
+  /** The person approves two hours later. */
+  const approveLater = (run: Run) =>
+    run.apply({ v: MESSAGE_VERSION, kind: 'approval', agentId: 'a1', requestId: run.record!.waiting!.requestId, argsHash: run.record!.waiting!.argsHash!, decision: 'approve', by, at: AT + HOURS_2 });
+
+  it('an approved wall-clock budget gives the original allowance again from the decision: it plans, and asks again only a minute later', () => {
+    const run = pastWallBudget(defaultRegistry);
+    approveLater(run);
+    expect(run.state()).toBe('planning');
+    expect(run.record!.status).toBe('running');
+    expect(limits(run)).toEqual({ maxWallMs: HOURS_2 + MINUTE });
+    expect(run.plan().ref).toBe('plan-2');
+    // Within the new minute it goes on; past it, it asks again.
+    run.apply({ v: MESSAGE_VERSION, kind: 'plan.result', agentId: 'a1', key: run.plan().key, ref: run.plan().ref, at: AT + HOURS_2 + 30_000, result: { message: { role: 'assistant', content: null, toolCalls: [call('c2', 'y')] }, finishReason: 'stop' } });
+    const req = run.tools()[0]!;
+    run.apply({ v: MESSAGE_VERSION, kind: 'tool.result', agentId: 'a1', key: req.key, callId: req.callId, tool: req.tool, attempt: req.attempt, durationMs: 5, result: { output: 'ok' }, at: AT + HOURS_2 + 50_000 });
+    expect(run.state()).toBe('planning');
+    expect(run.plan().ref).toBe('plan-3');
+  });
+
+  it('assistant@3 (kept for its journals) doubled the limit from before the wait, and so asked again at once', () => {
+    const run = pastWallBudget(createRegistry([assistantV3]));
+    approveLater(run);
+    expect(limits(run)).toEqual({ maxWallMs: 2 * MINUTE });
+    expect(run.state()).toBe('awaitingApproval');
+    expect(run.record!.machine).toEqual({ id: 'assistant', version: 3 });
+  });
+
+  it('steps, tokens and cost approved: each gets its allowance again from where usage stands', () => {
+    const run = new Run();
+    run.start({}, { budget: { maxSteps: 1, maxTokens: 100, maxCostUsd: 0.005 } });
+    run.reply({ toolCalls: [call('c1', 'x')] });
+    run.toolResult(run.tools()[0]!, { output: 'ok' });
+    expect(run.record!.waiting).toMatchObject({ kind: 'budget', summary: '1 of 1 steps, 120 of 100 tokens, spent $0.01 of $0.005' });
+    approve(run);
+    expect(limits(run)).toEqual({ maxSteps: 2, maxTokens: 220, maxCostUsd: 0.015 });
+    expect(run.state()).toBe('planning');
+  });
+
+  const approve = (run: Run) =>
+    run.apply({ v: MESSAGE_VERSION, kind: 'approval', agentId: 'a1', requestId: run.record!.waiting!.requestId, argsHash: run.record!.waiting!.argsHash!, decision: 'approve', by, at: AT });
+  /** A model reply costing `costUsd`. */
+  const costly = (run: Run, costUsd: number, reply: { content?: string; toolCalls?: ReturnType<typeof call>[] }) => {
+    const p = run.plan();
+    return run.apply({
+      v: MESSAGE_VERSION, kind: 'plan.result', agentId: 'a1', key: p.key, ref: p.ref, at: AT,
+      result: { message: { role: 'assistant', content: reply.content ?? null, ...(reply.toolCalls ? { toolCalls: reply.toolCalls } : {}) }, finishReason: 'stop' },
+      usage: { model: 'm', inputTokens: 1, outputTokens: 4, costUsd },
+    });
+  };
+
+  it('small costs: summed without float noise (usage, events, output) and written with their digits, not $0.00', () => {
+    const run = new Run();
+    run.start({ notify: [{ channel: 'tg', on: ['budget', 'done'] }] }, { budget: { maxCostUsd: 0.00005 } });
+    // Costs as a price table makes them: 0.15/M + 4 × 0.60/M is 0.0000025499999999999997 in floats.
+    const noisy = 0.15 / 1_000_000 + (4 * 0.6) / 1_000_000;
+    for (let i = 0; i < 100 && run.state() !== 'awaitingApproval'; i++) {
+      costly(run, noisy, { toolCalls: [call(`c${i}`, String(i))] });
+      run.toolResult(run.tools()[0]!, { output: 'ok' });
+    }
+    // The 20th call passed $0.00005.
+    const usage = run.sent.filter((m) => m.kind === 'event.usage').map((m) => m as unknown as Message<'event.usage'>);
+    expect(usage).toHaveLength(20);
+    expect(usage[0]!.usage.costUsd).toBe(0.00000255);
+    expect(usage.map((u) => u.total.costUsd)).toEqual(Array.from({ length: 20 }, (_, i) => Math.round((i + 1) * 255) / 1e8));
+    expect(run.record!.usage).toEqual({ inputTokens: 20, outputTokens: 80, costUsd: 0.000051 });
+    // At the limit: the question and its notification say what was spent, to the digit.
+    expect(run.record!.waiting).toMatchObject({ kind: 'budget', summary: 'spent $0.000051 of $0.00005' });
+    const asked = run.record!.outbox.find((e) => e.message.kind === 'notify.request')!.message as unknown as Message<'notify.request'>;
+    expect(asked.text).toContain('Budget reached: spent $0.000051 of $0.00005');
+    expect(asked.text).toContain('spent $0.000051 so far');
+    approve(run);
+    expect(limits(run)).toEqual({ maxCostUsd: 0.000101 });
+    costly(run, noisy, { content: 'done' });
+    expect(run.record!.status).toBe('done');
+    expect(run.record!.output).toMatchObject({ usage: { costUsd: 0.00005355 } });
+  });
+
+  it('assistant@3 wrote the same amounts to the cent, as its journals have them', () => {
+    const run = new Run('a1', createRegistry([assistantV3]));
+    run.start({}, { budget: { maxCostUsd: 0.00005 } });
+    for (let i = 0; i < 100 && run.state() !== 'awaitingApproval'; i++) {
+      costly(run, 0.15 / 1_000_000 + (4 * 0.6) / 1_000_000, { toolCalls: [call(`c${i}`, String(i))] });
+      run.toolResult(run.tools()[0]!, { output: 'ok' });
+    }
+    expect(run.record!.waiting).toMatchObject({ kind: 'budget', summary: 'spent $0.00 of $0.00' });
   });
 });
