@@ -80,6 +80,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       ackWaitMs: envInt(env, 'ERRAND_HOST_ACK_WAIT_MS', d.ackWaitMs, 100),
       timers: envFlag(env, 'ERRAND_HOST_TIMERS', d.timers),
       intake: envFlag(env, 'ERRAND_HOST_INTAKE', d.intake),
+      schedules: envFlag(env, 'ERRAND_HOST_SCHEDULES', d.schedules),
       defaultNotify: parseNotify(env.ERRAND_DEFAULT_NOTIFY),
       retentionMs: parseRetention(env.ERRAND_RETENTION),
       gcIntervalMs: envInt(env, 'ERRAND_GC_INTERVAL_MS', d.gcIntervalMs, 0),
