@@ -61,20 +61,22 @@ describe('chaos on a 3-node cluster', () => {
     for (let i = 0; i < N; i++) expect(records.get(w.ids[i]!)?.output).toMatchObject({ answer: `finished ${w.token(i)}` });
 
     // Every side effect exactly once per idempotency key. The one run no system can take back: a
-    // call the SIGKILLed runner had started and not finished (its effect may have happened, its
+    // call the SIGKILLed runner had started and not recorded (its effect may have happened, its
     // result was never stored) runs again on redelivery — under the same key, which the tool is
     // given (MCP `_meta.idempotencyKey`), so a keyed tool applies it once. Only such a key may
     // have a second run, and only that one; every other key (a NATS outage, a dead host, a
-    // redelivery) must have run once.
+    // redelivery, a live runner cut off from its node) must have run once. Which process ran each
+    // call is the notes server's record (its parent's pid), not the killed runner's log, whose
+    // last lines a SIGKILL may cut off; a call it logged as done (recorded) must not run again.
     const effects = await w.effects();
+    const runners = await w.effectRunners();
     const killedRunner = runnerB.stdout().split('\n');
-    const keysLogged = (msg: string) => new Set(killedRunner.filter((l) => l.includes(`"msg":"${msg}"`)).map((l) => /"key":"([^"]+)"/.exec(l)?.[1]));
-    const finished = keysLogged('command done');
-    const unfinishedInKilledRunner = new Set([...keysLogged('tool call running')].filter((key): key is string => !!key && !finished.has(key)));
-    const twice = [...effects].filter(([key, count]) => count !== 1 && !(count === 2 && unfinishedInKilledRunner.has(key)));
-    for (const [key] of twice) console.error(`FINDING: effect ${key} ran ${effects.get(key)} times\n  ${w.evidence(key.split(":")[0]!, procs).join('\n  ')}`);
+    const finished = new Set(killedRunner.filter((l) => l.includes('"msg":"command done"')).map((l) => /"key":"([^"]+)"/.exec(l)?.[1]));
+    const inFlightInKilledRunner = (key: string) => runners.get(key)?.[0] === runnerB.pid && !finished.has(key);
+    const twice = [...effects].filter(([key, count]) => count !== 1 && !(count === 2 && inFlightInKilledRunner(key)));
+    for (const [key] of twice) console.error(`FINDING: effect ${key} ran ${effects.get(key)} times, by pids ${runners.get(key)?.join(', ')} (killed runner: ${runnerB.pid})\n  ${w.evidence(key.split(":")[0]!, procs).join('\n  ')}`);
     expect(twice).toEqual([]);
-    const rerun = [...effects].filter(([key, count]) => count === 2 && unfinishedInKilledRunner.has(key)).map(([key]) => key);
+    const rerun = [...effects].filter(([key, count]) => count === 2 && inFlightInKilledRunner(key)).map(([key]) => key);
     if (rerun.length) console.log(`chaos: ${rerun.length} call(s) in flight in the SIGKILLed runner ran again under the same key: ${rerun.join(', ')}`);
     const perAgent = new Map<string, number>();
     for (const key of effects.keys()) perAgent.set(key.split(':')[0]!, (perAgent.get(key.split(':')[0]!) ?? 0) + 1);

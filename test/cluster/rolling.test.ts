@@ -17,14 +17,8 @@ afterAll(async () => {
   }
 }, 60_000);
 
-// Known failing under load (issue #16 stays open for it): in CI, beside two other test files, three
-// agents stayed at step 2 — their plan results were nak'ed with a delay (a JetStream timeout while a
-// node restarted) and never delivered again, on nats-server 2.9.10. Alone it passes. Run it with
-// `pnpm vitest run test/cluster/rolling.test.ts`; CI skips it until the stuck redelivery is fixed.
-const stuckRedeliveryUnfixed = process.env.CI === 'true';
-
 describe('rolling restart of a 3-node cluster', () => {
-  it.skipIf(stuckRedeliveryUnfixed)(`every nats-server restarted one at a time while ${N} agents run: all finish, effects and model calls once, journals verify`, async () => {
+  it(`every nats-server restarted one at a time while ${N} agents run: all finish, effects and model calls once, journals verify`, async () => {
     w = await chaosWorld(cluster, N, 'rolling');
     const { d } = w;
     // Two of each, on different nodes; node 2 is the one that dies, node 0 hosts the processes that die.

@@ -45,6 +45,8 @@ export interface ChaosWorld {
   readonly submitErrors: readonly string[];
   /** How many add_note effects each idempotency key has had. */
   effects(): Promise<Map<string, number>>;
+  /** The pids of the tool-runners that ran each idempotency key's add_note calls, in order. */
+  effectRunners(): Promise<Map<string, number[]>>;
   /** Resolves once at least `count` agents have had their tool call run (polls the log; bounded). */
   waitForEffects(count: number, timeoutMs: number): Promise<void>;
   /** Resolves once every agent has ended, or at the deadline: the records of those that ended (polls). */
@@ -89,21 +91,22 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
   const notesLog = join(tmpdir(), `${tag}-notes.log`);
   const config = join(tmpdir(), `${tag}-config.json`);
   await writeFile(notesLog, '');
-  await writeFile(config, JSON.stringify({ mcpServers: { notes: { command: process.execPath, args: [notesServer], env: { NOTES_LOG: notesLog } } } }));
+  await writeFile(config, JSON.stringify({ mcpServers: { notes: { command: process.execPath, args: [notesServer], env: { NOTES_LOG: notesLog, NOTES_BY_RUNNER: '1' } } } }));
   const d = await createDeployment(cluster, {
     env: { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1', ERRAND_CONFIG: config, ERRAND_TOOLS: '', ERRAND_SUBMIT_RATE: '0', LOG_LEVEL: 'info' },
   });
   const ids: string[] = Array.from({ length: n }, () => newAgentId(Date.now()));
   const submitErrors: string[] = [];
 
-  const effects = async () => {
-    const counts = new Map<string, number>();
+  const effectRunners = async () => {
+    const runners = new Map<string, number[]>();
     for (const line of (await readFile(notesLog, 'utf8')).split('\n')) {
-      const m = /^add_note (\S+) /.exec(line);
-      if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+      const m = /^add_note (\S+) .* by (\d+)$/.exec(line);
+      if (m) runners.set(m[1]!, [...(runners.get(m[1]!) ?? []), Number(m[2])]);
     }
-    return counts;
+    return runners;
   };
+  const effects = async () => new Map([...(await effectRunners())].map(([key, pids]) => [key, pids.length]));
   const registry = createRegistry(builtInAgents);
   const submitRange = async (from: number, to: number) => {
     // Each goal under an id chosen up front: a submit whose host or node dies before it answers
@@ -162,6 +165,7 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
     submitRange,
     submitErrors,
     effects,
+    effectRunners,
     async waitForEffects(count, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
