@@ -9,6 +9,7 @@ import { createCommandSigner, createCommandVerifier, type CommandSigner, type Co
 import { answerDiscovery, serviceMetadata, type DiscoveryResponder } from './discovery.js';
 
 export { answerDiscovery, ERRAND_VERSION, serviceMetadata, type DiscoveryOptions, type DiscoveryResponder } from './discovery.js';
+export { importModule, ModuleImportError, resolveModuleFrom } from './modules.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 

@@ -1,14 +1,19 @@
 // The agent definitions replay and fork fold through: the modules a host registers
 // (ERRAND_AGENT_MODULES, by default the built-in agent and the examples), as `errand replay` loads them.
-import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { importModule, ModuleImportError } from '@errand/service';
 import { createRegistry, type AgentDefinition, type AgentRegistry } from '@errand/core';
 
-export async function loadRegistry(specifiers: readonly string[]): Promise<AgentRegistry> {
+/** The agents of each module: a path (relative to `cwd`), or a package found from `cwd` and else among Errand's own dependencies. */
+export async function loadRegistry(specifiers: readonly string[], cwd: string = process.cwd()): Promise<AgentRegistry> {
   const all: AgentDefinition[] = [];
   for (const spec of specifiers) {
-    const target = spec.startsWith('.') || isAbsolute(spec) ? pathToFileURL(resolve(spec)).href : spec;
-    const mod = (await import(target)) as { agents?: readonly AgentDefinition[] };
+    let mod: { agents?: readonly AgentDefinition[] };
+    try {
+      mod = await importModule(spec, { cwd, fallback: (s) => import(s) });
+    } catch (err) {
+      if (err instanceof ModuleImportError) throw new Error(`ERRAND_AGENT_MODULES: ${err.message}`, { cause: err });
+      throw err;
+    }
     if (!Array.isArray(mod.agents)) throw new Error(`ERRAND_AGENT_MODULES: '${spec}' has no 'agents' export (an array of defineAgent(...) results)`);
     all.push(...mod.agents);
   }

@@ -1,18 +1,25 @@
 // The host service as a definition: `main.ts` runs it as a process, `errand up` beside the others.
 import { writeSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { createRegistry, type AgentDefinition } from '@errand/core';
 import { startHost, type CrashPoint } from '@errand/runtime';
-import { ConfigError, type ServiceDefinition } from '@errand/service';
+import { ConfigError, importModule, ModuleImportError, type ServiceDefinition } from '@errand/service';
 import { parseConfig, type HostConfig } from './config.js';
 
-/** Imports the `agents` export of each module (package names, or paths relative to the working directory). */
-export async function loadAgents(specifiers: readonly string[]): Promise<AgentDefinition[]> {
+/**
+ * Imports the `agents` export of each module: a path (relative to `cwd`), or a package name found
+ * from `cwd` (its node_modules or a parent folder's) and else among Errand's own dependencies.
+ * Throws {@link ConfigError} naming ERRAND_AGENT_MODULES when one cannot be found or has no agents.
+ */
+export async function loadAgents(specifiers: readonly string[], cwd: string = process.cwd()): Promise<AgentDefinition[]> {
   const all: AgentDefinition[] = [];
   for (const spec of specifiers) {
-    const target = spec.startsWith('.') || isAbsolute(spec) ? pathToFileURL(resolve(spec)).href : spec;
-    const mod = (await import(target)) as { agents?: readonly AgentDefinition[] };
+    let mod: { agents?: readonly AgentDefinition[] };
+    try {
+      mod = await importModule(spec, { cwd, fallback: (s) => import(s) });
+    } catch (err) {
+      if (err instanceof ModuleImportError) throw new ConfigError(`ERRAND_AGENT_MODULES: ${err.message}`);
+      throw err;
+    }
     if (!Array.isArray(mod.agents)) throw new ConfigError(`ERRAND_AGENT_MODULES: '${spec}' has no 'agents' export (an array of defineAgent(...) results)`);
     all.push(...mod.agents);
   }
