@@ -41,7 +41,7 @@ export function compileCron(expression: string, timezone: string = DEFAULT_TIMEZ
   } catch (err) {
     throw new ScheduleError(
       ScheduleErrorCode.Invalid,
-      `invalid cron expression ${JSON.stringify(expression)}: ${((err as Error).message ?? '').replace(/^CronPattern: /, '')}. Use five fields "minute hour day-of-month month day-of-week" (e.g. "0 9 * * 1-5": weekdays at 9:00), or six with seconds first`,
+      `invalid cron expression ${JSON.stringify(expression)}: ${((err as Error).message ?? '').replace(/^CronPattern: /, '').replace(/\.$/, '')}. Use five fields "minute hour day-of-month month day-of-week" (e.g. "0 9 * * 1-5": weekdays at 9:00), or six with seconds first`,
       { cause: err },
     );
   }
