@@ -207,7 +207,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     : undefined;
   // Ready means reachable: the intake subscription must have reached the server.
   await conn.nc.flush();
-  const scheduler = o.schedules ? await startScheduler({ conn, prefix: o.prefix, logger, now: o.now, ackWaitMs: o.ackWaitMs }) : undefined;
+  const scheduler = o.schedules ? await startScheduler({ conn, prefix: o.prefix, logger, now: o.now, ackWaitMs: o.ackWaitMs, crash: o.crash }) : undefined;
   logger.info({ prefix: o.prefix, concurrency: o.concurrency, agents: o.registry.list().map((d) => `${d.id}@${d.version}`) }, 'host ready');
 
   const gc = o.gcIntervalMs > 0 ? startGcLoop(o, logger) : undefined;

@@ -35,10 +35,12 @@ export interface SchedulerOptions {
   concurrency: number;
   /** Submits and reads agents; one over `conn` when absent. */
   client?: ErrandClient;
+  /** Called at `schedule.after-fire` (the host SIGKILLs itself there when ERRAND_CRASH_AT says so). */
+  crash: (point: 'schedule.after-fire') => void;
 }
 
 export function defaultSchedulerOptions(): Omit<SchedulerOptions, 'conn'> {
-  return { prefix: 'errand', logger: silentLogger, now: Date.now, ackWaitMs: 3_000, concurrency: 16 };
+  return { prefix: 'errand', logger: silentLogger, now: Date.now, ackWaitMs: 3_000, concurrency: 16, crash: () => {} };
 }
 
 /** A running scheduler. */
@@ -141,6 +143,7 @@ export async function startScheduler(options: Pick<SchedulerOptions, 'conn'> & P
             reason: `handled ${formatScheduleDuration(late)} late (no host ran meanwhile), beyond the catch-up window of ${formatScheduleDuration(r.catchupWindowMs)}`,
           }
         : await fireSchedule(client, r, tick.fireAt, { now: o.now, logger });
+    o.crash('schedule.after-fire');
     const next = nextFireAfterHandling(r, tick.fireAt, o.now());
     const updated = recordFire(r, fire, next, o.now());
     // A conflict (a pause, a trigger, another host) throws: the consumer tries again at once, and
