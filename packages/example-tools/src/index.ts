@@ -28,7 +28,7 @@ function shop(): ShopOptions {
 }
 
 /** One request to the shop's API; its failures become errors the model can read. */
-async function shopRequest(path: string, init: { method?: string; body?: unknown; key?: string; signal: AbortSignal }): Promise<unknown> {
+async function shopRequest(path: string, init: { method?: string; body?: unknown; key: string; idempotent?: boolean; signal: AbortSignal }): Promise<unknown> {
   const { baseUrl, token } = shop();
   let res: Response;
   try {
@@ -39,8 +39,10 @@ async function shopRequest(path: string, init: { method?: string; body?: unknown
         accept: 'application/json',
         ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
         ...(token ? { authorization: `Bearer ${token}` } : {}),
-        // The same key on every attempt of one call: the API does the work once.
-        ...(init.key ? { 'idempotency-key': init.key } : {}),
+        // The call's key on every request, so the shop's logs tie a request to an agent's step;
+        // for a write, as the idempotency key: every attempt of one call, the API does the work once.
+        'x-request-id': init.key,
+        ...(init.idempotent ? { 'idempotency-key': init.key } : {}),
       },
       ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
     });
@@ -71,7 +73,9 @@ export const orderStatus = defineTool({
   policy: 'auto',
   idempotent: true,
   timeoutMs: 15_000,
-  run: async ({ orderId }, ctx) => Order.parse(await shopRequest(`/orders/${encodeURIComponent(orderId)}`, { signal: ctx.signal })),
+  // What the shop answers is checked against `output` by defineTool: an answer of another shape
+  // reaches the model as ERR_TOOL_OUTPUT, never as half-read data.
+  run: async ({ orderId }, ctx) => (await shopRequest(`/orders/${encodeURIComponent(orderId)}`, { key: ctx.key, signal: ctx.signal })) as z.input<typeof Order>,
 });
 
 export const refundOrder = defineTool({
@@ -89,7 +93,7 @@ export const refundOrder = defineTool({
   timeoutMs: 30_000,
   run: async ({ orderId, amountCents, reason }, ctx) => {
     ctx.log.info({ orderId, amountCents }, 'refunding');
-    return (await shopRequest(`/orders/${encodeURIComponent(orderId)}/refunds`, { method: 'POST', body: { amountCents, reason }, key: ctx.key, signal: ctx.signal })) as {
+    return (await shopRequest(`/orders/${encodeURIComponent(orderId)}/refunds`, { method: 'POST', body: { amountCents, reason }, key: ctx.key, idempotent: true, signal: ctx.signal })) as {
       refundId: string;
       status: 'pending' | 'succeeded';
       amountCents: number;
@@ -114,7 +118,7 @@ export const exportOrders = defineTool({
     let total = 0;
     // Bounded: a shop API that never says it is done would otherwise page forever.
     for (let page = 1; page <= 10_000; page++) {
-      const body = (await shopRequest(`/orders?since=${since}&page=${page}&pageSize=${pageSize}`, { signal: ctx.signal })) as { orders: { status: string }[]; more: boolean };
+      const body = (await shopRequest(`/orders?since=${since}&page=${page}&pageSize=${pageSize}`, { key: ctx.key, signal: ctx.signal })) as { orders: { status: string }[]; more: boolean };
       for (const o of body.orders) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;
       total += body.orders.length;
       ctx.heartbeat();
