@@ -1,5 +1,5 @@
 import { summarize } from '@errand/client';
-import { stateValueOf, TERMINAL_STATUSES, type AgentRecord, type AgentStatus, type ErrorInfo, type ProgressEvent, type Subjects, type Task, type Waiting } from '@errand/protocols';
+import { formatUsd, stateValueOf, TERMINAL_STATUSES, type AgentRecord, type AgentStatus, type ErrorInfo, type ProgressEvent, type Subjects, type Task, type Waiting } from '@errand/protocols';
 import { terminalSafe } from './terminal-safe.js';
 
 /**
@@ -308,8 +308,9 @@ export function duration(ms: number): string {
   return `${Math.floor(s / 86_400)}d${String(Math.floor((s % 86_400) / 3600)).padStart(2, '0')}h`;
 }
 
+/** `$0.42`, `$0.000061` (formatUsd: the digits a small amount needs). */
 function money(usd: number): string {
-  return `$${usd >= 1 ? usd.toFixed(2) : usd.toFixed(4)}`;
+  return formatUsd(usd);
 }
 
 function count(n: number): string {

@@ -155,7 +155,7 @@ describe('errand watch', () => {
       const frames = out.split('\x1b[J');
       expect(frames.length).toBeGreaterThan(2);
       const last = frames.at(-1)!.replace(/\r/g, '');
-      expect(last).toMatch(new RegExp(`^✓ ${agentId} · assistant · done · state done · step \\d+ · [\\d.]+ m?s · 360 tokens · \\$0\\.4200\\n`));
+      expect(last).toMatch(new RegExp(`^✓ ${agentId} · assistant · done · state done · step \\d+ · [\\d.]+ m?s · 360 tokens · \\$0\\.42\\n`));
       expect(last).toContain('  goal: Compare the weather in Oslo and Rome\n');
       expect(last).toMatch(/ {2}tasks:\n {4}✓ Check Oslo\n {4}✓ Check Rome\n/);
       expect(last).toMatch(/ {2}tools:\n {4}✓ weather +ok +(\d+ ms|[\d.]+ s) +step 2\n {4}✓ weather +ok +(\d+ ms|[\d.]+ s) +step 2\n/);
@@ -165,7 +165,7 @@ describe('errand watch', () => {
       // An earlier frame showed the calls running and the plan in progress.
       const running = frames.find((f) => /▸ weather +running/.test(f))!.replace(/\r/g, '');
       expect(running).toMatch(/ {4}▸ Check Oslo\n {4}○ Check Rome\n/);
-      expect(running).toContain('$0.1400');
+      expect(running).toContain('$0.14');
 
       // The same history as a line log (what a pipe or CI gets).
       const lines = await errand(d, ['watch', agentId]);
@@ -173,7 +173,7 @@ describe('errand watch', () => {
       expect(lines.stdout).toMatch(/^\d\d:\d\d:\d\d step \d+  plan  ▸ Check Oslo · ○ Check Rome$/m);
       expect(lines.stdout).toMatch(/^\d\d:\d\d:\d\d step \d+  tool weather requested$/m);
       expect(lines.stdout).toMatch(/^\d\d:\d\d:\d\d step \d+  tool weather ok (\d+ ms|[\d.]+ s)$/m);
-      expect(lines.stdout).toMatch(/^\d\d:\d\d:\d\d step \d+  usage mock-1 100\+20 tokens \$0\.1400 \(total 360 tokens \$0\.4200\)$/m);
+      expect(lines.stdout).toMatch(/^\d\d:\d\d:\d\d step \d+  usage mock-1 100\+20 tokens \$0\.14 \(total 360 tokens \$0\.42\)$/m);
       expect(lines.stdout).toMatch(/^\d\d:\d\d:\d\d done: \{"answer":"Oslo has snow; Rome has sun\."/m);
       expect(mock.failures).toEqual([]);
     } finally {

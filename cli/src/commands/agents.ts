@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ClientError, ClientErrorCode, summarize, type AgentSummary } from '@errand/client';
-import { TERMINAL_STATUSES, type AgentRecord, type Waiting } from '@errand/protocols';
+import { formatUsd, TERMINAL_STATUSES, type AgentRecord, type Waiting } from '@errand/protocols';
 import { printJson } from '../output.js';
 import { terminalSafe } from '../terminal-safe.js';
 import { withClient } from '../with-client.js';
@@ -48,7 +48,7 @@ function describe(s: AgentSummary, timers: AgentRecord['timers'] | undefined, no
     const [id, t] = due[0]!;
     lines.push(`next timer: ${id} ${when(t.dueAt, now)}${due.length > 1 ? ` (+${due.length - 1} more)` : ''}`);
   }
-  if (s.usage) lines.push(`usage: ${s.usage.inputTokens} in + ${s.usage.outputTokens} out tokens, $${s.usage.costUsd.toFixed(4)}${s.budget?.maxCostUsd !== undefined ? ` of $${s.budget.maxCostUsd.toFixed(2)}` : ''}`);
+  if (s.usage) lines.push(`usage: ${s.usage.inputTokens} in + ${s.usage.outputTokens} out tokens, ${formatUsd(s.usage.costUsd)}${s.budget?.maxCostUsd !== undefined ? ` of ${formatUsd(s.budget.maxCostUsd)}` : ''}`);
   if (s.budget) lines.push(`budget: ${Object.entries(s.budget).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   if (s.output !== undefined) lines.push(`output: ${JSON.stringify(s.output)}`);
   if (s.error) lines.push(`error: ${s.error.code}: ${s.error.message}`);

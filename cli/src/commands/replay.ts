@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { agentModulesOf, DEFAULT_AGENT_MODULES, loadAgents } from '@errand/host';
-import { INBOX_MESSAGE_KINDS, messageSchemas, type AgentRecord, type InboxMessage } from '@errand/protocols';
+import { formatUsd, INBOX_MESSAGE_KINDS, messageSchemas, type AgentRecord, type InboxMessage } from '@errand/protocols';
 import {
   definitionHash,
   describeCommands,
@@ -66,7 +66,7 @@ function replayJson(r: ReplayResult, verification: Verification | undefined, wit
 
 function diffText(d: RunDiff): string {
   const cost = (c: RunDiff['cost']['a']) =>
-    `${c.steps} steps, ${c.modelCalls} model calls, ${c.inputTokens + c.outputTokens} tokens, $${c.costUsd.toFixed(4)}, ${c.toolCalls} tool calls`;
+    `${c.steps} steps, ${c.modelCalls} model calls, ${c.inputTokens + c.outputTokens} tokens, ${formatUsd(c.costUsd)}, ${c.toolCalls} tool calls`;
   const lines = [`a: ${d.a}`, `b: ${d.b}`];
   if (d.firstDivergentStep === undefined) lines.push('the runs do not diverge');
   else lines.push(`first divergence at step ${d.firstDivergentStep}`);

@@ -1,4 +1,4 @@
-import type { ChatMessage, ToolDefinition, Usage } from '@errand/protocols';
+import { roundUsd, type ChatMessage, type ToolDefinition, type Usage } from '@errand/protocols';
 
 export interface CompletionRequest {
   model: string;
@@ -40,5 +40,5 @@ export type PriceTable = Readonly<Record<string, ModelPrice>>;
 export function costOf(prices: PriceTable, model: string, inputTokens: number, outputTokens: number): number | undefined {
   const price = prices[model];
   if (!price) return undefined;
-  return (inputTokens * price.inputPerMTok + outputTokens * price.outputPerMTok) / 1_000_000;
+  return roundUsd((inputTokens * price.inputPerMTok + outputTokens * price.outputPerMTok) / 1_000_000);
 }

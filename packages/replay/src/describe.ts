@@ -1,3 +1,4 @@
+import { formatUsd } from '@errand/protocols';
 import type { CommandSummary } from './fold.js';
 
 const clip = (s: string, n = 100) => {
@@ -27,7 +28,7 @@ export function describeEvent(event: Ev): string {
       const calls = ((m.toolCalls ?? m.tool_calls ?? []) as Array<{ name?: string; function?: { name: string }; arguments?: unknown }>).map(
         (c) => `${c.name ?? c.function?.name}(${short(c.arguments ?? '', 60)})`,
       );
-      const usage = e.usage ? ` [${e.usage.inputTokens}+${e.usage.outputTokens} tok${e.usage.costUsd !== undefined ? `, $${Number(e.usage.costUsd).toFixed(4)}` : ''}]` : '';
+      const usage = e.usage ? ` [${e.usage.inputTokens}+${e.usage.outputTokens} tok${e.usage.costUsd !== undefined ? `, ${formatUsd(Number(e.usage.costUsd))}` : ''}]` : '';
       const said = m.content ? `"${short(m.content, 80)}"` : '';
       return `model: ${[said, calls.length ? `calls ${calls.join(', ')}` : ''].filter(Boolean).join(' ') || '(empty reply)'}${usage}`;
     }

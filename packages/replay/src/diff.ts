@@ -1,5 +1,5 @@
 import { FORK_EVENT } from '@errand/core';
-import type { AgentStatus } from '@errand/protocols';
+import { roundUsd, type AgentStatus } from '@errand/protocols';
 import { canonical, sameValue } from './canonical.js';
 import { describeCommands, describeEvent } from './describe.js';
 import { orderJournal, type JournalEntry } from './fold.js';
@@ -80,7 +80,7 @@ function costOf(entries: readonly JournalEntry[]): RunCost {
     costUsd += usage?.costUsd ?? 0;
     toolCalls += e.commands.filter((c) => c.kind === 'tool.request').length;
   }
-  return { modelCalls, inputTokens, outputTokens, costUsd, toolCalls, steps: entries.length };
+  return { modelCalls, inputTokens, outputTokens, costUsd: roundUsd(costUsd), toolCalls, steps: entries.length };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { readRecord, type KV } from '@errand/nats';
+import { formatUsd, roundUsd } from '@errand/protocols';
 
 export interface DigestCounts {
   running: number;
@@ -27,7 +28,7 @@ export async function countAgents(agents: KV, now = Date.now()): Promise<DigestC
     else if (r.status === 'running') c.running += 1;
     else if (r.updatedAt >= startOfDay && r.status === 'done') c.doneToday += 1;
     else if (r.updatedAt >= startOfDay && r.status === 'failed') c.failedToday += 1;
-    if (r.updatedAt >= startOfDay) c.spentTodayUsd += r.usage?.costUsd ?? 0;
+    if (r.updatedAt >= startOfDay) c.spentTodayUsd = roundUsd(c.spentTodayUsd + (r.usage?.costUsd ?? 0));
   }
   return c;
 }
@@ -36,6 +37,6 @@ export function digestText(c: DigestCounts): string {
   const agents = (n: number) => `${n} agent${n === 1 ? '' : 's'}`;
   return [
     `${agents(c.running)} running, ${c.waiting} waiting for you${c.paused ? `, ${c.paused} paused` : ''}`,
-    `today: ${c.doneToday} done, ${c.failedToday} failed, $${c.spentTodayUsd.toFixed(2)} spent`,
+    `today: ${c.doneToday} done, ${c.failedToday} failed, ${formatUsd(c.spentTodayUsd)} spent`,
   ].join('; ');
 }

@@ -1,5 +1,5 @@
 import { LlmError, LlmErrorCode, type ChatModel } from '@errand/llm';
-import { MESSAGE_VERSION, patternRedactor, type Message, type Redactor, type Subjects } from '@errand/protocols';
+import { formatUsd, MESSAGE_VERSION, patternRedactor, type Message, type Redactor, type Subjects } from '@errand/protocols';
 import type { NatsConnection } from '@errand/nats';
 import type { SpendLedger } from './spend.js';
 
@@ -38,7 +38,7 @@ export function createPlanExecutor(o: PlannerOptions) {
         if (over) {
           const error = {
             code: 'ERR_DAILY_BUDGET',
-            message: `label ${over.label} spent $${over.spentUsd.toFixed(2)} of its $${over.capUsd.toFixed(2)} daily cap`,
+            message: `label ${over.label} spent ${formatUsd(over.spentUsd)} of its ${formatUsd(over.capUsd)} daily cap`,
             retryable: false,
             details: over,
           };

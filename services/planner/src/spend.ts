@@ -1,5 +1,5 @@
 import { isRevisionConflict, type KV } from '@errand/nats';
-import { effectKeys } from '@errand/protocols';
+import { effectKeys, roundUsd } from '@errand/protocols';
 
 /** USD per day, by label (`team=research`). */
 export type DailyCaps = Readonly<Record<string, number>>;
@@ -50,7 +50,7 @@ export class SpendLedger {
       for (let attempt = 0; attempt < 20; attempt++) {
         const e = await this.kv.get(key);
         const current = e?.operation === 'PUT' ? Number(e.string()) || 0 : 0;
-        const next = String(current + costUsd);
+        const next = String(roundUsd(current + costUsd));
         try {
           if (e?.operation === 'PUT') await this.kv.update(key, next, e.revision);
           else await this.kv.create(key, next);

@@ -11,9 +11,20 @@ export function duration(ms: number): string {
   return `${Math.floor(s / 86_400)}d${String(Math.floor((s % 86_400) / 3600)).padStart(2, '0')}h`;
 }
 
+/**
+ * `$12.35`, `$0.42`, `$0.1234`, and below a cent two significant digits (`$0.000061`): never
+ * `$0.00` for something spent. The rule of formatUsd in @errand/protocols (the page bundles no
+ * workspace package), which `errand show`/`watch` and the agent's messages use.
+ */
 export function money(usd: number | undefined): string {
   if (usd === undefined || !Number.isFinite(usd)) return '–';
-  return `$${usd >= 1 ? usd.toFixed(2) : usd.toFixed(4)}`;
+  const sign = usd < 0 ? '-' : '';
+  const n = Math.abs(Math.round(usd * 1e9) / 1e9);
+  if (n === 0) return '$0.00';
+  if (n >= 1) return `${sign}$${n.toFixed(2)}`;
+  const text = n.toFixed(n >= 0.01 ? 4 : Math.min(9, 1 - Math.floor(Math.log10(n)))).replace(/0+$/, '');
+  const decimals = text.length - text.indexOf('.') - 1;
+  return `${sign}$${decimals < 2 ? text.padEnd(text.indexOf('.') + 3, '0') : text}`;
 }
 
 export function count(n: number | undefined): string {
