@@ -46,7 +46,7 @@ Examples:
   $ NATS_URL=nats://nats.internal:4222 errand worker host
   $ OPENAI_API_KEY=sk-… ERRAND_PLANNER_CONCURRENCY=64 errand worker planner
   $ errand worker tool-runner --config ./errand.json --workspace /srv/agent-files
-  $ errand worker tool-runner --tools ./dist/my-tools.js --tools @errand/example-tools
+  $ errand worker tool-runner --tools ./dist/my-tools.js --tools @acme/tools
   $ ERRAND_GATEWAY_TOKENS=alice:<token> ERRAND_GATEWAY_PORT=8080 errand worker gateway
 
 The gateway (HTTP API and dashboard, docs/gateway.md) needs ERRAND_GATEWAY_TOKENS; beside a

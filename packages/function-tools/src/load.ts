@@ -107,7 +107,11 @@ function locate(specifier: string, base: string): string {
     return pathToFileURL(createRequire(join(base, 'package.json')).resolve(specifier)).href;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'MODULE_NOT_FOUND') throw new FunctionToolError(FunctionToolErrorCode.ModuleNotFound, `cannot find the tool package ${specifier} from ${base}: install it there (npm i ${specifier}), or name a file (./dist/tools.js)`, { cause: err });
+    if (code === 'MODULE_NOT_FOUND') {
+      // `dist/tools.js` is a package name to Node; say so when a file of that name is there.
+      const hint = existsSync(resolve(base, specifier)) ? `; for the file ${resolve(base, specifier)}, write ./${specifier}` : `: install it there (npm i ${specifier}), or name a file (./dist/tools.js)`;
+      throw new FunctionToolError(FunctionToolErrorCode.ModuleNotFound, `cannot find the tool package ${specifier} from ${base}${hint}`, { cause: err });
+    }
     // A package with only an `import` export condition: let Node's ESM resolution (from here) try.
     return specifier;
   }

@@ -209,6 +209,7 @@ describe('the tools of a module', () => {
     const failure = (spec: string) => loadToolModules([spec], { base: dir }).then(() => ['loaded'], (e: FunctionToolError) => [e.code, e.message]);
     expect(await failure('./missing.js')).toEqual([FunctionToolErrorCode.ModuleNotFound, `cannot find the tool module ./missing.js (looked at ${join(dir, 'missing.js')}); build it first (tsc) or fix the path`]);
     expect(await failure('@acme/no-such-tools')).toEqual([FunctionToolErrorCode.ModuleNotFound, expect.stringContaining('cannot find the tool package @acme/no-such-tools')]);
+    expect(await failure('throws.mjs')).toEqual([FunctionToolErrorCode.ModuleNotFound, `cannot find the tool package throws.mjs from ${dir}; for the file ${join(dir, 'throws.mjs')}, write ./throws.mjs`]);
     expect(await failure('./throws.mjs')).toEqual([FunctionToolErrorCode.ModuleFailed, 'the tool module ./throws.mjs failed to load: Error: SHOP_API_URL is not set']);
     expect(await failure('./empty.mjs')).toEqual([FunctionToolErrorCode.NoTools, expect.stringContaining('./empty.mjs exports no tools')]);
   });
