@@ -83,6 +83,8 @@ export interface FunctionTool extends Tool {
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+/** The built-in agent's own tools (@errand/agent): it never offers a catalog tool of these names, so one would never be called. */
+const AGENT_TOOLS: ReadonlySet<string> = new Set(['update_plan', 'ask_human', 'delegate']);
 
 function invalid(name: string, what: string): never {
   throw new FunctionToolError(FunctionToolErrorCode.InvalidDefinition, `defineTool(${JSON.stringify(name)}): ${what}`);
@@ -96,6 +98,7 @@ export function checkToolName(name: unknown): string {
     const why = bad === undefined ? `is ${name.length} characters long; at most 64 are allowed` : `contains ${/\s/.test(bad) ? 'whitespace' : `'${bad}'`}; use only letters, digits, '_' and '-'`;
     throw new FunctionToolError(FunctionToolErrorCode.InvalidName, `tool name ${JSON.stringify(name)} ${why}`);
   }
+  if (AGENT_TOOLS.has(name)) throw new FunctionToolError(FunctionToolErrorCode.InvalidName, `tool name ${JSON.stringify(name)} is one of the built-in agent's own tools (${[...AGENT_TOOLS].join(', ')}); pick another`);
   return name;
 }
 
@@ -169,10 +172,10 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType = z.ZodType<
     };
     let result: unknown;
     try {
-      result = await Promise.race([
-        spec.run(parsed.data, ctx),
-        new Promise<never>((_, reject) => stuck.signal.addEventListener('abort', () => reject(stuck.signal.reason as Error), { once: true })),
-      ]);
+      const running = Promise.resolve(spec.run(parsed.data, ctx));
+      result = await (heartbeatTimeoutMs === undefined
+        ? running
+        : Promise.race([running, new Promise<never>((_, reject) => stuck.signal.addEventListener('abort', () => reject(stuck.signal.reason as Error), { once: true }))]));
     } catch (err) {
       // Past the heartbeat limit, whatever the tool threw on the abort, the model is told why.
       if (stuck.signal.aborted && !context.signal.aborted) throw stuck.signal.reason;

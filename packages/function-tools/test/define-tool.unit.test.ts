@@ -152,6 +152,7 @@ describe('defineTool', () => {
     }
     expect(refusal(() => defineTool({ ...base, name: 'my tool' })).message).toContain('whitespace');
     expect(refusal(() => defineTool({ ...base, name: 'x'.repeat(65) })).message).toContain('at most 64');
+    expect(refusal(() => defineTool({ ...base, name: 'ask_human' })).message).toContain("one of the built-in agent's own tools");
     const cases: [Record<string, unknown>, string][] = [
       [{ description: '  ' }, 'description is required'],
       [{ input: { type: 'object' } }, '`input` must be a zod schema'],

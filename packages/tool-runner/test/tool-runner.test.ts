@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBucket, openObjectStore } from '@errand/nats';
 import { callHash, catalogKeys, createCommandVerifier, decodeMessage, ErrandError, MESSAGE_VERSION, resourceNames, type CatalogRunner, type CatalogTool, type Message } from '@errand/protocols';
-import { collect, createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { collect, createDeployment, recordingLogger, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 import { startToolRunner, ToolRunnerErrorCode, type ToolRunner } from '@errand/tool-runner';
 import type { Tool } from '@errand/tools';
 
@@ -175,6 +175,41 @@ describe('startToolRunner', () => {
       expect(ref.startsWith(`obj://${store}/`)).toBe(true);
       const whole = await (await openObjectStore(d.conn, store)).getBlob(ref.slice(`obj://${store}/`.length));
       expect(new TextDecoder().decode(whole!)).toBe(big);
+    } finally {
+      results.stop();
+      await runner.stop();
+    }
+  });
+
+  it("hands every call a heartbeat and a logger bound to the agent and key; a ToolError from another copy of @errand/tools reaches the model as itself", async () => {
+    const d = await createDeployment(srv);
+    const results = collect(d.conn.nc, d.subjects.agentIn('h1', 'tool'));
+    const logger = recordingLogger();
+    let beats = 0;
+    const t: Tool = {
+      ...tool('beating').tool,
+      run: (args, ctx) => {
+        ctx.heartbeat?.();
+        ctx.heartbeat?.();
+        beats += 2;
+        if ((args as { fail?: boolean }).fail) {
+          // What a ToolError class of another installed copy looks like to this runner.
+          const foreign = Object.assign(new Error('the shop is closed'), { name: 'ToolError', code: 'ERR_SHOP_CLOSED', retryable: true, toErrorInfo: () => ({ code: 'ERR_SHOP_CLOSED', message: 'the shop is closed', retryable: true }) });
+          return Promise.reject(foreign);
+        }
+        ctx.log?.info({ marker: 'from the tool' }, 'tool says');
+        return Promise.resolve('alive');
+      },
+    };
+    const runner = await start(d, [t], { logger });
+    try {
+      const cmd = request('h1', 'beating', {});
+      await publish(d, cmd);
+      expect(decodeMessage((await results.next()).data, { expect: 'tool.result' }).result).toEqual({ output: 'alive' });
+      expect(beats).toBe(2);
+      expect(logger.entries.find((e) => e.fields.marker === 'from the tool')?.fields).toMatchObject({ tool: 'beating', agentId: 'h1', key: cmd.key });
+      await publish(d, request('h1', 'beating', { fail: true }));
+      expect(decodeMessage((await results.next()).data, { expect: 'tool.result' }).error).toEqual({ code: 'ERR_SHOP_CLOSED', message: 'the shop is closed', retryable: true });
     } finally {
       results.stop();
       await runner.stop();
