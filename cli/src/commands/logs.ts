@@ -74,7 +74,8 @@ export function registerLogs(program: Command): void {
       'after',
       `
 Every service ships its log lines (JSON, secrets redacted) to <prefix>.logs.<service>; this reads
-them back from any machine that reaches NATS. --json prints the lines as they were shipped.
+them back from any machine that reaches NATS. --json prints the lines as they were shipped: one
+JSON object a line, each key once (a nested component reads outer.inner, e.g. worker.consumer).
 
 Examples:
   $ errand logs --level warn
@@ -106,7 +107,8 @@ Examples:
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
         for await (const m of messages) {
-          const raw = m.string();
+          // Lines shipped before a service stripped pino's newline still end with one.
+          const raw = m.string().replace(/\n+$/, '');
           let line: LogLine;
           try {
             line = JSON.parse(raw) as LogLine;

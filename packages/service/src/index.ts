@@ -200,7 +200,8 @@ export class LogShipper {
         nc.publish(this.subject, JSON.stringify({ level: 40, time: Date.now(), msg: `${this.dropped} log lines were not shipped (NATS was away or slow)` }));
         this.dropped = 0;
       }
-      nc.publish(this.subject, line);
+      // One JSON object per message: pino ends each line with a newline, which readers printed as a blank line.
+      nc.publish(this.subject, line.endsWith('\n') ? line.slice(0, -1) : line);
     } catch {
       this.dropped += 1;
     }
@@ -246,11 +247,42 @@ export function createServiceLogger(
   const redactor = options.redactor ?? patternRedactor;
   // Redaction at the root, on the finished line: the message, every field, error stacks and
   // bindings alike, before any destination (the terminal, NATS) sees it.
-  const logger = pino(
-    { level: lowest, base: { service, pid: process.pid }, hooks: { streamWrite: (line) => redactor.redactJsonLine(line) } },
-    pino.multistream(streams),
-  ) as unknown as Logger;
-  return { logger, shipper };
+  const root = pino({ level: lowest, base: null, hooks: { streamWrite: (line) => redactor.redactJsonLine(line) } }, pino.multistream(streams));
+  return { logger: keyedOnce(root, { service, pid: process.pid }), shipper };
+}
+
+type Bindings = Record<string, unknown>;
+
+/**
+ * A child's bindings joined to its parent's, each key once: the inner value wins, except that a
+ * nested `component` is the path from the outer one (`worker` then `consumer`: `worker.consumer`).
+ */
+export function joinBindings(outer: Bindings, inner: Bindings): Bindings {
+  const joined = { ...outer };
+  for (const [key, value] of Object.entries(inner)) {
+    const nested = key === 'component' && typeof outer.component === 'string' && typeof value === 'string' && outer.component !== value;
+    joined[key] = nested ? `${outer.component as string}.${value}` : value;
+  }
+  return joined;
+}
+
+/**
+ * A logger whose lines carry each key once. pino writes a child's bindings after its parent's and
+ * a call's fields after both, so nested components and a field named like a binding (a
+ * nats-server's `pid` beside the process's) came out as duplicate keys, which JSON readers resolve
+ * differently (`errand logs --json`, jq, Python). So every logger binds the joined set directly on
+ * the root (see {@link joinBindings}), and a call's field named like a binding wins over it: that
+ * line is written without the binding.
+ */
+function keyedOnce(root: pino.Logger, bindings: Bindings): Logger {
+  const bound = root.child(bindings);
+  const write = (level: 'debug' | 'info' | 'warn' | 'error') => (obj: object, msg?: string) => {
+    const clash = obj !== null && typeof obj === 'object' && Object.keys(obj).some((k) => k in bindings);
+    const target = clash ? root.child(Object.fromEntries(Object.entries(bindings).filter(([k]) => !(k in obj)))) : bound;
+    if (msg === undefined) target[level](obj);
+    else target[level](obj, msg);
+  };
+  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error'), child: (more) => keyedOnce(root, joinBindings(bindings, more)) };
 }
 
 /** What a service's `start` returns: something to stop on SIGTERM/SIGINT. */
