@@ -40,10 +40,25 @@ function cliErrorOf(err: unknown): unknown {
     const exit = err.code === ScheduleErrorCode.Invalid ? ExitCode.Usage : err.code === ScheduleErrorCode.NotFound ? ExitCode.NotFound : ExitCode.Failed;
     return new CliError(exit, err.message, { cause: err });
   }
+  if (isPermissionViolation(err)) {
+    return new CliError(
+      ExitCode.Failed,
+      `these NATS credentials may not do that with schedules (${(err as Error).message}): schedules are added, paused, resumed, triggered and removed with an operator's credentials (errand creds; see docs/schedules.md)`,
+      { cause: err },
+    );
+  }
   if (err instanceof ClientError) {
     return new CliError(err.code === ClientErrorCode.NoHost ? ExitCode.Unavailable : ExitCode.Failed, err.message, { cause: err });
   }
   return err;
+}
+
+/** NATS refused a publish or a JetStream call for this identity (the error or its cause). */
+function isPermissionViolation(err: unknown): boolean {
+  for (let e = err as { name?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e.name === 'PermissionViolationError') return true;
+  }
+  return false;
 }
 
 /** Commander's parsers: a bad value is a usage error naming the option and what to give instead. */
