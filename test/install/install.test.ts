@@ -6,8 +6,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -99,6 +101,8 @@ function userEnv(home: string, extra: Record<string, string> = {}): NodeJS.Proce
   return {
     ...env,
     HOME: home,
+    // The demo's temporary folders too (one that fails to start leaves its folder behind).
+    TMPDIR: join(work, 'tmp'),
     npm_config_cache: process.env.npm_config_cache || join(homedir(), '.npm'),
     npm_config_update_notifier: 'false',
     npm_config_fund: 'false',
@@ -120,6 +124,7 @@ describe.skipIf(skipReason !== undefined)(`errand installed from its packed tarb
     home = join(work, 'home');
     await mkdir(project);
     await mkdir(home);
+    await mkdir(join(work, 'tmp'));
     // What `pnpm pack:all` does, without building again: `pnpm test` has built, and the other
     // tests run the same dist/.
     const packed = await run(process.execPath, [join(root, 'scripts', 'pack.mjs'), '--no-build', '--json', '--out', join(work, 'tarballs')], { cwd: root, env: process.env, ms: 180_000 });
@@ -171,7 +176,7 @@ describe.skipIf(skipReason !== undefined)(`errand installed from its packed tarb
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('errand up runs a custom agent of the project named as a package (ERRAND_AGENT_MODULES=@acme/agents)', async () => {
+  it('errand up runs a custom agent of the project named as a package (ERRAND_AGENT_MODULES=@acme/agents); errand mcp reads it', async () => {
     // The project's own package, as `npm install @acme/agents` would place it.
     const pkg = join(project, 'node_modules', '@acme', 'agents');
     await mkdir(join(pkg, 'dist'), { recursive: true });
@@ -207,6 +212,20 @@ export const agents = [greeter];
       const r = await run('npx', ['--no', '--', 'errand', 'submit', 'greet me', '--agent', 'acme-greeter', '--wait', '--json'], { cwd: project, env, ms: 60_000 });
       expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
       expect(r.stdout).toContain('hello from @acme/agents');
+      const { agentId } = JSON.parse(r.stdout) as { agentId: string };
+
+      // An MCP client configured with {"command": "errand", "args": ["mcp"]}, errand on its PATH.
+      const client = new Client({ name: 'install-test', version: '1.0.0' });
+      await client.connect(
+        new StdioClientTransport({ command: 'errand', args: ['mcp'], cwd: project, env: { ...(env as Record<string, string>), PATH: `${join(project, 'node_modules', '.bin')}${delimiter}${env.PATH ?? ''}` }, stderr: 'ignore' }),
+      );
+      try {
+        expect((await client.listTools()).tools.map((t) => t.name)).toContain('submit_goal');
+        const got = (await client.callTool({ name: 'get_agent', arguments: { agentId } })) as { content: { text: string }[] };
+        expect(JSON.parse(got.content[0]!.text)).toMatchObject({ agentId, status: 'done', output: { greeting: 'hello from @acme/agents' } });
+      } finally {
+        await client.close();
+      }
     } finally {
       up.stop('SIGTERM');
       const stopped = await Promise.race([up.exited, new Promise<undefined>((resolve) => setTimeout(resolve, 30_000, undefined))]);
