@@ -9,7 +9,29 @@ export interface Rendered {
   approval: { agentId: string; requestId: string; argsHash: string } | undefined;
 }
 
-const URL_PATTERN = /\b(?:https?|ftp):\/\/[^\s<>"')\]]+/gi;
+/** A URL, without the punctuation that ends the sentence around it. */
+const URL = String.raw`\b(?:https?|ftp):\/\/[^\s<>"')\]|]*[^\s<>"')\]|.,;:!?]`;
+const URL_PATTERN = new RegExp(URL, 'gi');
+const LINK_REMOVED = '[link removed]';
+/** `[label](url "title")`: the label stays, the link goes. */
+const MARKDOWN_LINK = new RegExp(String.raw`\[([^\]\n]*)\]\(\s*${URL}(?:\s+"[^"\n]*")?\s*\)`, 'gi');
+/** `<url|label>` (Slack) and `<url>`. */
+const ANGLE_LINK = new RegExp(String.raw`<\s*${URL}(?:\|([^>\n]*))?>`, 'gi');
+/** A URL alone in brackets or parentheses: the brackets go with it (`[https://x]` read `[[link removed]]`). */
+const ENCLOSED_URL = new RegExp(String.raw`\[\s*${URL}\s*\]|\(\s*${URL}\s*\)`, 'gi');
+
+/** Every link in `text` replaced by one `[link removed]`, whatever markup wraps it; labels kept. */
+function removeLinks(text: string): string {
+  const labelled = (label: string | undefined) => {
+    const kept = (label ?? '').replace(URL_PATTERN, '').trim();
+    return kept ? `${kept} ${LINK_REMOVED}` : LINK_REMOVED;
+  };
+  return text
+    .replace(MARKDOWN_LINK, (_m, label: string) => labelled(label))
+    .replace(ANGLE_LINK, (_m, label: string | undefined) => labelled(label))
+    .replace(ENCLOSED_URL, LINK_REMOVED)
+    .replace(URL_PATTERN, LINK_REMOVED);
+}
 
 /**
  * Makes agent-produced text safe to send: secrets are replaced (the process's known secrets with
@@ -18,7 +40,7 @@ const URL_PATTERN = /\b(?:https?|ftp):\/\/[^\s<>"')\]]+/gi;
  */
 export function sanitize(text: string, maxChars = 1500, redactor: Redactor = patternRedactor): string {
   let out = redactor.redact(text);
-  out = out.replace(URL_PATTERN, '[link removed]');
+  out = removeLinks(out);
   return out.length > maxChars ? `${out.slice(0, maxChars)}…` : out;
 }
 
