@@ -6,6 +6,7 @@ import {
   decodeRecord,
   EVENT_MESSAGE_KINDS,
   Header,
+  isEndingEvent,
   resourceNames,
   type AgentRecord,
   type Logger,
@@ -106,8 +107,9 @@ export async function followAgent(o: FollowOptions): Promise<void> {
   const applyEvent = (e: ProgressEvent) => {
     const lines = model.applyEvent(e);
     o.onEvent?.(e, lines);
-    // `event.state` is the last message of the step that ended the agent.
-    if (e.agentId === model.rootId && e.kind === 'event.state' && isTerminal(e.status)) rootEnded = true;
+    // The ending event (done, failed, or the state that says cancelled) is the agent's last: hosts
+    // publish it after the rest of its step (events read both as msgpack and as JSON, by Content-Type).
+    if (e.agentId === model.rootId && isEndingEvent(e)) rootEnded = true;
     trackNew();
   };
 

@@ -7,6 +7,7 @@ import {
   ErrandError,
   ErrorCode,
   Header,
+  isEndingEvent,
   MAX_GOAL_DEPTH,
   MESSAGE_VERSION,
   messageIds,
@@ -206,9 +207,10 @@ export interface ErrandClient {
   control(agentId: string, action: 'cancel' | 'pause' | 'resume', by: Principal, reason?: string): Promise<void>;
   /**
    * The agent's progress events (`event.step`, `.state`, `.plan`, `.tool`, `.approval`, `.usage`,
-   * `.done`, `.failed`): every one stored so far, then each new one, ending once the agent has
-   * ended and its last step's events have arrived (or when `signal` aborts). Events of the agent
-   * itself; a child agent is watched by its own id (the parent's record lists them).
+   * `.done`, `.failed`), msgpack or JSON as each one's `Content-Type` says: every one stored so
+   * far, then each new one, ending with the agent's ending event (`event.done`, `event.failed`, or
+   * the `event.state` that says `cancelled`: hosts publish it last), or when `signal` aborts. Events
+   * of the agent itself; a child agent is watched by its own id (the parent's record lists them).
    * Throws `ERR_AGENT_NOT_FOUND` for an agent with neither record nor events.
    */
   watch(agentId: string, options?: { signal?: AbortSignal; settleMs?: number }): AsyncIterable<ProgressEvent>;
@@ -324,8 +326,9 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
     const messages = await consumer.consume();
     const close = () => void messages.close();
     options.signal?.addEventListener('abort', close, { once: true });
-    // The end: a terminal status was seen, the stream is caught up and nothing more came for
-    // `settleMs` (a step's events are published together, in no fixed order).
+    // The end: the ending event once the stream is caught up (hosts publish it after the rest of
+    // its step, and nothing after it). A terminal status without it (a state or step event of the
+    // last step) waits `settleMs` for the ending event to come.
     const settleMs = options.settleMs ?? 500;
     let settle: NodeJS.Timeout | undefined;
     let ended = false;
@@ -339,9 +342,10 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
         } catch {
           continue; // not ours to judge: hosts publish what they validated
         }
-        if (event.kind === 'event.done' || event.kind === 'event.failed') ended = true;
-        if ((event.kind === 'event.state' || event.kind === 'event.step') && TERMINAL_STATUSES.has(event.status)) ended = true;
+        const last = isEndingEvent(event);
+        if (last || ((event.kind === 'event.state' || event.kind === 'event.step') && TERMINAL_STATUSES.has(event.status))) ended = true;
         yield event;
+        if (last && m.info.pending === 0) break;
         if (ended && m.info.pending === 0) settle = setTimeout(close, settleMs);
       }
     } finally {

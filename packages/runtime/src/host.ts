@@ -15,6 +15,7 @@ import {
   type NotifyRule,
   type Redactor,
   type Subjects,
+  type WireFormat,
 } from '@errand/protocols';
 import { consumeMessages, ensureConsumer, identityVerifier, isPassingFailure, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
 import { RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/core';
@@ -57,6 +58,12 @@ export interface HostSettings {
   retryBaseMs: number;
   /** Goals each identity may submit: a minute's worth and a burst (0 per minute: no limit). */
   submitRate: SubmitRate;
+  /**
+   * How the progress events this host publishes are encoded (`ERRAND_EVENT_FORMAT`): msgpack, or
+   * JSON for clients without msgpack. Each event names its format in `Content-Type` either way, and
+   * every Errand reader takes both, so hosts of one deployment may differ while it changes.
+   */
+  eventFormat: WireFormat;
 }
 
 export function defaultHostSettings(): HostSettings {
@@ -72,6 +79,7 @@ export function defaultHostSettings(): HostSettings {
     gcIntervalMs: DEFAULT_GC_INTERVAL_MS,
     retryBaseMs: 500,
     submitRate: { ...DEFAULT_SUBMIT_RATE },
+    eventFormat: 'msgpack',
   };
 }
 
@@ -135,7 +143,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
   // account of this host's own credentials; without credentials (--insecure) only the claim exists.
   const identities = o.identities ?? (conn.identity ? identityVerifier(conn.identity.account) : undefined);
   if (!identities) logger.warn({}, 'no NATS credentials: who decided or submitted is recorded as the messages claim, unverified');
-  const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now, signer: o.signer });
+  const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now, signer: o.signer, eventFormat: o.eventFormat });
   if (!o.signer) logger.warn({}, 'no signing key (ERRAND_SIGNING_KEY): work commands go out unsigned, and tool-runners refuse them');
   const inbox = await consumeMessages({
     consumer: await conn.js.consumers.get(names.streams.inbox, INBOX_CONSUMER),

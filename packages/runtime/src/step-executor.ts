@@ -1,6 +1,8 @@
 import {
+  contentTypeOf,
   encodeRecord,
   Header,
+  isEndingEvent,
   silentLogger,
   TERMINAL_STATUSES,
   WORK_MESSAGE_KINDS,
@@ -10,6 +12,7 @@ import {
   type Logger,
   type MessageInput,
   type Subjects,
+  type WireFormat,
 } from '@errand/protocols';
 import { isRevisionConflict, publishMessage, readStoredRecord, type JetStreamClient, type KV } from '@errand/nats';
 import { metrics, startSpan, type ErrandSpan } from '@errand/telemetry';
@@ -40,6 +43,11 @@ export interface StepExecutorOptions {
    * commands no host issued. Without it commands go unsigned (and a tool-runner refuses them).
    */
   signer?: CommandSigner | undefined;
+  /**
+   * How progress events (`<prefix>.agent.<id>.ev.*`) are written: msgpack (default) or JSON, for
+   * readers that have no msgpack. Either way each event says which in its `Content-Type` header.
+   */
+  eventFormat: WireFormat;
 }
 
 const WORK_KINDS: ReadonlySet<string> = new Set(WORK_MESSAGE_KINDS);
@@ -70,9 +78,11 @@ export class StepExecutor {
    */
   private readonly published = new Map<string, number>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly eventHeaders: Readonly<Record<string, string>>;
 
   constructor(options: Pick<StepExecutorOptions, 'js' | 'agents' | 'subjects' | 'registry'> & Partial<StepExecutorOptions>) {
-    this.o = { logger: silentLogger, crash: () => {}, now: Date.now, cacheSize: 10_000, cacheTimersWithinMs: 60_000, maxAttempts: 20, ...options };
+    this.o = { logger: silentLogger, crash: () => {}, now: Date.now, cacheSize: 10_000, cacheTimersWithinMs: 60_000, maxAttempts: 20, eventFormat: 'msgpack', ...options };
+    this.eventHeaders = { [Header.ContentType]: contentTypeOf(this.o.eventFormat) };
   }
 
   /**
@@ -162,24 +172,39 @@ export class StepExecutor {
   }
 
   /**
-   * Publishes a record's outbox, each command under its idempotency key, work commands signed.
+   * Publishes a record's outbox, each command under its idempotency key, work commands signed,
+   * events in the deployment's event format with their `Content-Type`. The event that ends the
+   * agent goes out only once the rest of the step is stored, so it is the agent's last event: a
+   * follower that stops there has missed nothing (a step's other messages go out together, and a
+   * retried publish could land after a later one).
    * `again`: the outbox of a stored record, which may have gone out before — its commands say so
    * (a worker then looks for their recorded result before running them).
    */
   private async publish(record: AgentRecord, again = false): Promise<void> {
-    const { signer } = this.o;
-    await Promise.all(
-      record.outbox.map((entry) => {
-        const work = WORK_KINDS.has(entry.message.kind);
-        // The exact bytes published are what is signed: a re-published outbox is signed again.
-        return publishMessage(this.o.js, entry.subject, entry.message as MessageInput, {
-          msgId: entry.msgId,
-          traceparent: entry.traceparent,
-          signer: signer && work ? signer : undefined,
-          headers: again && work ? REPUBLISHED : NO_HEADERS,
-        });
-      }),
-    );
+    const ending = record.outbox.filter((entry) => isEndingEvent(entry.message));
+    const rest = ending.length === 0 ? record.outbox : record.outbox.filter((entry) => !isEndingEvent(entry.message));
+    await Promise.all(rest.map((entry) => this.send(entry, again)));
+    if (ending.length > 0) await Promise.all(ending.map((entry) => this.send(entry, again)));
+  }
+
+  private send(entry: AgentRecord['outbox'][number], again: boolean): Promise<unknown> {
+    const kind = entry.message.kind;
+    if (kind.startsWith('event.')) {
+      return publishMessage(this.o.js, entry.subject, entry.message as MessageInput, {
+        msgId: entry.msgId,
+        traceparent: entry.traceparent,
+        format: this.o.eventFormat,
+        headers: this.eventHeaders,
+      });
+    }
+    const work = WORK_KINDS.has(kind);
+    // The exact bytes published are what is signed: a re-published outbox is signed again.
+    return publishMessage(this.o.js, entry.subject, entry.message as MessageInput, {
+      msgId: entry.msgId,
+      traceparent: entry.traceparent,
+      signer: work ? this.o.signer : undefined,
+      headers: again && work ? REPUBLISHED : NO_HEADERS,
+    });
   }
 
   private async load(agentId: string, fresh: boolean): Promise<Loaded | undefined> {

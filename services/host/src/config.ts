@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ConnectOptions } from '@errand/nats';
-import { createCommandVerifier, NotifyRuleSchema, type CommandSigner, type CommandVerifier, type NotifyRule } from '@errand/protocols';
+import { createCommandVerifier, NotifyRuleSchema, WIRE_FORMATS, type CommandSigner, type CommandVerifier, type NotifyRule, type WireFormat } from '@errand/protocols';
 import { CRASH_POINTS, DEFAULT_RETENTION_MS, defaultHostSettings, DURATION_FORMAT, isCrashPoint, parseDuration, type CrashPoint, type HostSettings } from '@errand/runtime';
 import { ConfigError, envConnect, envFlag, envInt, envPrefix, envSigningKey } from '@errand/service';
 
@@ -35,6 +35,16 @@ function parseRetention(raw: string | undefined): number {
   }
   if (ms <= 0) throw new ConfigError(`ERRAND_RETENTION must be above 0, got '${raw}'; to keep finished agents forever set ERRAND_GC_INTERVAL_MS=0`);
   return ms;
+}
+
+/** `ERRAND_EVENT_FORMAT`: how progress events are written (`msgpack`, the default, or `json`). */
+function parseEventFormat(raw: string | undefined, fallback: WireFormat): WireFormat {
+  if (raw === undefined || raw === '') return fallback;
+  const format = raw.trim().toLowerCase();
+  if (!(WIRE_FORMATS as readonly string[]).includes(format)) {
+    throw new ConfigError(`ERRAND_EVENT_FORMAT must be one of ${WIRE_FORMATS.join(', ')}, got '${raw}'`);
+  }
+  return format as WireFormat;
 }
 
 function parseNotify(raw: string | undefined): NotifyRule[] {
@@ -86,6 +96,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       gcIntervalMs: envInt(env, 'ERRAND_GC_INTERVAL_MS', d.gcIntervalMs, 0),
       retryBaseMs: envInt(env, 'ERRAND_HOST_RETRY_BASE_MS', d.retryBaseMs, 10),
       submitRate: { perMinute: envInt(env, 'ERRAND_SUBMIT_RATE', d.submitRate.perMinute, 0), burst: envInt(env, 'ERRAND_SUBMIT_BURST', d.submitRate.burst, 1) },
+      eventFormat: parseEventFormat(env.ERRAND_EVENT_FORMAT, d.eventFormat),
     },
     agentModules: agentModulesOf(env),
     defaultAgent: env.ERRAND_DEFAULT_AGENT || undefined,

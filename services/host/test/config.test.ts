@@ -13,6 +13,14 @@ describe('host configuration', () => {
     expect(c.agentModules).toEqual(['@errand/agent', '@errand/example-agents']);
   });
 
+  it('reads the event format from ERRAND_EVENT_FORMAT (msgpack by default) and refuses any other', () => {
+    expect(parseConfig({}).settings.eventFormat).toBe('msgpack');
+    expect(parseConfig({ ERRAND_EVENT_FORMAT: 'json' }).settings.eventFormat).toBe('json');
+    expect(parseConfig({ ERRAND_EVENT_FORMAT: 'JSON' }).settings.eventFormat).toBe('json');
+    expect(parseConfig({ ERRAND_EVENT_FORMAT: 'msgpack' }).settings.eventFormat).toBe('msgpack');
+    expect(() => parseConfig({ ERRAND_EVENT_FORMAT: 'yaml' })).toThrow("ERRAND_EVENT_FORMAT must be one of msgpack, json, got 'yaml'");
+  });
+
   it('reads a crash point with an optional count', () => {
     expect(parseConfig({ ERRAND_CRASH_AT: 'host.after-commit:3' }).crashAt).toEqual({ point: 'host.after-commit', nth: 3 });
     expect(() => parseConfig({ ERRAND_CRASH_AT: 'host.somewhere' })).toThrow(/ERRAND_CRASH_AT must be one of .*host\.after-load/);
