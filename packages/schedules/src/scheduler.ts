@@ -79,8 +79,11 @@ export async function startScheduler(options: Pick<SchedulerOptions, 'conn'> & P
   const logger = o.logger.child({ component: 'schedules' });
   const names = resourceNames(o.prefix);
   const subjects = createSubjects(o.prefix);
+  const jsm = await conn.jsm();
   let store: ScheduleStore;
   try {
+    // Opening a bucket does not check that it exists: ask for its stream.
+    await jsm.streams.info(`KV_${names.buckets.schedules}`);
     store = await ScheduleStore.open(conn, o.prefix);
   } catch (err) {
     if (!isMissingStream(err)) throw err;
@@ -88,7 +91,6 @@ export async function startScheduler(options: Pick<SchedulerOptions, 'conn'> & P
     return { stop: async () => {} };
   }
   const client = o.client ?? (await createClient(conn, o.prefix));
-  const jsm = await conn.jsm();
 
   /** Makes sure the tick for the schedule's next fire waits in the work stream. */
   const arm = async (r: ScheduleRecord): Promise<void> => {
