@@ -3,7 +3,7 @@
 // against a fake shop API over HTTP) loaded with `errand worker tool-runner --tools`, with
 // ERRAND_TOOL_MODULES and with the config file; exactly once per idempotency key across a runner
 // SIGKILLed mid-call; and what the runner refuses.
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -234,18 +234,23 @@ describe('function tools through the real tool-runner', () => {
     }
   }, 120_000);
 
-  it('from the config file (toolModules): arguments the input schema refuses and a shop answer the output schema refuses reach the model as errors, and nothing ran for the first', async () => {
+  it('from the config file (toolModules, a package installed beside it): arguments the input schema refuses and a shop answer the output schema refuses reach the model as errors, and nothing ran for the first', async () => {
     const w = await world([
       { match: 'GOAL-BAD-ARGS', reply: { toolCalls: [{ name: 'order_status', arguments: { orderId: 'ORD 1; DROP TABLE orders' } }] } },
       { match: 'GOAL-BAD-ARGS', expect: { contains: ['ERR_TOOL_ARGUMENTS', 'orderId'] }, reply: { toolCalls: [{ name: 'order_status', arguments: { orderId: 'ORD-2' } }] } },
       { match: 'GOAL-BAD-ARGS', expect: { contains: ['ERR_TOOL_OUTPUT'] }, reply: { content: 'The shop answered something I cannot read.' } },
     ]);
     w.shop.orders['ORD-2'] = { id: 'ORD-2', status: 'lost in space', totalCents: -1 };
+    // The module named as a package, installed beside the config file (as `npm i` would link it).
     const dir = await mkdtemp(join(tmpdir(), 'errand-config-'));
+    await mkdir(join(dir, 'node_modules', '@errand'), { recursive: true });
+    await symlink(fileURLToPath(new URL('../../packages/example-tools', import.meta.url)), join(dir, 'node_modules', '@errand', 'example-tools'), 'dir');
     const config = join(dir, 'errand.json');
-    await writeFile(config, JSON.stringify({ toolModules: [exampleTools] }));
+    await writeFile(config, JSON.stringify({ toolModules: ['@errand/example-tools'] }));
     try {
       await w.d.start('tool-runner', { ERRAND_TOOLS: '', ERRAND_CONFIG: config, SHOP_API_URL: w.shop.url });
+      const catalog = await readCatalog(await openBucket(w.d.conn, resourceNames(w.d.prefix).buckets.tools));
+      expect(catalog.find((t) => t.definition.name === 'order_status')?.source).toBe('function:@errand/example-tools');
       const agentId = await w.d.submit({ goal: 'GOAL-BAD-ARGS: look up the order' });
       expect((await w.d.waitForStatus(agentId, ['done', 'failed'])).output).toMatchObject({ answer: 'The shop answered something I cannot read.' });
       expect(w.shop.requests.map((r) => r.path)).toEqual(['/orders/ORD-2']); // the refused arguments never reached the shop
