@@ -110,6 +110,15 @@ function entryPoints(manifest) {
   return [...files];
 }
 
+/** The compiled modules under `dir` (not the dashboard's bundle), relative to it. */
+function builtFiles(dir, prefix = '') {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((d) => {
+    if (d.isDirectory()) return prefix === '' && d.name === 'web' ? [] : builtFiles(join(dir, d.name), `${prefix}${d.name}/`);
+    return /\.(d\.)?m?js$/.test(d.name) ? [`${prefix}${d.name}`] : [];
+  });
+}
+
 function main() {
   const byName = workspacePackages();
   const packages = selectPackages(byName);
@@ -133,6 +142,12 @@ function main() {
   for (const p of packages) {
     const missing = entryPoints(p.manifest).filter((f) => !existsSync(join(p.dir, f)));
     if (missing.length) fail(`${p.manifest.name}: ${missing.join(', ')} missing in ${relative(root, p.dir)}: run pnpm build first (or leave out --no-build)`);
+  }
+
+  // tsc -b never removes the output of a deleted source: such a file would ship and could be imported.
+  for (const p of packages) {
+    const stale = builtFiles(join(p.dir, 'dist')).filter((f) => !['.ts', '.tsx', '.mts'].some((ext) => existsSync(join(p.dir, 'src', f.replace(/(\.d)?\.m?js$/, ext)))));
+    if (stale.length) say(`pack: warning: ${p.manifest.name}: no source in src/ for dist/${stale.slice(0, 3).join(', dist/')}${stale.length > 3 ? ` and ${stale.length - 3} more` : ''} (left by an old build?): they ship too; \`pnpm clean && pnpm build\` removes them`);
   }
 
   mkdirSync(out, { recursive: true });
