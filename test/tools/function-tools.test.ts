@@ -78,7 +78,7 @@ class FakeShop {
 
   /** Resolves once `path` has been requested `n` times (polls: the shop is another component's server; bounded). */
   async until(path: string, n = 1): Promise<void> {
-    for (let i = 0; i < 400 && this.to(path).length < n; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let i = 0; i < 800 && this.to(path).length < n; i++) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(this.to(path).length, `requests to ${path}`).toBeGreaterThanOrEqual(n);
   }
 
