@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,6 +70,7 @@ beforeAll(async () => {
       ...run('READERS-JSON'),
       ...run('PY-msgpack'),
       ...run('PY-json'),
+      ...run('DOC-PY'),
     ],
   });
   for (const format of ['msgpack', 'json'] as const) {
@@ -354,6 +355,38 @@ describe('the Python follower example (examples/python/follow.py, nats-py)', () 
       expect(l.contentType).toBe(format === 'json' ? JSON_CONTENT_TYPE : MSGPACK_CONTENT_TYPE);
       expect(l.subject).toBe(stored[i]!.subject);
       expect(l.event).toEqual(JSON.parse(JSON.stringify(stored[i]!.event)));
+    }
+  });
+
+  it('the Python example in docs/protocol.md follows an agent to its ending event, and resumes after a sequence', async (ctx) => {
+    if ('skip' in python) return ctx.skip(python.skip);
+    const doc = await readFile(fileURLToPath(new URL('../../docs/protocol.md', import.meta.url)), 'utf8');
+    const section = doc.slice(doc.indexOf('## Following an agent from any language'));
+    const snippet = /```python\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(snippet, 'a python block in the section').toBeDefined();
+    const { d } = deployments.msgpack;
+    const agentId = 'doc-py';
+    await d.submit({ agentId, goal: 'DOC-PY: the weather in Oslo' });
+    expect((await d.waitForStatus(agentId, ['done', 'failed', 'cancelled'])).status).toBe('done');
+    await hostsIdle(d);
+    // The snippet is written for the default prefix and a local server: point it at this deployment.
+    const script = snippet!
+      .replace('nats://127.0.0.1:4222', srv.url)
+      .replace('f"errand.agent.', `f"${d.prefix}.agent.`)
+      .replace('"ERRAND_EVENTS"', `"${resourceNames(d.prefix).streams.events}"`);
+    const dir = await mkdtemp(join(tmpdir(), 'errand-doc-snippet-'));
+    try {
+      await writeFile(join(dir, 'follow_doc.py'), script);
+      const stored = await storedEvents(d, agentId);
+      const all = await runProcess('python3', [join(dir, 'follow_doc.py'), agentId], { env: python.env });
+      expect(all.code, all.stderr).toBe(0);
+      const printed = all.stdout.trim().split('\n').map((l) => l.split(' '));
+      expect(printed).toEqual(stored.map((e) => [String(e.seq), e.event.kind]));
+      const rest = await runProcess('python3', [join(dir, 'follow_doc.py'), agentId, String(stored[2]!.seq)], { env: python.env });
+      expect(rest.code, rest.stderr).toBe(0);
+      expect(rest.stdout.trim().split('\n').map((l) => l.split(' '))).toEqual(stored.slice(3).map((e) => [String(e.seq), e.event.kind]));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
