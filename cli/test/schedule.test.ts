@@ -52,7 +52,8 @@ describe('errand schedule', () => {
     const json = await errand(['--json', 'schedule', 'add', 'bad', 'g']);
     expect(json.code).toBe(2);
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, error: { code: 'ERR_INVALID_SCHEDULE' } });
-  });
+    // Nine CLI processes in turn: beside other test files on 2 cores each start takes seconds.
+  }, 180_000);
 
   it('add, ls, pause, resume, trigger, rm', async () => {
     const add = await errand(['schedule', 'add', '0 9 * * 1-5', 'summarise', 'the', 'tickets', '--tz', 'Europe/Paris', '--id', 'digest', '--agent', 'tally', '--input', '{"expect":0}', '--catchup', '30m', '-l', 'team=support']);
@@ -92,7 +93,7 @@ describe('errand schedule', () => {
     expect((await errand(['schedule', 'trigger', 'digest'])).code).toBe(3);
     expect((await errand(['schedule', 'rm', 'digest'])).code).toBe(3);
     expect((await errand(['schedule', 'ls'])).stdout).toMatch(/^no schedules; add one with/);
-  });
+  }, 180_000);
 
   it("a submitter's credentials may not add a schedule", async () => {
     const r = await errand(['schedule', 'add', '0 9 * * *', 'g', '--id', 'sneaky'], 'submitter');
