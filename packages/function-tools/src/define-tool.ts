@@ -139,7 +139,10 @@ export function defineTool<I extends z.ZodType, O extends z.ZodType = z.ZodType<
   try {
     // The schema's own zod copy writes it (a module may bring another copy of zod 4); `input`
     // mode: what the model may send (fields with defaults are optional).
-    const { $schema: _drop, ...rest } = spec.input.toJSONSchema({ io: 'input' }) as Record<string, unknown>;
+    // (`schema.toJSONSchema()` came in a later zod 4 minor than z.toJSONSchema.)
+    const own = (spec.input as { toJSONSchema?: (params: { io: 'input' }) => unknown }).toJSONSchema;
+    const json = typeof own === 'function' ? own.call(spec.input, { io: 'input' }) : z.toJSONSchema(spec.input, { io: 'input' });
+    const { $schema: _drop, ...rest } = json as Record<string, unknown>;
     parameters = rest;
   } catch (err) {
     invalid(name, `the input schema cannot be written as JSON Schema for the model: ${(err as Error).message}`);
