@@ -14,7 +14,7 @@ import { startMockLlm, type MockLlm, type MockStep } from '@errand/llm';
 import { openBucket } from '@errand/nats';
 import { decodeMessage, MESSAGE_VERSION, resourceNames, type AgentRecord, type Message } from '@errand/protocols';
 import { readCatalog } from '@errand/runtime';
-import { collect, createDeployment, inputMessage, startProcess, startTestServer, type Deployment, type TestProcess, type TestServer } from '@errand/testing';
+import { collect, createDeployment, inputMessage, runProcess, startProcess, startTestServer, type Deployment, type TestProcess, type TestServer } from '@errand/testing';
 
 const exampleTools = fileURLToPath(new URL('../../packages/example-tools/dist/index.js', import.meta.url));
 const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
@@ -338,5 +338,21 @@ describe('a module the runner cannot serve', () => {
     } finally {
       await d.stopAll();
     }
+  });
+
+  it('errand worker: --tools is for the tool-runner, and a module it cannot find stops it with exit 2 and the path it looked at', async () => {
+    const d = await createDeployment(srv);
+    const home = await mkdtemp(join(tmpdir(), 'errand-home-'));
+    const { NATS_URL: _u, ERRAND_PREFIX: _p, NATS_CREDS: _c, ...rest } = process.env;
+    const worker = (service: string, creds: string | undefined, ...more: string[]) =>
+      runProcess(process.execPath, [cli, 'worker', service, '--server', srv.url, '--prefix', d.prefix, ...more], {
+        env: { ...rest, HOME: home, ...(creds ? { NATS_CREDS: creds } : {}), ERRAND_VERIFY_KEY: d.keys.publicKey },
+      });
+    const host = await worker('host', d.env('host').NATS_CREDS, '--tools', './dist/my-tools.js');
+    expect(host.code).toBe(2);
+    expect(host.stderr).toContain('--tools is for the tool-runner');
+    const runner = await worker('tool-runner', d.env('tool-runner').NATS_CREDS, '--tools', './no/such/tools.js');
+    expect(runner.code).toBe(2);
+    expect(runner.stderr).toMatch(/cannot find the tool module \.\/no\/such\/tools\.js \(looked at \/.+\/no\/such\/tools\.js\)/);
   });
 });
