@@ -19,7 +19,7 @@ import {
   type ProgressEvent,
   type WireFormat,
 } from '@errand/protocols';
-import { createDeployment, runProcess, startProcess, startTestServer, startTestToolRunner, type Deployment, type TestProcess, type TestServer, type TestToolRunner } from '@errand/testing';
+import { createDeployment, inputMessage, runProcess, startProcess, startTestServer, startTestToolRunner, type Deployment, type TestProcess, type TestServer, type TestToolRunner } from '@errand/testing';
 import { readSse } from '../../services/gateway/test/helpers.js';
 
 // Progress any client can read (#17): events carry Content-Type in both formats, a deployment can
@@ -40,7 +40,7 @@ let srv: TestServer;
 let mock: MockLlm;
 let home: string;
 /** One deployment per event format, each with a host, a planner and test tools; the JSON one with a gateway. */
-const deployments = {} as Record<WireFormat, { d: Deployment; tools: TestToolRunner[]; gatewayUrl?: string }>;
+const deployments = {} as Record<WireFormat, { d: Deployment; tools: TestToolRunner[]; host: TestProcess; gatewayUrl?: string }>;
 /** Holds the `slow` tool's call until the test lets it answer (after the agent was cancelled). */
 const slow = gate();
 const slowCalled = gate();
@@ -88,8 +88,8 @@ beforeAll(async () => {
         }),
       );
     }
-    await Promise.all([d.start('host'), d.start('planner')]);
-    deployments[format] = { d, tools };
+    const [host] = await Promise.all([d.start('host'), d.start('planner')]);
+    deployments[format] = { d, tools, host };
     if (format === 'json') {
       const gateway = await d.start('gateway');
       deployments.json.gatewayUrl = (JSON.parse(await gateway.waitForLine(/"msg":"gateway ready"/)) as { url: string }).url;
@@ -232,7 +232,7 @@ describe('the ending event is an agent\'s last event', () => {
 });
 
 describe('ERRAND_EVENT_FORMAT=json', () => {
-  it('writes every event as JSON with its Content-Type, and the client, `errand watch` and the gateway read them to the end', async () => {
+  it('writes every event as JSON with its Content-Type, and the client, `errand watch`, replay and the gateway read them to the end', async () => {
     const { d, gatewayUrl } = deployments.json;
     const agentId = 'readers-json';
     await d.submit({ agentId, goal: 'READERS-JSON: the weather in Oslo' });
@@ -263,6 +263,12 @@ describe('ERRAND_EVENT_FORMAT=json', () => {
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as { kind?: string });
     expect(printed.map((e) => e.kind).filter((k) => k?.startsWith('event.'))).toEqual(kindsOf(stored));
+
+    // Replay reads the JSON journal (the step events) and reaches the stored record.
+    const journal = await client.journal(agentId);
+    expect(journal.map((j) => j.step)).toEqual(stored.filter((e) => e.event.kind === 'event.step').map((e) => (e.event as { step: number }).step));
+    const replay = await runProcess(process.execPath, [cli, 'replay', agentId], { env: { ...rest, HOME: home, ...d.env('operator') } });
+    expect(replay.code, `${replay.stdout}\n${replay.stderr}`).toBe(0);
 
     // The gateway's server-sent events: ids are the stream sequences, data the decoded events.
     const response = await fetch(`${gatewayUrl}/api/agents/${agentId}/events`, { headers: { Authorization: `Bearer ${TOKEN}` } });
@@ -398,5 +404,43 @@ describe('the Python follower example (examples/python/follow.py, nats-py)', () 
     const creds = await runProcess('python3', [followPy, 'some-agent', '--creds', '/nonexistent.creds'], { env: python.env });
     expect(creds.code).toBe(2);
     expect(creds.stderr).toContain('with --creds give --inbox-prefix too');
+  });
+});
+
+describe('a deployment that changes its event format', () => {
+  it('holds both formats in one agent\'s events, and the client and the Python follower read each by its Content-Type', async () => {
+    // Last in the file: it replaces the JSON deployment's host with a msgpack one.
+    const { d, host } = deployments.json;
+    const agentId = 'mixed-formats';
+    // The example agent `tally` waits for two numbers as input, then ends with their sum.
+    await d.submit({ agentId, goal: 'add two numbers', agent: 'tally', input: { expect: 2 } });
+    await d.send(inputMessage(agentId, '3'));
+    await d.waitForRecord(agentId, (r) => r.step >= 2);
+    host.signal('SIGTERM');
+    await host.exited;
+    await d.start('host', { ERRAND_EVENT_FORMAT: 'msgpack' });
+    await d.send(inputMessage(agentId, '4'));
+    expect((await d.waitForStatus(agentId, ['done', 'failed', 'cancelled'])).output).toMatchObject({ sum: 7 });
+    await hostsIdle(d);
+
+    const stored = await storedEvents(d, agentId);
+    expect(new Set(stored.map((e) => e.contentType))).toEqual(new Set([JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE]));
+    expect(stored.at(-1)).toMatchObject({ contentType: MSGPACK_CONTENT_TYPE, event: { kind: 'event.done' } });
+
+    const client = await createClient(d.conn, d.prefix);
+    const watched: ProgressEvent[] = [];
+    for await (const e of client.watch(agentId)) watched.push(e);
+    expect(watched).toEqual(stored.map((e) => e.event));
+
+    const python = await pythonWithDeps();
+    if ('skip' in python) return;
+    const r = await runProcess('python3', [followPy, agentId, '--server', srv.url, '--prefix', d.prefix, '--timeout', '45'], { env: python.env });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as PyLine);
+    expect(lines.map((l) => [l.seq, l.contentType])).toEqual(stored.map((e) => [e.seq, e.contentType]));
+    expect(lines.map((l) => l.event)).toEqual(stored.map((e) => JSON.parse(JSON.stringify(e.event))));
   });
 });
