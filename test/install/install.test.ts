@@ -176,6 +176,20 @@ describe.skipIf(skipReason !== undefined)(`errand installed from its packed tarb
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('npm i -g of the tarballs puts errand on PATH; its demo runs from an empty folder', async () => {
+    const prefix = join(work, 'global');
+    const installed = await run('npm', ['install', '--global', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', ...tarballs.map((t) => t.tarball)], { cwd: work, env: userEnv(homedir()), ms: 420_000 });
+    expect(installed.code, `npm i -g failed:\n${installed.stdout}\n${installed.stderr}`).toBe(0);
+    const empty = join(work, 'empty');
+    await mkdir(empty);
+    const env = userEnv(home, { PATH: `${join(prefix, 'bin')}${delimiter}${process.env.PATH ?? ''}` });
+    const version = await run('errand', ['--version'], { cwd: empty, env, ms: 60_000 });
+    expect(version.stdout.trim()).toBe((JSON.parse(await readFile(join(root, 'cli', 'package.json'), 'utf8')) as { version: string }).version);
+    const demo = await run('errand', ['demo', '--json'], { cwd: empty, env, ms: 150_000 });
+    expect(demo.code, `${demo.stdout}\n${demo.stderr}`).toBe(0);
+    expect(JSON.parse(demo.stdout)).toMatchObject({ ok: true, status: 'done', answer: expect.stringContaining('summary.md') });
+  }, 600_000);
+
   it('errand up runs a custom agent of the project named as a package (ERRAND_AGENT_MODULES=@acme/agents); errand mcp reads it', async () => {
     // The project's own package, as `npm install @acme/agents` would place it.
     const pkg = join(project, 'node_modules', '@acme', 'agents');
