@@ -14,9 +14,14 @@
 // --no-build  pack what is built (`pnpm build` already ran); a missing entry point is an error
 // --json      print the manifest (what was packed) as JSON on stdout
 //
+// Before packing it checks what would break an install and works in the workspace: an exports/bin
+// target or the dashboard's dist/web missing, a compiled module importing a package its manifest
+// does not declare (a devDependency, a hoisted one); it warns of compiled files whose source is gone.
+//
 // Exit 0 with the tarballs and DIR/manifest.json; 1 when the build, a check or a pack failed.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -119,6 +124,23 @@ function builtFiles(dir, prefix = '') {
   });
 }
 
+/** Packages the compiled modules of `p` import (statically or with a literal `import()`) that its manifest does not declare. */
+function undeclaredImports(p) {
+  const { name, dependencies = {}, optionalDependencies = {}, peerDependencies = {} } = p.manifest;
+  const declared = new Set([name, ...Object.keys({ ...dependencies, ...optionalDependencies, ...peerDependencies })]);
+  const found = new Set();
+  for (const f of builtFiles(join(p.dir, 'dist')).filter((f) => !f.endsWith('.d.ts'))) {
+    const code = readFileSync(join(p.dir, 'dist', f), 'utf8');
+    for (const m of code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]([^'"./][^'"]*)['"]/g)) {
+      const spec = m[1];
+      if (spec.startsWith('node:') || isBuiltin(spec)) continue;
+      const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+      if (!declared.has(pkg)) found.add(`${pkg} (dist/${f})`);
+    }
+  }
+  return [...found];
+}
+
 function main() {
   const byName = workspacePackages();
   const packages = selectPackages(byName);
@@ -142,6 +164,13 @@ function main() {
   for (const p of packages) {
     const missing = entryPoints(p.manifest).filter((f) => !existsSync(join(p.dir, f)));
     if (missing.length) fail(`${p.manifest.name}: ${missing.join(', ')} missing in ${relative(root, p.dir)}: run pnpm build first (or leave out --no-build)`);
+  }
+
+  // An import of a package the manifest does not declare works in the workspace (a devDependency,
+  // a hoisted one) and fails in an install: refused here.
+  for (const p of packages) {
+    const undeclared = undeclaredImports(p);
+    if (undeclared.length) fail(`${p.manifest.name} imports ${undeclared.join(', ')} without declaring it in "dependencies" of ${relative(root, join(p.dir, 'package.json'))}: an npm install would not have it`);
   }
 
   // tsc -b never removes the output of a deleted source: such a file would ship and could be imported.
