@@ -60,7 +60,8 @@ describe('errand CLI', () => {
     expect(first.code).toBe(0);
     const report = JSON.parse(first.stdout) as { ok: boolean; changed: boolean; items: { name: string; action: string }[] };
     expect(report.ok).toBe(true);
-    expect(report.items.map((i) => i.action)).toEqual(Array(10).fill('created'));
+    // Five streams, five buckets (the schedules' too), one object store.
+    expect(report.items.map((i) => i.action)).toEqual(Array(11).fill('created'));
     const second = await errand(['provision', '--prefix', prefix], admin);
     expect(second.code).toBe(0);
     expect(second.stdout).toContain('everything was already up to date');
