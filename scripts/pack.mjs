@@ -206,7 +206,10 @@ function main() {
   const manifest = { packages: packed };
   writeFileSync(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   if (json) process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
-  say(`pack: ${packed.length} tarballs in ${relative(process.cwd(), out) || '.'}; install them all at once: npm i -g ${join(relative(process.cwd(), out) || '.', '*.tgz')}`);
+  // `./` so npm takes it for a file, whatever the folder is called.
+  const shown = relative(process.cwd(), out) || '.';
+  const glob = join(shown, '*.tgz');
+  say(`pack: ${packed.length} tarballs in ${shown}; install them all at once: npm i -g ${glob.startsWith('.') || glob.startsWith('/') ? glob : `./${glob}`}`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
