@@ -185,7 +185,8 @@ describe.skipIf(skipReason !== undefined)(`errand installed from its packed tarb
     const env = userEnv(home, { PATH: `${join(prefix, 'bin')}${delimiter}${process.env.PATH ?? ''}` });
     const version = await run('errand', ['--version'], { cwd: empty, env, ms: 60_000 });
     expect(version.stdout.trim()).toBe((JSON.parse(await readFile(join(root, 'cli', 'package.json'), 'utf8')) as { version: string }).version);
-    const demo = await run('errand', ['demo', '--json'], { cwd: empty, env, ms: 150_000 });
+    // Any free port for the dashboard: the other demo (cli/test/up.test.ts) may hold 7878 meanwhile.
+    const demo = await run('errand', ['demo', '--json', '--gateway-port', '0'], { cwd: empty, env, ms: 150_000 });
     expect(demo.code, `${demo.stdout}\n${demo.stderr}`).toBe(0);
     expect(JSON.parse(demo.stdout)).toMatchObject({ ok: true, status: 'done', answer: expect.stringContaining('summary.md') });
   }, 600_000);
