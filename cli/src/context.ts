@@ -1,7 +1,9 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { connect, connectOptionsFromEnv, IdentityFiles, DEFAULT_NATS_URL, defaultDataDir, type ErrandConnection } from '@errand/nats';
+import { connect, connectOptionsFromEnv, IdentityFiles, defaultDataDir, type ErrandConnection } from '@errand/nats';
 import { DEFAULT_PREFIX, type Logger, type Role } from '@errand/protocols';
+import { ExitCode } from './exit-codes.js';
+import { CliError } from './output.js';
 
 /** Options every command that talks to NATS accepts. */
 export interface GlobalOptions {
@@ -50,7 +52,7 @@ export interface Target {
   /** The credentials folder of the `errand up` found, whose `<role>.creds` a command connects with. */
   credsDir?: string;
   /** Where the URL came from, for messages. */
-  source: '--server' | 'NATS_URL' | 'errand up' | 'default';
+  source: '--server' | 'NATS_URL' | 'errand up';
 }
 
 /** The server given explicitly (`--server`, then `NATS_URL`), if any. */
@@ -58,14 +60,33 @@ export function explicitServer(options: GlobalOptions, env = process.env): strin
   return options.server ?? (env.NATS_URL || undefined);
 }
 
-/** Where to connect: `--server`, then `NATS_URL`, then a running `errand up`, then localhost:4222. */
-export async function resolveTarget(options: GlobalOptions, env = process.env): Promise<Target> {
+/** Says once per process, on stderr (never on stdout, where --json goes), which server a command found by itself. */
+let said = false;
+function sayOnce(line: string): void {
+  if (said) return;
+  said = true;
+  process.stderr.write(`${line}\n`);
+}
+
+/**
+ * Where to connect, never a guess: `--server`, then `NATS_URL`, then the server of the `errand up`
+ * running for this user — which it says on stderr, since nothing on the command line named it.
+ * With none of them, throws `CliError` (exit 4) saying how to start one or name one.
+ */
+export async function resolveTarget(options: GlobalOptions, env = process.env, say: (line: string) => void = sayOnce): Promise<Target> {
   const prefix = options.prefix ?? env.ERRAND_PREFIX;
   if (options.server) return { servers: options.server, prefix: prefix ?? DEFAULT_PREFIX, source: '--server' };
   if (env.NATS_URL) return { servers: env.NATS_URL, prefix: prefix ?? DEFAULT_PREFIX, source: 'NATS_URL' };
   const up = await readUpState();
-  if (up) return { servers: up.url, prefix: prefix ?? up.prefix, source: 'errand up', ...(up.credsDir ? { credsDir: up.credsDir } : {}) };
-  return { servers: DEFAULT_NATS_URL, prefix: prefix ?? DEFAULT_PREFIX, source: 'default' };
+  if (up) {
+    const target: Target = { servers: up.url, prefix: prefix ?? up.prefix, source: 'errand up', ...(up.credsDir ? { credsDir: up.credsDir } : {}) };
+    say(`errand: using ${target.servers} (prefix ${target.prefix}), the NATS server of the errand up running as pid ${up.pid}`);
+    return target;
+  }
+  throw new CliError(
+    ExitCode.Unavailable,
+    'no NATS server named and no errand up running: start one with `errand up` (in another terminal), or name yours with --server nats://host:4222 or NATS_URL',
+  );
 }
 
 /**

@@ -25,7 +25,7 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
 const program = new Command('errand')
   .description('Errand: durable async agents on NATS')
   .version(version)
-  .option('-s, --server <url>', 'NATS server URL(s), comma-separated (default: NATS_URL, a running `errand up`, or nats://127.0.0.1:4222)')
+  .option('-s, --server <url>', 'NATS server URL(s), comma-separated (default: NATS_URL, else the server of a running `errand up`, said on stderr; none: exit 4)')
   .option('--prefix <prefix>', 'subject prefix of this Errand deployment (default: ERRAND_PREFIX or "errand")')
   .option('--json', 'print machine-readable JSON on stdout')
   .option('--log-level <level>', 'debug | info | warn | error')

@@ -21,7 +21,7 @@ export function registerProvision(program: Command): void {
       'after',
       `
 Examples:
-  $ errand provision                         # against NATS_URL, a running \`errand up\`, or localhost:4222
+  $ errand provision                         # against NATS_URL or a running \`errand up\`
   $ errand provision --dry-run --json        # what would change, machine-readable
   $ NATS_URL=nats://n1:4222 errand provision --replicas 3`,
     )

@@ -87,7 +87,7 @@ Examples:
 
 function unreachable(target: Target, err: unknown): unknown {
   if ((err as { code?: string }).code !== NatsErrorCode.ConnectFailed) return err;
-  const where = target.source === 'default' ? `no NATS server at ${target.servers}` : `no NATS server answers at ${target.servers} (from ${target.source})`;
+  const where = `no NATS server answers at ${target.servers} (from ${target.source})`;
   return new CliError(ExitCode.Unavailable, `${where}: start \`errand up\` or set NATS_URL (or --server) to your cluster's servers`, { cause: err });
 }
 

@@ -96,7 +96,7 @@ Examples:
     )
     .action(async (words: string[], _opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<SubmitOptions>();
-      const goal = opts.file ? (await readFile(opts.file, 'utf8')).trim() : words.join(' ').trim();
+      const goal = opts.file ? await readGoalFile(opts.file) : words.join(' ').trim();
       if (!goal) throw new CliError(ExitCode.Usage, 'no goal given: pass it as words or with --file (see errand submit --help)');
       const logger = createLogger(opts.logLevel ?? 'error');
       const target = await resolveTarget(opts);
@@ -137,6 +137,17 @@ Examples:
         await conn.close();
       }
     });
+}
+
+/** The goal in a file; one that cannot be read is a one-line error (exit 3 when it does not exist, else 2), not a stack trace. */
+async function readGoalFile(path: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'there is no such file' : code === 'EISDIR' ? 'it is a folder' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new CliError(code === 'ENOENT' ? ExitCode.NotFound : ExitCode.Usage, `cannot read the goal from --file ${path}: ${why}`);
+  }
 }
 
 function budgetOf(o: SubmitOptions): Message<'submit.request'>['budget'] {
