@@ -18,10 +18,7 @@ export const SCHEDULE_CONSUMER = 'schedules';
  */
 export const MIN_CATCHUP_WINDOW_MS = 5_000;
 
-/**
- * The longest a tick is held back at once: a far fire is looked at again every so often, so a
- * delayed redelivery the server lost (seen on 2.9 across a node restart) costs at most this long.
- */
+/** The longest a tick is held back at once: a far fire's tick is looked at again every so often. */
 const MAX_HOLD_MS = 10 * 60_000;
 
 export interface SchedulerOptions {
@@ -35,12 +32,19 @@ export interface SchedulerOptions {
   concurrency: number;
   /** Submits and reads agents; one over `conn` when absent. */
   client?: ErrandClient;
+  /**
+   * A schedule whose `nextFireAt` is this far past and still not handled gets its tick armed again
+   * (a second copy is harmless: the first one handled makes the other stale). It covers a tick
+   * JetStream lost — nats-server 2.9 was seen never to redeliver a message held back with a delay
+   * across a node restart. Checked every half of it.
+   */
+  overdueAfterMs: number;
   /** Called at `schedule.after-fire` (the host SIGKILLs itself there when ERRAND_CRASH_AT says so). */
   crash: (point: 'schedule.after-fire') => void;
 }
 
 export function defaultSchedulerOptions(): Omit<SchedulerOptions, 'conn'> {
-  return { prefix: 'errand', logger: silentLogger, now: Date.now, ackWaitMs: 3_000, concurrency: 16, crash: () => {} };
+  return { prefix: 'errand', logger: silentLogger, now: Date.now, ackWaitMs: 3_000, concurrency: 16, overdueAfterMs: 60_000, crash: () => {} };
 }
 
 /** A running scheduler. */
@@ -185,23 +189,60 @@ export async function startScheduler(options: Pick<SchedulerOptions, 'conn'> & P
 
   // Every schedule as it is now, then each change: arm what is active. Every host does it; the
   // tick's message id (and the check for the one waiting) keeps it one tick per fire.
+  // What the watch last saw of each schedule, and when, for the overdue check.
+  const known = new Map<string, { record: ScheduleRecord; seenAt: number }>();
   const watcher = await store.kv.watch();
   const watching = (async () => {
     for await (const entry of watcher) {
-      if (entry.operation !== 'PUT') continue;
+      if (entry.operation !== 'PUT') {
+        known.delete(entry.key);
+        continue;
+      }
       try {
-        await arm(decodeScheduleRecord(entry.value, entry.key));
+        const r = decodeScheduleRecord(entry.value, entry.key);
+        known.set(r.id, { record: r, seenAt: o.now() });
+        await arm(r);
       } catch (err) {
         logger.warn({ scheduleId: entry.key, err: (err as Error).message }, 'could not arm the schedule; its next change (or a host restart) tries again');
       }
     }
   })();
+  // A schedule still not handled long after its time: its tick was lost. Arm another copy, under
+  // an id per overdue period so every host's copy in one period is one message.
+  let checking = false;
+  const checkOverdue = async () => {
+    if (checking) return;
+    checking = true;
+    try {
+      const now = o.now();
+      for (const { record: seen, seenAt } of known.values()) {
+        // Overdue, and seen so long ago that its tick had a whole period to be handled (a schedule
+        // found overdue at start, after downtime, is being caught up by the tick just armed).
+        if (seen.state !== 'active' || seen.nextFireAt === undefined || now - seen.nextFireAt <= o.overdueAfterMs || now - seenAt <= o.overdueAfterMs) continue;
+        const found = await store.read(seen.id).catch(() => undefined);
+        const r = found?.record;
+        if (!r || r.state !== 'active' || r.nextFireAt !== seen.nextFireAt || r.generation !== seen.generation) continue;
+        const tick: Message<'schedule.tick'> = { v: MESSAGE_VERSION, kind: 'schedule.tick', scheduleId: r.id, generation: r.generation, fireAt: r.nextFireAt, at: now };
+        const period = Math.floor(now / o.overdueAfterMs);
+        const ack = await publishMessage<'schedule.tick'>(conn.js, subjects.workSchedule(r.id), tick, { msgId: `${scheduleTickMessageId(r.id, r.generation, r.nextFireAt)}:overdue-${period}` });
+        if (!ack.duplicate) logger.warn({ scheduleId: r.id, fireAt: new Date(r.nextFireAt).toISOString(), overdueMs: now - r.nextFireAt }, 'schedule overdue (its tick was lost?): armed it again');
+      }
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'overdue check failed; trying again later');
+    } finally {
+      checking = false;
+    }
+  };
+  const overdueTimer = setInterval(() => void checkOverdue(), Math.max(50, Math.floor(o.overdueAfterMs / 2)));
+  // The check alone does not keep a process alive.
+  overdueTimer.unref();
   logger.info({ bucket: names.buckets.schedules }, 'schedules running');
 
   let stopping: Promise<void> | undefined;
   return {
     stop: () =>
       (stopping ??= (async () => {
+        clearInterval(overdueTimer);
         watcher.stop();
         await watching.catch(() => {});
         await consumer.stop();

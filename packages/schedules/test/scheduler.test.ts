@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ErrandClient } from '@errand/client';
+import { publishMessage } from '@errand/nats';
 import { resourceNames } from '@errand/protocols';
 import { createDeployment, recordingLogger, startTestServer, type TestServer } from '@errand/testing';
-import { ScheduleStore, startScheduler } from '../src/index.js';
+import { scheduledAgentId, ScheduleStore, scheduleTickMessageId, startScheduler } from '../src/index.js';
 
 let srv: TestServer;
 beforeAll(async () => {
@@ -42,5 +44,45 @@ describe('startScheduler', () => {
     // The id is free again.
     await store.add({ id: 'x', cron: '0 9 * * *', goal: 'g' }, { now });
     expect((await store.list()).schedules.map((s) => s.id)).toEqual(['x']);
+  });
+});
+
+describe('a lost tick', () => {
+  it('is armed again once the schedule is overdue, and the fire it was for still fires (once)', async () => {
+    const d = await createDeployment(srv);
+    const store = await ScheduleStore.open(d.conn, d.prefix);
+    const r = await store.add({ id: 'lost', cron: '* * * * * *', goal: 'g', agent: 'tally', overlap: 'allow' }, { now: Date.now() });
+    // JetStream took the tick (its message id is spent) and then lost it, as nats-server 2.9 was
+    // seen to lose a delayed redelivery across a node restart: arming it again is dropped as a duplicate.
+    await publishMessage<'schedule.tick'>(d.conn.js, d.subjects.workSchedule('lost'), { v: 1, kind: 'schedule.tick', scheduleId: 'lost', generation: 0, fireAt: r.nextFireAt!, at: Date.now() }, {
+      msgId: scheduleTickMessageId('lost', 0, r.nextFireAt!),
+    });
+    await (await d.conn.jsm()).streams.purge(resourceNames(d.prefix).streams.work, { filter: d.subjects.workSchedule('lost') });
+
+    const submitted: string[] = [];
+    let wake: () => void = () => {};
+    const twoFires = new Promise<void>((resolve) => (wake = resolve));
+    const client = {
+      submit: async (_goal: string, options: { agentId: string }) => {
+        submitted.push(options.agentId);
+        if (submitted.length >= 2) wake();
+        return { agentId: options.agentId, existing: false, traceId: 't' };
+      },
+      record: async () => undefined,
+      control: async () => {},
+    } as unknown as ErrandClient;
+    const logger = recordingLogger();
+    const scheduler = await startScheduler({ conn: d.conn, prefix: d.prefix, logger, client, overdueAfterMs: 1000 });
+    try {
+      await Promise.race([twoFires, logger.waitFor(() => false, 30_000)]).catch(() => {
+        throw new Error(`no two fires: ${JSON.stringify(logger.entries)}`);
+      });
+      expect(logger.entries.some((e) => e.level === 'warn' && e.msg.includes('schedule overdue'))).toBe(true);
+      // The lost fire first (late, inside the catch-up window), then the ones after it, each once.
+      expect(submitted[0]).toBe(scheduledAgentId('lost', r.nextFireAt!));
+      expect(new Set(submitted).size).toBe(submitted.length);
+    } finally {
+      await scheduler.stop();
+    }
   });
 });
