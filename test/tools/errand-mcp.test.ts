@@ -44,7 +44,7 @@ describe('errand mcp', () => {
 
       const long = data(await client.callTool({ name: 'submit_goal', arguments: { goal: 'nap for long', agent: 'sleeper', input: { delayMs: 600_000 } } })).agentId as string;
       await d.waitForStatus(long, ['running']);
-      const listed = JSON.parse(text(await client.callTool({ name: 'list_agents', arguments: { status: 'running' } }))) as { agentId: string }[];
+      const listed = (data(await client.callTool({ name: 'list_agents', arguments: { status: 'running' } })) as { agents: { agentId: string }[] }).agents;
       expect(listed.map((a) => a.agentId)).toContain(long);
       await client.callTool({ name: 'cancel', arguments: { agentId: long, reason: 'changed plans' } });
       expect((await d.waitForStatus(long, ['cancelled'])).error?.message).toBe('changed plans');

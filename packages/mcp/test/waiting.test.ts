@@ -36,7 +36,7 @@ describe('errand mcp and record.waiting', () => {
 
       const agent = data(await client.callTool({ name: 'get_agent', arguments: { agentId } }));
       expect(agent).toMatchObject({ status: 'waiting', waiting: { kind: 'approval', requestId: 'review-1', calls: [call], argsHash: approvalHash([call]) } });
-      const listed = JSON.parse(text(await client.callTool({ name: 'list_agents', arguments: { status: 'waiting' } }))) as unknown[];
+      const listed = (data(await client.callTool({ name: 'list_agents', arguments: { status: 'waiting' } })) as { agents: unknown[] }).agents;
       expect(listed).toEqual([expect.objectContaining({ agentId, status: 'waiting', waiting: { kind: 'approval', requestId: 'review-1', summary: 'run fs_write' } })]);
 
       const other = await client.callTool({ name: 'approve', arguments: { agentId, decision: 'approve', requestId: 'review-1', argsHash: approvalHash([{ ...call, args: { path: 'other.txt' } }]) } });
