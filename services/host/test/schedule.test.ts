@@ -206,6 +206,28 @@ describe('schedules', () => {
     }
   }, 60_000);
 
+  it('ERRAND_HOST_SCHEDULES=false: that host fires no schedules (another does); a value that is not a flag is refused', async () => {
+    const d = await deploy(srv);
+    const store = await ScheduleStore.open(d.conn, d.prefix);
+    try {
+      const off = await d.startHost({ ERRAND_HOST_SCHEDULES: 'false' });
+      await store.add({ id: 'only-on', cron: '* * * * * *', goal: 'g', overlap: 'allow', ...QUICK }, { now: Date.now() });
+      const on = await d.startHost();
+      await waitForSchedule(store, 'only-on', (r) => r.counts.started >= 3);
+      expect(off.stdout()).not.toContain('schedules running');
+      expect(firesLogged([off], 'only-on')).toEqual([]);
+      expect(on.stdout()).toContain('schedules running');
+      await on.waitForLine(/"scheduleId":"only-on".*"outcome":"started"/);
+      await store.pause('only-on', { now: Date.now() });
+
+      const bad = d.spawnHost({ ERRAND_HOST_SCHEDULES: 'sometimes' });
+      expect((await bad.exited).code).toBe(2);
+      expect(bad.stderr() + bad.stdout()).toContain("ERRAND_HOST_SCHEDULES must be true or false, got 'sometimes'");
+    } finally {
+      await d.stopHosts();
+    }
+  }, 60_000);
+
   it('overlap: skip leaves a running previous run alone; cancel-previous cancels it and starts the next', async () => {
     const d = await deploy(srv);
     const store = await ScheduleStore.open(d.conn, d.prefix);
