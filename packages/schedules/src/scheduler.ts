@@ -115,7 +115,14 @@ export async function startScheduler(options: Pick<SchedulerOptions, 'conn'> & P
     if (!ack.duplicate) logger.debug({ scheduleId: r.id, fireAt: new Date(r.nextFireAt).toISOString(), generation: r.generation }, 'armed the next fire');
   };
 
+  // Fires this host made whose record update has not landed yet: a retry after a conflict (a
+  // trigger or a pause wrote meanwhile) records the same fire instead of judging it again — the
+  // overlap policy would now see the agent it started as a previous run still running.
+  const unrecorded = new Map<string, ScheduleFire>();
   const handle = async (tick: Message<'schedule.tick'>, msg: JsMsg): Promise<void> => {
+    const fireKey = scheduleTickMessageId(tick.scheduleId, tick.generation, tick.fireAt);
+    // Whatever else happens to this tick now, this fire is settled (recorded, or stale).
+    const settled = () => unrecorded.delete(fireKey);
     let found;
     try {
       found = await store.read(tick.scheduleId);
@@ -125,10 +132,11 @@ export async function startScheduler(options: Pick<SchedulerOptions, 'conn'> & P
       return;
     }
     // Removed, paused, resumed since (another generation), or no further fire: the tick is stale.
-    if (!found) return;
+    if (!found) return void settled();
     const r = found.record;
-    if (r.state !== 'active' || r.generation !== tick.generation || r.nextFireAt === undefined) return;
+    if (r.state !== 'active' || r.generation !== tick.generation || r.nextFireAt === undefined) return void settled();
     if (tick.fireAt !== r.nextFireAt) {
+      settled();
       // A fire handled already (by a host that died before acking its tick): make sure the next is armed.
       if (tick.fireAt < r.nextFireAt) await arm(r);
       return;
@@ -141,20 +149,23 @@ export async function startScheduler(options: Pick<SchedulerOptions, 'conn'> & P
     const late = -wait;
     const window = Math.max(r.catchupWindowMs, MIN_CATCHUP_WINDOW_MS);
     const fire: ScheduleFire =
-      late > window
+      unrecorded.get(fireKey) ??
+      (late > window
         ? {
             at: tick.fireAt,
             handledAt: o.now(),
             outcome: 'skipped-late',
             reason: `handled ${formatScheduleDuration(late)} late (no host ran meanwhile), beyond the catch-up window of ${formatScheduleDuration(r.catchupWindowMs)}`,
           }
-        : await fireSchedule(client, r, tick.fireAt, { now: o.now, logger });
+        : await fireSchedule(client, r, tick.fireAt, { now: o.now, logger }));
+    unrecorded.set(fireKey, fire);
     o.crash('schedule.after-fire');
     const next = nextFireAfterHandling(r, tick.fireAt, o.now());
     const updated = recordFire(r, fire, next, o.now());
     // A conflict (a pause, a trigger, another host) throws: the consumer tries again at once, and
     // the retry reads the record afresh (a fire already started is found `existing`).
     await store.kv.update(r.id, JSON.stringify(updated), found.revision);
+    settled();
     const fields = { scheduleId: r.id, fireAt: new Date(tick.fireAt).toISOString(), outcome: fire.outcome, agentId: fire.agentId, lateMs: late, next: next === undefined ? null : new Date(next).toISOString() };
     if (fire.outcome === 'refused') logger.error({ ...fields, reason: fire.reason }, 'schedule fire refused by the intake');
     else if (fire.outcome === 'skipped-late' || fire.outcome === 'skipped-overlap') logger.warn({ ...fields, reason: fire.reason }, 'schedule fire skipped');

@@ -86,3 +86,46 @@ describe('a lost tick', () => {
     }
   });
 });
+
+describe('a fire whose record update loses a race', () => {
+  it('is recorded as it happened (started), not judged again against the run a trigger recorded meanwhile', async () => {
+    const d = await createDeployment(srv);
+    const store = await ScheduleStore.open(d.conn, d.prefix);
+    const r = await store.add({ id: 'race', cron: '* * * * * *', goal: 'g', overlap: 'skip' }, { now: Date.now() });
+    const submitted: string[] = [];
+    const client = {
+      submit: async (_goal: string, options: { agentId: string }) => {
+        submitted.push(options.agentId);
+        // While the first fire submits, a trigger records its run: the fire's update will conflict.
+        if (submitted.length === 1) {
+          const at = Date.now();
+          await store.update('race', (x) => ({ ...x, lastRun: { agentId: 'race-now-20261205T000000000Z', at, handledAt: at }, updatedAt: at }));
+        }
+        return { agentId: options.agentId, existing: false, traceId: 't' };
+      },
+      // Every run is still running: a second judgement of the first fire would skip it.
+      record: async () => ({ status: 'running' }),
+      control: async () => {},
+    } as unknown as ErrandClient;
+    const scheduler = await startScheduler({ conn: d.conn, prefix: d.prefix, client });
+    try {
+      const watch = await store.kv.watch({ key: 'race' });
+      const stop = setTimeout(() => watch.stop(), 30_000);
+      let recorded: { lastFire?: { at: number; outcome: string; agentId?: string } } | undefined;
+      for await (const e of watch) {
+        if (e.operation !== 'PUT') continue;
+        const x = e.json<{ lastFire?: { at: number; outcome: string; agentId?: string } }>();
+        if (x.lastFire?.at === r.nextFireAt) {
+          recorded = x;
+          break;
+        }
+      }
+      clearTimeout(stop);
+      watch.stop();
+      expect(recorded?.lastFire).toMatchObject({ outcome: 'started', agentId: scheduledAgentId('race', r.nextFireAt!) });
+      expect(submitted.filter((id) => id === scheduledAgentId('race', r.nextFireAt!))).toHaveLength(1);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+});
