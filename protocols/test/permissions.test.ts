@@ -57,3 +57,19 @@ describe("the planners' shared rate-limit bucket", () => {
     expect(allowed(p.pub, '$JS.API.DIRECT.GET.KV_acme_limits.$KV.acme_limits.rate.m')).toBe(true);
   });
 });
+
+describe('schedules', () => {
+  const MANAGERS: readonly Role[] = ['admin', 'host', 'operator'];
+  it.each(ROLES)('%s may write the schedules bucket only if it manages schedules (operator, admin) or fires them (host)', (role) => {
+    const p = rolePermissions(role, { prefix: 'acme' });
+    const put = '$KV.acme_schedules.digest';
+    expect(allowed(p.pub, put), `${role} → ${put}`).toBe(MANAGERS.includes(role));
+  });
+
+  it("a host submits a schedule's goals through the intake and arms its ticks on the work stream", () => {
+    const p = rolePermissions('host', { prefix: 'acme' });
+    expect(allowed(p.pub, 'acme.submit')).toBe(true);
+    expect(allowed(p.pub, 'acme.work.schedule.digest')).toBe(true);
+    expect(allowed(p.pub, '$JS.API.STREAM.MSG.GET.ACME_WORK')).toBe(true);
+  });
+});
