@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createSubjects } from '@errand/protocols';
 import {
   compileCron,
   formatScheduleDuration,
@@ -154,5 +155,16 @@ describe('schedule records', () => {
     const c = recordFire(b, { at: now + 120_000, handledAt: now + 120_000, outcome: 'existing', agentId: 'd-c' }, undefined, now + 120_000);
     expect(c.counts.started).toBe(2);
     expect(c.nextFireAt).toBeUndefined();
+  });
+});
+
+describe('the tick subject', () => {
+  it('is one token per schedule under <p>.work.schedule, parsed back', () => {
+    const s = createSubjects('acme');
+    expect(s.workSchedule('digest')).toBe('acme.work.schedule.digest');
+    expect(s.workSchedule()).toBe('acme.work.schedule.*');
+    expect(s.parse('acme.work.schedule.digest')).toEqual({ type: 'work.schedule', scheduleId: 'digest' });
+    expect(() => s.workSchedule('a.b')).toThrow(/schedule id "a.b" contains '.'/);
+    expect(() => s.parse('acme.work.schedule.a.b')).toThrow(/unexpected shape/);
   });
 });
