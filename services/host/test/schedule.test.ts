@@ -228,6 +228,23 @@ describe('schedules', () => {
     }
   }, 60_000);
 
+  it('a goal the intake refuses (an agent definition no host has) is recorded as refused, and later fires go on', async () => {
+    const d = await deploy(srv);
+    const store = await ScheduleStore.open(d.conn, d.prefix);
+    try {
+      await d.startHost();
+      await store.add({ id: 'nobody', cron: '* * * * * *', goal: 'g', agent: 'nobody' }, { now: Date.now() });
+      const r = await waitForSchedule(store, 'nobody', (x) => x.counts.refused >= 2);
+      await store.pause('nobody', { now: Date.now() });
+      expect(r.lastFire).toMatchObject({ outcome: 'refused', agentId: expect.stringMatching(/^nobody-/) });
+      expect(r.lastFire!.reason).toMatch(/nobody/);
+      expect(r.counts.started).toBe(0);
+      expect(await agentsOf(d, 'nobody')).toEqual([]);
+    } finally {
+      await d.stopHosts();
+    }
+  }, 60_000);
+
   it('overlap: skip leaves a running previous run alone; cancel-previous cancels it and starts the next', async () => {
     const d = await deploy(srv);
     const store = await ScheduleStore.open(d.conn, d.prefix);
