@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
-import { createClient } from '@errand/client';
+import { ClientError, ClientErrorCode, createClient } from '@errand/client';
 import { createSubjects, isAgentId } from '@errand/protocols';
 import { connectTo, resolveTarget, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { followAgent } from '../follow.js';
 import { createLogger } from '../logger.js';
 import { CliError } from '../output.js';
+import { cliErrorOf } from '../with-client.js';
 import { Ansi, formatLine, isTerminal, LiveFrame, ProgressModel, renderFrame, statusOf } from '../progress.js';
 
 interface WatchOptions extends GlobalOptions {
@@ -50,8 +51,13 @@ Examples:
       process.once('SIGINT', onSigint);
       try {
         const client = await createClient(conn, target.prefix);
-        const record = await client.record(agentId);
-        if (!record) throw new CliError(ExitCode.NotFound, `no agent ${agentId} under prefix '${target.prefix}' on ${target.servers}; list agents with \`errand ls\``);
+        // An agent submitted a moment ago may have no record yet: find waits for it.
+        const record = await client.find(agentId).catch((err: unknown) => {
+          if (err instanceof ClientError && err.code === ClientErrorCode.NotFound) {
+            throw new CliError(ExitCode.NotFound, `no agent ${agentId} under prefix '${target.prefix}' on ${target.servers}; list agents with \`errand ls\``);
+          }
+          throw cliErrorOf(err);
+        });
         const model = new ProgressModel(agentId, createSubjects(target.prefix));
         if (!opts.json && !opts.lines && process.stdout.isTTY) model.applyRecord(record);
         const mode = opts.json ? 'json' : process.stdout.isTTY && !opts.lines ? 'tree' : 'lines';

@@ -186,6 +186,12 @@ export interface ErrandClient {
    * goal is in the inbox (up to {@link RECORD_WAIT_MS}; then `ERR_NO_HOST`).
    */
   record(agentId: string): Promise<AgentRecord | undefined>;
+  /**
+   * The agent's record, waited for while its goal is in the inbox (an agent whose submit was just
+   * answered). Throws `ERR_AGENT_NOT_FOUND` when there is no such agent, `ERR_NO_HOST` when no host
+   * took its goal up within {@link RECORD_WAIT_MS}.
+   */
+  find(agentId: string): Promise<AgentRecord>;
   get(agentId: string): Promise<AgentSummary>;
   /** Agents matching every part of `filter`, most recently updated first. Records this build cannot read are left out. */
   list(filter?: ListFilter): Promise<AgentSummary[]>;
@@ -320,7 +326,8 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
   };
   async function* watch(agentId: string, options: { signal?: AbortSignal; settleMs?: number } = {}): AsyncGenerator<ProgressEvent> {
     const consumer = await conn.js.consumers.get(eventsStream, { filter_subjects: subjects.agentEventAll(agentId) });
-    if ((await consumer.info(true)).num_pending === 0 && !(await record(agentId))) {
+    // Nothing yet but its goal in the inbox: an agent just submitted, whose events are coming.
+    if ((await consumer.info(true)).num_pending === 0 && !(await record(agentId)) && !(await goalPending(agentId))) {
       throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
     }
     const messages = await consumer.consume();
@@ -456,6 +463,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       return { agentId: answer.agentId, existing, traceId: answer.traceId ?? traceIdOf(traceparent) ?? '' };
     },
     record,
+    find: must,
     get: async (agentId) => summarize(await must(agentId)),
     async list(filter = {}) {
       const statuses = filter.status === undefined ? undefined : typeof filter.status === 'string' ? [filter.status] : filter.status;

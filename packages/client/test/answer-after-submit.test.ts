@@ -50,11 +50,30 @@ describe('a command sent right after a submit finds the agent', () => {
     expect((await d.waitForStatus(cancelled.agentId, ['cancelled', 'done'])).status).toBe('cancelled');
   }, 60_000);
 
+  it('find and watch right after a submit: the record, and the events to the end', async () => {
+    const found = await client.submit('count one number', { agent: 'tally', input: { expect: 1 } });
+    expect(await client.find(found.agentId)).toMatchObject({ agentId: found.agentId, machine: { id: 'tally' } });
+    for (let i = 0; i < 20; i++) {
+      const { agentId } = await client.submit('count one number', { agent: 'tally', input: { expect: 1 } });
+      const kinds: string[] = [];
+      const watching = (async () => {
+        for await (const e of client.watch(agentId, { signal: AbortSignal.timeout(30_000) })) kinds.push(e.kind);
+      })();
+      await client.answer(agentId, '1', { id: 'tester', channel: 'test' });
+      await watching;
+      expect(kinds.at(-1), agentId).toBe('event.done');
+    }
+  }, 120_000);
+
   it('an id nobody submitted is still refused at once with ERR_AGENT_NOT_FOUND', async () => {
     const nobody = newAgentId(Date.now());
     expect(await codeOf(client.answer(nobody, '1', { id: 'tester', channel: 'test' }))).toBe(ClientErrorCode.NotFound);
     expect(await codeOf(client.control(nobody, 'cancel', { id: 'tester', channel: 'test' }))).toBe(ClientErrorCode.NotFound);
     expect(await codeOf(client.decide(nobody, 'approve', { id: 'tester', channel: 'test' }))).toBe(ClientErrorCode.NotFound);
+    expect(await codeOf(client.find(nobody))).toBe(ClientErrorCode.NotFound);
+    expect(await codeOf((async () => {
+      for await (const _ of client.watch(nobody)) break;
+    })())).toBe(ClientErrorCode.NotFound);
   });
 
   it('a goal no host takes up: the command waits for it a while, then says no host started the agent (ERR_NO_HOST)', async () => {
