@@ -28,7 +28,7 @@ interface AddOptions extends GlobalOptions {
   agent?: string;
   tz: string;
   overlap: OverlapPolicy;
-  catchup: number;
+  catchup?: number;
   id?: string;
   input?: Record<string, unknown>;
   label: Record<string, string>;
@@ -146,10 +146,25 @@ Examples:
     .option('-a, --agent <id>', "the agent definition to run (default: the host's default)")
     .option('--tz <zone>', 'the IANA time zone the expression is read in (e.g. Europe/Paris)', asArgument(assertTimezone), 'UTC')
     .option('--overlap <policy>', `when the previous run has not ended: ${OVERLAP_POLICIES.join(' | ')}`, parseOverlap, 'skip' as OverlapPolicy)
-    .option('--catchup <duration>', `a fire missed while no host ran still fires (once) when at most this late; ${SCHEDULE_DURATION_FORMAT}`, asArgument((v) => parseScheduleDuration(v, '--catchup')), DEFAULT_CATCHUP_WINDOW_MS)
+    .option(
+      '--catchup <duration>',
+      `a fire missed while no host ran still fires (once) when at most this late, ${SCHEDULE_DURATION_FORMAT} (0: only when a few seconds late) (default: ${formatScheduleDuration(DEFAULT_CATCHUP_WINDOW_MS)})`,
+      asArgument((v) => parseScheduleDuration(v, '--catchup')),
+    )
     .option('--id <name>', 'the schedule id: 1-64 letters, digits, _ or - (default: a new one)')
     .option('-i, --input <json>', 'input for each agent, a JSON object', parseJsonObject)
     .option('-l, --label <key=value>', 'a label on each agent (repeatable)', collectLabel, {})
+    .addHelpText(
+      'after',
+      `
+Times are wall-clock times in --tz: "0 9 * * *" in Europe/Paris is 08:00 UTC in winter, 07:00 in
+summer. Each fire starts the agent <id>-<fire time in UTC>, labelled schedule=<id>.
+
+Examples:
+  $ errand schedule add "0 9 * * 1-5" "summarise yesterday's tickets" --tz Europe/Paris --id digest
+  $ errand schedule add "*/30 * * * * *" "poll the queue" --agent assistant --overlap skip --catchup 0
+  $ errand schedule add "@daily" "clean up" --agent janitor --input '{"dryRun":false}' --label team=ops`,
+    )
     .action(async (cron: string, words: string[], _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<AddOptions>();
       const input: ScheduleInput = {
@@ -157,7 +172,7 @@ Examples:
         goal: words.join(' ').trim(),
         timezone: opts.tz,
         overlap: opts.overlap,
-        catchupWindowMs: opts.catchup,
+        catchupWindowMs: opts.catchup ?? DEFAULT_CATCHUP_WINDOW_MS,
         ...(opts.id !== undefined ? { id: opts.id } : {}),
         ...(opts.agent !== undefined ? { agent: opts.agent } : {}),
         ...(opts.input !== undefined ? { input: opts.input } : {}),

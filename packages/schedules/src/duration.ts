@@ -3,7 +3,7 @@ import { ScheduleError, ScheduleErrorCode } from './errors.js';
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 /** What {@link parseScheduleDuration} reads, for help texts and error messages. */
-export const SCHEDULE_DURATION_FORMAT = 'a number with a unit: ms, s, m, h or d (e.g. 90s, 30m, 1h, 2d; 0 for none)';
+export const SCHEDULE_DURATION_FORMAT = 'a number with a unit: ms, s, m, h or d (e.g. 90s, 30m, 1h30m, 2d), or 0';
 
 /**
  * Reads a duration such as `90s`, `30m`, `1h30m`, `2d` or `0` into milliseconds. Throws
