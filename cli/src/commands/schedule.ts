@@ -126,8 +126,8 @@ fire is started once even when a host dies mid-fire or several hosts run. The ag
 schedule=<id> and scheduled-for=<ISO time>: \`errand ls --label schedule=digest\`.
 
 Who may: an operator's credentials (errand creds: operator, admin) may add, pause, resume, trigger and
-remove schedules; a submitter's may not. A schedule's goals are submitted by the hosts, as
-schedule:<id>. More in docs/schedules.md.
+remove schedules; a submitter's may not. A schedule's goals are submitted by the hosts (a trigger's
+by you). More in docs/schedules.md.
 
 Examples:
   $ errand schedule add "0 9 * * 1-5" "summarise yesterday's tickets" --tz Europe/Paris --id digest
