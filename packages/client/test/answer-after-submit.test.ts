@@ -15,7 +15,9 @@ beforeAll(async () => {
   srv = await startTestServer();
   d = await createDeployment(srv, { env: { ERRAND_AGENT_MODULES: '@errand/example-agents' } });
   await d.start('host');
-  client = await createClient(d.conn, d.prefix);
+  // As a person's CLI or errand mcp connects: the operator role, which may read the inbox stream.
+  const creds = d.env('operator').NATS_CREDS;
+  client = await createClient(creds ? await srv.connect({ credsFile: creds }) : d.conn, d.prefix);
 });
 afterAll(async () => {
   await d?.stopAll();
