@@ -20,6 +20,15 @@ import { registerWorker } from './commands/worker.js';
 import { ExitCode } from './exit-codes.js';
 import { exitCodeOf, printError } from './output.js';
 
+// A reader that stops early (`errand ls | head`) closes the pipe: that ends the output, quietly, as
+// for any Unix tool — not an unhandled EPIPE with a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command('errand')

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,7 +69,7 @@ describe('errand CLI', () => {
 
   it('`up` runs an embedded server that other commands find, stops on Ctrl-C, and keeps its data', async () => {
     const dataDir = join(home, 'nats-data');
-    const up = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir], { env: userEnv() });
+    const up = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir, '--gateway-port', '0'], { env: userEnv() });
     const ready = await up.waitForLine(/Errand is up\. NATS_URL=/);
     const url = /NATS_URL=(\S+)/.exec(ready)![1]!;
     expect(up.stdout()).toMatch(/nats-server \d+\.\d+\.\d+ listening on nats:\/\/127\.0\.0\.1:\d+/);
@@ -129,7 +129,7 @@ describe('errand CLI', () => {
     expect(existsSync(join(home, '.errand', 'up.json'))).toBe(false);
     expect(existsSync(join(dataDir, 'errand-nats-server.pid'))).toBe(false);
 
-    const up2 = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir], { env: userEnv() });
+    const up2 = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir, '--gateway-port', '0'], { env: userEnv() });
     const url2 = /NATS_URL=(\S+)/.exec(await up2.waitForLine(/Errand is up/))![1]!;
     expect(up2.stdout()).toMatch(/everything was already up to date/);
     const conn2 = await connect({ servers: url2, ...admin });
@@ -143,6 +143,15 @@ describe('errand CLI', () => {
     const r = await errand(['up', '--data-dir', join(home, 'never')], { NATS_SERVER_BIN: '/nonexistent/nats-server' });
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/nats-server/);
+  });
+
+  it('`demo` without a nats-server binary exits 4 and leaves no temporary folder behind', async () => {
+    const tmp = join(home, 'demo-tmp');
+    await mkdir(tmp, { recursive: true });
+    const r = await errand(['demo'], { NATS_SERVER_BIN: '/nonexistent/nats-server', TMPDIR: tmp });
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(/nats-server/);
+    expect(await readdir(tmp)).toEqual([]);
   });
 
   it('`mock-llm` serves a script over HTTP in the OpenAI format and reports what was not used', async () => {

@@ -25,8 +25,9 @@ function userEnv(extra: Record<string, string> = {}): Record<string, string | un
 
 const errand = (args: string[], extra: Record<string, string> = {}) => runProcess(process.execPath, [cli, ...args], { env: userEnv(extra) });
 
-async function up(dataDir: string, workspace: string, model: MockLlm): Promise<TestProcess> {
-  const p = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir, '--workspace', workspace, '--log-level', 'warn'], {
+/** `errand up` with its dashboard on `gatewayPort` (never the default 7878, which a test running beside this one may hold). */
+async function up(dataDir: string, workspace: string, model: MockLlm, gatewayPort: number): Promise<TestProcess> {
+  const p = startProcess(process.execPath, [cli, 'up', '--data-dir', dataDir, '--workspace', workspace, '--gateway-port', String(gatewayPort), '--log-level', 'warn'], {
     env: userEnv({ OPENAI_BASE_URL: model.url }),
   });
   await p.waitForLine(/Errand is up/, 30_000);
@@ -56,7 +57,9 @@ describe('errand up and the CLI, as a user runs them', () => {
     let first: TestProcess | undefined;
     let second: TestProcess | undefined;
     try {
-      first = await up(join(root, 'nats'), workspace, model);
+      // One port for both runs: the login link must be the same after the restart.
+      const gatewayPort = await freePort();
+      first = await up(join(root, 'nats'), workspace, model, gatewayPort);
 
       const submitted = await errand(['submit', 'Rewrite plan.txt', '--agent', 'assistant', '--tools', 'fs_write', '--label', 'suite=up', '--json']);
       expect(submitted.code, submitted.stderr).toBe(0);
@@ -87,7 +90,7 @@ describe('errand up and the CLI, as a user runs them', () => {
       // Ctrl-C, and up again on the same data: the agent is still waiting for the same request.
       await stop(first);
       first = undefined;
-      second = await up(join(root, 'nats'), workspace, model);
+      second = await up(join(root, 'nats'), workspace, model, gatewayPort);
       // The same login link works again (the token is kept in the data folder).
       expect(second.stdout()).toContain(`Dashboard: ${dashboard}`);
       const after = JSON.parse((await errand(['show', agentId, '--json'])).stdout) as Shown;
@@ -172,7 +175,7 @@ describe('errand up and the CLI, as a user runs them', () => {
   it('errand demo runs its sample goal to the end on a fresh data folder and exits 0', async () => {
     const root = await mkdtemp(join(tmpdir(), 'errand-demo-test-'));
     try {
-      const r = await errand(['demo', '--data-dir', root, '--approve-after', '0', '--json']);
+      const r = await errand(['demo', '--data-dir', root, '--approve-after', '0', '--gateway-port', '0', '--json']);
       expect(r.code, r.stderr).toBe(0);
       const summary = JSON.parse(r.stdout) as Record<string, unknown>;
       expect(summary).toMatchObject({ ok: true, status: 'done', rounds: 6, toolCalls: { ok: 4, failed: 1 } });

@@ -75,6 +75,7 @@ Examples:
       const level = opts.logLevel ?? 'error';
       const login = (await loadGatewayToken(join(root, 'nats')))!;
       const credentials = await loadDeploymentCredentials(join(root, 'creds'), DEMO_PREFIX);
+      // A stack that cannot start (no nats-server, a port taken) leaves no temporary folder behind.
       const stack = await startStack({
         external: undefined,
         credentials,
@@ -93,6 +94,9 @@ Examples:
         logger: createLogger(level, 'demo'),
         serviceLogger: (service, l, redactor) => createServiceLogger(service, l, { stdout: !opts.json, redactor }),
         say: (line) => say(`  ${line}`),
+      }).catch(async (err: unknown) => {
+        if (temporary) await rm(root, { recursive: true, force: true });
+        throw err;
       });
       const conn = await connect({ servers: stack.url, name: 'errand-demo', logger: createLogger(level, 'demo'), credsFile: credentials.credsFile('operator') });
       let record: AgentRecord | undefined;
