@@ -327,7 +327,9 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
   async function* watch(agentId: string, options: { signal?: AbortSignal; settleMs?: number } = {}): AsyncGenerator<ProgressEvent> {
     const consumer = await conn.js.consumers.get(eventsStream, { filter_subjects: subjects.agentEventAll(agentId) });
     // Nothing yet but its goal in the inbox: an agent just submitted, whose events are coming.
-    if ((await consumer.info(true)).num_pending === 0 && !(await record(agentId)) && !(await goalPending(agentId))) {
+    // Asked in the order an agent goes through them — goal in the inbox, then its record, then the
+    // goal acked and gone — so a host taking it up between two questions cannot hide it.
+    if (!(await goalPending(agentId)) && !(await record(agentId)) && (await consumer.info(true)).num_pending === 0) {
       throw new ClientError(ClientErrorCode.NotFound, `no agent ${agentId}`, agentId);
     }
     const messages = await consumer.consume();
