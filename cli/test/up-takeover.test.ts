@@ -196,7 +196,8 @@ describe('errand up takes over the nats-server an earlier, killed errand up left
     const record = JSON.parse(await readFile(join(dataDir, PID_FILE), 'utf8')) as { pid: number };
     expect(record.pid).not.toBe(gone.pid);
     p.signal('SIGINT');
-    expect((await p.exited).code, p.stderr()).toBe(0);
+    const exit = await p.exited;
+    expect(exit, `stdout:\n${p.stdout()}\nstderr:\n${p.stderr()}`).toEqual({ code: 0, signal: null });
     await rm(root, { recursive: true, force: true });
   }, 60_000);
 });

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
-import { connect, connectOptionsFromEnv, type ConnectOptions, type ErrandConnection, type NatsConnection } from '@errand/nats';
+import { connect, connectOptionsFromEnv, isPassingFailure, type ConnectOptions, type ErrandConnection, type NatsConnection } from '@errand/nats';
 import { setupTracing, startMetricsServer, type MetricsServer, type Readiness } from '@errand/telemetry';
 import { assertPrefix, createRedactor, createSubjects, DEFAULT_PREFIX, patternRedactor, type Logger, type Redactor } from '@errand/protocols';
 
@@ -343,7 +343,43 @@ export async function startService<C>(
   env: Env,
   options: { logger?: (service: string, level: string, redactor: Redactor) => ServiceLogger; connect?: Partial<ConnectOptions> } = {},
 ): Promise<StartedService> {
+  // Starting while JetStream cannot answer yet (a cluster electing its leaders, a node restarting)
+  // is tried again, from a new connection, for up to ERRAND_START_RETRY_MS; what is not passing (a
+  // bad setting, a refusal, a bug) fails at once.
   const config = definition.parseConfig(env);
+  const retryMs = envInt(env, 'ERRAND_START_RETRY_MS', 120_000, 0);
+  const since = Date.now();
+  let warn: Logger | undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServiceOnce(definition, env, config, options);
+    } catch (err) {
+      if (!(err instanceof ServiceStartError) || !err.passing || Date.now() - since >= retryMs) throw err instanceof ServiceStartError ? err.cause : err;
+      const delay = Math.min(5_000, 250 * 2 ** Math.min(attempt - 1, 5));
+      warn ??= (options.logger ?? ((service, level, redactor) => createServiceLogger(service, level, { redactor })))(definition.name.replace(/^errand-/, ''), definition.logLevel(config), processRedactor(env, definition.secrets?.(config))).logger;
+      warn.warn({ err: (err.cause as Error).message, attempt, retryInMs: delay }, `${definition.name} could not start yet (NATS or JetStream not answering): trying again`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
+/** A failure of a service's own `start`, after it connected: `passing` when trying again may help. */
+class ServiceStartError extends Error {
+  constructor(
+    override readonly cause: unknown,
+    readonly passing: boolean,
+  ) {
+    super((cause as Error)?.message ?? String(cause));
+    this.name = 'ServiceStartError';
+  }
+}
+
+async function startServiceOnce<C>(
+  definition: ServiceDefinition<C>,
+  env: Env,
+  config: C,
+  options: { logger?: (service: string, level: string, redactor: Redactor) => ServiceLogger; connect?: Partial<ConnectOptions> },
+): Promise<StartedService> {
   const service = definition.name.replace(/^errand-/, '');
   const redactor = processRedactor(env, definition.secrets?.(config));
   const { logger, shipper } = options.logger ? options.logger(service, definition.logLevel(config), redactor) : createServiceLogger(service, definition.logLevel(config), { redactor });
@@ -414,8 +450,8 @@ export async function startService<C>(
     await conn.nc.flush();
     phase = 'running';
   } catch (err) {
-    await stop();
-    throw err;
+    await stop().catch(() => {});
+    throw new ServiceStartError(err, isPassingFailure(err) && !(err instanceof ConfigError));
   }
   if (tracing.exporting) logger.info({}, 'exporting traces over OTLP');
   return { name: service, logger, metrics: metricsServer, discovery: discovery!, readiness, stop };
