@@ -80,6 +80,24 @@ export function isPassingFailure(err: unknown): boolean {
   return !(err instanceof ErrandError) && !(err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError);
 }
 
+/** nats.js errors that say the server or JetStream did not answer (yet), not that it refused. */
+const UNAVAILABLE_NAMES = new Set(['TimeoutError', 'RequestError', 'NoResponders', 'NoRespondersError', 'ConnectionError', 'JetStreamNotEnabled', 'JetStreamStatusError']);
+const UNAVAILABLE_API = /temporarily unavailable|not enabled|no suitable peers|insufficient resources|leader|offline|timeout/i;
+
+/**
+ * Whether `err` (or its cause) is NATS or JetStream not answering yet — a timeout, no responders,
+ * JetStream not enabled or without a leader — as opposed to a refusal (a permission, a bad
+ * request) or any other failure. Narrower than {@link isPassingFailure}: for deciding to wait at
+ * start-up, where anything else should stop the process at once.
+ */
+export function isNatsUnavailable(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (UNAVAILABLE_NAMES.has(e.name)) return true;
+    if (e.name === 'JetStreamApiError' || e.name === 'JetStreamError') return (e as { status?: unknown }).status === 503 || UNAVAILABLE_API.test(e.message);
+  }
+  return false;
+}
+
 export function defaultConsumeMessagesOptions(): Pick<
   ConsumeMessagesOptions<MessageKind>,
   'concurrency' | 'maxDeliveries' | 'retryDelayMs' | 'logger'

@@ -48,6 +48,7 @@ export { readRecord, readStoredRecord, type StoredRecord } from './records.js';
 export { deadLetter, type DeadLetterReason, type DeadLetterTarget, type DeadMessage } from './dead-letter.js';
 export {
   consumeMessages,
+  isNatsUnavailable,
   isPassingFailure,
   ConsumeErrorCode,
   type ConsumeMessagesOptions,

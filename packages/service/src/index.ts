@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
-import { connect, connectOptionsFromEnv, isPassingFailure, type ConnectOptions, type ErrandConnection, type NatsConnection } from '@errand/nats';
+import { connect, connectOptionsFromEnv, isNatsUnavailable, type ConnectOptions, type ErrandConnection, type NatsConnection } from '@errand/nats';
 import { setupTracing, startMetricsServer, type MetricsServer, type Readiness } from '@errand/telemetry';
 import { assertPrefix, createRedactor, createSubjects, DEFAULT_PREFIX, patternRedactor, type Logger, type Redactor } from '@errand/protocols';
 
@@ -451,7 +451,7 @@ async function startServiceOnce<C>(
     phase = 'running';
   } catch (err) {
     await stop().catch(() => {});
-    throw new ServiceStartError(err, isPassingFailure(err) && !(err instanceof ConfigError));
+    throw new ServiceStartError(err, isNatsUnavailable(err));
   }
   if (tracing.exporting) logger.info({}, 'exporting traces over OTLP');
   return { name: service, logger, metrics: metricsServer, discovery: discovery!, readiness, stop };
