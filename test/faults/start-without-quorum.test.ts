@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@errand/client';
 import { createDeployment, startTestCluster, type TestCluster } from '@errand/testing';
+import { waitForStreamsCurrent } from '../cluster/world.js';
 
 let cluster: TestCluster;
 beforeAll(async () => {
@@ -22,7 +23,9 @@ describe('a service started without a JetStream quorum', () => {
       await Promise.all([cluster.restart(1), cluster.restart(2)]);
       await host.waitForLine(/"msg":"host ready"/, 120_000);
       expect(host.stdout()).not.toMatch(/failed to start/);
-      // The client sends a submit again that JetStream refused as passing (its streams' leaders may still be elected).
+      // A goal once the deployment's streams have their replicas back (on a loaded machine the
+      // elections outlast a client's resends).
+      await waitForStreamsCurrent(cluster, d.prefix, 120_000);
       const client = await createClient(d.conn, d.prefix);
       const { agentId: id } = await client.submit('count one number', { agent: 'tally', input: { expect: 1 } });
       const waiting = await d.waitForStatus(id, ['waiting', 'running', 'done'], 60_000);

@@ -43,8 +43,12 @@ export function refuseTooLarge(req: IncomingMessage, res: ServerResponse, body: 
   res.writeHead(413, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
-/** Reads and drops what is left of a request body, for at most DISCARD_GRACE_MS. */
-function discardRest(req: IncomingMessage): void {
+/**
+ * Reads and drops what is left of a request body, for at most DISCARD_GRACE_MS (then the connection
+ * is cut): for a server that answered before reading it all, so the client reads the answer
+ * rather than a broken pipe.
+ */
+export function discardRest(req: IncomingMessage): void {
   if (req.complete) return;
   const timer = setTimeout(() => req.destroy(), DISCARD_GRACE_MS);
   timer.unref();

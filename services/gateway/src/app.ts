@@ -1,7 +1,9 @@
 // The gateway's HTTP app: auth, limits and JSON errors around the API's route table, the login
 // link, the OpenAPI document, the chat callbacks and /api/system (mounted from their modules),
 // and the dashboard's files.
-import { Hono } from 'hono';
+import type { IncomingMessage } from 'node:http';
+import { Hono, type Context } from 'hono';
+import { discardRest, readBody } from '@errand/http-body';
 import { bodyLimit } from 'hono/body-limit';
 import { setCookie } from 'hono/cookie';
 import type { ErrandClient } from '@errand/client';
@@ -76,15 +78,26 @@ export function createGatewayApp(deps: GatewayDeps): GatewayApp {
     for (const [k, v] of Object.entries(PAGE_HEADERS)) if (!c.res.headers.has(k)) c.res.headers.set(k, v);
   });
 
-  // Limits before anything reads a body, the callbacks' included.
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      // The rest of the body is not read: the connection closes rather than carry it into the next request.
-      onError: (c) => c.json({ code: GatewayErrorCode.TooLarge, message: `the body is over ${MAX_BODY_BYTES / 1024} KiB: send less (a long input belongs in a file a tool reads)` }, 413, { Connection: 'close' }),
-    }),
-  );
+  // Limits before anything reads a body, the callbacks' included. On Node (the gateway's server)
+  // the body is read from the request itself, and the rest of a refused one is read and dropped for
+  // a few seconds: a client still sending then reads the 413, not a reset connection.
+  const tooLarge = (c: Context, headers: Record<string, string> = {}) =>
+    c.json({ code: GatewayErrorCode.TooLarge, message: `the body is over ${MAX_BODY_BYTES / 1024} KiB: send less (a long input belongs in a file a tool reads)` }, 413, headers);
+  // Elsewhere (app.request) the rest is not read: the connection closes rather than carry it on.
+  const limitInMemory = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => tooLarge(c, { Connection: 'close' }) });
+  app.use('*', async (c, next) => {
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    if (!incoming) return limitInMemory(c, next);
+    if (incoming.method === 'GET' || incoming.method === 'HEAD') return next();
+    if (incoming.headers['content-length'] === undefined && incoming.headers['transfer-encoding'] === undefined) return next();
+    const body = await readBody(incoming, MAX_BODY_BYTES);
+    if (body === undefined) {
+      discardRest(incoming);
+      return tooLarge(c);
+    }
+    c.req.raw = new Request(c.req.raw.url, { method: c.req.raw.method, headers: c.req.raw.headers, body: new Uint8Array(body), signal: c.req.raw.signal });
+    return next();
+  });
 
   app.get('/login', (c) => {
     const token = c.req.query('token') ?? '';

@@ -90,7 +90,8 @@ describe('auth', () => {
     const chunked = new ReadableStream<Uint8Array>({
       start(c) {
         c.enqueue(new TextEncoder().encode('{"goal":"'));
-        for (let i = 0; i < 20; i++) c.enqueue(new TextEncoder().encode('y'.repeat(16 * 1024)));
+        // 2 MiB: far more than socket buffers hold, so the 413 comes while the client is still sending.
+        for (let i = 0; i < 128; i++) c.enqueue(new TextEncoder().encode('y'.repeat(16 * 1024)));
         c.enqueue(new TextEncoder().encode('"}'));
         c.close();
       },
