@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDeployment, runProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { createDeployment, runProcess, startTestServer, type Deployment, type TestServer, topLevelKeys } from '@errand/testing';
 
 // `errand logs --json` as a user pipes it into jq: one JSON object a line, no blank lines, each key once (#17).
 
@@ -26,28 +26,6 @@ afterAll(async () => {
 function errand(args: string[]) {
   const { NATS_URL: _u, NATS_CREDS: _c, ERRAND_PREFIX: _p, ...rest } = process.env;
   return runProcess(process.execPath, [cli, ...args], { env: { ...rest, HOME: home, ...d.env('operator') } });
-}
-
-/** The keys of a JSON object's top level, in order, duplicates kept (JSON.parse keeps only the last). */
-function topLevelKeys(json: string): string[] {
-  const keys: string[] = [];
-  let depth = 0;
-  let expectKey = false;
-  for (let i = 0; i < json.length; i++) {
-    const ch = json[i];
-    if (ch === '"') {
-      let j = i + 1;
-      while (json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
-      if (depth === 1 && expectKey) keys.push(JSON.parse(json.slice(i, j + 1)) as string);
-      expectKey = false;
-      i = j;
-    } else if (ch === '{' || ch === '[') {
-      depth++;
-      expectKey = ch === '{' && depth === 1;
-    } else if (ch === '}' || ch === ']') depth--;
-    else if (ch === ',' && depth === 1) expectKey = true;
-  }
-  return keys;
 }
 
 describe('errand logs --json', () => {

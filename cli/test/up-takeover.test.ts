@@ -183,6 +183,19 @@ describe('errand up takes over the nats-server an earlier, killed errand up left
     }
   }, 60_000);
 
+  it('Ctrl-C while errand up starts stops it cleanly once started: exit 0, its nats-server stopped, no pid file left', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'errand-takeover-'));
+    const dataDir = join(root, 'nats');
+    const p = up(dataDir, join(root, 'workspace'));
+    await p.waitForLine(/starting nats-server/, 30_000);
+    p.signal('SIGINT');
+    const exit = await p.exited;
+    expect(exit, `stdout:\n${p.stdout()}\nstderr:\n${p.stderr()}`).toEqual({ code: 0, signal: null });
+    expect(p.stdout()).toContain('stopped');
+    expect(existsSync(join(dataDir, PID_FILE))).toBe(false);
+    await rm(root, { recursive: true, force: true });
+  }, 60_000);
+
   it('a stale pid file (its process is gone) is removed, and errand up starts', async () => {
     const root = await mkdtemp(join(tmpdir(), 'errand-takeover-'));
     const dataDir = join(root, 'nats');

@@ -89,6 +89,10 @@ Examples:
     )
     .action(async (_opts: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<UpOptions>();
+      // Ctrl-C (or SIGTERM) from the first moment: one that comes while the stack starts stops it
+      // once it has started, cleanly, instead of killing the process half-way (its embedded
+      // nats-server left to the watchdog).
+      const stopSignal = stopOnSignal();
       const logger = createLogger(opts.logLevel ?? 'info', 'up');
       const say = (line: string) => {
         if (!opts.json) process.stdout.write(`${line}\n`);
@@ -158,9 +162,10 @@ Examples:
           say(`Errand is up. NATS_URL=${stack.url}  (Ctrl-C to stop)`);
           say(`try: errand submit "take a nap" --agent sleeper --input '{"delayMs":2000}' --wait`);
         }
-        await untilSignal();
+        await stopSignal.received;
       } finally {
         await stop();
+        stopSignal.dispose();
       }
     });
 }
@@ -177,14 +182,25 @@ export async function loadDeploymentCredentials(dir: string, prefix: string): Pr
   return credentials;
 }
 
-function untilSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
+/**
+ * Listens for SIGINT and SIGTERM from now on: `received` resolves on the first one; a second one
+ * (Ctrl-C again while it stops) exits at once with 130.
+ */
+function stopOnSignal(): { received: Promise<void>; dispose(): void } {
+  let resolve!: () => void;
+  const received = new Promise<void>((r) => (resolve = r));
+  let signals = 0;
+  const done = () => {
+    if (++signals > 1) process.exit(130);
+    resolve();
+  };
+  process.on('SIGINT', done);
+  process.on('SIGTERM', done);
+  return {
+    received,
+    dispose: () => {
       process.off('SIGINT', done);
       process.off('SIGTERM', done);
-      resolve();
-    };
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
+    },
+  };
 }

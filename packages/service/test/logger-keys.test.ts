@@ -1,34 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServiceLogger, joinBindings } from '@errand/service';
-import { startTestServer, uniquePrefix, type TestServer } from '@errand/testing';
+import { startTestServer, uniquePrefix, type TestServer, topLevelKeys } from '@errand/testing';
 
 let srv: TestServer;
 beforeAll(async () => {
   srv = await startTestServer();
 });
 afterAll(() => srv?.stop());
-
-/** The keys of a JSON object's top level, in order, duplicates kept (JSON.parse keeps only the last). */
-function topLevelKeys(json: string): string[] {
-  const keys: string[] = [];
-  let depth = 0;
-  let expectKey = false;
-  for (let i = 0; i < json.length; i++) {
-    const ch = json[i];
-    if (ch === '"') {
-      let j = i + 1;
-      while (json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
-      if (depth === 1 && expectKey) keys.push(JSON.parse(json.slice(i, j + 1)) as string);
-      expectKey = false;
-      i = j;
-    } else if (ch === '{' || ch === '[') {
-      depth++;
-      expectKey = ch === '{' && depth === 1;
-    } else if (ch === '}' || ch === ']') depth--;
-    else if (ch === ',' && depth === 1) expectKey = true;
-  }
-  return keys;
-}
 
 describe('service log lines carry each key once', () => {
   it('nested components read outer.inner; a call field named like a binding wins; shipped lines end without a newline', async () => {

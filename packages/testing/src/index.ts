@@ -23,3 +23,4 @@ export {
   type ToolBehaviour,
 } from './deployment.js';
 export { collect, type Collector } from './collect.js';
+export { topLevelKeys } from './json-keys.js';
