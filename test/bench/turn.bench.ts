@@ -6,7 +6,8 @@
  * turn.md. Nothing here asserts a time.
  *
  * Systems (test/bench/systems): jetstream-floor, jetstream-floor-cached, errand-custom,
- * errand-custom-unsigned (what command signing costs), errand-builtin. Each runs at one agent
+ * errand-custom-unsigned (what command signing costs), errand-custom-unclaimed (what the running-mark
+ * claim of each command costs), errand-builtin. Each runs at one agent
  * (BENCH_SOLO_AGENTS agents, default 20, one after
  * another, so a lone agent's latency is measured over enough turns) and at BENCH_AGENTS agents
  * (default 1000, all started at once, 64 steps in flight per stage), BENCH_TURNS turns each
@@ -38,7 +39,7 @@ afterAll(async () => {
 
 it('the agent loop: Errand beside the JetStream floor, one agent and many', async () => {
   srv = await startTestServer();
-  const all = [createJetStreamFloor(srv), createJetStreamFloor(srv, { cached: true }), createErrandCustom(srv), createErrandCustom(srv, { signed: false }), createErrandBuiltin(srv)];
+  const all = [createJetStreamFloor(srv), createJetStreamFloor(srv, { cached: true }), createErrandCustom(srv), createErrandCustom(srv, { signed: false }), createErrandCustom(srv, { claimed: false }), createErrandBuiltin(srv)];
   systems = chosenSystems ? all.filter((s) => chosenSystems!.includes(s.name)) : all;
   for (const s of systems) await s.setup();
   await runInterleaved('turn bench', systems, repetitions);

@@ -69,9 +69,12 @@ export const turnAgent = defineAgent({
  * signing every command and checking it in the worker costs, shown beside the signed run. A
  * deployment signs (a tool-runner refuses unsigned commands).
  */
-export function createErrandCustom(srv: TestServer, options: { signed?: boolean } = {}): LoopSystem {
+export function createErrandCustom(srv: TestServer, options: { signed?: boolean; claimed?: boolean } = {}): LoopSystem {
   const signed = options.signed ?? true;
-  const name = signed ? 'errand-custom' : 'errand-custom-unsigned';
+  // `claimed: false` (`errand-custom-unclaimed`): workers without the "running" mark each command
+  // is claimed with (one KV create per command, #16) — what that claim costs, not a way to deploy.
+  const claimed = options.claimed ?? true;
+  const name = !claimed ? 'errand-custom-unclaimed' : signed ? 'errand-custom' : 'errand-custom-unsigned';
   let admin: ErrandConnection | undefined;
   return {
     name,
@@ -105,6 +108,7 @@ export function createErrandCustom(srv: TestServer, options: { signed?: boolean 
           expect: 'plan.request',
           concurrency: o.concurrency,
           verify: signed ? d.keys.verifier : undefined,
+          markRunning: claimed,
           execute: async (cmd): Promise<Message<'plan.result'>> => ({
             v: MESSAGE_VERSION,
             kind: 'plan.result',
@@ -124,6 +128,7 @@ export function createErrandCustom(srv: TestServer, options: { signed?: boolean 
           expect: 'tool.request',
           concurrency: o.concurrency,
           verify: signed ? d.keys.verifier : undefined,
+          markRunning: claimed,
           execute: async (cmd): Promise<Message<'tool.result'>> => ({
             v: MESSAGE_VERSION,
             kind: 'tool.result',
