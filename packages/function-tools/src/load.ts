@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { checkToolName, FunctionToolError, FunctionToolErrorCode, isFunctionTool, type FunctionTool } from './define-tool.js';
 
@@ -64,15 +63,20 @@ function describe(value: unknown): string {
  * Imports the modules that hold function tools and returns their tools, in order. A path
  * (`./dist/my-tools.js`, `/srv/tools.js`) is taken from `base` (the working folder, or the config
  * file's folder); a package name (`@acme/tools`) is resolved from `base` too, as Node would for a
- * file there. Throws {@link FunctionToolError}: `ERR_TOOL_MODULE_NOT_FOUND` (naming the path it
- * looked at), `ERR_TOOL_MODULE_FAILED` (the module threw, with its message), and those of
+ * file there, by `resolvePackage` (the resolver every module setting of Errand shares:
+ * `resolveModuleFrom` of @errand/service, which the tool-runner passes). Throws
+ * {@link FunctionToolError}: `ERR_TOOL_MODULE_NOT_FOUND` (naming the path it looked at),
+ * `ERR_TOOL_MODULE_FAILED` (the module threw, with its message), and those of
  * {@link toolsOfModule}, plus `ERR_DUPLICATE_TOOL` for one name in two modules.
  */
-export async function loadToolModules(specifiers: readonly string[], options: { base: string }): Promise<ToolModule[]> {
+export async function loadToolModules(
+  specifiers: readonly string[],
+  options: { base: string; resolvePackage: (specifier: string, base: string) => string | undefined },
+): Promise<ToolModule[]> {
   const modules: ToolModule[] = [];
   const owner = new Map<string, string>();
   for (const specifier of specifiers) {
-    const target = locate(specifier, options.base);
+    const target = locate(specifier, options.base, options.resolvePackage);
     if (isPath(specifier) && !existsSync(resolve(options.base, specifier))) {
       throw new FunctionToolError(FunctionToolErrorCode.ModuleNotFound, `cannot find the tool module ${specifier} (looked at ${resolve(options.base, specifier)}); build it first (tsc) or fix the path`);
     }
@@ -99,20 +103,19 @@ export async function loadToolModules(specifiers: readonly string[], options: { 
   return modules;
 }
 
-/** The URL (a path) or name to import `specifier` by, seen from `base`. */
-function locate(specifier: string, base: string): string {
+/** The URL to import `specifier` by, seen from `base`. */
+function locate(specifier: string, base: string, resolvePackage: (specifier: string, base: string) => string | undefined): string {
   if (typeof specifier !== 'string' || !specifier.trim()) throw new FunctionToolError(FunctionToolErrorCode.ModuleNotFound, 'an empty tool module name');
   if (isPath(specifier)) return pathToFileURL(resolve(base, specifier)).href;
+  let url: string | undefined;
   try {
-    return pathToFileURL(createRequire(join(base, 'package.json')).resolve(specifier)).href;
+    url = resolvePackage(specifier, base);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'MODULE_NOT_FOUND') {
-      // `dist/tools.js` is a package name to Node; say so when a file of that name is there.
-      const hint = existsSync(resolve(base, specifier)) ? `; for the file ${resolve(base, specifier)}, write ./${specifier}` : `: install it there (npm i ${specifier}), or name a file (./dist/tools.js)`;
-      throw new FunctionToolError(FunctionToolErrorCode.ModuleNotFound, `cannot find the tool package ${specifier} from ${base}${hint}`, { cause: err });
-    }
-    // A package with only an `import` export condition: let Node's ESM resolution (from here) try.
-    return specifier;
+    // Found, but it does not export what is asked (or its entry file is missing).
+    throw new FunctionToolError(FunctionToolErrorCode.ModuleNotFound, `the tool package ${specifier}: ${(err as Error).message}`, { cause: err });
   }
+  if (url) return url;
+  // `dist/tools.js` is a package name to Node; say so when a file of that name is there.
+  const hint = existsSync(resolve(base, specifier)) ? `; for the file ${resolve(base, specifier)}, write ./${specifier}` : `: install it there (npm i ${specifier}), or name a file (./dist/tools.js)`;
+  throw new FunctionToolError(FunctionToolErrorCode.ModuleNotFound, `cannot find the tool package ${specifier} from ${base}${hint}`);
 }

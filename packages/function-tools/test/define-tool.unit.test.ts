@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineTool, FunctionToolError, FunctionToolErrorCode, ToolError, ToolErrorCode, type ToolRunContext } from '@errand/function-tools';
 import { isFunctionTool, loadToolModules, toolsOfModule } from '@errand/function-tools/internal';
+import { resolveModuleFrom } from '@errand/service';
 
 const ctx = (extra: Partial<{ heartbeat: () => void }> = {}) => ({ signal: new AbortController().signal, key: 'agent-1:3:0', ...extra });
 
@@ -207,7 +208,7 @@ describe('the tools of a module', () => {
     const dir = await mkdtemp(join(tmpdir(), 'errand-function-tools-'));
     await writeFile(join(dir, 'throws.mjs'), "throw new Error('SHOP_API_URL is not set');\n");
     await writeFile(join(dir, 'empty.mjs'), 'export const answer = 42;\n');
-    const failure = (spec: string) => loadToolModules([spec], { base: dir }).then(() => ['loaded'], (e: FunctionToolError) => [e.code, e.message]);
+    const failure = (spec: string) => loadToolModules([spec], { base: dir, resolvePackage: resolveModuleFrom }).then(() => ['loaded'], (e: FunctionToolError) => [e.code, e.message]);
     expect(await failure('./missing.js')).toEqual([FunctionToolErrorCode.ModuleNotFound, `cannot find the tool module ./missing.js (looked at ${join(dir, 'missing.js')}); build it first (tsc) or fix the path`]);
     expect(await failure('@acme/no-such-tools')).toEqual([FunctionToolErrorCode.ModuleNotFound, expect.stringContaining('cannot find the tool package @acme/no-such-tools')]);
     expect(await failure('throws.mjs')).toEqual([FunctionToolErrorCode.ModuleNotFound, `cannot find the tool package throws.mjs from ${dir}; for the file ${join(dir, 'throws.mjs')}, write ./throws.mjs`]);

@@ -3,7 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { loadToolModules } from '@errand/function-tools/internal';
 import { connectMcpServer, loadErrandConfig, type McpToolSource } from '@errand/mcp';
-import { ConfigError, type ServiceDefinition } from '@errand/service';
+import { ConfigError, resolveModuleFrom, type ServiceDefinition } from '@errand/service';
 import { startToolRunner } from '@errand/tool-runner';
 import { fsTools, httpFetchTool, probeShellSandbox, shellTool, type ShellOptions, type Tool } from '@errand/tools';
 import { parseConfig, type ToolRunnerConfig } from './config.js';
@@ -41,8 +41,8 @@ export const toolRunnerService: ServiceDefinition<ToolRunnerConfig> = {
     const functionTools: { specifier: string; tools: readonly Tool[] }[] = [];
     const fromFile = config.configFile ? await toolModulesOf(config.configFile) : [];
     try {
-      functionTools.push(...(await loadToolModules(config.toolModules, { base: process.cwd() })));
-      functionTools.push(...(await loadToolModules(fromFile, { base: dirname(config.configFile ?? '.') })));
+      functionTools.push(...(await loadToolModules(config.toolModules, { base: process.cwd(), resolvePackage: resolveModuleFrom })));
+      functionTools.push(...(await loadToolModules(fromFile, { base: dirname(config.configFile ?? '.'), resolvePackage: resolveModuleFrom })));
     } catch (err) {
       const from = config.toolModules.length && !fromFile.length ? 'ERRAND_TOOL_MODULES' : fromFile.length && !config.toolModules.length ? 'ERRAND_CONFIG toolModules' : 'tool modules';
       throw new ConfigError(`${from}: ${(err as Error).message}`);
