@@ -234,15 +234,23 @@ export async function startCommandWorker<K extends CommandKind>(
   /** How often a worker renews the running marks of the commands it runs or holds. */
   const renewMs = Math.max(250, Math.floor(o.ackWaitMs / 3));
   /**
-   * Keeps this worker's claim on a command alive while it runs or holds its result: the mark is
-   * written again every `renewMs`, so a copy delivered elsewhere (heartbeats lost in an outage)
-   * waits for this worker instead of running the command a second time. Returns the stop.
+   * Keeps this worker's claims alive while it runs or holds their commands: one ticker writes the
+   * mark again, every `renewMs`, of each command claimed at least that long ago (a quick command
+   * is never renewed), so a copy delivered elsewhere (heartbeats lost in an outage) waits for this
+   * worker instead of running the command a second time. `renewMark` returns the stop.
    */
+  const claims = new Map<string, { since: number; log: Logger }>();
+  const renewer = setInterval(() => {
+    const due = Date.now() - renewMs;
+    for (const [key, claim] of claims) {
+      if (claim.since > due) continue;
+      effects.put(runningKey(key), instanceId).catch((err: unknown) => claim.log.debug({ err: (err as Error).message }, 'could not renew the running mark'));
+    }
+  }, renewMs);
+  renewer.unref();
   const renewMark = (key: string, log: Logger): (() => void) => {
-    const timer = setInterval(() => {
-      effects.put(runningKey(key), instanceId).catch((err: unknown) => log.debug({ err: (err as Error).message }, 'could not renew the running mark'));
-    }, renewMs);
-    return () => clearInterval(timer);
+    claims.set(key, { since: Date.now(), log });
+    return () => claims.delete(key);
   };
   /**
    * Waits for the result of a command another worker claimed (polls the effects bucket). Resolves
@@ -491,7 +499,10 @@ export async function startCommandWorker<K extends CommandKind>(
   const stop = () =>
     (stopping ??= (async () => {
       stopListening();
-      const drained = consumer.stop().finally(() => (statusDone = true));
+      const drained = consumer.stop().finally(() => {
+        statusDone = true;
+        clearInterval(renewer);
+      });
       const grace = new Promise<void>((resolve) => setTimeout(resolve, o.stopGraceMs).unref());
       await Promise.race([drained, grace]);
       stopAll.abort();

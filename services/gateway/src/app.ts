@@ -95,7 +95,7 @@ export function createGatewayApp(deps: GatewayDeps): GatewayApp {
       discardRest(incoming);
       return tooLarge(c);
     }
-    c.req.raw = new Request(c.req.raw.url, { method: c.req.raw.method, headers: c.req.raw.headers, body: new Uint8Array(body), signal: c.req.raw.signal });
+    c.req.raw = new Request(c.req.raw.url, { method: c.req.raw.method, headers: c.req.raw.headers, body, signal: c.req.raw.signal });
     return next();
   });
 
