@@ -1,4 +1,6 @@
-// The agent routes against a real gateway, host, planner (scripted model) and tool runner.
+// The agent routes against a real gateway, host, planner (scripted model) and tool runner, on a
+// server that requires credentials: each process connects as its own role, the gateway as the
+// `gateway` identity — the one hosts trust to name the signed-in person on a decision.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '@errand/testing';
 import { BOB, gatewayWorld, type GatewayWorld } from './helpers.js';
@@ -7,7 +9,7 @@ let srv: TestServer;
 let w: GatewayWorld;
 
 beforeAll(async () => {
-  srv = await startTestServer();
+  srv = await startTestServer({ auth: true });
   w = await gatewayWorld(srv, {
     steps: [
       { match: 'Tidy X', reply: { toolCalls: [{ name: 'wipe', arguments: { path: 'x.txt' } }] } },
@@ -150,6 +152,10 @@ describe('decisions', () => {
     await json(await w.api(`/api/agents/${id}/resume`, { json: {} }), 202);
     const done = await w.d.waitForStatus(id, ['done']);
     expect(done.output).toMatchObject({ sum: 7, count: 2 });
+    // What was told is recorded as told by the token's person, as the gateway vouched.
+    const told = (await journalEvents(id)).filter((e) => e.type === 'input');
+    expect(told).toHaveLength(2);
+    for (const e of told) expect(e.by).toEqual({ id: 'alice', channel: 'gateway', name: 'alice' });
     for (const path of ['tell', 'cancel', 'pause', 'answer']) {
       const res = await w.api(`/api/agents/${id}/${path}`, { json: path === 'tell' || path === 'answer' ? { text: '1' } : {} });
       expect(res.status, path).toBe(409);

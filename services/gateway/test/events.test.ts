@@ -1,5 +1,6 @@
 // Server-sent events: an agent's tree, every agent's state, the logs — ids are stream sequences,
 // and a client resumes with Last-Event-ID without a gap or a repeat, across a gateway SIGKILL.
+// The server requires credentials: the gateway reads the streams as the `gateway` identity.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeliverPolicy } from '@errand/nats';
 import { childAgentId, resourceNames } from '@errand/protocols';
@@ -10,7 +11,7 @@ let srv: TestServer;
 let w: GatewayWorld;
 
 beforeAll(async () => {
-  srv = await startTestServer();
+  srv = await startTestServer({ auth: true });
   w = await gatewayWorld(srv, { services: ['host'] });
 });
 afterAll(async () => {
@@ -186,5 +187,35 @@ describe('GET /api/logs', () => {
     const all = await readSse(await w.api('/api/logs?tail=1000'), (e) => e.length >= 3, 5_000);
     const resumed = await readSse(await w.api('/api/logs', { headers: { 'Last-Event-ID': all.events[0]!.id! } }), (e) => e.length >= 2, 5_000);
     expect(ids(resumed.events).slice(0, 2)).toEqual(ids(all.events).slice(1, 3));
+  });
+
+  it('filters exactly: an agent and its children, a level and above, a service', async () => {
+    // Lines as services ship them, published here so that each filter has lines to keep and to drop.
+    const agentId = `a-logs-${Date.now().toString(36)}`;
+    const logs = resourceNames(w.d.prefix).streams.logs;
+    const from = (await (await w.d.conn.jsm()).streams.info(logs)).state.last_seq;
+    const lines: [string, Record<string, unknown>][] = [
+      ['host', { level: 30, msg: 'host-info', agentId }],
+      ['host', { level: 40, msg: 'host-warn', agentId }],
+      ['host', { level: 50, msg: 'other-error', agentId: `${agentId}x` }],
+      ['planner', { level: 20, msg: 'planner-debug', agentId: `${agentId}-child-1` }],
+      ['planner', { level: 50, msg: 'planner-error', agentId }],
+      ['host', { level: 50, msg: 'no-agent-error' }],
+    ];
+    for (const [service, line] of lines) await w.d.conn.js.publish(w.d.subjects.logs(service), new TextEncoder().encode(JSON.stringify({ time: Date.now(), ...line })));
+    await w.d.conn.js.publish(w.d.subjects.logs('host'), new TextEncoder().encode('not json'));
+    // The last line every filter below keeps: read up to it.
+    await w.d.conn.js.publish(w.d.subjects.logs('planner'), new TextEncoder().encode(JSON.stringify({ level: 60, msg: 'end', agentId })));
+    const read = async (query: string) => {
+      const { events } = await readSse(await w.api(`/api/logs?after=${from}&${query}`), (e) => e.some((x) => (JSON.parse(x.data) as { msg: string }).msg === 'end'), 10_000);
+      return events.map((e) => JSON.parse(e.data) as { msg: string; service: string });
+    };
+    expect((await read(`agent=${agentId}`)).map((l) => l.msg)).toEqual(['host-info', 'host-warn', 'planner-debug', 'planner-error', 'end']);
+    expect((await read(`agent=${agentId}&level=warn`)).map((l) => l.msg)).toEqual(['host-warn', 'planner-error', 'end']);
+    expect((await read(`agent=${agentId}&service=planner`)).map((l) => `${l.service}:${l.msg}`)).toEqual(['planner:planner-debug', 'planner:planner-error', 'planner:end']);
+    const planner = await read('service=planner&level=error');
+    expect(planner.map((l) => l.msg)).toEqual(expect.arrayContaining(['planner-error', 'end']));
+    expect(planner.every((l) => l.service === 'planner')).toBe(true);
+    expect((await w.api('/api/logs?level=loud')).status).toBe(400);
   });
 });
