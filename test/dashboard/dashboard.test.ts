@@ -46,8 +46,13 @@ const HOSTILE_GOAL = 'XSS-GOAL <img src=x onerror="window.__pwned = 1"> <script>
 // An agent whose model takes its time, to talk to and cancel while it works.
 const SLOW_GOAL = 'SLOW-GOAL: think for a long while';
 
+// An agent a person with only a keyboard says no to.
+const KEYS_GOAL = 'KEYS-GOAL: replace draft.md with an empty page';
+
 const STEPS: MockStep[] = [
   { match: SLOW_GOAL, delayMs: 20_000, reply: { content: 'Thought.' } },
+  { match: KEYS_GOAL, reply: { content: 'Replacing it.', toolCalls: [{ name: 'fs_write', arguments: { path: 'draft.md', overwrite: true, content: '' } }] } },
+  { match: KEYS_GOAL, expect: { contains: ['denied'] }, reply: { content: 'Left draft.md as it was.' } },
   { match: 'XSS-GOAL', repeat: true, reply: { content: 'Nothing to do.' } },
   { match: CHILD_GOAL, reply: { content: 'The number is 42.' } },
   { match: GOAL2, reply: { content: 'A helper looks it up.', toolCalls: [plan2('in_progress', 'pending'), { name: 'delegate', arguments: { goal: CHILD_GOAL } }] } },
@@ -215,6 +220,11 @@ describe('the dashboard in a browser', () => {
     expect(seen.some((h) => h.includes('model answered'))).toBe(true);
     expect(seen.some((h) => h.includes('fs_read returned'))).toBe(true);
     await waitForText(page.locator('.step-detail pre.json'), NOTES);
+    // What the model had been told up to there: the goal and its own first answer.
+    const told = page.locator('.step-detail details').filter({ hasText: 'What the model had been told' });
+    await told.locator('summary').click();
+    await waitForText(told.locator('ol.talk li'), GOAL);
+    await waitForText(told.locator('ol.talk li'), 'A plan, then the notes.');
     await screenshot(page, '5-replay-step');
     const forkAt = Number(/Step (\d+)/.exec((await heading.textContent()) ?? '')?.[1]);
 
@@ -315,6 +325,54 @@ describe('the dashboard in a browser', () => {
     await screenshot(page, '13-agents-on-a-phone');
   }, 60_000);
 
+  it('with the keyboard alone: denies a pending call; the timeline shows each step (event in, state, commands out); the live logs; light by default', async () => {
+    await writeFile(join(d.workspace, 'draft.md'), 'keep me\n');
+    const id = await d.submit({ goal: KEYS_GOAL, agent: 'assistant', tools: ['fs_write'] });
+    const page = await desktop.newPage();
+    await page.goto(`/agents/${encodeURIComponent(id)}`);
+    await waitForText(page.locator('#decision'), '"path": "draft.md"');
+    // Light from the system setting (the browser's default), as dark is on the system page.
+    expect(await page.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe('rgb(246, 247, 249)');
+
+    // Tab from the top of the page to Deny: it is reached in reading order, after Approve, and its focus is drawn.
+    const focused = () => page.evaluate(() => (document.activeElement as HTMLElement | null)?.textContent?.trim() ?? '');
+    const reached: string[] = [];
+    for (let i = 0; i < 40 && reached.at(-1) !== 'Deny'; i++) {
+      await page.keyboard.press('Tab');
+      reached.push(await focused());
+    }
+    expect(reached[0]).toBe('Skip to content');
+    expect(reached.at(-1)).toBe('Deny');
+    expect(reached.indexOf('Approve')).toBe(reached.length - 2);
+    expect(await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle)).toBe('solid');
+    await page.keyboard.press('Enter');
+    // (The panel's 'Sent: denied' can be gone already: the agent takes the decision at once.)
+    await page.locator('.agent-head .facts .status-done').waitFor();
+    await waitForText(page.locator('#outcome'), 'Left draft.md as it was.');
+    expect(await readFile(join(d.workspace, 'draft.md'), 'utf8')).toBe('keep me\n');
+    const approval = (await d.journal(id)).map((j) => j.event as { type: string; decision?: string; by?: { id: string } }).find((e) => e.type === 'approval');
+    expect(approval).toMatchObject({ decision: 'deny', by: { id: 'tester' } });
+
+    // The timeline: one line per step, the event that came in -> the state after -> the commands it sent.
+    const steps = page.locator('#timeline ol.timeline > li');
+    await waitForText(steps.first(), /step 1\b.*→.*\bplanning\s*running\s*→\s*plan\.request/s);
+    const journaled = (await d.journal(id)).length;
+    await page.waitForFunction((n) => document.querySelectorAll('#timeline ol.timeline > li').length === n, journaled);
+    // The step that took the decision opens with the keyboard, to the event, the state and the commands in full.
+    const decided = steps.filter({ hasText: /\bapproval\s*→.*\bplanning\b/s });
+    await expect(decided.count()).resolves.toBe(1);
+    await decided.locator('summary').focus();
+    await page.keyboard.press('Enter');
+    await waitForText(decided, 'Event in');
+    await waitForText(decided.locator('pre.json').first(), '"decision": "deny"');
+    await waitForText(decided, 'State after');
+    await waitForText(decided.locator('pre.json').last(), '"kind": "plan.request"');
+    // The services' log lines about this agent, as they ship them.
+    await waitForText(page.locator('#logs .log'), /\bhost\b/);
+    await screenshot(page, '15-denied-by-keyboard-timeline-logs');
+    expect(mock.failures).toEqual([]);
+  }, 60_000);
+
   it('shows usage against the budget, tells a working agent something and cancels it from the page', async () => {
     const id = await d.submit({ goal: SLOW_GOAL, agent: 'assistant', budget: { maxSteps: 40, maxTokens: 50_000 } });
     const page = await desktop.newPage();
@@ -348,6 +406,12 @@ describe('the dashboard in a browser', () => {
     await waitForText(dlq.locator('li'), /not valid JSON/);
     await waitForText(dlq.locator('li'), agentId);
     await waitForText(page.locator('#services'), 'host');
+    // The server's version, each service's replicas and version, and every consumer's backlog.
+    await waitForText(page.locator('#server dd').first(), d.conn.features.version.text);
+    await waitForText(page.locator('#services .label'), /errand-host × 1/);
+    await waitForText(page.locator('#services .label'), /errand-tool-runner × 1/);
+    await waitForText(page.locator('#services td[data-label="Version"]'), /^\d+\.\d+\.\d+/);
+    expect(await page.locator('#backlogs tbody tr').count()).toBeGreaterThan(0);
     await screenshot(page, '8-system-dlq');
     // Dark, from the system setting.
     await page.emulateMedia({ colorScheme: 'dark' });
