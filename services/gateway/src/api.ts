@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { decodeCursor, page, summaryOf, type ApiAgentSummary } from './agents.js';
 import type { Authenticator } from './auth.js';
 import { GatewayErrorCode, HttpError } from './errors.js';
+import { AgentModulesError } from './registry.js';
 import { agentTreeEvents, allAgentsEvents, LOG_LEVELS, logLines, type StreamItem } from './events.js';
 import { route, type GatewayEnv, type RouteSpec } from './route.js';
 import * as S from './schemas.js';
@@ -52,6 +53,8 @@ export function httpErrorOf(err: unknown): HttpError | undefined {
     }
   }
   if (err instanceof ReplayError) return new HttpError(422, err.code, err.message, { agentId: err.agentId });
+  // The gateway's own setting, not the request: said as it is, so the person can tell whoever runs it.
+  if (err instanceof AgentModulesError) return new HttpError(500, err.code, `replay and fork cannot load the agent definitions: ${err.message}`);
   return undefined;
 }
 
@@ -299,8 +302,14 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
       summary: 'Replay the agent\'s journal (as `errand replay [--step N]`), verified when run to the end',
       params: S.AgentIdParams,
       query: S.ReplayQuery,
-      responses: { 200: { description: 'the replayed steps', schema: S.ReplayResponse }, 404: { description: 'no such agent' }, 422: { description: 'the journal cannot be replayed (its code: ERR_NO_SUCH_STEP, ERR_MACHINE_VERSION…)' } },
+      responses: {
+        200: { description: 'the replayed steps', schema: S.ReplayResponse },
+        404: { description: 'no such agent' },
+        422: { description: 'the journal cannot be replayed (its code: ERR_NO_SUCH_STEP, ERR_MACHINE_VERSION…)' },
+        500: { description: "ERR_AGENT_MODULES: the gateway's ERRAND_AGENT_MODULES cannot be loaded" },
+      },
       handler: async ({ c, params, query }) => {
+        await mustRecord(params.id);
         const registry = await deps.registry();
         const { result, verification } = await client.replay(params.id, { registry, ...(query.step !== undefined ? { stopAt: query.step } : {}) });
         return c.json(
@@ -320,8 +329,14 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
       summary: 'Start a new agent from this one\'s state after step `at` (as `errand fork`)',
       params: S.AgentIdParams,
       body: S.ForkBody,
-      responses: { 201: { description: 'the fork was started', schema: S.ForkResponse }, 404: { description: 'no such agent' }, 422: { description: 'cannot fork there (ERR_NO_SUCH_STEP, ERR_CANNOT_FORK…)' } },
+      responses: {
+        201: { description: 'the fork was started', schema: S.ForkResponse },
+        404: { description: 'no such agent' },
+        422: { description: 'cannot fork there (ERR_NO_SUCH_STEP, ERR_CANNOT_FORK…)' },
+        500: { description: "ERR_AGENT_MODULES: the gateway's ERRAND_AGENT_MODULES cannot be loaded" },
+      },
       handler: async ({ c, params, body }) => {
+        await mustRecord(params.id);
         const registry = await deps.registry();
         const { at, ...overrides } = body;
         const out = await client.fork(params.id, { registry, at, ...overrides });

@@ -13,6 +13,7 @@ export const GatewayErrorCode = {
   AgentEnded: 'ERR_AGENT_ENDED',
   NoHost: 'ERR_NO_HOST',
   Refused: 'ERR_REFUSED',
+  AgentModules: 'ERR_AGENT_MODULES',
   Internal: 'ERR_INTERNAL',
 } as const;
 export type GatewayErrorCode = (typeof GatewayErrorCode)[keyof typeof GatewayErrorCode] | (string & {});

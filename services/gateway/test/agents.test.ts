@@ -1,9 +1,13 @@
 // The agent routes against a real gateway, host, planner (scripted model) and tool runner, on a
 // server that requires credentials: each process connects as its own role, the gateway as the
 // `gateway` identity — the one hosts trust to name the signed-in person on a decision.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '@errand/testing';
-import { BOB, gatewayWorld, type GatewayWorld } from './helpers.js';
+import { AgentModulesError, loadRegistry } from '../src/registry.js';
+import { ALICE, BOB, gatewayWorld, urlOf, type GatewayWorld } from './helpers.js';
 
 let srv: TestServer;
 let w: GatewayWorld;
@@ -86,6 +90,8 @@ describe('submit, get, list', () => {
     expect((await json<{ agents: Summary[] }>(await w.api(`/api/agents?q=${ids[2]}`))).agents.map((a) => a.agentId)).toEqual([ids[2]]);
     expect((await json<{ agents: Summary[] }>(await w.api('/api/agents?label=batch:p1&status=done'))).agents).toHaveLength(0);
     expect((await json<{ agents: Summary[] }>(await w.api('/api/agents?label=batch:p1&agent=tally'))).agents).toHaveLength(0);
+    expect((await json<{ agents: Summary[] }>(await w.api('/api/agents?label=batch:p1&agent=sleeper&status=running'))).agents.map((a) => a.agentId).sort()).toEqual([...ids].sort());
+    expect((await w.api('/api/agents?label=batch')).status).toBe(400);
     expect((await w.api('/api/agents?cursor=garbage')).status).toBe(400);
     for (const id of ids) expect((await w.api(`/api/agents/${id}/cancel`, { json: { reason: 'test over' } })).status).toBe(202);
     await Promise.all(ids.map((id) => w.d.waitForStatus(id, ['cancelled'])));
@@ -194,5 +200,34 @@ describe('journal, replay, fork, diff', () => {
     const diff = await json<{ a: string; b: string; rows: unknown[] }>(await w.api(`/api/diff?a=${id}&b=${fork.agentId}`));
     expect(diff).toMatchObject({ a: id, b: fork.agentId });
     expect((await w.api(`/api/diff?a=${id}`)).status).toBe(400);
+  });
+
+  it('agent definitions that cannot be loaded are ERR_AGENT_MODULES, saying which; an unknown agent is still 404', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'errand-gateway-modules-'));
+    const noAgents = join(dir, 'no-agents.mjs');
+    await writeFile(noAgents, 'export const helpers = [];\n');
+    await expect(loadRegistry([noAgents])).rejects.toMatchObject({ name: 'AgentModulesError', code: 'ERR_AGENT_MODULES', message: expect.stringContaining("has no 'agents' export") });
+    await expect(loadRegistry([join(dir, 'missing.mjs')])).rejects.toBeInstanceOf(AgentModulesError);
+    expect((await loadRegistry(['@errand/example-agents'])).latest('tally').id).toBe('tally');
+
+    // A second gateway on the same deployment, with a module that does not exist.
+    const id = await submit({ goal: 'nap', agent: 'sleeper', input: { delayMs: 10 } });
+    await w.d.waitForStatus(id, ['done']);
+    const broken = await w.d.start('gateway', { ERRAND_GATEWAY_PORT: '0', ERRAND_AGENT_MODULES: join(dir, 'missing.mjs') });
+    try {
+      const base = urlOf(await broken.waitForLine(/"msg":"gateway ready"/));
+      const call = (path: string, body?: unknown) =>
+        fetch(`${base}${path}`, { method: body ? 'POST' : 'GET', headers: { Authorization: `Bearer ${ALICE.token}`, 'Content-Type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      for (const res of [await call(`/api/agents/${id}/replay`), await call(`/api/agents/${id}/fork`, { at: 1 })]) {
+        expect(res.status).toBe(500);
+        expect(await res.json()).toMatchObject({ code: 'ERR_AGENT_MODULES', message: expect.stringContaining('missing.mjs') });
+      }
+      const unknown = await call('/api/agents/a-nobody/replay');
+      expect(unknown.status).toBe(404);
+      expect(await unknown.json()).toMatchObject({ code: 'ERR_AGENT_NOT_FOUND' });
+    } finally {
+      broken.signal('SIGTERM');
+      await broken.exited;
+    }
   });
 });
