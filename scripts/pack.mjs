@@ -20,7 +20,7 @@
 //
 // Exit 0 with the tarballs and DIR/manifest.json; 1 when the build, a check or a pack failed.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -185,7 +185,13 @@ function main() {
   const packed = [];
   for (const p of packages) {
     let result;
+    // Every tarball carries the license its manifest names: the repository's LICENSE, copied in
+    // for the pack (npm ships a package folder's LICENSE whatever its "files" say) and removed after.
+    const license = join(p.dir, 'LICENSE');
+    const ownLicense = existsSync(license);
+    const dropLicense = () => ownLicense || rmSync(license, { force: true });
     try {
+      if (!ownLicense) copyFileSync(join(root, 'LICENSE'), license);
       result = JSON.parse(run('pnpm', ['pack', '--json', '--pack-destination', out], { cwd: p.dir }));
     } catch (err) {
       let reason = err.message;
@@ -194,11 +200,14 @@ function main() {
       } catch {
         // not pnpm's JSON error: the command's message
       }
+      dropLicense(); // fail() exits: no finally runs after it
       fail(`${p.manifest.name}: pnpm pack failed in ${relative(root, p.dir)}: ${reason}`);
+    } finally {
+      dropLicense();
     }
     const tarball = resolve(out, result.filename);
     const shipped = new Set(result.files.map((f) => f.path));
-    const missing = entryPoints(p.manifest).filter((f) => !shipped.has(f));
+    const missing = [...entryPoints(p.manifest), 'LICENSE'].filter((f) => !shipped.has(f));
     if (missing.length) fail(`${p.manifest.name}: the tarball lacks ${missing.join(', ')}: check "files" in ${relative(root, join(p.dir, 'package.json'))}`);
     packed.push({ name: p.manifest.name, version: p.manifest.version, tarball: relative(out, tarball), bin: Object.keys(typeof p.manifest.bin === 'object' ? p.manifest.bin : {}), private: p.manifest.private === true });
     say(`pack: ${p.manifest.name}@${p.manifest.version} → ${relative(process.cwd(), tarball)}`);

@@ -152,6 +152,14 @@ describe.skipIf(skipReason !== undefined)(`errand installed from its packed tarb
     expect(Object.values(installedCli.dependencies).filter((v) => v.startsWith('workspace:'))).toEqual([]);
     // The dashboard's built files ship in the gateway package.
     expect(existsSync(join(project, 'node_modules', '@errand', 'gateway', 'dist', 'web', 'index.html'))).toBe(true);
+    // Every package installed carries the license text its manifest names; none is left in the workspace.
+    for (const name of names) {
+      const license = await readFile(join(project, 'node_modules', ...name.split('/'), 'LICENSE'), 'utf8');
+      expect(license, name).toContain('Apache License');
+      expect(license, name).toContain('Version 2.0, January 2004');
+    }
+    const status = spawnSync('git', ['status', '--porcelain', '--untracked-files=all'], { cwd: root, encoding: 'utf8' });
+    expect(status.stdout.split('\n').filter((line) => /\/LICENSE$/.test(line))).toEqual([]);
   });
 
   it('npx errand --help lists the commands', async () => {
