@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startMockLlm, type MockLlm, type MockStep } from '@errand/llm';
 import { headers } from '@errand/nats';
 import { Header } from '@errand/protocols';
-import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { createDeployment, inputMessage, startTestServer, type Deployment, type TestProcess, type TestServer } from '@errand/testing';
 import { launchChromium, screenshot, signedIn, waitForText } from './browser.js';
 
 // The dashboard in a real browser (Debian's Chromium through playwright-core) against a real
@@ -85,6 +85,9 @@ const token = randomBytes(24).toString('base64url');
 const contexts: BrowserContext[] = [];
 let desktop: BrowserContext;
 let agentId: string;
+let gateway: TestProcess;
+/** Requests the signed-in pages made anywhere but the gateway: the dashboard loads nothing from elsewhere (no CDN). */
+const foreign: string[] = [];
 
 beforeAll(async () => {
   srv = await startTestServer();
@@ -92,7 +95,7 @@ beforeAll(async () => {
   d = await createDeployment(srv, { env: { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1' } });
   await writeFile(join(d.workspace, 'notes.md'), `# Notes\n\n${NOTES}\n`);
   await writeFile(join(d.workspace, 'summary.md'), '# Summary\n\n(nothing yet)\n');
-  const [, , , gateway] = await Promise.all([
+  [, , , gateway] = await Promise.all([
     d.start('host'),
     d.start('planner'),
     d.start('tool-runner'),
@@ -102,6 +105,9 @@ beforeAll(async () => {
   base = ready.url;
   browser = await launchChromium();
   desktop = await signedIn(browser, base, token, { viewport: { width: 1280, height: 900 } });
+  desktop.on('request', (r) => {
+    if (!r.url().startsWith(`${base}/`) && !r.url().startsWith('data:')) foreign.push(r.url());
+  });
   contexts.push(desktop);
 }, 120_000);
 
@@ -417,5 +423,52 @@ describe('the dashboard in a browser', () => {
     await page.emulateMedia({ colorScheme: 'dark' });
     expect(await page.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe('rgb(15, 18, 22)');
     await screenshot(page, '9-system-dark');
+  }, 60_000);
+
+  it('an agent page follows across a gateway restart: it reconnects where it was (Last-Event-ID), not from the start, and misses no step', async () => {
+    const id = await d.submit({ goal: 'count to four', agent: 'tally', input: { expect: 4 } });
+    const page = await desktop.newPage();
+    // Where each (re)connection of the agent's stream asked to start: EventSource's Last-Event-ID, or the page's ?after=.
+    const opened: Promise<string | undefined>[] = [];
+    page.on('request', (r) => {
+      if (!r.url().includes(`/api/agents/${encodeURIComponent(id)}/events`)) return;
+      opened.push(r.allHeaders().then((h) => h['last-event-id'] ?? new URL(r.url()).searchParams.get('after') ?? undefined));
+    });
+    await page.goto(`/agents/${encodeURIComponent(id)}`);
+    const steps = page.locator('#timeline ol.timeline > li');
+    const showsEveryStep = async () => {
+      const n = (await d.journal(id)).length;
+      await page.waitForFunction((count) => document.querySelectorAll('#timeline ol.timeline > li').length === count, n);
+      return n;
+    };
+    await d.send(inputMessage(id, '1'));
+    await d.waitForRecord(id, (r) => r.step >= 2);
+    expect(await showsEveryStep()).toBeGreaterThanOrEqual(2);
+    await waitForText(page.locator('.agent-head .live'), 'live');
+
+    // The gateway dies; the agent goes on meanwhile; the page says it is not live.
+    const port = new URL(base).port;
+    gateway.signal('SIGKILL');
+    await gateway.exited;
+    await page.locator('.agent-head .live:not(.live-live)').waitFor();
+    await d.send(inputMessage(id, '2'));
+    await d.send(inputMessage(id, '3'));
+    await d.waitForRecord(id, (r) => r.step >= 4);
+    gateway = await d.start('gateway', { ERRAND_GATEWAY_PORT: port, ERRAND_GATEWAY_TOKENS: `tester:${token}` });
+    await gateway.waitForLine(/"msg":"gateway ready"/);
+
+    // Back on the same address (the session cookie still holds): the page catches up, then follows to the end.
+    await waitForText(page.locator('.agent-head .live'), 'live');
+    await d.send(inputMessage(id, '4'));
+    await page.locator('.agent-head .facts .status-done').waitFor();
+    expect(await showsEveryStep()).toBe(5);
+    await waitForText(steps.last(), /done/);
+    // The first connection started at the beginning; every later one from an event it had (not from the start again).
+    const from = await Promise.all(opened);
+    expect(from[0]).toBeUndefined();
+    expect(from.length).toBeGreaterThanOrEqual(2);
+    for (const at of from.slice(1)) expect(Number(at)).toBeGreaterThan(0);
+    await screenshot(page, '16-after-gateway-restart');
+    expect(foreign).toEqual([]);
   }, 60_000);
 });
