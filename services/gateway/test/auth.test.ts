@@ -160,6 +160,19 @@ describe('auth', () => {
     }
   });
 
+  it('the gateway process serves /api/system behind its auth and the chat callbacks outside it', async () => {
+    expect((await fetch(`${w.base}/api/system`)).status).toBe(401);
+    const system = await w.api('/api/system');
+    expect(system.status).toBe(200);
+    expect(await system.json()).toMatchObject({ server: { version: expect.any(String), jetstream: true }, replicas: { 'errand-host': 1, 'errand-gateway': 1 }, dlq: [] });
+    // No channels configured: the callbacks answer, without a token, that there is no such channel.
+    for (const path of ['/slack/ops/actions', '/telegram/tg/webhook']) {
+      const res = await fetch(`${w.base}${path}`, { method: 'POST', body: '{}' });
+      expect(res.status, path).toBe(404);
+      expect(await res.json()).toMatchObject({ code: 'ERR_NOT_FOUND', message: expect.stringContaining('ERRAND_NOTIFY_CHANNELS') });
+    }
+  });
+
   it('event streams send keep-alive comments', async () => {
     const res = await w.api('/api/agents/events');
     expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
