@@ -148,6 +148,22 @@ describe('decisions', () => {
     expect(input).toMatchObject({ by: { id: 'alice', channel: 'gateway' } });
   });
 
+  it("a custom machine's wait (the reviewer example's errand.wait) is shown and decided the same way, from the record alone", async () => {
+    const id = await submit({ goal: 'review a wipe', agent: 'reviewer', input: { tool: 'wipe', args: { path: 'r.txt' } } });
+    const asked = await until(id, (a) => a.waiting?.kind === 'approval');
+    expect(asked.waiting).toMatchObject({ requestId: 'review-1', summary: 'run wipe', calls: [{ tool: 'wipe', args: { path: 'r.txt' } }], argsHash: expect.any(String), deadline: expect.any(Number) });
+    const { requestId, argsHash } = asked.waiting!;
+    expect((await w.api(`/api/agents/${id}/approve`, { json: { requestId, argsHash: `${argsHash}x` } })).status).toBe(409);
+    await json(await w.api(`/api/agents/${id}/approve`, { json: { requestId, argsHash } }), 202);
+    const note = await until(id, (a) => a.waiting?.kind === 'input');
+    expect(note.waiting).toMatchObject({ requestId: 'note-1', question: 'The call ran. Any note to file with it?' });
+    expect((await json<{ agents: Summary[] }>(await w.api('/api/agents?status=waiting&agent=reviewer'))).agents.map((a) => a.agentId)).toContain(id);
+    await json(await w.api(`/api/agents/${id}/answer`, { json: { text: 'filed', requestId: 'note-1' } }), 202);
+    const done = await w.d.waitForStatus(id, ['done']);
+    expect(done.output).toMatchObject({ ran: true, result: { wiped: 'r.txt' }, note: 'filed' });
+    expect((await get(id)).agent.waiting).toBeUndefined();
+  });
+
   it('tell, pause, resume, cancel; a finished agent is 409 ERR_AGENT_ENDED', async () => {
     const id = await submit({ goal: 'add up', agent: 'tally', input: { expect: 2 } });
     await w.d.waitForStatus(id, ['running']);
