@@ -418,6 +418,10 @@ describe('the dashboard in a browser', () => {
     await waitForText(page.locator('#services .label'), /errand-tool-runner × 1/);
     await waitForText(page.locator('#services td[data-label="Version"]'), /^\d+\.\d+\.\d+/);
     expect(await page.locator('#backlogs tbody tr').count()).toBeGreaterThan(0);
+    // The durability warning exactly when the server can lose acknowledged data (a server that cannot be told to sync).
+    const warning = page.getByRole('alert').filter({ hasText: 'Durability:' });
+    if (d.conn.features.configurableSync) expect(await warning.count()).toBe(0);
+    else await waitForText(warning, /syncs JetStream to disk only every 60 s/);
     await screenshot(page, '8-system-dlq');
     // Dark, from the system setting.
     await page.emulateMedia({ colorScheme: 'dark' });
