@@ -1,4 +1,4 @@
-import { openBucket, prepareMessage, publishMessage, readRecord, type ErrandConnection, type KV, type PreparedMessage } from '@errand/nats';
+import { openBucket, prepareMessage, publishMessage, readAllRecords, readRecord, type ErrandConnection, type KV, type PreparedMessage } from '@errand/nats';
 import { newTraceparent, traceIdOf } from '@errand/telemetry';
 import {
   CodecError,
@@ -244,7 +244,8 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
   /** Proves this connection's identity sent a message's bytes (hosts record who decided from it, not from `by`). */
   const prover = conn.identity;
   const subjects = createSubjects(prefix);
-  const agents: KV = await openBucket(conn, resourceNames(prefix).buckets.agents);
+  const agentsBucket = resourceNames(prefix).buckets.agents;
+  const agents: KV = await openBucket(conn, agentsBucket);
   // An unreachable bucket reads as no record; an unreadable record is an error.
   const record = (agentId: string) =>
     readRecord(agents, agentId).catch((err: unknown) => {
@@ -471,10 +472,8 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       const statuses = filter.status === undefined ? undefined : typeof filter.status === 'string' ? [filter.status] : filter.status;
       const labels = Object.entries(filter.labels ?? {});
       const out: AgentSummary[] = [];
-      const keys = await agents.keys();
-      for await (const key of keys) {
-        const r = await record(key).catch(() => undefined);
-        if (!r) continue;
+      // Every record in one pass of the bucket, not a get per key; one this build cannot read is left out.
+      for await (const { record: r } of readAllRecords(conn, agentsBucket)) {
         if (statuses?.length && !statuses.includes(r.status)) continue;
         if (filter.agent && r.machine.id !== filter.agent) continue;
         if (labels.some(([k, v]) => r.labels?.[k] !== v)) continue;

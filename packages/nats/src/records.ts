@@ -1,5 +1,7 @@
+import { DeliverPolicy } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { decodeRecord, type AgentRecord } from '@errand/protocols';
+import type { ErrandConnection } from './connect.js';
 
 /** An agent record as read from the agents bucket, with the revision a compare-and-set needs. */
 export interface StoredRecord {
@@ -21,4 +23,42 @@ export async function readStoredRecord(agents: KV, agentId: string): Promise<Sto
 /** Reads an agent's record: undefined when there is none (never written, deleted or purged). See {@link readStoredRecord}. */
 export async function readRecord(agents: KV, agentId: string): Promise<AgentRecord | undefined> {
   return (await readStoredRecord(agents, agentId))?.record;
+}
+
+/**
+ * Every record in the agents bucket `bucket`, in one pass: an ordered consumer over the bucket's
+ * last value of each key, which the server streams, instead of a get per key (a list of 10,000
+ * agents was 10,000 round trips one after another). Deleted and purged agents are skipped, and so
+ * is a record this build cannot decode (`onUnreadable` hears of it). Stops after `timeoutMs` (the
+ * records read until then are what it yields) and when the caller stops iterating.
+ */
+export async function* readAllRecords(
+  conn: ErrandConnection,
+  bucket: string,
+  options: { onUnreadable?: (agentId: string, err: unknown) => void; timeoutMs?: number } = {},
+): AsyncGenerator<StoredRecord & { readonly agentId: string }> {
+  const prefix = `$KV.${bucket}.`;
+  const consumer = await conn.js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject });
+  if ((await consumer.info(true)).num_pending === 0) return;
+  const messages = await consumer.consume({ max_messages: 512 });
+  const timer = setTimeout(() => void messages.close(), options.timeoutMs ?? 30_000);
+  try {
+    for await (const m of messages) {
+      const operation = m.headers?.get('KV-Operation');
+      if (operation !== 'DEL' && operation !== 'PURGE') {
+        const agentId = m.subject.slice(prefix.length);
+        let record: AgentRecord | undefined;
+        try {
+          record = decodeRecord(m.data);
+        } catch (err) {
+          options.onUnreadable?.(agentId, err);
+        }
+        if (record) yield { agentId, record, revision: m.seq };
+      }
+      if (m.info.pending === 0) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    await messages.close();
+  }
 }
