@@ -1,5 +1,6 @@
-// The OpenAPI document is generated from the route table: it is valid OpenAPI 3.1 in structure,
-// every route the app serves is in it, and every route in it is served.
+// The OpenAPI document is generated from the route table: it is valid OpenAPI 3.1 (checked against
+// the specification's JSON schema), every route the app serves is in it, and every route in it is served.
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@errand/client';
 import { silentLogger, patternRedactor } from '@errand/protocols';
@@ -97,6 +98,18 @@ describe('GET /api/openapi.json', () => {
       expect(ref.startsWith('#/components/schemas/'), ref).toBe(true);
       expect(doc.components.schemas[ref.slice('#/components/schemas/'.length)], ref).toBeDefined();
     }
+  });
+
+  it('validates against the official OpenAPI 3.1 JSON schema', async () => {
+    const validator = new Validator();
+    const res = await validator.validate(structuredClone(doc));
+    expect(res.errors ?? [], JSON.stringify(res.errors, null, 2)).toEqual([]);
+    expect(res.valid).toBe(true);
+    expect(validator.version).toBe('3.1');
+    // The validator refuses what is not OpenAPI (so the check above can fail): a path without its slash.
+    const broken = structuredClone(doc);
+    broken.paths['api/agents'] = broken.paths['/api/agents'];
+    expect((await new Validator().validate(broken)).valid).toBe(false);
   });
 
   it('documents every route the app serves, and serves every route it documents', () => {
