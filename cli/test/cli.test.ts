@@ -200,6 +200,12 @@ describe('errand CLI', () => {
       expect(notPending.stderr).toContain(`agent ${nap} is not waiting for an approval`);
       expect((await errand(['cancel', nap, '--reason', 'enough'], env)).code).toBe(0);
       expect((await d.waitForStatus(nap, ['cancelled'])).error?.message).toBe('enough');
+      // Who cancelled it: the operator identity the host verified, not a name the CLI claimed.
+      const cancelled = await errand(['show', nap], env);
+      expect(cancelled.stdout).toMatch(/^cancelled by \S+ \(\S+\)$/m);
+      const record = JSON.parse((await errand(['show', nap, '--json'], env)).stdout) as { control?: { action: string; by?: { id: string } } };
+      expect(record.control).toMatchObject({ action: 'cancel', reason: 'enough', by: { id: expect.any(String) } });
+      expect(cancelled.stdout).toContain(`cancelled by ${record.control!.by!.id} (`);
 
       const missing = await errand(['show', 'no-such-agent'], env);
       expect(missing.code).toBe(3);

@@ -442,6 +442,8 @@ export const StateEventSchema = z.object({
   step: z.number().int().nonnegative(),
   state: z.unknown(),
   status: z.enum(AGENT_STATUSES),
+  /** Who changed the status, when a pause, resume or cancel did (see the record's `control`). */
+  by: PrincipalSchema.optional(),
 });
 
 export const TaskTreeEventSchema = z.object({

@@ -114,6 +114,12 @@ export const AgentRecordSchema = z.object({
   budget: BudgetSchema.optional(),
   output: z.unknown().optional(),
   error: ErrorInfoSchema.optional(),
+  /**
+   * The last pause, resume or cancel the agent took, and who gave it (a person through the CLI,
+   * the dashboard or chat, as the host attributed the message; a parent agent for its children).
+   * Absent before one (and in older records).
+   */
+  control: z.object({ action: z.enum(['cancel', 'pause', 'resume']), by: PrincipalSchema.optional(), reason: z.string().optional(), at: epochMs }).optional(),
   createdAt: epochMs,
   updatedAt: epochMs,
 });

@@ -269,6 +269,8 @@ describe('the dashboard in a browser', () => {
 
     await page.getByRole('button', { name: 'Pause' }).click();
     await page.locator('.agent-head .facts .status-paused').waitFor();
+    // Who paused it: the signed-in person, as the record says.
+    await waitForText(page.locator('#controls'), 'Paused by tester (gateway)');
     await page.getByRole('button', { name: 'Resume' }).click();
     await page.locator('.agent-head .facts .status-waiting').waitFor();
 
@@ -395,6 +397,7 @@ describe('the dashboard in a browser', () => {
     page.once('dialog', (dialog) => void dialog.accept());
     await controls.getByRole('button', { name: 'Cancel agent' }).click();
     await page.locator('.agent-head .facts .status-cancelled').waitFor();
+    await waitForText(page.locator('#outcome'), 'Cancelled by tester (gateway)');
     await screenshot(page, '14-cancelled');
     const record = await d.record(id);
     expect(record?.status).toBe('cancelled');

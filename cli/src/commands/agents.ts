@@ -52,6 +52,9 @@ function describe(s: AgentSummary, timers: AgentRecord['timers'] | undefined, no
   if (s.budget) lines.push(`budget: ${Object.entries(s.budget).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   if (s.output !== undefined) lines.push(`output: ${JSON.stringify(s.output)}`);
   if (s.error) lines.push(`error: ${s.error.code}: ${s.error.message}`);
+  // Who paused or cancelled it (a person, as the host attributed the message; a parent agent).
+  const by = s.control?.by;
+  if (by && ((s.status === 'cancelled' && s.control?.action === 'cancel') || (s.status === 'paused' && s.control?.action === 'pause'))) lines.push(`${s.status} by ${by.name ?? by.id} (${by.channel})`);
   for (const [ref, c] of Object.entries(s.children)) lines.push(`child ${ref}: ${c.agentId} ${c.status}`);
   lines.push(`created ${s.createdAt}, updated ${s.updatedAt}`);
   return `${lines.join('\n')}\n`;

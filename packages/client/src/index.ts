@@ -81,6 +81,8 @@ export interface AgentSummary {
   labels: Record<string, string>;
   /** What it waits for a person to do (`record.waiting`): an approval of exact tool calls, an answer, a budget decision. */
   waiting?: Waiting;
+  /** The last pause, resume or cancel it took, and who gave it (`record.control`). */
+  control?: AgentRecord['control'];
   output?: unknown;
   error?: AgentRecord['error'];
   children: AgentRecord['children'];
@@ -104,6 +106,7 @@ export function summarize(r: AgentRecord): AgentSummary {
     step: r.step,
     labels: r.labels ?? {},
     ...(r.waiting ? { waiting: r.waiting } : {}),
+    ...(r.control ? { control: r.control } : {}),
     ...(r.output !== undefined ? { output: r.output } : {}),
     ...(r.error ? { error: r.error } : {}),
     children: r.children,

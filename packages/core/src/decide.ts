@@ -71,16 +71,21 @@ export function decide(current: AgentRecord | undefined, message: InboxMessage, 
 
   const step = new Draft(current, ctx);
   if (message.kind === 'control') {
+    // Who paused, resumed or cancelled the agent stays on its record and goes on the state event.
+    const controlled = (action: 'cancel' | 'pause' | 'resume') => step.controlledBy({ action, ...(message.by ? { by: message.by } : {}), ...(message.reason ? { reason: message.reason } : {}), at: message.at });
     switch (message.action) {
       case 'cancel':
+        controlled('cancel');
         step.cancel(message.reason ?? 'cancelled');
         return step.commit();
       case 'pause':
         if (current.status === 'paused') return { type: 'ignore', reason: 'already paused' };
+        controlled('pause');
         step.setStatus('paused');
         return step.commit();
       case 'resume': {
         if (current.status !== 'paused') return { type: 'ignore', reason: 'not paused' };
+        controlled('resume');
         step.resume();
         const deferred = step.record.deferred;
         step.record.deferred = [];

@@ -1,5 +1,5 @@
 import { createActor, type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
-import { APPLIED_IDS_KEPT, messageIds, messageSchemas, MESSAGE_VERSION, stateValueOf, TERMINAL_STATUSES, type AgentRecord, type AgentStatus, type ErrorInfo, type EVENT_KIND_OF, type MessageInput, type MessageKind } from '@errand/protocols';
+import { APPLIED_IDS_KEPT, messageIds, messageSchemas, MESSAGE_VERSION, stateValueOf, TERMINAL_STATUSES, type AgentRecord, type AgentStatus, type ErrorInfo, type EVENT_KIND_OF, type MessageInput, type MessageKind, type Principal } from '@errand/protocols';
 import { FAILURE_OUTPUT_KEY } from './actions.js';
 import type { AgentDefinition, AgentInput } from './agent-definition.js';
 import { settleApproval } from './approvals.js';
@@ -17,6 +17,8 @@ import { answerWait, noteBudget, settleWaitStatus } from './waiting.js';
 export class Draft {
   readonly record: AgentRecord;
   private readonly statusBefore: AgentStatus;
+  /** Who gave the pause, resume or cancel this commit applies (named on its state event). */
+  private statusBy: Principal | undefined;
   private def: AgentDefinition | undefined;
   /** The next command key's number within the current step. */
   private n = 0;
@@ -43,6 +45,12 @@ export class Draft {
     return r;
   }
 
+  /** Records a pause, resume or cancel and who gave it; the state event of this commit names them. */
+  controlledBy(control: NonNullable<AgentRecord['control']>): void {
+    this.record.control = control;
+    this.statusBy = control.by;
+  }
+
   setStatus(status: AgentStatus): void {
     this.record.status = status;
   }
@@ -57,7 +65,8 @@ export class Draft {
   private announce(status: AgentStatus): void {
     if (this.record.outbox.some((e) => e.message.kind === 'event.state')) return;
     // Keyed by the inbox message: a pause applies no step, so the step number is not unique here.
-    this.event('state', { kind: 'event.state', step: this.record.step, state: stateValueOf(this.record.snapshot), status }, messageIds.stateEvent(this.ctx.agentId, this.ctx.inboxId));
+    const by = this.statusBy ? { by: this.statusBy } : {};
+    this.event('state', { kind: 'event.state', step: this.record.step, state: stateValueOf(this.record.snapshot), status, ...by }, messageIds.stateEvent(this.ctx.agentId, this.ctx.inboxId));
   }
 
   /**

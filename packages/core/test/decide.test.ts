@@ -216,6 +216,24 @@ describe('decide: the pure half of a step', () => {
     expect(resumed.timers).toEqual({});
   });
 
+  it('keeps who paused, resumed and cancelled the agent on its record and its state events', () => {
+    const alice = { id: 'alice', channel: 'gateway', name: 'Alice' };
+    const bob = { id: 'bob', channel: 'cli' };
+    const paused = committed(decide(started(), { ...control('pause'), by: alice, at: AT + 1 }, ctx('p')));
+    expect(paused.control).toEqual({ action: 'pause', by: alice, at: AT + 1 });
+    expect(find(paused, 'event.state')!.message).toMatchObject({ status: 'paused', by: alice });
+    // A pause of a paused agent changes nothing, and says nothing of who asked.
+    expect(decide(paused, { ...control('pause'), by: bob }, ctx('p2')).type).toBe('ignore');
+    const resumed = committed(decide(paused, { ...control('resume'), by: bob, at: AT + 2 }, ctx('r')));
+    expect(resumed.control).toEqual({ action: 'resume', by: bob, at: AT + 2 });
+    expect(find(resumed, 'event.state')!.message).toMatchObject({ status: 'running', by: bob });
+    const cancelled = committed(decide(resumed, { ...control('cancel'), by: alice, reason: 'not needed', at: AT + 3 }, ctx('c')));
+    expect(cancelled.control).toEqual({ action: 'cancel', by: alice, reason: 'not needed', at: AT + 3 });
+    expect(find(cancelled, 'event.state')!.message).toMatchObject({ status: 'cancelled', by: alice });
+    // A state change nobody gave names nobody.
+    expect(find(started(), 'event.state')!.message).not.toHaveProperty('by');
+  });
+
   it('refuses a message for an agent that does not exist', () => {
     expect(() => decide(undefined, input('hello'), ctx('x'))).toThrow(expect.objectContaining({ code: RuntimeErrorCode.AgentNotFound, agentId: 'a1' }));
   });

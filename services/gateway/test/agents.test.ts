@@ -170,6 +170,9 @@ describe('decisions', () => {
     await json(await w.api(`/api/agents/${id}/tell`, { json: { text: '3' } }), 202);
     await json(await w.api(`/api/agents/${id}/pause`, { method: 'POST' }), 202);
     await w.d.waitForStatus(id, ['paused']);
+    // Who paused it is on the record, as the gateway vouched for the token's person.
+    const paused = await json<{ agent: { control?: unknown } }>(await w.api(`/api/agents/${id}`));
+    expect(paused.agent.control).toMatchObject({ action: 'pause', by: { id: 'alice', channel: 'gateway' } });
     await json(await w.api(`/api/agents/${id}/tell`, { json: { text: '4' } }), 202);
     await json(await w.api(`/api/agents/${id}/resume`, { json: {} }), 202);
     const done = await w.d.waitForStatus(id, ['done']);
@@ -187,6 +190,8 @@ describe('decisions', () => {
     await w.d.waitForStatus(sleeper, ['running']);
     await json(await w.api(`/api/agents/${sleeper}/cancel`, { json: { reason: 'enough' } }), 202);
     expect((await w.d.waitForStatus(sleeper, ['cancelled'])).error?.message).toBe('enough');
+    const cancelled = await json<{ agent: { control?: unknown } }>(await w.api(`/api/agents/${sleeper}`));
+    expect(cancelled.agent.control).toMatchObject({ action: 'cancel', by: { id: 'alice', channel: 'gateway', name: 'alice' }, reason: 'enough' });
   });
 });
 

@@ -44,6 +44,8 @@ export interface AgentSummary {
   step: number;
   labels: Record<string, string>;
   waiting?: Waiting;
+  /** The last pause, resume or cancel, and who gave it. */
+  control?: { action: 'cancel' | 'pause' | 'resume'; by?: { id: string; channel: string; name?: string }; reason?: string; at: number };
   output?: unknown;
   error?: ErrorInfo;
   children: Record<string, { agentId: string; status: AgentStatus }>;

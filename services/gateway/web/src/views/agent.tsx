@@ -208,6 +208,7 @@ function Outcome({ agent }: { agent: AgentSummary }) {
   const answer = (agent.output as { answer?: unknown } | undefined)?.answer;
   return (
     <Section title={agent.status === 'done' ? 'Result' : agent.status === 'failed' ? 'Failed' : 'Cancelled'} id="outcome">
+      {agent.status === 'cancelled' && agent.control?.action === 'cancel' && agent.control.by ? <p class="by">Cancelled by {principalText(agent.control.by)}</p> : null}
       {agent.error ? <ErrorNote error={agent.error} /> : null}
       {typeof answer === 'string' ? <p class="answer-text pre">{answer}</p> : null}
       {agent.output !== undefined ? (
@@ -270,6 +271,7 @@ function Controls({ agent, ended, onSent }: { agent: AgentSummary; ended: boolea
           Tell
         </button>
       </form>
+      {agent.status === 'paused' && agent.control?.action === 'pause' && agent.control.by ? <p class="by">Paused by {principalText(agent.control.by)}</p> : null}
       <div class="actions">
         {agent.status === 'paused' ? (
           <button type="button" disabled={busy} onClick={() => void act('resumed', '/resume', {})}>
@@ -520,4 +522,9 @@ function Logs({ id }: { id: string }) {
       </div>
     </Section>
   );
+}
+
+/** Who gave a pause or cancel: their name (or id) and the door they used. */
+function principalText(by: { id: string; channel: string; name?: string }): string {
+  return `${by.name ?? by.id} (${by.channel})`;
 }
