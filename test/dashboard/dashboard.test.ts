@@ -360,6 +360,11 @@ describe('the dashboard in a browser', () => {
     expect(await readFile(join(d.workspace, 'draft.md'), 'utf8')).toBe('keep me\n');
     const approval = (await d.journal(id)).map((j) => j.event as { type: string; decision?: string; by?: { id: string } }).find((e) => e.type === 'approval');
     expect(approval).toMatchObject({ decision: 'deny', by: { id: 'tester' } });
+    // The denied call is in the tree, as a call that never ran, with who said no.
+    const denied = page.locator('#tree li.tool-denied');
+    await waitForText(denied, 'fs_write');
+    await waitForText(denied, 'denied by tester: it did not run');
+    await expect(page.locator('#tree li.tool').count()).resolves.toBe(1);
 
     // The timeline: one line per step, the event that came in -> the state after -> the commands it sent.
     const steps = page.locator('#timeline ol.timeline > li');

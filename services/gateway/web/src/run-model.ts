@@ -15,7 +15,8 @@ import type { AgentStatus, CommandSummary, ErrorInfo, ProgressEvent, Task, Usage
 export interface ToolCall {
   id: string;
   tool: string;
-  status: 'requested' | 'ok' | 'error' | 'retrying' | 'cancelled';
+  /** `denied` / `expired`: a call a person said no to, or nobody decided on in time: it never ran. */
+  status: 'requested' | 'ok' | 'error' | 'retrying' | 'cancelled' | 'denied' | 'expired';
   attempt: number;
   step: number;
   startedAt: number;
@@ -49,6 +50,10 @@ export interface AgentNode {
   taskTimes: Map<string, { start: number; end?: number; ran: boolean }>;
   /** The arguments (JSON text) of each tool call the model made, by call id (from the journal). */
   callArgs: Map<string, string>;
+  /** The tool calls of each model answer (from the journal), by the step that took it. */
+  modelCalls: { step: number; calls: { id: string; tool: string }[] }[];
+  /** Approval requests seen, by id: which tools they ask about and when. */
+  approvals: Map<string, { tools: string[]; at: number }>;
   tools: ToolCall[];
   children: string[];
   steps: StepEntry[];
@@ -77,7 +82,7 @@ export class RunModel {
   node(agentId: string, parentId?: string): AgentNode {
     let n = this.agents.get(agentId);
     if (!n) {
-      n = { agentId, tasks: [], plans: [], taskTimes: new Map(), callArgs: new Map(), tools: [], children: [], steps: [] };
+      n = { agentId, tasks: [], plans: [], taskTimes: new Map(), callArgs: new Map(), modelCalls: [], approvals: new Map(), tools: [], children: [], steps: [] };
       this.agents.set(agentId, n);
       if (agentId !== this.rootId) this.adopt(parentId ?? this.rootId, n);
     } else if (parentId && n.parentId !== parentId && agentId !== this.rootId) {
@@ -144,8 +149,17 @@ export class RunModel {
           if (typeof goal === 'string') n.goal ??= goal;
         }
         if (e.event.type === 'plan.result') {
-          const message = (e.event.result as { message?: { toolCalls?: { id?: unknown; arguments?: unknown }[] } } | undefined)?.message;
-          for (const c of message?.toolCalls ?? []) if (typeof c.id === 'string') n.callArgs.set(c.id, typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments ?? ''));
+          const message = (e.event.result as { message?: { toolCalls?: { id?: unknown; name?: unknown; arguments?: unknown }[] } } | undefined)?.message;
+          const calls: { id: string; tool: string }[] = [];
+          for (const c of message?.toolCalls ?? []) {
+            if (typeof c.id !== 'string') continue;
+            n.callArgs.set(c.id, typeof c.arguments === 'string' ? c.arguments : JSON.stringify(c.arguments ?? ''));
+            if (typeof c.name === 'string') calls.push({ id: c.id, tool: c.name });
+          }
+          if (calls.length && !n.modelCalls.some((m) => m.step === e.step)) {
+            n.modelCalls.push({ step: e.step, calls });
+            n.modelCalls.sort((a, b) => a.step - b.step);
+          }
         }
         if (!n.steps.some((s) => s.step === e.step)) {
           n.steps.push({ step: e.step, at: e.at, eventType: e.event.type, event: e.event, state: e.state, status: e.status, commands: e.commands });
@@ -216,9 +230,33 @@ export class RunModel {
         n.error = e.error;
         break;
       case 'event.approval':
+        this.approval(n, e);
         break;
     }
     this.version++;
+  }
+
+  /**
+   * A request for tool calls that a person denied, or nobody decided on in time: its calls never
+   * ran, so no tool event tells of them; they join the tree as `denied` / `expired`. They are the
+   * latest model answer's calls of the tools asked about that have no tool event (a later step's
+   * events come after an earlier step's, so the answer and the request are known by now).
+   */
+  private approval(n: AgentNode, e: Extract<ProgressEvent, { kind: 'event.approval' }>): void {
+    if (e.status === 'requested') {
+      if (e.tool && e.tool !== 'budget') n.approvals.set(e.requestId, { tools: e.tool.split(', '), at: e.at });
+      return;
+    }
+    const asked = n.approvals.get(e.requestId);
+    if (!asked || (e.status !== 'denied' && e.status !== 'expired')) return;
+    n.approvals.delete(e.requestId);
+    const answer = n.modelCalls.filter((m) => m.calls.some((c) => asked.tools.includes(c.tool))).at(-1);
+    for (const c of answer?.calls ?? []) {
+      if (!asked.tools.includes(c.tool) || n.tools.some((t) => t.id === c.id)) continue;
+      const by = e.by ? `${e.by.name ?? e.by.id}` : undefined;
+      const message = e.status === 'denied' ? `denied${by ? ` by ${by}` : ''}: it did not run` : 'nobody decided in time: it did not run';
+      n.tools.push({ id: c.id, tool: c.tool, status: e.status, attempt: 1, step: answer!.step, startedAt: asked.at, durationMs: Math.max(0, e.at - asked.at), error: { code: e.status === 'denied' ? 'ERR_DENIED' : 'ERR_EXPIRED', message, retryable: false } });
+    }
   }
 
   /** Tokens and cost of the agent and its descendants. */

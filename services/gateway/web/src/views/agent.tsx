@@ -360,7 +360,7 @@ function Meter({ value, max, label }: { value: number; max: number; label: strin
 // --- the task tree -----------------------------------------------------------------------------
 
 const TASK_ICON: Record<string, string> = { pending: '○', in_progress: '▸', done: '✓', failed: '✗', cancelled: '⊘' };
-const TOOL_ICON: Record<string, string> = { requested: '▸', ok: '✓', error: '✗', retrying: '↻', cancelled: '⊘' };
+const TOOL_ICON: Record<string, string> = { requested: '▸', ok: '✓', error: '✗', retrying: '↻', cancelled: '⊘', denied: '⊘', expired: '⊘' };
 
 function AgentTree({ model, node, now }: { model: RunModel; node: AgentNode; now: number }) {
   const loose = node.tools.filter((t) => !hasTask(node.tasks, model.taskOfCall(node, t)));
