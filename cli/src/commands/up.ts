@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseMockScript, type MockScript } from '@errand/llm';
 import { defaultDataDir } from '@errand/nats';
-import { createServiceLogger } from '@errand/service';
+import { createServiceLogger, watchedPid, whenPidGone } from '@errand/service';
 import { DEFAULT_PREFIX, type Redactor } from '@errand/protocols';
 import { explicitServer, removeUpState, writeUpState, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
@@ -196,11 +196,20 @@ function stopOnSignal(): { received: Promise<void>; dispose(): void } {
   };
   process.on('SIGINT', done);
   process.on('SIGTERM', done);
+  // ERRAND_WATCH_PID: stop, as on a signal, once that process is gone (its services watch it too).
+  let watched: number | undefined;
+  try {
+    watched = watchedPid(process.env);
+  } catch (err) {
+    throw new CliError(ExitCode.Usage, (err as Error).message);
+  }
+  const unwatch = watched === undefined ? () => {} : whenPidGone(watched, done);
   return {
     received,
     dispose: () => {
       process.off('SIGINT', done);
       process.off('SIGTERM', done);
+      unwatch();
     },
   };
 }

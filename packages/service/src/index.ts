@@ -6,10 +6,12 @@ import { assertPrefix, createRedactor, createSubjects, DEFAULT_PREFIX, patternRe
 
 import { readFileSync } from 'node:fs';
 import { createCommandSigner, createCommandVerifier, type CommandSigner, type CommandVerifier } from '@errand/protocols';
+import { watchedPid, whenPidGone } from './watch-pid.js';
 import { answerDiscovery, serviceMetadata, type DiscoveryResponder } from './discovery.js';
 
 export { answerDiscovery, ERRAND_VERSION, serviceMetadata, type DiscoveryOptions, type DiscoveryResponder } from './discovery.js';
 export { importModule, ModuleImportError, resolveModuleFrom } from './modules.js';
+export { pidAlive, watchedPid, whenPidGone } from './watch-pid.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -464,7 +466,13 @@ async function startServiceOnce<C>(
  */
 export async function runService<C>(definition: ServiceDefinition<C>, env: Env = process.env): Promise<void> {
   let started: StartedService;
+  let watched: number | undefined;
   try {
+    try {
+      watched = watchedPid(env);
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
     started = await startService(definition, env);
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -490,4 +498,11 @@ export async function runService<C>(definition: ServiceDefinition<C>, env: Env =
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
+  if (watched !== undefined) {
+    const pid = watched;
+    whenPidGone(pid, () => {
+      started.logger.warn({ watchedPid: pid }, `process ${pid} (ERRAND_WATCH_PID) is gone: stopping`);
+      void shutdown('ERRAND_WATCH_PID');
+    });
+  }
 }

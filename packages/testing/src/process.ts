@@ -22,10 +22,14 @@ export interface StartProcessOptions {
   cwd: string;
 }
 
-/** Starts `command args` with piped output (stdin closed, as in CI). */
+/**
+ * Starts `command args` with piped output (stdin closed, as in CI). An Errand service or `errand up`
+ * started here stops within a second of this test process's end (`ERRAND_WATCH_PID`, unless `env`
+ * names another), so a test file killed at its timeout leaves no service running behind it.
+ */
 export function startProcess(command: string, args: readonly string[], options: Partial<StartProcessOptions> = {}): TestProcess {
   const child = spawn(command, args, {
-    env: options.env ?? process.env,
+    env: { ERRAND_WATCH_PID: String(process.pid), ...(options.env ?? process.env) },
     cwd: options.cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
