@@ -440,9 +440,12 @@ describe('the dashboard in a browser', () => {
   it('an agent page follows across a gateway restart: it reconnects where it was (Last-Event-ID), not from the start, and misses no step', async () => {
     const id = await d.submit({ goal: 'count to four', agent: 'tally', input: { expect: 4 } });
     const page = await desktop.newPage();
-    // Where each (re)connection of the agent's stream asked to start: EventSource's Last-Event-ID, or the page's ?after=.
+    // Where each (re)connection of the agent's stream that reached a gateway asked to start:
+    // EventSource's Last-Event-ID, or the page's ?after=. (A retry refused while the gateway is down
+    // never reaches one, and the browser does not report the headers of a request that got no answer.)
     const opened: Promise<string | undefined>[] = [];
-    page.on('request', (r) => {
+    page.on('response', (res) => {
+      const r = res.request();
       if (!r.url().includes(`/api/agents/${encodeURIComponent(id)}/events`)) return;
       opened.push(r.allHeaders().then((h) => h['last-event-id'] ?? new URL(r.url()).searchParams.get('after') ?? undefined));
     });
@@ -478,7 +481,8 @@ describe('the dashboard in a browser', () => {
     expect(await showsEveryStep()).toBe(5);
     await waitForText(steps.last(), /done/);
     // The first connection started at the beginning; every one after the page had events (once the
-    // gateway died) from an event it had, not from the start again.
+    // gateway died) from an event it had, not from the start again: the restarted gateway was asked
+    // to resume.
     const from = await Promise.all(opened);
     expect(from[0]).toBeUndefined();
     expect(from.length).toBeGreaterThan(beforeKill);
