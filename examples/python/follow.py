@@ -14,21 +14,27 @@ or `application/msgpack` (the default; needs `pip install msgpack`). It stops af
 ends the agent — `event.done`, `event.failed`, or the `event.state` that says `cancelled` — which
 hosts publish last: nothing of the agent comes after it.
 
-Needs: `pip install nats-py` (and `msgpack` unless every event is JSON). See docs/protocol.md,
-"Following an agent from any language".
+Needs: `pip install nats-py` (and `msgpack` unless every event is JSON). With `--creds` (a
+deployment with credentials, as `errand up` runs one), nats-py's `nkeys` extra signs the server's
+challenge; where that package is missing, PyNaCl (`pip install pynacl`) does it here instead. See
+docs/protocol.md, "Following an agent from any language".
 
 Exit codes: 0 the agent ended (or --max events were printed), 2 bad arguments, 3 nothing came for
---timeout seconds, 4 an event could not be decoded (msgpack without the msgpack package).
+--timeout seconds, 4 an event could not be decoded (msgpack without the msgpack package), 5 the
+server refused the connection's credentials (or their absence).
 """
 
 import argparse
 import asyncio
+import base64
 import json
 import os
+import re
 import sys
 
 try:
     import nats
+    from nats.errors import AuthorizationError
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import ConsumerConfig, DeliverPolicy
 except ImportError:  # pragma: no cover - said plainly instead of a traceback
@@ -65,6 +71,28 @@ def decode(data: bytes, content_type: str, seq: int) -> dict:
     raise Undecodable(f"event {seq} has an unknown Content-Type {content_type!r}")
 
 
+def creds_callbacks(path: str):
+    """nats-py's user_jwt_cb and signature_cb for a .creds file, with PyNaCl: what its
+    `user_credentials` option does through the `nkeys` package, for machines that lack it. The file
+    holds the user's JWT and its nkey seed (base32 of two prefix bytes, the 32-byte Ed25519 seed and
+    a CRC); the server's nonce is signed with that key."""
+    try:
+        from nacl.signing import SigningKey
+    except ImportError:
+        sys.stderr.write("--creds needs nats-py's nkeys extra or PyNaCl: python3 -m pip install 'nats-py[nkeys]' (or pynacl)\n")
+        sys.exit(2)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    blocks = re.findall(r"-{3,}[^\n]*BEGIN[^\n]*-{3,}\s*\n\s*(\S+)\s*\n\s*-{3,}[^\n]*END", text)
+    if len(blocks) < 2 or not blocks[1].startswith("SU"):
+        sys.stderr.write(f"{path} is not a user .creds file (a JWT and a user nkey seed, as `errand creds` writes them)\n")
+        sys.exit(2)
+    jwt, seed = blocks[0], blocks[1]
+    raw = base64.b32decode(seed + "=" * (-len(seed) % 8))
+    key = SigningKey(bytes(raw[2:34]))
+    return (lambda: bytearray(jwt.encode())), (lambda nonce: base64.b64encode(key.sign(nonce.encode()).signature))
+
+
 def is_ending(event: dict) -> bool:
     kind = event.get("kind")
     return kind in ("event.done", "event.failed") or (kind == "event.state" and event.get("status") == "cancelled")
@@ -73,10 +101,31 @@ def is_ending(event: dict) -> bool:
 async def follow(args: argparse.Namespace) -> int:
     options = {"servers": [args.server], "max_reconnect_attempts": -1}
     if args.creds:
-        options["user_credentials"] = args.creds
+        try:
+            import nkeys  # noqa: F401 - nats-py signs with it
+            options["user_credentials"] = args.creds
+        except ImportError:
+            options["user_jwt_cb"], options["signature_cb"] = creds_callbacks(args.creds)
     if args.inbox_prefix:
         options["inbox_prefix"] = args.inbox_prefix
-    nc = await nats.connect(**options)
+    # Reconnect for ever once connected; but a server that refuses these credentials would refuse
+    # every retry too: say so and stop instead of trying for ever.
+    refused = asyncio.Event()
+
+    async def on_error(err: Exception) -> None:
+        if isinstance(err, AuthorizationError) or "authorization" in str(err).lower():
+            refused.set()
+
+    options["error_cb"] = on_error
+    connecting = asyncio.ensure_future(nats.connect(**options))
+    watching = asyncio.ensure_future(refused.wait())
+    await asyncio.wait({connecting, watching}, return_when=asyncio.FIRST_COMPLETED)
+    if not connecting.done():
+        connecting.cancel()
+        sys.stderr.write(f"{args.server} refused the connection: authorization failed ({'the credentials in ' + args.creds if args.creds else 'it needs --creds'})\n")
+        return 5
+    watching.cancel()
+    nc = connecting.result()
     try:
         js = nc.jetstream()
         subject = f"{args.prefix}.agent.{args.agent_id}.ev.>"

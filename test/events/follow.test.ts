@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@errand/client';
 import { startMockLlm, type MockLlm } from '@errand/llm';
 import { DeliverPolicy } from '@errand/nats';
+import { credsInfo } from '@errand/nats/internal';
 import {
   decodeMessage,
   Header,
@@ -27,9 +28,9 @@ import { readSse } from '../../services/gateway/test/helpers.js';
 // example (examples/python/follow.py, nats-py) follows an agent to its end and resumes from a
 // stream sequence.
 //
-// The server runs without credentials: the Python example connects with a .creds file through
-// nats-py's `nkeys` extra, which this machine's package index does not carry; credentials are the
-// same NATS feature for every client and are tested with the Node services everywhere else.
+// These deployments run on a server without credentials; one test runs the Python follower on a
+// server of its own that requires them, connecting as the submitter (nats-py's `nkeys` extra, which
+// this machine's package index does not carry, or PyNaCl, which follow.py signs with instead).
 
 const exec = promisify(execFile);
 const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
@@ -285,23 +286,31 @@ describe('ERRAND_EVENT_FORMAT=json', () => {
 async function pythonWithDeps(): Promise<{ env: Record<string, string | undefined> } | { skip: string }> {
   const target = process.env.ERRAND_PYTHON_DEPS || join(tmpdir(), 'errand-python-deps');
   const env = { ...process.env, PYTHONPATH: [target, process.env.PYTHONPATH].filter(Boolean).join(':'), PYTHONDONTWRITEBYTECODE: '1' };
-  const importable = () =>
-    exec('python3', ['-c', 'import nats, msgpack'], { env, timeout: 30_000 }).then(
+  const importable = (modules = 'nats, msgpack') =>
+    exec('python3', ['-c', `import ${modules}`], { env, timeout: 30_000 }).then(
       () => true,
       () => false,
     );
+  const pip = (...packages: string[]) =>
+    exec('python3', ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--retries', '0', '--timeout', '15', '--target', target, ...packages], { env, timeout: 180_000 });
+  // PyNaCl lets follow.py sign with credentials where nats-py's nkeys extra is missing; the test
+  // that needs it says so when it cannot be had.
+  const withSigner = async () => {
+    if (!(await importable('nacl.signing'))) await pip('pynacl').catch(() => undefined);
+    return { env };
+  };
   try {
     await exec('python3', ['--version'], { timeout: 30_000 });
   } catch (err) {
     return { skip: `python3 is not available (${(err as Error).message.split('\n')[0]}); install Debian's python3 to run the Python follower example` };
   }
-  if (await importable()) return { env };
+  if (await importable()) return withSigner();
   try {
-    await exec('python3', ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--retries', '0', '--timeout', '15', '--target', target, 'nats-py', 'msgpack'], { env, timeout: 180_000 });
+    await pip('nats-py', 'msgpack');
   } catch (err) {
     return { skip: `pip could not install nats-py and msgpack into ${target} (${(err as Error).message.split('\n').slice(0, 3).join(' ')}); install them (python3 -m pip install nats-py msgpack) to run the Python follower example` };
   }
-  return (await importable()) ? { env } : { skip: `nats-py and msgpack were installed into ${target} but python3 cannot import them` };
+  return (await importable()) ? withSigner() : { skip: `nats-py and msgpack were installed into ${target} but python3 cannot import them` };
 }
 
 interface PyLine {
@@ -395,6 +404,56 @@ describe('the Python follower example (examples/python/follow.py, nats-py)', () 
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('follows an agent on a deployment with credentials, as the submitter identity (--creds, --inbox-prefix)', async (ctx) => {
+    if ('skip' in python) return ctx.skip(python.skip);
+    // nats-py signs the server's challenge with its nkeys extra, or follow.py does with PyNaCl.
+    const signer = await exec('python3', ['-c', 'import nacl.signing'], { env: python.env, timeout: 30_000 }).then(
+      () => undefined,
+      () => exec('python3', ['-c', 'import nkeys'], { env: python.env, timeout: 30_000 }).then(
+        () => undefined,
+        () => 'neither PyNaCl nor nkeys is importable (pip install pynacl)',
+      ),
+    );
+    if (signer) {
+      process.stderr.write(`SKIPPED the Python follower with credentials: ${signer}\n`);
+      return ctx.skip(signer);
+    }
+    // A server of its own that, as a deployment does, lets in only users of its operator.
+    const secured = await startTestServer();
+    try {
+      const d = await createDeployment(secured, { env: { ERRAND_AGENT_MODULES: '@errand/example-agents', ERRAND_EVENT_FORMAT: 'json' } });
+      try {
+        await d.start('host');
+        const agentId = 'py-creds';
+        await d.submit({ agentId, goal: 'add two numbers', agent: 'tally', input: { expect: 1 } });
+        await d.send(inputMessage(agentId, '5'));
+        expect((await d.waitForStatus(agentId, ['done'])).status).toBe('done');
+        const credsFile = d.env('submitter').NATS_CREDS!;
+        const { replyPrefix } = credsInfo(await readFile(credsFile, 'utf8'));
+        const follow = (creds: string) => runProcess('python3', [followPy, agentId, '--server', secured.url, '--prefix', d.prefix, '--timeout', '30', '--creds', creds, '--inbox-prefix', replyPrefix!], { env: python.env });
+        const r = await follow(credsFile);
+        expect(r.code, r.stderr).toBe(0);
+        const kinds = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as PyLine).kind);
+        expect(kinds.at(-1)).toBe('event.done');
+        expect(kinds).toContain('event.step');
+        // Another operator's credentials are refused by the server: the follower exits non-zero.
+        const stranger = await startTestServer();
+        try {
+          const strangerCreds = stranger.env('submitter', d.prefix).then((e) => e.NATS_CREDS!);
+          const refused = await follow(await strangerCreds);
+          expect(refused.code, refused.stderr).toBe(5);
+          expect(refused.stderr).toContain(`${secured.url} refused the connection: authorization failed (the credentials in`);
+        } finally {
+          await stranger.stop();
+        }
+      } finally {
+        await d.stopAll();
+      }
+    } finally {
+      await secured.stop();
+    }
+  }, 120_000);
 
   it('refuses bad arguments with a clear message', async (ctx) => {
     if ('skip' in python) return ctx.skip(python.skip);
