@@ -185,7 +185,9 @@ describe('the dashboard in a browser', () => {
     expect(box && box.x >= 0 && box.x + box.width <= 375 && box.height >= 40).toBe(true);
     await screenshot(mobile, '2-approve-on-a-phone');
     await approve.tap();
-    await waitForText(mobile.getByRole('status'), 'Sent: approved');
+    // (The panel's 'Sent: approved' lasts only until the agent takes the decision, which can be at
+    // once — CI once missed it: the phone's page follows the agent to its end instead.)
+    await mobile.locator('.agent-head .facts .status-done').waitFor();
 
     // The desktop page follows to the end without a reload.
     await page.locator('.agent-head .facts .status-done').waitFor();
