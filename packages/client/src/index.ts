@@ -476,7 +476,7 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
       const labels = Object.entries(filter.labels ?? {});
       const out: AgentSummary[] = [];
       // Every record in one pass of the bucket, not a get per key; one this build cannot read is left out.
-      for await (const { record: r } of readAllRecords(conn, agentsBucket)) {
+      for (const { record: r } of await readAllRecords(conn, agentsBucket)) {
         if (statuses?.length && !statuses.includes(r.status)) continue;
         if (filter.agent && r.machine.id !== filter.agent) continue;
         if (labels.some(([k, v]) => r.labels?.[k] !== v)) continue;

@@ -74,6 +74,30 @@ describe('client.list reads the agents bucket in one pass', () => {
     expect(await client.list({ limit: 5 })).toHaveLength(5);
   });
 
+  it('lists each agent once, and ends, while records are being written; agents not written meanwhile are all there', async () => {
+    const template = (await client.list({ limit: 1 }))[0]!;
+    const stored = (await readStoredRecord(agents, template.agentId))!.record;
+    let writing = true;
+    // Half the bulk agents are written over and over while the list is read.
+    const writer = (async () => {
+      for (let i = 0; writing && i < 5_000; i++) {
+        const agentId = `bulk-${String(i % 150).padStart(3, '0')}`;
+        await agents.put(agentId, encodeRecord({ ...stored, agentId, step: 100 + i, updatedAt: Date.now() }));
+      }
+    })();
+    try {
+      for (let round = 0; round < 3; round++) {
+        const ids = (await client.list({ limit: 1000 })).map((a) => a.agentId);
+        expect(new Set(ids).size).toBe(ids.length);
+        const untouched = [template.agentId === 'bulk-000' ? [] : [template.agentId], Array.from({ length: 150 }, (_, i) => `bulk-${String(150 + i).padStart(3, '0')}`)].flat();
+        expect(ids).toEqual(expect.arrayContaining(untouched));
+      }
+    } finally {
+      writing = false;
+      await writer;
+    }
+  });
+
   it('an empty deployment lists nothing, at once', async () => {
     const other = await createDeployment(srv);
     try {

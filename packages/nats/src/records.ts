@@ -28,37 +28,42 @@ export async function readRecord(agents: KV, agentId: string): Promise<AgentReco
 /**
  * Every record in the agents bucket `bucket`, in one pass: an ordered consumer over the bucket's
  * last value of each key, which the server streams, instead of a get per key (a list of 10,000
- * agents was 10,000 round trips one after another). Deleted and purged agents are skipped, and so
- * is a record this build cannot decode (`onUnreadable` hears of it). Stops after `timeoutMs` (the
- * records read until then are what it yields) and when the caller stops iterating.
+ * agents was 10,000 round trips one after another). Each agent comes once, in the newest form
+ * read (a record written while it reads replaces the one read before), and it stops once it has
+ * caught up with the bucket. Deleted and purged agents are left out, and so is a record this build
+ * cannot decode (`onUnreadable` hears of it). Gives up after `timeoutMs` with what it read by then.
  */
-export async function* readAllRecords(
+export async function readAllRecords(
   conn: ErrandConnection,
   bucket: string,
   options: { onUnreadable?: (agentId: string, err: unknown) => void; timeoutMs?: number } = {},
-): AsyncGenerator<StoredRecord & { readonly agentId: string }> {
+): Promise<(StoredRecord & { readonly agentId: string })[]> {
   const prefix = `$KV.${bucket}.`;
   const consumer = await conn.js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject });
-  if ((await consumer.info(true)).num_pending === 0) return;
+  if ((await consumer.info(true)).num_pending === 0) return [];
+  // By key: a value written while this reads comes after the first, and replaces it.
+  const found = new Map<string, StoredRecord & { readonly agentId: string }>();
   const messages = await consumer.consume({ max_messages: 512 });
   const timer = setTimeout(() => void messages.close(), options.timeoutMs ?? 30_000);
   try {
     for await (const m of messages) {
+      const agentId = m.subject.slice(prefix.length);
       const operation = m.headers?.get('KV-Operation');
-      if (operation !== 'DEL' && operation !== 'PURGE') {
-        const agentId = m.subject.slice(prefix.length);
-        let record: AgentRecord | undefined;
+      if (operation === 'DEL' || operation === 'PURGE') found.delete(agentId);
+      else {
         try {
-          record = decodeRecord(m.data);
+          found.set(agentId, { agentId, record: decodeRecord(m.data), revision: m.seq });
         } catch (err) {
+          found.delete(agentId);
           options.onUnreadable?.(agentId, err);
         }
-        if (record) yield { agentId, record, revision: m.seq };
       }
+      // Caught up with the bucket: every key's value is in, old or newer.
       if (m.info.pending === 0) break;
     }
   } finally {
     clearTimeout(timer);
     await messages.close();
   }
+  return [...found.values()];
 }
