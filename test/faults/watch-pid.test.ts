@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pidAlive } from '@errand/service';
-import { createDeployment, freePort, startProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
+import { createDeployment, freePort, runProcess, startProcess, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 
@@ -60,6 +60,14 @@ describe('ERRAND_WATCH_PID', () => {
     const exit = await host.exited;
     expect(exit.code).toBe(2);
     expect(host.stderr()).toContain("ERRAND_WATCH_PID must be the pid of a process to stop with (an integer above 1), got 'init'");
+  }, 30_000);
+
+  it('errand up refuses a value that is not a pid as a usage error (exit 2), before starting anything', async () => {
+    const { NATS_URL: _u, NATS_CREDS: _c, ERRAND_PREFIX: _p, ...env } = process.env;
+    const r = await runProcess(process.execPath, [cli, 'up', '--data-dir', join(tmpdir(), 'errand-watch-pid-never-made')], { env: { ...env, ERRAND_WATCH_PID: '1' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("ERRAND_WATCH_PID must be the pid of a process to stop with (an integer above 1), got '1'");
+    expect(r.stdout).not.toContain('starting nats-server');
   }, 30_000);
 
   it('errand up stops its stack (and its nats-server) once the process it watches is gone', async () => {

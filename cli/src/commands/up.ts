@@ -187,6 +187,14 @@ export async function loadDeploymentCredentials(dir: string, prefix: string): Pr
  * (Ctrl-C again while it stops) exits at once with 130.
  */
 function stopOnSignal(): { received: Promise<void>; dispose(): void } {
+  // ERRAND_WATCH_PID: stop, as on a signal, once that process is gone (its services watch it too).
+  // Read first: a bad value ends the command before any listener is left behind.
+  let watched: number | undefined;
+  try {
+    watched = watchedPid(process.env);
+  } catch (err) {
+    throw new CliError(ExitCode.Usage, (err as Error).message);
+  }
   let resolve!: () => void;
   const received = new Promise<void>((r) => (resolve = r));
   let signals = 0;
@@ -196,13 +204,6 @@ function stopOnSignal(): { received: Promise<void>; dispose(): void } {
   };
   process.on('SIGINT', done);
   process.on('SIGTERM', done);
-  // ERRAND_WATCH_PID: stop, as on a signal, once that process is gone (its services watch it too).
-  let watched: number | undefined;
-  try {
-    watched = watchedPid(process.env);
-  } catch (err) {
-    throw new CliError(ExitCode.Usage, (err as Error).message);
-  }
   const unwatch = watched === undefined ? () => {} : whenPidGone(watched, done);
   return {
     received,
