@@ -92,9 +92,9 @@ describe('the tool-runner, end to end', () => {
   });
 
   it.each([
-    ['idempotent', true],
-    ['non-idempotent', false],
-  ] as const)('a %s tool call survives SIGKILL of its runner', async (_label, idempotent) => {
+    ['an idempotent', true],
+    ['a non-idempotent', false],
+  ] as const)('%s tool call survives SIGKILL of its runner', async (_label, idempotent) => {
     const env = {
       ERRAND_SHELL_ALLOW: 'sleep',
       ERRAND_TOOL_ACK_WAIT_MS: '1500',
@@ -117,8 +117,11 @@ describe('the tool-runner, end to end', () => {
       await first.exited;
       const second = await w.d.start('tool-runner', { ERRAND_RUNNER_ID: 'second' });
       if (idempotent) {
-        // A redelivery (the second, or a later one when the runner took longer to start than an ack wait).
-        await second.waitForLine(/"deliveries":([2-9]|\d{2,}),"msg":"command started"/);
+        // The second runner runs the call again. Its delivery count is no sign of that: under CI load
+        // nats-server 2.9.10 once handed the redelivery over marked as delivery 1. What shows a re-run
+        // is the dead runner's claim taken over.
+        await second.waitForLine(/"msg":"command started"/);
+        expect(second.stdout()).toContain('no longer renews its claim, and left no result: running it here');
         expect((await w.d.waitForStatus(agentId, ['done', 'failed'])).output).toMatchObject({ answer: 'Slept.' });
       } else {
         const waiting = await w.d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingInput');
