@@ -255,6 +255,17 @@ export async function chaosWorld(cluster: TestCluster, n: number, label: string)
  * Waits until every stream of the deployment has all its replicas current (none offline or
  * lagging): what a rolling restart waits for before it takes down the next node (polls; bounded).
  */
+/**
+ * A replica counts as caught up when the server says it is current, or when it is online, was seen
+ * within the last two seconds and is at most one entry behind: nats-server 2.9.10 once left a
+ * restarted node's replica of an idle stream at `current: false, lag: 1` for a whole minute (CI
+ * under load), and a replica one entry behind that answers the leader still counts toward quorum.
+ */
+function caughtUp(r: { current: boolean; offline?: boolean; active: number; lag?: number }): boolean {
+  if (r.offline) return false;
+  return r.current || ((r.lag ?? 0) <= 1 && r.active < 2e9);
+}
+
 export async function waitForStreamsCurrent(cluster: TestCluster, prefix: string, timeoutMs: number): Promise<void> {
   const conn = await cluster.connect({ reconnectTimeWaitMs: 100 });
   const jsm = await conn.jsm();
@@ -270,7 +281,7 @@ export async function waitForStreamsCurrent(cluster: TestCluster, prefix: string
           const info = await jsm.streams.info(name);
           const replicas = info.cluster?.replicas ?? [];
           if (!info.cluster?.leader) lagging.push(`${name}: no leader`);
-          else if (replicas.length < cluster.replicas - 1 || replicas.some((r) => !r.current || r.offline)) lagging.push(`${name}: ${JSON.stringify(replicas.map((r) => [r.name, r.current, r.offline ?? false, r.lag ?? 0]))}`);
+          else if (replicas.length < cluster.replicas - 1 || replicas.some((r) => !caughtUp(r))) lagging.push(`${name}: ${JSON.stringify(replicas.map((r) => [r.name, r.current, r.offline ?? false, r.lag ?? 0]))}`);
         } catch (err) {
           lagging.push(`${name}: ${(err as Error).message}`);
         }
