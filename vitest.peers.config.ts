@@ -4,6 +4,9 @@ import { defineConfig } from 'vitest/config';
 // them a CommonJS require() of a dual package (pg requiring pg-pool) gets the ESM build.
 const conditions = ['@errand/source', 'node', 'default'];
 
+// Dependencies load their production builds, as under `node dist/main.js` (see vitest.bench.config.ts).
+process.env.NODE_ENV = 'production';
+
 // `pnpm bench:peers`: the agent loop on the systems users would pick instead of Errand, beside the
 // floor and Errand in the same run. On demand only, never in CI; `pnpm bench` does not pick it up
 // (its files are *.bench.ts, these *.peers.ts).
