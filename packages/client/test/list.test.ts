@@ -4,6 +4,7 @@ import { openBucket, readStoredRecord, type ErrandConnection, type KV } from '@e
 import { encodeRecord, resourceNames, type AgentRecord } from '@errand/protocols';
 import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
+const ROUNDS = Number(process.env.ERRAND_LIST_ROUNDS) || 5;
 let srv: TestServer;
 let d: Deployment;
 let client: ErrandClient;
@@ -74,23 +75,25 @@ describe('client.list reads the agents bucket in one pass', () => {
     expect(await client.list({ limit: 5 })).toHaveLength(5);
   });
 
-  it('lists each agent once, and ends, while records are being written; agents not written meanwhile are all there', async () => {
-    const template = (await client.list({ limit: 1 }))[0]!;
-    const stored = (await readStoredRecord(agents, template.agentId))!.record;
+  it('lists every agent once, and ends, while records are being written', async () => {
+    const everyone = (await client.list({ limit: 1000 })).map((a) => a.agentId).sort();
+    expect(everyone).toHaveLength(301);
+    const stored = (await readStoredRecord(agents, 'bulk-000'))!.record;
     let writing = true;
     // Half the bulk agents are written over and over while the list is read.
     const writer = (async () => {
-      for (let i = 0; writing && i < 5_000; i++) {
+      for (let i = 0; writing && i < 20_000; i++) {
         const agentId = `bulk-${String(i % 150).padStart(3, '0')}`;
         await agents.put(agentId, encodeRecord({ ...stored, agentId, step: 100 + i, updatedAt: Date.now() }));
       }
     })();
     try {
-      for (let round = 0; round < 3; round++) {
+      for (let round = 0; round < ROUNDS; round++) {
         const ids = (await client.list({ limit: 1000 })).map((a) => a.agentId);
         expect(new Set(ids).size).toBe(ids.length);
-        const untouched = [template.agentId === 'bulk-000' ? [] : [template.agentId], Array.from({ length: 150 }, (_, i) => `bulk-${String(150 + i).padStart(3, '0')}`)].flat();
-        expect(ids).toEqual(expect.arrayContaining(untouched));
+        // An agent written while the list reads is in it too (nats-server 2.9.10's last-per-subject
+        // consumer can end its pending count before a rewritten key's new value).
+        expect(ids.sort()).toEqual(everyone);
       }
     } finally {
       writing = false;

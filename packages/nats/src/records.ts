@@ -1,4 +1,4 @@
-import { DeliverPolicy } from '@nats-io/jetstream';
+import { DeliverPolicy, type JsMsg, type OrderedConsumerOptions } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { decodeRecord, type AgentRecord } from '@errand/protocols';
 import type { ErrandConnection } from './connect.js';
@@ -26,44 +26,65 @@ export async function readRecord(agents: KV, agentId: string): Promise<AgentReco
 }
 
 /**
- * Every record in the agents bucket `bucket`, in one pass: an ordered consumer over the bucket's
- * last value of each key, which the server streams, instead of a get per key (a list of 10,000
- * agents was 10,000 round trips one after another). Each agent comes once, in the newest form
- * read (a record written while it reads replaces the one read before), and it stops once it has
- * caught up with the bucket. Deleted and purged agents are left out, and so is a record this build
- * cannot decode (`onUnreadable` hears of it). Gives up after `timeoutMs` with what it read by then.
+ * Every record in the agents bucket `bucket`, without a get per key (a list of 10,000 agents was
+ * 10,000 round trips one after another): an ordered consumer over the bucket's last value of each
+ * key, which the server streams, then a second consumer over what was written after the last value
+ * the first delivered. The second is there because nats-server 2.9.10's last-per-subject consumer
+ * can report nothing pending while the new value of a key rewritten during the read is still to
+ * come: that agent was missing from the list. Each agent comes once, in the newest form read, and
+ * the read stops once it has caught up with the bucket. Deleted and purged agents are left out, and
+ * so is a record this build cannot decode (`onUnreadable` hears of it). Gives up after `timeoutMs`
+ * with what it read by then.
  */
 export async function readAllRecords(
   conn: ErrandConnection,
   bucket: string,
   options: { onUnreadable?: (agentId: string, err: unknown) => void; timeoutMs?: number } = {},
 ): Promise<(StoredRecord & { readonly agentId: string })[]> {
+  const stream = `KV_${bucket}`;
   const prefix = `$KV.${bucket}.`;
-  const consumer = await conn.js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject });
-  if ((await consumer.info(true)).num_pending === 0) return [];
   // By key: a value written while this reads comes after the first, and replaces it.
   const found = new Map<string, StoredRecord & { readonly agentId: string }>();
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  let lastSeq = 0;
+  const take = (m: JsMsg): void => {
+    lastSeq = Math.max(lastSeq, m.seq);
+    const agentId = m.subject.slice(prefix.length);
+    const operation = m.headers?.get('KV-Operation');
+    if (operation === 'DEL' || operation === 'PURGE') found.delete(agentId);
+    else {
+      try {
+        found.set(agentId, { agentId, record: decodeRecord(m.data), revision: m.seq });
+      } catch (err) {
+        found.delete(agentId);
+        options.onUnreadable?.(agentId, err);
+      }
+    }
+  };
+  const caughtUp = await readUntilCaughtUp(conn, stream, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject }, deadline, take);
+  if (caughtUp && lastSeq > 0) {
+    await readUntilCaughtUp(conn, stream, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }, deadline, take);
+  }
+  return [...found.values()];
+}
+
+/**
+ * Hands every message an ordered consumer of `stream` delivers to `take`, until one says nothing
+ * more is pending: true then, false when `deadline` came first.
+ */
+async function readUntilCaughtUp(conn: ErrandConnection, stream: string, opts: Partial<OrderedConsumerOptions>, deadline: number, take: (m: JsMsg) => void): Promise<boolean> {
+  const consumer = await conn.js.consumers.get(stream, opts);
+  if ((await consumer.info(true)).num_pending === 0) return true;
   const messages = await consumer.consume({ max_messages: 512 });
-  const timer = setTimeout(() => void messages.close(), options.timeoutMs ?? 30_000);
+  const timer = setTimeout(() => void messages.close(), Math.max(0, deadline - Date.now()));
   try {
     for await (const m of messages) {
-      const agentId = m.subject.slice(prefix.length);
-      const operation = m.headers?.get('KV-Operation');
-      if (operation === 'DEL' || operation === 'PURGE') found.delete(agentId);
-      else {
-        try {
-          found.set(agentId, { agentId, record: decodeRecord(m.data), revision: m.seq });
-        } catch (err) {
-          found.delete(agentId);
-          options.onUnreadable?.(agentId, err);
-        }
-      }
-      // Caught up with the bucket: every key's value is in, old or newer.
-      if (m.info.pending === 0) break;
+      take(m);
+      if (m.info.pending === 0) return true;
     }
+    return false;
   } finally {
     clearTimeout(timer);
     await messages.close();
   }
-  return [...found.values()];
 }
