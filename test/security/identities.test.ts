@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@errand/client';
 import { startMockLlm, type MockLlm } from '@errand/llm';
-import { connect, credsOf, headers, mintIdentities, NatsError, NatsErrorCode, openBucket, type ErrandConnection } from '@errand/nats';
+import { connect, credsOf, headers, mintIdentities, NatsError, NatsErrorCode, openBucket, publishMessage, type ErrandConnection } from '@errand/nats';
 import { encodeMessage, MESSAGE_VERSION, resourceNames, type Message, type Role } from '@errand/protocols';
 import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
@@ -226,6 +226,24 @@ describe('who did it is the identity the server authenticated', () => {
     expect(by).toMatchObject({ id: 'unverified', channel: 'nats' });
     expect(by.name).toMatch(/claims the-ceo \(cli\): no proof of identity/);
     expect(await readFile(join(workspace, 'precious.txt'), 'utf8')).toBe('keep me');
+  });
+
+  it('only a host speaks for an agent: a cancel claiming to come from a parent agent is recorded as who sent it', async () => {
+    const alice = await as('operator', 'alice');
+    const client = await createClient(alice, d.prefix);
+    const proved = (await client.submit('tidy up, to be cancelled')).agentId;
+    const bare = (await client.submit('tidy up, to be cancelled too')).agentId;
+    await d.waitForRecord(proved, (r) => stateOf(r.snapshot) === 'awaitingApproval');
+    await d.waitForRecord(bare, (r) => stateOf(r.snapshot) === 'awaitingApproval');
+    const cancel = (agentId: string): Message<'control'> => ({ v: MESSAGE_VERSION, kind: 'control', agentId, action: 'cancel', reason: 'your parent says stop', by: { id: 'a-parent', channel: 'agent' }, at: Date.now() });
+    // With the proof of alice's identity: the cancel stands, as hers.
+    await publishMessage(alice, d.subjects.agentIn(proved, 'control'), cancel(proved), { prover: alice.identity! });
+    expect((await d.waitForStatus(proved, ['cancelled'])).control).toMatchObject({ action: 'cancel', by: { id: 'alice', channel: 'nats' } });
+    // Without a proof: unverified, with what it claimed.
+    await alice.js.publish(d.subjects.agentIn(bare, 'control'), encodeMessage(cancel(bare)).data);
+    const by = (await d.waitForStatus(bare, ['cancelled'])).control!.by!;
+    expect(by).toMatchObject({ id: 'unverified', channel: 'nats' });
+    expect(by.name).toMatch(/claims a-parent \(agent\): no proof of identity/);
   });
 
   it('goals are limited per identity: one submitter past its burst is refused, another is not', async () => {

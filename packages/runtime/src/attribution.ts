@@ -49,8 +49,15 @@ export function attribute(
 export function attributeInbox(verifier: IdentityVerifier | undefined, message: InboxMessage, data: Uint8Array, headers: MsgHdrs | undefined): InboxMessage {
   if (!verifier) return message;
   if (message.kind !== 'approval' && message.kind !== 'input' && message.kind !== 'control') return message;
-  // A cancel a parent agent sends its child comes from a host: the host's own identity proves nothing about a person.
-  if (message.kind === 'control' && message.by?.channel === 'agent') return message;
+  if (message.kind === 'control' && message.by?.channel === 'agent') {
+    // A parent agent's cancel of its child: believed only from a host, whose step sent it (and
+    // whose identity proves nothing about a person). Anyone else claiming to be an agent is
+    // recorded as who they proved to be, or as unverified with the claim.
+    const check = verifier.check(data, headers);
+    if (check.ok && check.identity.role === 'host') return message;
+    const { principal } = attribute(verifier, data, headers, check.ok ? undefined : message.by);
+    return { ...message, by: principal! };
+  }
   const { principal } = attribute(verifier, data, headers, message.by);
   return { ...message, by: principal! } as InboxMessage;
 }

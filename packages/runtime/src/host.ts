@@ -143,7 +143,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
   // account of this host's own credentials; without credentials (--insecure) only the claim exists.
   const identities = o.identities ?? (conn.identity ? identityVerifier(conn.identity.account) : undefined);
   if (!identities) logger.warn({}, 'no NATS credentials: who decided or submitted is recorded as the messages claim, unverified');
-  const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now, signer: o.signer, eventFormat: o.eventFormat });
+  const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now, signer: o.signer, prover: conn.identity, eventFormat: o.eventFormat });
   if (!o.signer) logger.warn({}, 'no signing key (ERRAND_SIGNING_KEY): work commands go out unsigned, and tool-runners refuse them');
   const inbox = await consumeMessages({
     consumer: await conn.js.consumers.get(names.streams.inbox, INBOX_CONSUMER),

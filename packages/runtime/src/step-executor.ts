@@ -14,7 +14,7 @@ import {
   type Subjects,
   type WireFormat,
 } from '@errand/protocols';
-import { isRevisionConflict, publishMessage, readStoredRecord, type JetStreamClient, type KV } from '@errand/nats';
+import { isRevisionConflict, publishMessage, readStoredRecord, type IdentityProver, type JetStreamClient, type KV } from '@errand/nats';
 import { metrics, startSpan, type ErrandSpan } from '@errand/telemetry';
 import { decide, RuntimeError, RuntimeErrorCode, type AgentRegistry, type Decision } from '@errand/core';
 import type { CrashHook } from './crash-points.js';
@@ -43,6 +43,12 @@ export interface StepExecutorOptions {
    * commands no host issued. Without it commands go unsigned (and a tool-runner refuses them).
    */
   signer?: CommandSigner | undefined;
+  /**
+   * Proves this host sent the control messages its steps send (a parent agent's cancel of its
+   * child): the child's host believes their `agent` channel only from a host. Without credentials,
+   * none.
+   */
+  prover?: Pick<IdentityProver, 'prove'> | undefined;
   /**
    * How progress events (`<prefix>.agent.<id>.ev.*`) are written: msgpack (default) or JSON, for
    * readers that have no msgpack. Either way each event says which in its `Content-Type` header.
@@ -198,11 +204,12 @@ export class StepExecutor {
       });
     }
     const work = WORK_KINDS.has(kind);
-    // The exact bytes published are what is signed: a re-published outbox is signed again.
+    // The exact bytes published are what is signed and proved: a re-published outbox is signed again.
     return publishMessage(this.o.js, entry.subject, entry.message as MessageInput, {
       msgId: entry.msgId,
       traceparent: entry.traceparent,
       signer: work ? this.o.signer : undefined,
+      prover: kind === 'control' ? this.o.prover : undefined,
       headers: again && work ? REPUBLISHED : NO_HEADERS,
     });
   }

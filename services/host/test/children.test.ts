@@ -47,6 +47,9 @@ describe('actors messaging actors', () => {
       const child = await d.waitForStatus(id, ['cancelled']);
       expect(child.error?.message).toBe('no longer needed');
       expect(child.timers).toEqual({});
+      // The parent cancelled it: its host proved sending the cancel, so the child's host believes
+      // the agent it names (on a server with credentials, as the harness starts by default).
+      expect(child.control).toMatchObject({ action: 'cancel', by: { id: parentId, channel: 'agent' } });
     }
   });
 });
