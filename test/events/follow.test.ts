@@ -339,7 +339,7 @@ describe('the Python follower example (examples/python/follow.py, nats-py)', () 
     if ('skip' in python) process.stderr.write(`SKIPPED the Python follower tests: ${python.skip}\n`);
   }, 240_000);
 
-  it.each(['json', 'msgpack'] as const)('reads %s events live to the final one, and resumes from a sequence after a disconnect with no gap and no repeat', async (format, ctx) => {
+  it.for(['json', 'msgpack'] as const)('reads %s events live to the final one, and resumes from a sequence after a disconnect with no gap and no repeat', async (format, ctx) => {
     if ('skip' in python) return ctx.skip(python.skip);
     const { env } = python;
     const { d } = deployments[format];
@@ -407,10 +407,11 @@ describe('the Python follower example (examples/python/follow.py, nats-py)', () 
 
   it('follows an agent on a deployment with credentials, as the submitter identity (--creds, --inbox-prefix)', async (ctx) => {
     if ('skip' in python) return ctx.skip(python.skip);
+    const { env } = python;
     // nats-py signs the server's challenge with its nkeys extra, or follow.py does with PyNaCl.
-    const signer = await exec('python3', ['-c', 'import nacl.signing'], { env: python.env, timeout: 30_000 }).then(
+    const signer = await exec('python3', ['-c', 'import nacl.signing'], { env, timeout: 30_000 }).then(
       () => undefined,
-      () => exec('python3', ['-c', 'import nkeys'], { env: python.env, timeout: 30_000 }).then(
+      () => exec('python3', ['-c', 'import nkeys'], { env, timeout: 30_000 }).then(
         () => undefined,
         () => 'neither PyNaCl nor nkeys is importable (pip install pynacl)',
       ),
@@ -431,7 +432,7 @@ describe('the Python follower example (examples/python/follow.py, nats-py)', () 
         expect((await d.waitForStatus(agentId, ['done'])).status).toBe('done');
         const credsFile = d.env('submitter').NATS_CREDS!;
         const { replyPrefix } = credsInfo(await readFile(credsFile, 'utf8'));
-        const follow = (creds: string) => runProcess('python3', [followPy, agentId, '--server', secured.url, '--prefix', d.prefix, '--timeout', '30', '--creds', creds, '--inbox-prefix', replyPrefix!], { env: python.env });
+        const follow = (creds: string) => runProcess('python3', [followPy, agentId, '--server', secured.url, '--prefix', d.prefix, '--timeout', '30', '--creds', creds, '--inbox-prefix', replyPrefix!], { env });
         const r = await follow(credsFile);
         expect(r.code, r.stderr).toBe(0);
         const kinds = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as PyLine).kind);
