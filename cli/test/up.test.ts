@@ -200,9 +200,10 @@ describe('errand up and the CLI, as a user runs them', () => {
       const api = (path: string, init: RequestInit = {}) =>
         fetch(new URL(path, login), { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
       // The demo's agent shows up waiting for the overwrite, with the exact call.
-      let waiting: { agentId: string; waiting: { requestId: string; argsHash: string; calls: { tool: string; args: { path: string } }[] } } | undefined;
+      type Waiting = { agentId: string; waiting: { requestId: string; argsHash: string; calls: { tool: string; args: { path: string } }[] } };
+      let waiting: Waiting | undefined;
       for (let i = 0; i < 600 && !waiting; i++) {
-        const page = (await (await api('/api/agents?status=waiting')).json()) as { agents: NonNullable<typeof waiting>[] };
+        const page = (await (await api('/api/agents?status=waiting')).json()) as { agents: Waiting[] };
         waiting = page.agents.find((a) => a.agentId.startsWith('demo-'));
         if (!waiting) await new Promise((r) => setTimeout(r, 100));
       }

@@ -29,7 +29,7 @@ describe('command signatures', () => {
     expect(verifier.check(data, sig)).toEqual({ ok: true });
 
     const altered = Uint8Array.from(data);
-    altered[altered.length - 2] ^= 1;
+    altered[altered.length - 2]! ^= 1;
     expect(verifier.check(altered, sig).ok).toBe(false);
     const other = createCommandSigner(generateCommandKeys().privateKeyPem);
     const wrong = verifier.check(data, other.sign(data));

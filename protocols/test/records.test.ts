@@ -38,7 +38,7 @@ describe('agent records', () => {
     expect(stored.length).toBeLessThan(twice.length * 0.6);
     const read = decodeRecord(stored);
     expect(read).toEqual(planning);
-    expect((read.outbox[0]!.message as { messages: unknown }).messages).toBe((read.snapshot as { context: { messages: unknown } }).context.messages);
+    expect(read.outbox[0]!.message.messages).toBe((read.snapshot as { context: { messages: unknown } }).context.messages);
     // A copy that is merely equal is not the same array: it is stored as it is.
     const copied = { ...planning, outbox: [{ ...planning.outbox[0]!, message: { ...planning.outbox[0]!.message, messages: [...messages] } }] };
     expect(decodeRecord(encodeRecord(copied))).toEqual(copied);

@@ -33,7 +33,7 @@ describe('the built-in agent, end to end (host + planner processes, scripted mod
     );
     try {
       const tokens: string[] = [];
-      const sub = w.d.conn.nc.subscribe(w.d.subjects.agentStream('happy-1'), { callback: (_e, m) => tokens.push(m.string()) });
+      const sub = w.d.conn.nc.subscribe(w.d.subjects.agentStream('happy-1'), { callback: (_e, m) => void tokens.push(m.string()) });
       await w.d.conn.nc.flush();
       const agentId = await w.d.submit({ agentId: 'happy-1', goal: 'Compare the weather in Oslo and Rome', input: { toolDefinitions: [weather] } });
       const done = await w.d.waitForStatus(agentId, ['done', 'failed']);

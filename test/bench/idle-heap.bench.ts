@@ -73,7 +73,7 @@ it(`${AGENTS} agents waiting for a person: the heap a host keeps for them`, asyn
     let journaled = 0;
     let allWaiting!: () => void;
     const waiting = new Promise<void>((resolve) => (allWaiting = resolve));
-    const sub = conn.nc.subscribe(subjects.agentEventAll(undefined, 'step'), { callback: () => ++journaled === AGENTS && allWaiting() });
+    const sub = conn.nc.subscribe(subjects.agentEventAll(undefined, 'step'), { callback: () => void (++journaled === AGENTS && allWaiting()) });
     await conn.nc.flush();
     const before = collected();
     for (let a = 0; a < AGENTS; a++) {

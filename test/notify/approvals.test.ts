@@ -67,7 +67,7 @@ describe('Telegram approvals land on the agent they were meant for', () => {
       await api.until(() => bodiesTo(sent).length >= 2);
       // Both agents wait on the same request id.
       const [rx, ry] = await Promise.all([x, y].map((id) => d.waitForRecord(id, (r) => (r.snapshot as { value?: unknown }).value === 'awaitingApproval')));
-      const approvalOf = (r: typeof rx) => r.waiting!.requestId;
+      const approvalOf = (r: typeof rx) => r?.waiting?.requestId;
       expect([approvalOf(rx), approvalOf(ry)]).toEqual(['tools-1', 'tools-1']);
 
       type Keyboard = { inline_keyboard: { text: string; callback_data: string }[][] };

@@ -50,6 +50,7 @@ describe('replay of a built-in agent run', () => {
 
       const waiting = await d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingApproval');
       const approval = waiting.waiting!;
+      if (!approval.argsHash) throw new Error(`an approval wait names no argsHash: ${JSON.stringify(approval)}`);
       await d.send({ v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: approval.requestId, argsHash: approval.argsHash, decision: 'approve', by: { id: 'boss', channel: 'test' }, at: Date.now() });
       const done = await d.waitForStatus(agentId, ['done', 'failed'], 60_000);
       expect(done.error).toBeUndefined();

@@ -77,6 +77,7 @@ describe('the tool-runner, end to end', () => {
         const agentId = await w.d.submit({ goal });
         const waiting = await w.d.waitForRecord(agentId, (r) => stateOf(r) === 'awaitingApproval');
         const a = waiting.waiting!;
+        if (!a.argsHash) throw new Error(`an approval wait names no argsHash: ${JSON.stringify(a)}`);
         expect(a.summary).toMatch(/^fs_delete\(\{"path":"(old|keep)\.txt"\}\)$/);
         // A decision about other arguments is not taken.
         await w.d.send({ v: MESSAGE_VERSION, kind: 'approval', agentId, requestId: a.requestId, decision, argsHash: 'f00d', by: { id: 'x', channel: 'test' }, at: Date.now() });
@@ -149,7 +150,7 @@ describe('the tool-runner, end to end', () => {
       expect(w.mock.failures).toEqual([]);
       const journal = await w.d.journal(agentId);
       const resultStep = journal.find((j) => j.event.type === 'tool.result')!;
-      const ref = (resultStep.event as { result: { ref: string; truncated: boolean } }).result;
+      const ref = resultStep.event.result as { ref: string; truncated: boolean };
       expect(ref.truncated).toBe(true);
       const name = ref.ref.replace(`obj://${resourceNames(w.d.prefix).objectStores.results}/`, '');
       const store = await openObjectStore(w.d.conn, resourceNames(w.d.prefix).objectStores.results);

@@ -81,6 +81,12 @@ class Run {
 }
 
 const call = (id: string, q: string) => ({ id, name: 'search', arguments: JSON.stringify({ q }) });
+/** When a timer's event says it happened: a timer's event is any event, and a watchdog's carries `at`. */
+const eventAt = (timer: Message<'timer.request'>): number => {
+  const { at } = timer.event;
+  if (typeof at !== 'number') throw new Error(`timer ${timer.timerId}'s event has no at: ${JSON.stringify(timer.event)}`);
+  return at;
+};
 
 describe('the built-in agent (pure steps)', () => {
   it('plans, calls two tools in parallel, and answers', () => {
@@ -263,7 +269,7 @@ describe('the built-in agent (pure steps)', () => {
     run.fire(retry!);
     expect(run.tools()).toMatchObject([{ callId: 'c1', attempt: 2 }]);
     const [again] = run.timers();
-    expect(again).toMatchObject({ timerId: 'tool-watchdog', event: { type: 'tool.watchdog', at: (retry!.event as { at: number }).at + 1500 } });
+    expect(again).toMatchObject({ timerId: 'tool-watchdog', event: { type: 'tool.watchdog', at: eventAt(retry!) + 1500 } });
     run.toolResult(run.tools()[0]!, { output: 'found' });
     expect(run.state()).toBe('planning');
   });
@@ -300,7 +306,7 @@ describe('the built-in agent (pure steps)', () => {
     ]);
     expect(run.state()).toBe('acting');
     const [second] = run.timers();
-    expect(second).toMatchObject({ timerId: 'tool-watchdog', event: { at: (first!.event as { at: number }).at + 4000 } });
+    expect(second).toMatchObject({ timerId: 'tool-watchdog', event: { at: eventAt(first!) + 4000 } });
     run.fire(second!);
     // Both have an outcome: the round is over and the model hears of both.
     expect(run.state()).toBe('planning');
@@ -320,7 +326,7 @@ describe('the built-in agent (pure steps)', () => {
     run.reply({ toolCalls: [call('c2', 'x')] });
     const [early, ...none] = run.timers();
     expect(none).toEqual([]);
-    expect((early!.event as { at: number }).at).toBeLessThan((late!.event as { at: number }).at);
+    expect(eventAt(early!)).toBeLessThan(eventAt(late!));
     expect(run.decide(run.firing(late!))).toMatchObject({ type: 'ignore', reason: 'the timer was cancelled or superseded' });
     run.fire(early!);
     expect(run.calls()[0]).toMatchObject({ id: 'c2', status: 'retrying', error: { code: 'ERR_TOOL_NO_ANSWER' } });

@@ -149,7 +149,7 @@ describe('decide: the pure half of a step', () => {
     const rules = { notify: [{ channel: 'ops', on: ['failed' as const] }, { channel: 'team', on: ['done' as const, 'approval' as const] }] };
     const begun = committed(decide(undefined, goal(rules), ctx('g1')));
     expect(begun.notify).toEqual(rules.notify);
-    const notices = (r: AgentRecord) => r.outbox.filter((e) => e.message.kind === 'notify.request').map((e) => ({ subject: e.subject, ...e.message }));
+    const notices = (r: AgentRecord) => r.outbox.filter((e) => e.message.kind === 'notify.request').map((e) => ({ subject: e.subject, ...(e.message as Message<'notify.request'>) }));
 
     const thrown = committed(decide(begun, input('boom'), ctx('i-boom')));
     expect(notices(thrown)).toEqual([

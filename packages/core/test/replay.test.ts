@@ -57,7 +57,7 @@ describe('replayJournaled', () => {
     const [timerId, timer] = Object.entries(first.timers)[0]!;
     expect(first.children.kid).toEqual({ agentId: 'j1-kid', status: 'running' });
 
-    run({ v: MESSAGE_VERSION, kind: 'tool.result', agentId: 'j1', key: toolKey, callId: 'c1', tool: 'echo', attempt: 1, result: { output: 1 }, at: AT + 10 }, `result:${toolKey}`, AT + 10);
+    run({ v: MESSAGE_VERSION, kind: 'tool.result', agentId: 'j1', key: toolKey, callId: 'c1', tool: 'echo', attempt: 1, result: { output: 1 }, durationMs: 1, at: AT + 10 }, `result:${toolKey}`, AT + 10);
     run({ v: MESSAGE_VERSION, kind: 'child.result', agentId: 'j1', childId: 'j1-kid', ref: 'kid', outcome: 'done', output: 'ok', at: AT + 20 }, 'child:j1-kid', AT + 20);
     // Before the timer fires, the live bookkeeping has ended the tool call and the child.
     expect(live[2]!.pending).toEqual({});

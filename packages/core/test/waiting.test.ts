@@ -87,7 +87,7 @@ class Run {
   }
 }
 
-const stateEvents = (r: AgentRecord) => r.outbox.filter((e) => e.message.kind === 'event.state').map((e) => (e.message as { status: string }).status);
+const stateEvents = (r: AgentRecord) => r.outbox.filter((e) => e.message.kind === 'event.state').map((e) => (e.message as Message<'event.state'>).status);
 
 describe('record.waiting', () => {
   it('an approval wait: status waiting, the exact calls, one approval request; a wrong hash is refused, the decision clears it', () => {

@@ -62,7 +62,7 @@ describe('connect', () => {
     await logger.waitFor((e) => e.msg.startsWith('disconnected from NATS'));
     await srv.restart();
     await logger.waitFor((e) => e.msg === 'reconnected to NATS');
-    const reply = conn.nc.subscribe('ping.me', { max: 1, callback: (_err, m) => m.respond('pong') });
+    const reply = conn.nc.subscribe('ping.me', { max: 1, callback: (_err, m) => void m.respond('pong') });
     const answer = await conn.nc.request('ping.me', undefined, { timeout: 2000 });
     expect(answer.string()).toBe('pong');
     await reply.closed;

@@ -12,7 +12,7 @@ describe('isNatsUnavailable', () => {
     expect(isNatsUnavailable(new Error('wrapped', { cause: new errors.TimeoutError() }))).toBe(true);
 
     expect(isNatsUnavailable(new JetStreamApiError({ code: 400, err_code: 10058, description: 'stream name already in use with a different configuration' }))).toBe(false);
-    expect(isNatsUnavailable(new errors.PermissionViolationError('Permissions Violation for Publish to "x"'))).toBe(false);
+    expect(isNatsUnavailable(new errors.PermissionViolationError('Permissions Violation for Publish to "x"', 'publish', 'x'))).toBe(false);
     expect(isNatsUnavailable(new Error('spawn mcp-server ENOENT'))).toBe(false);
     expect(isNatsUnavailable(new TypeError('x is undefined'))).toBe(false);
   });

@@ -29,7 +29,7 @@ class Sim {
   }
   answer(req: Message<'tool.request'>, output: unknown): AgentRecord {
     return this.step(
-      { v: MESSAGE_VERSION, kind: 'tool.result', agentId: this.agentId, key: req.key, callId: req.callId, tool: req.tool, attempt: 1, result: { output }, at: clock },
+      { v: MESSAGE_VERSION, kind: 'tool.result', agentId: this.agentId, key: req.key, callId: req.callId, tool: req.tool, attempt: 1, result: { output }, durationMs: 1, at: clock },
       `result:${req.key}`,
     );
   }

@@ -126,6 +126,7 @@ describe('intake with a tool catalog', () => {
     const toolsOf = async (agentId: string) => {
       // No host runs: read the goal the intake published from the inbox stream.
       const m = await (await c.conn.jsm()).streams.getMessage(resourceNames(c.prefix).streams.inbox, { last_by_subj: c.subjects.agentIn(agentId, 'goal') });
+      if (!m) throw new Error(`no goal for ${agentId} in the inbox stream`);
       return decodeMessage(m.data, { expect: 'goal' }).input as { toolDefinitions: { name: string }[]; toolPolicies: Record<string, string> };
     };
 

@@ -49,7 +49,7 @@ describe('the step executor and agents that wait for a person', () => {
     // The id of every publish of a journal entry, repeats included: a core subscription sees what
     // the stream then drops as a duplicate.
     const ids: string[] = [];
-    const sub = conn.nc.subscribe(subjects.agentEvent('l1', 'step'), { callback: (_e, m) => ids.push(m.headers?.get('Nats-Msg-Id') ?? '?') });
+    const sub = conn.nc.subscribe(subjects.agentEvent('l1', 'step'), { callback: (_e, m) => void ids.push(m.headers?.get('Nats-Msg-Id') ?? '?') });
     await conn.nc.flush();
 
     const host = new StepExecutor({ js: conn.js, agents, subjects, registry });
@@ -76,7 +76,7 @@ describe('the step executor and agents that wait for a person', () => {
     const agents = await openBucket(conn, specs.names.buckets.agents);
     const registry = createRegistry([caller]);
     const copies: (string | null)[] = [];
-    const sub = conn.nc.subscribe(subjects.workTool('noop'), { callback: (_e, m) => copies.push(m.headers?.get(Header.Republished) || null) });
+    const sub = conn.nc.subscribe(subjects.workTool('noop'), { callback: (_e, m) => void copies.push(m.headers?.get(Header.Republished) || null) });
     await conn.nc.flush();
 
     await new StepExecutor({ js: conn.js, agents, subjects, registry }).run({ ...goal('c1'), agent: 'caller' }, 'goal:c1');

@@ -1,5 +1,5 @@
 import { startMockLlm, type MockLlm, type MockStep } from '@errand/llm';
-import { createDeployment, startTestToolRunner, type Deployment, type TestProcess, type TestServer, type TestToolRunner, type ToolBehaviour } from '@errand/testing';
+import { createDeployment, startTestToolRunner, type Deployment, type TestProcess, type TestServer, type TestToolOptions, type TestToolRunner, type ToolBehaviour } from '@errand/testing';
 
 export const ALICE = { name: 'alice', token: 'alice-token-0123456789abcdef' };
 export const BOB = { name: 'bob', token: 'bob-token-0123456789abcdefgh' };
@@ -23,7 +23,7 @@ export const urlOf = (readyLine: string): string => (JSON.parse(readyLine) as { 
 
 export async function gatewayWorld(
   srv: TestServer,
-  options: { steps?: MockStep[]; tools?: Record<string, { behaviour: ToolBehaviour; policy?: 'ask' | 'allow' }>; env?: Record<string, string>; services?: ('host' | 'planner')[] } = {},
+  options: { steps?: MockStep[]; tools?: Record<string, { behaviour: ToolBehaviour; policy?: TestToolOptions['policy'] }>; env?: Record<string, string>; services?: ('host' | 'planner')[] } = {},
 ): Promise<GatewayWorld> {
   const mock = await startMockLlm({ steps: options.steps ?? [] });
   const d = await createDeployment(srv, { env: { OPENAI_BASE_URL: mock.url, ERRAND_MODEL: 'mock-1', ERRAND_GATEWAY_TOKENS: TOKENS, ERRAND_GATEWAY_KEEPALIVE_MS: '500', ...options.env } });

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MESSAGE_VERSION, resourceNames } from '@errand/protocols';
+import { MESSAGE_VERSION, resourceNames, type Message } from '@errand/protocols';
 import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 const tallyV2 = fileURLToPath(new URL('../../../test/fixtures/tally-v2.mjs', import.meta.url));
@@ -16,7 +16,7 @@ afterAll(async () => {
   await srv?.stop();
 });
 
-const input = (agentId: string, text: string) => ({ v: MESSAGE_VERSION, kind: 'input' as const, agentId, text, by: { id: 'test', channel: 'cli' }, at: Date.now() });
+const input = (agentId: string, text: string): Message<'input'> => ({ v: MESSAGE_VERSION, kind: 'input', agentId, text, by: { id: 'test', channel: 'cli' }, at: Date.now() });
 
 describe('a machine version this host lacks (a rolling upgrade)', () => {
   it('is retried — never dead-lettered — until a host that has the version takes it', async () => {
