@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@errand/client';
 import { startMockLlm, type MockLlm } from '@errand/llm';
 import { connect, credsOf, headers, mintIdentities, NatsError, NatsErrorCode, openBucket, publishMessage, type ErrandConnection } from '@errand/nats';
-import { encodeMessage, MESSAGE_VERSION, resourceNames, type Message, type Role } from '@errand/protocols';
+import { childAgentId, encodeMessage, encodeRecord, Header, MESSAGE_VERSION, resourceNames, type Message, type Role } from '@errand/protocols';
 import { createDeployment, startTestServer, type Deployment, type TestServer } from '@errand/testing';
 
 const run = promisify(execFile);
@@ -244,6 +244,31 @@ describe('who did it is the identity the server authenticated', () => {
     const by = (await d.waitForStatus(bare, ['cancelled'])).control!.by!;
     expect(by).toMatchObject({ id: 'unverified', channel: 'nats' });
     expect(by.name).toMatch(/claims a-parent \(agent\): no proof of identity/);
+  });
+
+  it("only an agent's own step starts its children: a goal naming a parent that did not start it is dead-lettered; one its parent's record lists starts", async () => {
+    const alice = await as('operator', 'alice');
+    const client = await createClient(alice, d.prefix);
+    const parentId = (await client.submit('tidy up, a would-be parent')).agentId;
+    await d.waitForRecord(parentId, (r) => stateOf(r.snapshot) === 'awaitingApproval');
+    const goal = (agentId: string, parent: { agentId: string; ref: string }): Message<'goal'> => ({ v: MESSAGE_VERSION, kind: 'goal', agentId, goal: 'report to your parent', parent, submittedBy: { id: parent.agentId, channel: 'agent' }, at: Date.now() });
+    // alice may publish goals (a fork does), proved as hers: she cannot slip a child under an agent
+    // that never started one, nor take the place of a child it has yet to start.
+    const sneaky = childAgentId(parentId, 'sneaky');
+    await publishMessage(alice, d.subjects.agentIn(sneaky, 'goal'), goal(sneaky, { agentId: parentId, ref: 'sneaky' }), { prover: alice.identity! });
+    const consumer = await d.conn.js.consumers.get(resourceNames(d.prefix).streams.dlq, { filter_subjects: d.subjects.dlq('host') });
+    const dead = await consumer.next({ expires: 10_000 });
+    expect(dead?.headers?.get(Header.DeadLetterCode)).toBe('ERR_NOT_A_CHILD');
+    expect(dead?.headers?.get(Header.DeadLetterReason)).toMatch(new RegExp(`names ${parentId} as its parent \\(ref sneaky\\), which did not start it`));
+    expect(await d.record(sneaky)).toBeUndefined();
+
+    // A parent whose record lists the child (as one written by a host of an older version, which
+    // did not prove its goals): an unproved goal for that child starts it.
+    const template = (await d.record(parentId))!;
+    const listed = childAgentId('p-listed', 'r1');
+    await (await openBucket(d.conn, resourceNames(d.prefix).buckets.agents)).put('p-listed', encodeRecord({ ...template, agentId: 'p-listed', children: { r1: { agentId: listed, status: 'running' } } }));
+    await d.conn.js.publish(d.subjects.agentIn(listed, 'goal'), encodeMessage(goal(listed, { agentId: 'p-listed', ref: 'r1' })).data);
+    expect(await d.waitForRecord(listed, () => true)).toMatchObject({ parent: { agentId: 'p-listed', ref: 'r1' } });
   });
 
   it('goals are limited per identity: one submitter past its burst is refused, another is not', async () => {

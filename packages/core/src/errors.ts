@@ -13,6 +13,8 @@ export const RuntimeErrorCode = {
   Contention: 'ERR_CONTENTION',
   /** An agent definition is not usable. */
   InvalidDefinition: 'ERR_INVALID_DEFINITION',
+  /** A goal names a parent agent that did not start it (only an agent's own step starts its children). */
+  NotAChild: 'ERR_NOT_A_CHILD',
 } as const;
 export type RuntimeErrorCode = (typeof RuntimeErrorCode)[keyof typeof RuntimeErrorCode];
 

@@ -17,11 +17,12 @@ import {
   type Subjects,
   type WireFormat,
 } from '@errand/protocols';
-import { consumeMessages, ensureConsumer, identityVerifier, isPassingFailure, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
+import { consumeMessages, deadLetter, ensureConsumer, identityVerifier, isPassingFailure, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
 import { RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/core';
 import { startScheduler } from '@errand/schedules';
 import type { CrashHook } from './crash-points.js';
 import { attributeInbox } from './attribution.js';
+import { refuseChildGoal, type ChildGoalCheck } from './child-goal.js';
 import { DEFAULT_SUBMIT_RATE, startIntake, type SubmitRate } from './intake.js';
 import { collectGarbage, DEFAULT_GC_INTERVAL_MS, DEFAULT_RETENTION_MS } from './retention.js';
 import { StepExecutor } from './step-executor.js';
@@ -145,6 +146,16 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
   if (!identities) logger.warn({}, 'no NATS credentials: who decided or submitted is recorded as the messages claim, unverified');
   const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now, signer: o.signer, prover: conn.identity, eventFormat: o.eventFormat });
   if (!o.signer) logger.warn({}, 'no signing key (ERRAND_SIGNING_KEY): work commands go out unsigned, and tool-runners refuse them');
+  let jsm: Awaited<ReturnType<ErrandConnection['jsm']>> | undefined;
+  const childGoals: ChildGoalCheck = {
+    identities,
+    agents,
+    readFromLeader: async (agentId) => {
+      jsm ??= await conn.jsm();
+      const m = await jsm.streams.getMessage(`KV_${names.buckets.agents}`, { last_by_subj: `$KV.${names.buckets.agents}.${agentId}` }).catch(() => null);
+      return m?.data;
+    },
+  };
   const inbox = await consumeMessages({
     consumer: await conn.js.consumers.get(names.streams.inbox, INBOX_CONSUMER),
     expect: INBOX_MESSAGE_KINDS,
@@ -162,6 +173,15 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
     // run again (the record's revision decides), and the server may not redeliver (see consume.ts).
     retryInPlace: isPassingFailure,
     handle: async (message, msg) => {
+      if (message.kind === 'goal' && message.parent) {
+        const refused = await refuseChildGoal(childGoals, message, msg.data, msg.headers);
+        if (refused) {
+          const target = deadLetterTo('host');
+          await deadLetter(target, { subject: msg.subject, data: msg.data, headers: msg.headers, stream: msg.info.stream, seq: msg.seq, deliveries: msg.info.deliveryCount }, { code: RuntimeErrorCode.NotAChild, message: refused, agentId: message.agentId });
+          logger.warn({ agentId: message.agentId, parent: message.parent.agentId, code: RuntimeErrorCode.NotAChild }, `goal refused and dead-lettered: ${refused}`);
+          return;
+        }
+      }
       await executor.run(attributeInbox(identities, message, msg.data, msg.headers), inboxIdOf(msg), traceparentFrom(msg.headers));
       o.crash('host.before-ack');
     },

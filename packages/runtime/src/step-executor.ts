@@ -44,9 +44,9 @@ export interface StepExecutorOptions {
    */
   signer?: CommandSigner | undefined;
   /**
-   * Proves this host sent the control messages its steps send (a parent agent's cancel of its
-   * child): the child's host believes their `agent` channel only from a host. Without credentials,
-   * none.
+   * Proves this host sent the goals and control messages its steps send (a parent agent starting
+   * and cancelling its children): the child's host believes them only from a host. Without
+   * credentials, none.
    */
   prover?: Pick<IdentityProver, 'prove'> | undefined;
   /**
@@ -209,7 +209,7 @@ export class StepExecutor {
       msgId: entry.msgId,
       traceparent: entry.traceparent,
       signer: work ? this.o.signer : undefined,
-      prover: kind === 'control' ? this.o.prover : undefined,
+      prover: kind === 'control' || kind === 'goal' ? this.o.prover : undefined,
       headers: again && work ? REPUBLISHED : NO_HEADERS,
     });
   }
