@@ -48,6 +48,7 @@ describe('errand show', () => {
       const shown = await errand(d, ['show', childId]);
       expect(shown.code, shown.stderr).toBe(0);
       expect(shown.stdout).toContain(`parent: ${parentId}`);
+      expect(shown.stdout).toContain(`started by ${parentId} (agent)`);
       expect(shown.stdout).toContain(`for an answer (${asking.waiting!.requestId}):\n  Which city?\n  → errand answer ${childId} "…"`);
 
       const cancelled = await errand(d, ['cancel', parentId]);

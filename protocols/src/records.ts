@@ -87,6 +87,12 @@ export const AgentRecordSchema = z.object({
   goal: z.string(),
   labels: z.record(z.string(), z.string()).optional(),
   parent: z.object({ agentId, ref: z.string().min(1) }).optional(),
+  /**
+   * Who started it, as its host attributed the goal: the submitter's proven identity (or the person
+   * a relay vouched for), the parent agent (channel `agent`) for a child, or `unverified` with what
+   * an unproved goal claimed. Absent in older records.
+   */
+  submittedBy: PrincipalSchema.optional(),
   /** For a fork (`errand fork`): the agent and step it was forked from. Absent in older records. */
   origin: z.object({ agentId, step: z.number().int().nonnegative() }).optional(),
   /** The goal's notification rules: the runtime tells them of ends the machine never saw (a cancel, a machine error). */

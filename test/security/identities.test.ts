@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agents as builtInAgents } from '@errand/agent';
 import { createClient } from '@errand/client';
+import { createRegistry } from '@errand/core';
 import { startMockLlm, type MockLlm } from '@errand/llm';
 import { connect, credsOf, headers, mintIdentities, NatsError, NatsErrorCode, openBucket, publishMessage, type ErrandConnection } from '@errand/nats';
 import { childAgentId, encodeMessage, encodeRecord, Header, MESSAGE_VERSION, resourceNames, type Message, type Role } from '@errand/protocols';
@@ -269,6 +271,23 @@ describe('who did it is the identity the server authenticated', () => {
     await (await openBucket(d.conn, resourceNames(d.prefix).buckets.agents)).put('p-listed', encodeRecord({ ...template, agentId: 'p-listed', children: { r1: { agentId: listed, status: 'running' } } }));
     await d.conn.js.publish(d.subjects.agentIn(listed, 'goal'), encodeMessage(goal(listed, { agentId: 'p-listed', ref: 'r1' })).data);
     expect(await d.waitForRecord(listed, () => true)).toMatchObject({ parent: { agentId: 'p-listed', ref: 'r1' } });
+  });
+
+  it('who started an agent is the identity that proved its goal: a submit as attributed at intake, a fork as its sender, an unproved goal as unverified', async () => {
+    const alice = await as('operator', 'alice');
+    const client = await createClient(alice, d.prefix);
+    const ceo = { id: 'the-ceo', channel: 'cli', name: 'The CEO' };
+    const submitted = (await client.submit('tidy up, started by alice', { submittedBy: ceo })).agentId;
+    expect((await d.waitForRecord(submitted, () => true)).submittedBy).toEqual({ id: 'alice', channel: 'nats' });
+    // A fork's goal goes straight to the inbox, proved by alice: her claim for the CEO is not kept.
+    const forked = (await client.fork(submitted, { registry: createRegistry(builtInAgents), at: 1, submittedBy: ceo })).agentId;
+    expect((await d.waitForRecord(forked, () => true)).submittedBy).toEqual({ id: 'alice', channel: 'nats' });
+    // Published by hand, without a proof: unverified, with the claim.
+    const bare: Message<'goal'> = { v: MESSAGE_VERSION, kind: 'goal', agentId: 'bare-goal-1', goal: 'tidy up, unproved', submittedBy: ceo, at: Date.now() };
+    await alice.js.publish(d.subjects.agentIn(bare.agentId, 'goal'), encodeMessage(bare).data);
+    const by = (await d.waitForRecord(bare.agentId, () => true)).submittedBy!;
+    expect(by).toMatchObject({ id: 'unverified', channel: 'nats' });
+    expect(by.name).toMatch(/claims The CEO \(cli\): no proof of identity/);
   });
 
   it('goals are limited per identity: one submitter past its burst is refused, another is not', async () => {

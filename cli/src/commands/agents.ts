@@ -39,6 +39,7 @@ function describe(s: AgentSummary, timers: AgentRecord['timers'] | undefined, no
     `goal: ${s.goal}`,
   ];
   if (s.parent) lines.push(`parent: ${s.parent.agentId} (as ${s.parent.ref})`);
+  if (s.submittedBy) lines.push(`started by ${s.submittedBy.name ?? s.submittedBy.id} (${s.submittedBy.channel})`);
   const ended = TERMINAL_STATUSES.has(s.status);
   if (s.waiting && !ended) lines.push(...describeWait(s, s.waiting, now));
   if (s.status === 'paused') lines.push(`paused: what arrives waits until \`errand resume ${s.agentId}\``);

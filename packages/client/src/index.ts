@@ -88,6 +88,8 @@ export interface AgentSummary {
   children: AgentRecord['children'];
   /** The agent that delegated this one, and its name for it. */
   parent?: { agentId: string; ref: string };
+  /** Who started it, as its host attributed the goal (`record.submittedBy`); absent in older records. */
+  submittedBy?: Principal;
   /** Its model usage so far, as its machine last reported it. */
   usage?: UsageTotals;
   /** The goal's budget (with any limits set since by `control budget`). */
@@ -111,6 +113,7 @@ export function summarize(r: AgentRecord): AgentSummary {
     ...(r.error ? { error: r.error } : {}),
     children: r.children,
     ...(r.parent ? { parent: r.parent } : {}),
+    ...(r.submittedBy ? { submittedBy: r.submittedBy } : {}),
     ...(r.usage ? { usage: r.usage } : {}),
     ...(r.budget ? { budget: r.budget } : {}),
     createdAt: new Date(r.createdAt).toISOString(),
@@ -236,7 +239,7 @@ export interface ErrandClient {
    * outstanding there, with the overrides of `options`. The original is not touched. Resolves with
    * the new agent's id; a host picks the fork up like any goal.
    */
-  fork(agentId: string, options: ForkOptions & { registry: AgentRegistry; at: number; forkId?: string }): Promise<{ agentId: string }>;
+  fork(agentId: string, options: ForkOptions & { registry: AgentRegistry; at: number; forkId?: string; submittedBy?: Principal }): Promise<{ agentId: string }>;
   /** A self-contained, redacted JSON-lines export of the agent (see @errand/replay `writeExport`); `redactor` adds the caller's own secrets. */
   export(agentId: string, options?: { registry?: AgentRegistry; redactor?: Redactor }): Promise<string>;
   /** Two runs side by side from the step where they diverge (a fork's shared steps come from its origin). */
@@ -407,6 +410,9 @@ export async function createClient(conn: ErrandConnection, prefix: string): Prom
         agent: seed.machine.id,
         ...(original.labels ? { labels: original.labels } : {}),
         fork: seed,
+        // Believed only from a relay (the gateway, for its signed-in person); anyone else's fork is
+        // recorded as the identity that proved sending it.
+        ...(options.submittedBy ? { submittedBy: options.submittedBy } : {}),
         at: Date.now(),
       };
       await publishMessage(conn, subjects.agentIn(forkId, 'goal'), message, { msgId: messageIds.goal(forkId), prover });

@@ -125,6 +125,7 @@ function start(goal: Message<'goal'>, ctx: StepContext): AgentRecord {
     goal: goal.goal,
     labels: goal.labels,
     parent: goal.parent,
+    submittedBy: goal.submittedBy,
     notify: goal.notify?.length ? goal.notify : undefined,
     budget: goal.budget && Object.keys(goal.budget).length ? goal.budget : undefined,
   });

@@ -254,7 +254,7 @@ export function startRecord(
   ctx: StepContext,
   def: AgentDefinition,
   input: AgentInput,
-  about: Pick<AgentRecord, 'goal' | 'labels' | 'parent' | 'notify' | 'budget'>,
+  about: Pick<AgentRecord, 'goal' | 'labels' | 'parent' | 'submittedBy' | 'notify' | 'budget'>,
 ): AgentRecord {
   const record: AgentRecord = { ...emptyRecord(ctx, def), ...about };
   const draft = new Draft(record, ctx, def);

@@ -15,6 +15,7 @@ export const FORK_EVENT = 'errand.fork';
  */
 export function startFork(goal: Message<'goal'>, fork: ForkSeed, ctx: StepContext): AgentRecord {
   const draft = seedFork(goal, fork, ctx);
+  if (goal.submittedBy) draft.record.submittedBy = goal.submittedBy;
   if (fork.event) {
     // An edited result names the original's command key; the fork's is the same key under its id.
     const from = `${fork.from.agentId}:`;

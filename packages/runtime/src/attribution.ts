@@ -45,9 +45,19 @@ export function attribute(
   return { principal: { id: identity.name, channel: 'nats' }, key: identity.name, verified: true };
 }
 
-/** A decision, answer or control message with `by` replaced by who proved to have sent it. */
+/**
+ * A decision, answer or control message with `by` replaced by who proved to have sent it; a goal
+ * with `submittedBy` replaced so, unless a host published it.
+ */
 export function attributeInbox(verifier: IdentityVerifier | undefined, message: InboxMessage, data: Uint8Array, headers: MsgHdrs | undefined): InboxMessage {
   if (!verifier) return message;
+  if (message.kind === 'goal') {
+    // A goal a host published (from its intake, which attributed the submit, or a parent's step)
+    // stands as it is; one published straight to the inbox (a fork) is who proved sending it.
+    const check = verifier.check(data, headers);
+    if (check.ok && check.identity.role === 'host') return message;
+    return { ...message, submittedBy: attribute(verifier, data, headers, message.submittedBy).principal! };
+  }
   if (message.kind !== 'approval' && message.kind !== 'input' && message.kind !== 'control') return message;
   if (message.kind === 'control' && message.by?.channel === 'agent') {
     // A parent agent's cancel of its child: believed only from a host, whose step sent it (and

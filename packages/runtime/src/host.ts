@@ -228,6 +228,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
         now: o.now,
         defaultNotify: o.defaultNotify,
         ...(identities ? { identities } : {}),
+        prover: conn.identity,
         submitRate: o.submitRate,
         ...(o.redactor ? { redactor: o.redactor } : {}),
         crash: o.crash,

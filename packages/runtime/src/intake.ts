@@ -21,7 +21,7 @@ import {
   type WireFormat,
 } from '@errand/protocols';
 import { startSpan, traceIdOf, traceparentFrom } from '@errand/telemetry';
-import { deadLetter, headers, type IdentityVerifier, isPassingFailure, isRevisionConflict, publishMessage, readRecord, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
+import { deadLetter, headers, type IdentityProver, type IdentityVerifier, isPassingFailure, isRevisionConflict, publishMessage, readRecord, type DeadLetterTarget, type JetStreamClient, type KV, type Msg, type NatsConnection, type Subscription } from '@errand/nats';
 import type { AgentRegistry } from '@errand/core';
 import { attribute } from './attribution.js';
 import { readCatalog, toolsForGoal, type LiveTool } from './catalog.js';
@@ -75,6 +75,11 @@ export interface IntakeOptions {
   redactor?: Redactor;
   /** Who submitted, from the proof on the request (see attribution.ts); without it, the claim. */
   identities?: IdentityVerifier;
+  /**
+   * Proves this host published the goals it takes in, so the host that runs each one keeps the
+   * `submittedBy` attributed here (a goal published straight to an inbox is attributed there).
+   */
+  prover?: Pick<IdentityProver, 'prove'> | undefined;
   /** Goals one identity may submit (per host): refused with `ERR_RATE_LIMITED` beyond it. */
   submitRate: SubmitRate;
   /** Called at `intake.after-claim` (the host SIGKILLs itself there when ERRAND_CRASH_AT says so). */
@@ -313,7 +318,7 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
             if ((await existingTrace(agentId)) === undefined) {
               const first = claimed.traceId && /^[0-9a-f]{32}$/.test(claimed.traceId) ? claimed.traceId : undefined;
               const traceparent = first ? `00-${first}-${span.traceparent.split('-')[2]}-01` : span.traceparent;
-              const ack = await publishMessage(o.js, o.subjects.agentIn(agentId, 'goal'), message, { msgId: messageIds.goal(agentId), traceparent });
+              const ack = await publishMessage(o.js, o.subjects.agentIn(agentId, 'goal'), message, { msgId: messageIds.goal(agentId), traceparent, prover: o.prover });
               if (!ack.duplicate) log.warn({ agentId, traceId: first ?? span.traceId }, 'a claimed submit had not published its goal (its host died or its publish failed): published it now');
               if (!first) return reply(msg, format, existingReply(agentId, span.traceId));
             }
@@ -324,7 +329,7 @@ export function startIntake(options: Pick<IntakeOptions, 'nc' | 'js' | 'agents' 
         }
         let ack;
         try {
-          ack = await publishMessage(o.js, o.subjects.agentIn(agentId, 'goal'), message, { msgId: messageIds.goal(agentId), traceparent: span.traceparent });
+          ack = await publishMessage(o.js, o.subjects.agentIn(agentId, 'goal'), message, { msgId: messageIds.goal(agentId), traceparent: span.traceparent, prover: o.prover });
         } catch (err) {
           // Give the id back, so the caller's retry is not told the agent exists when it may not.
           if (request.agentId !== undefined) await o.effects?.delete(claimKey(agentId)).catch(() => {});

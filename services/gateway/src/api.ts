@@ -335,11 +335,11 @@ export function apiRoutes(deps: ApiDeps): RouteSpec[] {
         422: { description: 'cannot fork there (ERR_NO_SUCH_STEP, ERR_CANNOT_FORK…)' },
         500: { description: "ERR_AGENT_MODULES: the gateway's ERRAND_AGENT_MODULES cannot be loaded" },
       },
-      handler: async ({ c, params, body }) => {
+      handler: async ({ c, params, body, user }) => {
         await mustRecord(params.id);
         const registry = await deps.registry();
         const { at, ...overrides } = body;
-        const out = await client.fork(params.id, { registry, at, ...overrides });
+        const out = await client.fork(params.id, { registry, at, ...overrides, submittedBy: principalOf(user) });
         return c.json(out, 201);
       },
     }),

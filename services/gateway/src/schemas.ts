@@ -34,6 +34,8 @@ export const WaitingSchema = z
   .meta({ id: 'Waiting' });
 
 const statusSchema = z.enum(AGENT_STATUSES);
+/** Who did something: the protocol's principal (as a goal's `submittedBy` has it). */
+const principalSchema = messageSchemas.goal.shape.submittedBy;
 export const AgentSummarySchema = z
   .object({
     agentId: z.string(),
@@ -48,6 +50,8 @@ export const AgentSummarySchema = z
     error: z.object({ code: z.string(), message: z.string() }).loose().optional(),
     children: z.record(z.string(), z.object({ agentId: z.string(), status: statusSchema })),
     parent: z.object({ agentId: z.string(), ref: z.string() }).optional(),
+    submittedBy: principalSchema,
+    control: z.object({ action: z.enum(['cancel', 'pause', 'resume']), by: principalSchema, reason: z.string().optional(), at: z.number() }).optional(),
     createdAt: z.string(),
     updatedAt: z.string(),
     usage: z.object({ inputTokens: z.number(), outputTokens: z.number(), costUsd: z.number() }).optional(),

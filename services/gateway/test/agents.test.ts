@@ -60,7 +60,8 @@ describe('submit, get, list', () => {
     const again = await json<{ agentId: string; existing: boolean }>(await w.api('/api/agents', { json: { goal: 'nap briefly', agent: 'sleeper', agentId: id } }), 201);
     expect(again).toMatchObject({ agentId: id, existing: true });
     const done = await until(id, (a) => a.status === 'done');
-    expect(done).toMatchObject({ agentId: id, goal: 'nap briefly', labels: { team: 'ops' } });
+    // Started by the signed-in person, whom the gateway vouched for.
+    expect(done).toMatchObject({ agentId: id, goal: 'nap briefly', labels: { team: 'ops' }, submittedBy: { id: 'alice', channel: 'gateway' } });
     const { record } = await get(id);
     expect(record).toMatchObject({ timers: {}, pending: {}, approvals: [] });
   });
@@ -217,7 +218,8 @@ describe('journal, replay, fork, diff', () => {
     const forkRes = await w.api(`/api/agents/${id}/fork`, { json: { at: 1 } });
     const fork = await json<{ agentId: string }>(forkRes, 201);
     expect(fork.agentId).not.toBe(id);
-    await w.d.waitForStatus(fork.agentId, ['done']);
+    // The fork's goal goes straight to its inbox: the host records who the gateway vouched for.
+    expect((await w.d.waitForStatus(fork.agentId, ['done'])).submittedBy).toEqual({ id: 'alice', channel: 'gateway', name: 'alice' });
     const diff = await json<{ a: string; b: string; rows: unknown[] }>(await w.api(`/api/diff?a=${id}&b=${fork.agentId}`));
     expect(diff).toMatchObject({ a: id, b: fork.agentId });
     expect((await w.api(`/api/diff?a=${id}`)).status).toBe(400);

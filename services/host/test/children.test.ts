@@ -26,7 +26,8 @@ describe('actors messaging actors', () => {
     expect(done.output).toEqual({ results: { 'child-1': 'done', 'child-2': 'done', 'child-3': 'done' } });
     for (const ref of refs) {
       const child = await d.record(childAgentId(parentId, ref));
-      expect(child).toMatchObject({ status: 'done', parent: { agentId: parentId, ref }, machine: { id: 'sleeper' } });
+      // Started by its parent: the parent's host proved the goal, so the child's host keeps its word.
+      expect(child).toMatchObject({ status: 'done', parent: { agentId: parentId, ref }, submittedBy: { id: parentId, channel: 'agent' }, machine: { id: 'sleeper' } });
       // Each child finished before the parent did.
       expect(child!.updatedAt).toBeLessThanOrEqual(done.updatedAt);
     }
