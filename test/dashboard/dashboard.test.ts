@@ -154,6 +154,8 @@ describe('the dashboard in a browser', () => {
     await form.getByRole('button', { name: 'Start agent' }).click();
     await page.waitForURL(/\/agents\/[^/?]+$/);
     agentId = decodeURIComponent(new URL(page.url()).pathname.split('/')[2]!);
+    // Started by the signed-in person, as the gateway vouched for them.
+    await waitForText(page.locator('.agent-head .facts'), 'started by tester (gateway)');
 
     // The tree grows: the plan's items, then the read under the item it belongs to, with its status.
     const tree = page.locator('#tree');
@@ -247,6 +249,8 @@ describe('the dashboard in a browser', () => {
     await page.waitForURL((url) => url.pathname.startsWith('/agents/') && !url.pathname.endsWith(`/${encodeURIComponent(agentId)}`));
     const forkId = decodeURIComponent(new URL(page.url()).pathname.split('/')[2]!);
     await waitForText(page.locator('.agent-head .links'), `fork of ${agentId} at step ${forkAt}`);
+    // The fork's goal went straight to its inbox: still the person who forked it.
+    await waitForText(page.locator('.agent-head .facts'), 'started by tester (gateway)');
     await page.locator('.agent-head .facts .status-done').waitFor();
     await screenshot(page, '6-fork');
 

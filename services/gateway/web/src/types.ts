@@ -44,6 +44,8 @@ export interface AgentSummary {
   step: number;
   labels: Record<string, string>;
   waiting?: Waiting;
+  /** Who started it, as its host attributed the goal (absent in older records). */
+  submittedBy?: { id: string; channel: string; name?: string };
   /** The last pause, resume or cancel, and who gave it. */
   control?: { action: 'cancel' | 'pause' | 'resume'; by?: { id: string; channel: string; name?: string }; reason?: string; at: number };
   output?: unknown;

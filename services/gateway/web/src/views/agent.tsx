@@ -78,7 +78,8 @@ export function AgentView({ id }: { id: string }) {
         <h1 class="goal-title">{a.goal}</h1>
         <p class="facts">
           <StatusBadge status={status} /> {a.waiting && !ended ? <NeedsYou kind={a.waiting.kind} /> : null} <code>{a.agentId}</code> · {a.agent} · state{' '}
-          {stateText(a.state)} · step {a.step} · {duration(age)} ·{' '}
+          {stateText(a.state)} · step {a.step} · {duration(age)}
+          {a.submittedBy ? ` · started by ${principalText(a.submittedBy)}` : ''} ·{' '}
           <span class={`live live-${stream}`} aria-live="polite">
             {stream === 'live' ? 'live' : stream}
           </span>
