@@ -11,6 +11,15 @@ import type { InboxMessage, Principal } from '@errand/protocols';
 /** Roles trusted to name the person they act for. */
 const RELAYS = new Set(['notifier', 'gateway']);
 
+/**
+ * Whether a proof shows a host (or the deployment's admin, who may do anything, and as whom a host
+ * may run) sent the message: its goals and its agents' control messages stand as they are.
+ */
+export function fromHost(verifier: IdentityVerifier, data: Uint8Array, headers: MsgHdrs | undefined): boolean {
+  const check = verifier.check(data, headers);
+  return check.ok && (check.identity.role === 'host' || check.identity.role === 'admin');
+}
+
 export interface Attribution {
   /** Who it was, to record. */
   readonly principal: Principal | undefined;
@@ -54,8 +63,7 @@ export function attributeInbox(verifier: IdentityVerifier | undefined, message: 
   if (message.kind === 'goal') {
     // A goal a host published (from its intake, which attributed the submit, or a parent's step)
     // stands as it is; one published straight to the inbox (a fork) is who proved sending it.
-    const check = verifier.check(data, headers);
-    if (check.ok && check.identity.role === 'host') return message;
+    if (fromHost(verifier, data, headers)) return message;
     return { ...message, submittedBy: attribute(verifier, data, headers, message.submittedBy).principal! };
   }
   if (message.kind !== 'approval' && message.kind !== 'input' && message.kind !== 'control') return message;
@@ -63,9 +71,9 @@ export function attributeInbox(verifier: IdentityVerifier | undefined, message: 
     // A parent agent's cancel of its child: believed only from a host, whose step sent it (and
     // whose identity proves nothing about a person). Anyone else claiming to be an agent is
     // recorded as who they proved to be, or as unverified with the claim.
-    const check = verifier.check(data, headers);
-    if (check.ok && check.identity.role === 'host') return message;
-    const { principal } = attribute(verifier, data, headers, check.ok ? undefined : message.by);
+    if (fromHost(verifier, data, headers)) return message;
+    const proved = verifier.check(data, headers).ok;
+    const { principal } = attribute(verifier, data, headers, proved ? undefined : message.by);
     return { ...message, by: principal! };
   }
   const { principal } = attribute(verifier, data, headers, message.by);

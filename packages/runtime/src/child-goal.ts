@@ -1,5 +1,6 @@
 import { readStoredRecord, type IdentityVerifier, type KV, type MsgHdrs } from '@errand/nats';
 import { decodeRecord, type AgentRecord, type Message } from '@errand/protocols';
+import { fromHost } from './attribution.js';
 
 /**
  * A goal that names a parent agent starts one of that agent's children, which only the parent's
@@ -10,7 +11,7 @@ import { decodeRecord, type AgentRecord, type Message } from '@errand/protocols'
  * parent with results of its own.
  */
 export interface ChildGoalCheck {
-  /** Checks who sent a message; a goal a host proved sending is its step's. None without credentials. */
+  /** Checks who sent a message; a goal a host (or the admin) proved sending stands. None without credentials. */
   identities: IdentityVerifier | undefined;
   /** The agents bucket. */
   agents: KV;
@@ -25,8 +26,7 @@ export interface ChildGoalCheck {
 export async function refuseChildGoal(c: ChildGoalCheck, goal: Message<'goal'>, data: Uint8Array, headers: MsgHdrs | undefined): Promise<string | undefined> {
   const parent = goal.parent;
   if (!parent) return undefined;
-  const check = c.identities?.check(data, headers);
-  if (check?.ok && check.identity.role === 'host') return undefined;
+  if (c.identities && fromHost(c.identities, data, headers)) return undefined;
   // Not proved by a host (or a host of an older version, which did not prove its goals): the
   // parent's record must list this agent as the child of that ref.
   const lists = (record: AgentRecord | undefined) => record?.children[parent.ref]?.agentId === goal.agentId;
