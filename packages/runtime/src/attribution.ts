@@ -8,8 +8,11 @@ import type { InboxMessage, Principal } from '@errand/protocols';
  * vouch for the principal they name; any other identity is the principal itself.
  */
 
-/** Roles trusted to name the person they act for. */
-const RELAYS = new Set(['notifier', 'gateway']);
+/**
+ * Roles trusted to name whom they act for: the notifier and the gateway a person another system
+ * authenticated, a host the schedule whose fire it submits (or cancels the previous run of).
+ */
+const RELAYS = new Set(['notifier', 'gateway', 'host']);
 
 /**
  * Whether a proof shows a host (or the deployment's admin, who may do anything, and as whom a host

@@ -269,6 +269,10 @@ describe('schedules', () => {
       expect(runs.length).toBeGreaterThanOrEqual(3);
       // Every run but the last was cancelled by the next fire.
       for (const id of runs.slice(0, -1)) expect((await d.waitForStatus(id, ['cancelled'])).status).toBe('cancelled');
+      // Started and cancelled by the schedule, which the host that fired it names.
+      const first = (await d.record(runs[0]!))!;
+      expect(first.submittedBy).toEqual({ id: 'schedule:canceller', channel: 'schedule' });
+      expect(first.control).toMatchObject({ action: 'cancel', by: { id: 'schedule:canceller', channel: 'schedule' } });
       expect(canceller.counts.skipped).toBe(0);
     } finally {
       await d.stopHosts();
