@@ -44,7 +44,7 @@ export {
 } from './identity.js';
 export { IDENTITY_HEADER, identityProver, identityVerifier, PROOF_HEADER, type IdentityProver, type IdentityVerifier, type ProofCheck, type ProvenIdentity } from './proof.js';
 export { prepareMessage, publishMessage, type PreparedMessage, type PublishMessageOptions } from './publish.js';
-export { readAllRecords, readRecord, readStoredRecord, type StoredRecord } from './records.js';
+export { readAllRecords, readRecord, readRecordFromLeader, readStoredRecord, type StoredRecord } from './records.js';
 export { deadLetter, type DeadLetterReason, type DeadLetterTarget, type DeadMessage } from './dead-letter.js';
 export {
   consumeMessages,

@@ -26,6 +26,21 @@ export async function readRecord(agents: KV, agentId: string): Promise<AgentReco
 }
 
 /**
+ * An agent's record as the leader of bucket `bucket`'s stream has it: a read a replica answers
+ * may not have caught up yet with a write just acknowledged. Undefined when there is none, it was
+ * deleted, or this build cannot read it.
+ */
+export async function readRecordFromLeader(conn: ErrandConnection, bucket: string, agentId: string): Promise<AgentRecord | undefined> {
+  const m = await (await conn.jsm()).streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${agentId}` }).catch(() => null);
+  if (!m || m.data.length === 0) return undefined;
+  try {
+    return decodeRecord(m.data);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Every record in the agents bucket `bucket`, without a get per key (a list of 10,000 agents was
  * 10,000 round trips one after another): an ordered consumer over the bucket's last value of each
  * key, which the server streams, then a second consumer over what was written after the last value

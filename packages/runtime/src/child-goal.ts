@@ -1,5 +1,5 @@
 import { readStoredRecord, type IdentityVerifier, type KV, type MsgHdrs } from '@errand/nats';
-import { decodeRecord, type AgentRecord, type Message } from '@errand/protocols';
+import type { AgentRecord, Message } from '@errand/protocols';
 import { fromHost } from './attribution.js';
 
 /**
@@ -19,7 +19,7 @@ export interface ChildGoalCheck {
    * The parent's record as the stream's leader has it (a read from a replica may not have caught
    * up with the write that listed the child yet). Undefined when it has none.
    */
-  readFromLeader: (agentId: string) => Promise<Uint8Array | undefined>;
+  readFromLeader: (agentId: string) => Promise<AgentRecord | undefined>;
 }
 
 /** Why `goal` is refused, or undefined when its parent started it (or it names no parent). */
@@ -31,13 +31,6 @@ export async function refuseChildGoal(c: ChildGoalCheck, goal: Message<'goal'>, 
   // parent's record must list this agent as the child of that ref.
   const lists = (record: AgentRecord | undefined) => record?.children[parent.ref]?.agentId === goal.agentId;
   if (lists((await readStoredRecord(c.agents, parent.agentId).catch(() => undefined))?.record)) return undefined;
-  const latest = await c.readFromLeader(parent.agentId);
-  let record: AgentRecord | undefined;
-  try {
-    record = latest && latest.length > 0 ? decodeRecord(latest) : undefined;
-  } catch {
-    record = undefined;
-  }
-  if (lists(record)) return undefined;
+  if (lists(await c.readFromLeader(parent.agentId))) return undefined;
   return `a goal for ${goal.agentId} names ${parent.agentId} as its parent (ref ${parent.ref}), which did not start it: only an agent's own step starts its children`;
 }

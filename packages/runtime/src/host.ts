@@ -17,7 +17,7 @@ import {
   type Subjects,
   type WireFormat,
 } from '@errand/protocols';
-import { consumeMessages, deadLetter, ensureConsumer, identityVerifier, isPassingFailure, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
+import { consumeMessages, deadLetter, ensureConsumer, readRecordFromLeader, identityVerifier, isPassingFailure, openBucket, type IdentityVerifier, type DeadLetterTarget, type ErrandConnection, type JsMsg, type MessageConsumer } from '@errand/nats';
 import { RuntimeError, RuntimeErrorCode, type AgentRegistry } from '@errand/core';
 import { startScheduler } from '@errand/schedules';
 import type { CrashHook } from './crash-points.js';
@@ -146,16 +146,7 @@ export async function startHost(options: Pick<HostOptions, 'conn' | 'registry'> 
   if (!identities) logger.warn({}, 'no NATS credentials: who decided or submitted is recorded as the messages claim, unverified');
   const executor = new StepExecutor({ js: conn.js, agents, subjects, registry: o.registry, logger, crash: o.crash, now: o.now, signer: o.signer, prover: conn.identity, eventFormat: o.eventFormat });
   if (!o.signer) logger.warn({}, 'no signing key (ERRAND_SIGNING_KEY): work commands go out unsigned, and tool-runners refuse them');
-  let jsm: Awaited<ReturnType<ErrandConnection['jsm']>> | undefined;
-  const childGoals: ChildGoalCheck = {
-    identities,
-    agents,
-    readFromLeader: async (agentId) => {
-      jsm ??= await conn.jsm();
-      const m = await jsm.streams.getMessage(`KV_${names.buckets.agents}`, { last_by_subj: `$KV.${names.buckets.agents}.${agentId}` }).catch(() => null);
-      return m?.data;
-    },
-  };
+  const childGoals: ChildGoalCheck = { identities, agents, readFromLeader: (agentId) => readRecordFromLeader(conn, names.buckets.agents, agentId) };
   const inbox = await consumeMessages({
     consumer: await conn.js.consumers.get(names.streams.inbox, INBOX_CONSUMER),
     expect: INBOX_MESSAGE_KINDS,
