@@ -1,3 +1,4 @@
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { fromPublic, fromSeed } from '@nats-io/nkeys';
 import { ROLES, type Role } from '@errand/protocols';
 import { credsInfo, type CredsInfo } from './identity.js';
@@ -31,16 +32,53 @@ export function identityProver(creds: string): IdentityProver | undefined {
   return proverOf(credsInfo(creds));
 }
 
+/**
+ * Signatures are Ed25519 over the nkey's own key, made and checked by Node's OpenSSL: nkeys (pure
+ * JavaScript, and deriving the key pair from the seed on every call) took about 25 ms per signature
+ * and 20 ms per check, and a host makes and checks them for every goal it takes in.
+ */
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+/** PKCS#8 DER of an Ed25519 private key, up to the 32 bytes of its seed (RFC 8410). */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/** The 32 key bytes of an nkey already checked by nkeys: base32 of prefix byte(s), key, CRC16. */
+function nkeyBytes(encoded: string, prefixBytes: number): Buffer {
+  const out: number[] = [];
+  let bits = 0;
+  let value = 0;
+  for (const ch of encoded) {
+    value = (value << 5) | BASE32.indexOf(ch);
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(out.slice(prefixBytes, prefixBytes + 32));
+}
+
+/** The Ed25519 private key of an nkey seed (`S…`); throws when nkeys does not take the seed. */
+function privateKeyOfSeed(seed: string): KeyObject {
+  fromSeed(new TextEncoder().encode(seed));
+  return createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, nkeyBytes(seed, 2)]), format: 'der', type: 'pkcs8' });
+}
+
+/** The Ed25519 public key of a public nkey (`U…`, `A…`); throws when nkeys does not take it. */
+function publicKeyOf(nkey: string): KeyObject {
+  fromPublic(nkey);
+  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: nkeyBytes(nkey, 1).toString('base64url') }, format: 'jwk' });
+}
+
 /** A prover for read creds; undefined when they hold no seed. */
 export function proverOf(info: CredsInfo): IdentityProver | undefined {
   if (!info.seed) return undefined;
-  const kp = fromSeed(new TextEncoder().encode(info.seed));
+  const key = privateKeyOfSeed(info.seed);
   const jwt = info.jwt;
   return {
     name: info.name,
     role: info.role,
     account: info.account,
-    prove: (body) => ({ [IDENTITY_HEADER]: jwt, [PROOF_HEADER]: Buffer.from(kp.sign(body)).toString('base64url') }),
+    prove: (body) => ({ [IDENTITY_HEADER]: jwt, [PROOF_HEADER]: sign(null, body, key).toString('base64url') }),
   };
 }
 
@@ -64,11 +102,12 @@ export interface IdentityVerifier {
  * per message.
  */
 export function identityVerifier(account: string, now: () => number = Date.now): IdentityVerifier {
-  const known = new Map<string, { identity: ProvenIdentity; exp: number | undefined } | string>();
-  const readJwt = (jwt: string): { identity: ProvenIdentity; exp: number | undefined } | string => {
+  type Known = { identity: ProvenIdentity; key: KeyObject; exp: number | undefined };
+  const known = new Map<string, Known | string>();
+  const readJwt = (jwt: string): Known | string => {
     const cached = known.get(jwt);
     if (cached !== undefined) return cached;
-    let result: { identity: ProvenIdentity; exp: number | undefined } | string;
+    let result: Known | string;
     try {
       const [head, payload, sig] = jwt.split('.');
       if (!head || !payload || !sig) throw new Error('not a JWT');
@@ -81,11 +120,11 @@ export function identityVerifier(account: string, now: () => number = Date.now):
       };
       if (claims.nats?.type !== 'user' || !claims.sub || !claims.iss) result = 'not a user JWT';
       else if ((claims.nats.issuer_account ?? claims.iss) !== account || claims.iss !== account) result = 'issued by another account';
-      else if (!fromPublic(claims.iss).verify(new TextEncoder().encode(`${head}.${payload}`), Buffer.from(sig, 'base64url'))) result = 'the JWT signature does not match its issuer';
+      else if (!verify(null, Buffer.from(`${head}.${payload}`), publicKeyOf(claims.iss), Buffer.from(sig, 'base64url'))) result = 'the JWT signature does not match its issuer';
       else {
         const tag = (claims.nats.tags ?? []).find((t) => t.startsWith('errand-role:'))?.slice('errand-role:'.length);
         const role = (ROLES as readonly string[]).includes(tag ?? '') ? (tag as Role) : undefined;
-        result = { identity: { name: claims.name ?? claims.sub, publicKey: claims.sub, role }, exp: claims.exp };
+        result = { identity: { name: claims.name ?? claims.sub, publicKey: claims.sub, role }, key: publicKeyOf(claims.sub), exp: claims.exp };
       }
     } catch (err) {
       result = `unreadable identity: ${(err as Error).message}`;
@@ -104,7 +143,7 @@ export function identityVerifier(account: string, now: () => number = Date.now):
       if (read.exp !== undefined && read.exp * 1000 < now()) return { ok: false, reason: 'the identity has expired' };
       let valid = false;
       try {
-        valid = fromPublic(read.identity.publicKey).verify(body, Buffer.from(proof, 'base64url'));
+        valid = verify(null, body, read.key, Buffer.from(proof, 'base64url'));
       } catch {
         valid = false;
       }
